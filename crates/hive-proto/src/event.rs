@@ -1,0 +1,37 @@
+//! Events the daemon pushes to every authenticated client.
+
+use serde::{Deserialize, Serialize};
+
+use crate::Bytes;
+
+/// An event, serialized inside a server frame as
+/// `{"type": "event", "event": "<kind>", ...fields}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum Event {
+    /// A gossipsub message on a subscribed topic.
+    Message {
+        topic: String,
+        /// Peer id of the original author (messages are signed).
+        from: String,
+        /// Gossipsub message id, the same on every receiving node.
+        id: String,
+        data: Bytes,
+    },
+    /// A direct message from another peer; already acknowledged to it.
+    Direct { from: String, id: String, data: Bytes },
+    /// The first connection to a peer was established.
+    PeerConnected { peer_id: String, addr: String },
+    /// The last connection to a peer closed.
+    PeerDisconnected { peer_id: String },
+    /// The node is listening on a new address (full multiaddr with `/p2p/`).
+    NewListenAddr { addr: String },
+    /// The node stopped listening on an address.
+    ExpiredListenAddr { addr: String },
+    /// A remote peer subscribed to a topic we are subscribed to.
+    TopicPeerJoined { topic: String, peer_id: String },
+    /// A remote peer unsubscribed from a topic we are subscribed to.
+    TopicPeerLeft { topic: String, peer_id: String },
+    /// This client could not keep up and `missed` events were dropped for it.
+    Lagged { missed: u64 },
+}

@@ -1,0 +1,208 @@
+//! Operations a client may request, and the typed results they return.
+//!
+//! On the wire an operation is `"op": "<name>"` plus, for operations that take
+//! any, an `"args"` object: `{"type": "request", "id": 7, "op": "publish",
+//! "args": {"topic": "chat", "data": "aGk="}}`. Every result is a JSON object,
+//! described by the `*Result` types below.
+
+use serde::{Deserialize, Serialize};
+
+use crate::Bytes;
+
+/// An operation. The doc comment of each variant names its result type.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "op", content = "args", rename_all = "snake_case")]
+pub enum Op {
+    /// Identity and state of the node. Result: [`StatusResult`].
+    Status,
+    /// Addresses the node listens on. Result: [`ListenAddrsResult`].
+    ListenAddrs,
+    /// Dial a multiaddr (with or without `/p2p/`) and wait until connected.
+    /// Result: [`DialResult`].
+    Dial { addr: String },
+    /// Connected peers. Result: [`PeersResult`].
+    Peers,
+    /// Close every connection to a peer. Result: [`Empty`].
+    Disconnect { peer_id: String },
+    /// Subscribe to a gossipsub topic. Result: [`SubscribeResult`].
+    Subscribe { topic: String },
+    /// Unsubscribe from a topic. Result: [`SubscribeResult`].
+    Unsubscribe { topic: String },
+    /// Subscribed topics and how many peers share each. Result: [`TopicsResult`].
+    Topics,
+    /// Publish bytes on a topic. Result: [`PublishResult`].
+    Publish { topic: String, data: Bytes },
+    /// Send bytes directly to a peer; answered once the remote daemon has
+    /// acknowledged them. `id` is optional: the daemon makes one when absent,
+    /// and a caller retrying a message passes the same id again so that the
+    /// receiver can drop duplicates. Result: [`SendResult`].
+    Send {
+        peer_id: String,
+        data: Bytes,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<String>,
+    },
+    /// Kademlia: find a peer's addresses. Result: [`FindPeerResult`].
+    FindPeer { peer_id: String },
+    /// Kademlia: announce this node as a provider of `key`. Result: [`Empty`].
+    Provide { key: Bytes },
+    /// Kademlia: find providers of `key`. Result: [`FindProvidersResult`].
+    FindProviders { key: Bytes },
+    /// Kademlia: store a record. Result: [`Empty`].
+    PutRecord { key: Bytes, value: Bytes },
+    /// Kademlia: fetch a record. Result: [`GetRecordResult`].
+    GetRecord { key: Bytes },
+    /// Round trip to a peer over libp2p. Result: [`PingResult`].
+    Ping { peer_id: String },
+    /// Stop the daemon. Answered before the daemon exits. Result: [`Empty`].
+    Shutdown,
+}
+
+impl Op {
+    /// The wire name of the operation, for logs and metrics labels.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Op::Status => "status",
+            Op::ListenAddrs => "listen_addrs",
+            Op::Dial { .. } => "dial",
+            Op::Peers => "peers",
+            Op::Disconnect { .. } => "disconnect",
+            Op::Subscribe { .. } => "subscribe",
+            Op::Unsubscribe { .. } => "unsubscribe",
+            Op::Topics => "topics",
+            Op::Publish { .. } => "publish",
+            Op::Send { .. } => "send",
+            Op::FindPeer { .. } => "find_peer",
+            Op::Provide { .. } => "provide",
+            Op::FindProviders { .. } => "find_providers",
+            Op::PutRecord { .. } => "put_record",
+            Op::GetRecord { .. } => "get_record",
+            Op::Ping { .. } => "ping",
+            Op::Shutdown => "shutdown",
+        }
+    }
+
+    /// Every operation name this protocol version knows.
+    pub const NAMES: &'static [&'static str] = &[
+        "status",
+        "listen_addrs",
+        "dial",
+        "peers",
+        "disconnect",
+        "subscribe",
+        "unsubscribe",
+        "topics",
+        "publish",
+        "send",
+        "find_peer",
+        "provide",
+        "find_providers",
+        "put_record",
+        "get_record",
+        "ping",
+        "shutdown",
+    ];
+}
+
+/// An empty result object, `{}`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Empty {}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StatusResult {
+    pub peer_id: String,
+    /// Full multiaddrs ending in `/p2p/<peer id>`.
+    pub listen_addrs: Vec<String>,
+    /// Number of connected peers.
+    pub peers: usize,
+    /// Subscribed topics.
+    pub topics: Vec<String>,
+    pub pid: u32,
+    pub uptime_secs: f64,
+    pub daemon_version: String,
+    pub protocol_version: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ListenAddrsResult {
+    pub listen_addrs: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DialResult {
+    /// The peer the connection reached.
+    pub peer_id: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PeerInfo {
+    pub peer_id: String,
+    /// Addresses of the peer's open connections (remote side).
+    pub addrs: Vec<String>,
+    /// Last round trip measured by the libp2p ping protocol, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rtt_ms: Option<f64>,
+    /// Seconds since the first of the current connections was established.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connected_secs: Option<f64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PeersResult {
+    pub peers: Vec<PeerInfo>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SubscribeResult {
+    /// False when the call changed nothing (already subscribed, or not
+    /// subscribed for an unsubscribe).
+    pub changed: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TopicInfo {
+    pub topic: String,
+    /// Remote peers known to be subscribed to the topic.
+    pub peers: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TopicsResult {
+    pub topics: Vec<TopicInfo>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PublishResult {
+    /// Gossipsub message id, as receivers will see it in their `message` event.
+    pub id: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SendResult {
+    /// The direct message's id, as the receiver sees it in its `direct` event.
+    pub id: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FindPeerResult {
+    pub peer_id: String,
+    pub addrs: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FindProvidersResult {
+    pub providers: Vec<FindPeerResult>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GetRecordResult {
+    pub value: Bytes,
+    /// Peer id of the record's publisher, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub publisher: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PingResult {
+    pub rtt_ms: f64,
+}
