@@ -1,0 +1,477 @@
+//! Client side of the daemon's IPC link (see `hive_proto`).
+//!
+//! One WebSocket carries many pipelined requests. A reader task matches each
+//! response to its waiting caller by id and fans events out on a broadcast
+//! channel; a writer task owns the sink so that concurrent callers never
+//! contend for it and bursts of requests go out in one flush.
+//!
+//! The one property everything above relies on: when the link dies, every
+//! request in flight fails *at once* with [`IpcError::LinkClosed`] and every
+//! later request fails immediately. A caller never waits on a dead daemon.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures::{SinkExt, StreamExt};
+use hive_proto::{
+    close, codec, ClientFrame, ErrorBody, Event, Op, Request, ServerFrame, PROTOCOL_VERSION,
+};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::tungstenite::Message;
+
+/// How long the daemon may take to answer the hello.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Capacity of the event channel between the reader task and the supervisor.
+const EVENT_CAPACITY: usize = 16_384;
+/// Round trips kept for the latency percentile used by the tension signal.
+const LATENCY_WINDOW: usize = 256;
+/// Most frames fed to the socket before one flush.
+const WRITE_BATCH: usize = 64;
+
+/// Everything that can go wrong with an IPC request.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum IpcError {
+    /// The daemon answered with an error.
+    #[error("daemon error: {0}")]
+    Daemon(ErrorBody),
+    /// The link is gone (daemon exited, restarted or the socket broke).
+    #[error("IPC link closed: {0}")]
+    LinkClosed(String),
+    /// No answer in time. The request may still complete in the daemon.
+    #[error("IPC request {op} timed out after {after:?}")]
+    Timeout { op: &'static str, after: Duration },
+    /// The WebSocket could not be opened.
+    #[error("cannot connect to the daemon IPC at {url}: {reason}")]
+    Connect { url: String, reason: String },
+    /// The hello exchange failed (wrong token, version mismatch, ...).
+    #[error("IPC handshake failed: {0}")]
+    Handshake(String),
+    /// The daemon's answer did not have the expected shape.
+    #[error("unexpected IPC result for {op}: {reason}")]
+    BadResult { op: &'static str, reason: String },
+}
+
+/// Metric label for the per-op latency histogram.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OpLabel {
+    pub op: String,
+}
+
+type LatencyFamily = Family<OpLabel, Histogram, fn() -> Histogram>;
+
+fn latency_histogram() -> Histogram {
+    // 0.5 ms .. ~16 s
+    Histogram::new(exponential_buckets(0.0005, 2.0, 16))
+}
+
+/// Request statistics shared by every link the supervisor opens, so that
+/// metrics and the tension signals survive daemon restarts.
+pub struct IpcStats {
+    in_flight: AtomicUsize,
+    recent: Mutex<VecDeque<f64>>,
+    histogram: LatencyFamily,
+}
+
+impl Default for IpcStats {
+    fn default() -> Self {
+        IpcStats {
+            in_flight: AtomicUsize::new(0),
+            recent: Mutex::new(VecDeque::with_capacity(LATENCY_WINDOW)),
+            histogram: Family::new_with_constructor(latency_histogram as fn() -> Histogram),
+        }
+    }
+}
+
+impl IpcStats {
+    /// Requests sent and not yet answered, over all links.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::Relaxed)
+    }
+
+    /// The last round trips (milliseconds), oldest first.
+    pub fn recent_latencies_ms(&self) -> Vec<f64> {
+        match self.recent.lock() {
+            Ok(recent) => recent.iter().copied().collect(),
+            Err(poisoned) => poisoned.into_inner().iter().copied().collect(),
+        }
+    }
+
+    /// The histogram family, for registration in the metrics registry.
+    pub fn histogram(&self) -> LatencyFamily {
+        self.histogram.clone()
+    }
+
+    fn record(&self, op: &'static str, elapsed: Duration) {
+        self.histogram
+            .get_or_create(&OpLabel { op: op.to_owned() })
+            .observe(elapsed.as_secs_f64());
+        let mut recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
+        if recent.len() == LATENCY_WINDOW {
+            recent.pop_front();
+        }
+        recent.push_back(elapsed.as_secs_f64() * 1000.0);
+    }
+}
+
+/// Decrements the in-flight count however a request ends (answer, timeout,
+/// or the caller's future being dropped).
+struct InFlight<'a>(&'a AtomicUsize);
+
+impl<'a> InFlight<'a> {
+    fn new(counter: &'a AtomicUsize) -> Self {
+        counter.fetch_add(1, Ordering::Relaxed);
+        InFlight(counter)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+type Reply = Result<Value, IpcError>;
+
+struct Inner {
+    next_id: AtomicU64,
+    /// `None` once the link is closed: inserting is then impossible, which is
+    /// what makes new requests fail immediately.
+    pending: Mutex<Option<HashMap<u64, oneshot::Sender<Reply>>>>,
+    outgoing: mpsc::UnboundedSender<Message>,
+    closed: watch::Sender<Option<String>>,
+    stats: Arc<IpcStats>,
+}
+
+impl Inner {
+    fn lock_pending(&self) -> std::sync::MutexGuard<'_, Option<HashMap<u64, oneshot::Sender<Reply>>>> {
+        self.pending.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Mark the link closed and fail everything waiting on it. Idempotent.
+    fn shut(&self, reason: &str) {
+        let waiting = self.lock_pending().take();
+        if let Some(waiting) = waiting {
+            tracing::debug!(reason, pending = waiting.len(), "IPC link closed");
+            for (_, tx) in waiting {
+                let _ = tx.send(Err(IpcError::LinkClosed(reason.to_owned())));
+            }
+            self.closed.send_replace(Some(reason.to_owned()));
+        }
+    }
+
+    fn complete(&self, id: u64, reply: Reply) {
+        let tx = self.lock_pending().as_mut().and_then(|map| map.remove(&id));
+        match tx {
+            Some(tx) => {
+                let _ = tx.send(reply);
+            }
+            // The caller timed out or went away; nothing to do.
+            None => tracing::trace!(id, "response for a request nobody waits for"),
+        }
+    }
+}
+
+/// What the daemon said about itself in its welcome.
+#[derive(Debug, Clone)]
+pub struct Welcome {
+    pub peer_id: String,
+    pub daemon_version: String,
+}
+
+/// A handle on one IPC link; cheap to clone.
+#[derive(Clone)]
+pub struct IpcClient {
+    inner: Arc<Inner>,
+}
+
+impl IpcClient {
+    /// Open the WebSocket, authenticate, and start the reader and writer
+    /// tasks. Returns the client, the daemon's welcome and the event stream.
+    pub async fn connect(
+        url: &str,
+        token: &str,
+        stats: Arc<IpcStats>,
+    ) -> Result<(IpcClient, Welcome, broadcast::Receiver<Event>), IpcError> {
+        let config = WebSocketConfig::default()
+            .max_message_size(Some(hive_proto::HARD_MAX_FRAME_BYTES))
+            .max_frame_size(Some(hive_proto::HARD_MAX_FRAME_BYTES));
+        // `true`: TCP_NODELAY, small request frames must not wait for Nagle.
+        let (mut ws, _) = tokio_tungstenite::connect_async_with_config(url, Some(config), true)
+            .await
+            .map_err(|e| IpcError::Connect {
+                url: url.to_owned(),
+                reason: e.to_string(),
+            })?;
+
+        let hello = codec::encode(&ClientFrame::Hello {
+            version: PROTOCOL_VERSION,
+            token: token.to_owned(),
+        })
+        .map_err(|e| IpcError::Handshake(format!("cannot encode hello: {e}")))?;
+        ws.send(Message::Text(hello.into()))
+            .await
+            .map_err(|e| IpcError::Handshake(format!("cannot send hello: {e}")))?;
+
+        let welcome = tokio::time::timeout(HANDSHAKE_TIMEOUT, async {
+            loop {
+                match ws.next().await {
+                    Some(Ok(Message::Text(text))) => {
+                        return match codec::decode_server_frame(&text) {
+                            Ok(ServerFrame::Welcome {
+                                peer_id,
+                                daemon_version,
+                                ..
+                            }) => Ok(Welcome {
+                                peer_id,
+                                daemon_version,
+                            }),
+                            Ok(other) => Err(IpcError::Handshake(format!(
+                                "expected a welcome, got {other:?}"
+                            ))),
+                            Err(e) => Err(IpcError::Handshake(format!("bad welcome frame: {e}"))),
+                        };
+                    }
+                    Some(Ok(Message::Close(frame))) => {
+                        let why = frame
+                            .map(|f| describe_close(f.code, &f.reason))
+                            .unwrap_or_else(|| "closed without a reason".to_owned());
+                        return Err(IpcError::Handshake(why));
+                    }
+                    Some(Ok(_)) => continue,
+                    Some(Err(e)) => return Err(IpcError::Handshake(e.to_string())),
+                    None => return Err(IpcError::Handshake("connection closed".to_owned())),
+                }
+            }
+        })
+        .await
+        .map_err(|_| IpcError::Handshake(format!("no welcome within {HANDSHAKE_TIMEOUT:?}")))??;
+
+        let (sink, stream) = ws.split();
+        let (out_tx, out_rx) = mpsc::unbounded_channel();
+        let (events_tx, events_rx) = broadcast::channel(EVENT_CAPACITY);
+        let (closed_tx, _) = watch::channel(None);
+        let inner = Arc::new(Inner {
+            next_id: AtomicU64::new(1),
+            pending: Mutex::new(Some(HashMap::new())),
+            outgoing: out_tx,
+            closed: closed_tx,
+            stats,
+        });
+        tokio::spawn(write_loop(Arc::downgrade(&inner), sink, out_rx));
+        tokio::spawn(read_loop(inner.clone(), stream, events_tx));
+        Ok((IpcClient { inner }, welcome, events_rx))
+    }
+
+    /// Send one operation and wait for its result (the `result` object).
+    pub async fn request(&self, op: Op, timeout: Duration) -> Result<Value, IpcError> {
+        let name = op.name();
+        let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = oneshot::channel();
+        {
+            let mut pending = self.inner.lock_pending();
+            let Some(map) = pending.as_mut() else {
+                return Err(IpcError::LinkClosed(self.close_reason()));
+            };
+            map.insert(id, tx);
+        }
+        let text = match codec::encode(&ClientFrame::Request(Request { id, op })) {
+            Ok(text) => text,
+            Err(e) => {
+                self.forget(id);
+                return Err(IpcError::BadResult {
+                    op: name,
+                    reason: format!("cannot encode request: {e}"),
+                });
+            }
+        };
+        let _in_flight = InFlight::new(&self.inner.stats.in_flight);
+        let started = Instant::now();
+        if self.inner.outgoing.send(Message::Text(text.into())).is_err() {
+            self.forget(id);
+            return Err(IpcError::LinkClosed(self.close_reason()));
+        }
+        match tokio::time::timeout(timeout, rx).await {
+            Ok(Ok(reply)) => {
+                self.inner.stats.record(name, started.elapsed());
+                reply
+            }
+            Ok(Err(_)) => Err(IpcError::LinkClosed(self.close_reason())),
+            Err(_) => {
+                self.forget(id);
+                // A timeout is a (very slow) round trip as far as the
+                // latency signal is concerned: a hung daemon must show.
+                self.inner.stats.record(name, started.elapsed());
+                Err(IpcError::Timeout {
+                    op: name,
+                    after: timeout,
+                })
+            }
+        }
+    }
+
+    /// [`request`](Self::request) and decode the result into its type.
+    pub async fn request_typed<T: DeserializeOwned>(
+        &self,
+        op: Op,
+        timeout: Duration,
+    ) -> Result<T, IpcError> {
+        let name = op.name();
+        let value = self.request(op, timeout).await?;
+        serde_json::from_value(value).map_err(|e| IpcError::BadResult {
+            op: name,
+            reason: e.to_string(),
+        })
+    }
+
+    /// Whether the link is closed.
+    pub fn is_closed(&self) -> bool {
+        self.inner.closed.borrow().is_some()
+    }
+
+    /// Resolves once the link is closed, with the reason.
+    pub async fn closed(&self) -> String {
+        let mut rx = self.inner.closed.subscribe();
+        match rx.wait_for(Option::is_some).await {
+            Ok(reason) => reason.clone().unwrap_or_default(),
+            Err(_) => "link dropped".to_owned(),
+        }
+    }
+
+    /// Close the link; pending requests fail at once.
+    pub fn close(&self) {
+        let _ = self.inner.outgoing.send(Message::Close(None));
+        self.inner.shut("closed by the host");
+    }
+
+    fn forget(&self, id: u64) {
+        if let Some(map) = self.inner.lock_pending().as_mut() {
+            map.remove(&id);
+        }
+    }
+
+    fn close_reason(&self) -> String {
+        self.inner
+            .closed
+            .borrow()
+            .clone()
+            .unwrap_or_else(|| "link closed".to_owned())
+    }
+}
+
+fn describe_close(code: CloseCode, reason: &str) -> String {
+    let what = match u16::from(code) {
+        close::UNAUTHORIZED => "unauthorized (bad token)",
+        close::VERSION_MISMATCH => "protocol version mismatch",
+        close::HANDSHAKE_FAILED => "handshake failed",
+        close::SLOW_CONSUMER => "dropped as a slow consumer",
+        close::FRAME_TOO_LARGE => "frame too large",
+        close::SHUTTING_DOWN => "daemon shutting down",
+        _ => "closed",
+    };
+    format!("{what} (code {}): {reason}", u16::from(code))
+}
+
+type WsStream =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// Owns the sink. Holds only a weak reference so that dropping every
+/// [`IpcClient`] ends it (the channel closes) and the socket with it.
+async fn write_loop(
+    inner: std::sync::Weak<Inner>,
+    mut sink: futures::stream::SplitSink<WsStream, Message>,
+    mut rx: mpsc::UnboundedReceiver<Message>,
+) {
+    let mut result = Ok(());
+    'outer: while let Some(first) = rx.recv().await {
+        let mut closing = matches!(first, Message::Close(_));
+        if let Err(e) = sink.feed(first).await {
+            result = Err(e);
+            break;
+        }
+        let mut batched = 1;
+        while !closing && batched < WRITE_BATCH {
+            match rx.try_recv() {
+                Ok(msg) => {
+                    closing = matches!(msg, Message::Close(_));
+                    if let Err(e) = sink.feed(msg).await {
+                        result = Err(e);
+                        break 'outer;
+                    }
+                    batched += 1;
+                }
+                Err(_) => break,
+            }
+        }
+        if let Err(e) = sink.flush().await {
+            result = Err(e);
+            break;
+        }
+        if closing {
+            break;
+        }
+    }
+    let _ = sink.close().await;
+    if let Some(inner) = inner.upgrade() {
+        let reason = match result {
+            Ok(()) => "link closed by the host".to_owned(),
+            Err(e) => format!("write failed: {e}"),
+        };
+        inner.shut(&reason);
+    }
+}
+
+async fn read_loop(
+    inner: Arc<Inner>,
+    mut stream: futures::stream::SplitStream<WsStream>,
+    events: broadcast::Sender<Event>,
+) {
+    let mut closed = inner.closed.subscribe();
+    let reason = loop {
+        let next = tokio::select! {
+            next = stream.next() => next,
+            _ = closed.wait_for(Option::is_some) => break "link closed by the host".to_owned(),
+        };
+        match next {
+            Some(Ok(Message::Text(text))) => match codec::decode_server_frame(&text) {
+                Ok(ServerFrame::Response(resp)) => {
+                    let Some(id) = resp.id else {
+                        tracing::warn!(error = ?resp.error, "daemon rejected a frame without an id");
+                        continue;
+                    };
+                    let reply = match (resp.result, resp.error) {
+                        (_, Some(err)) => Err(IpcError::Daemon(err)),
+                        (Some(result), None) => Ok(result),
+                        (None, None) => Ok(Value::Object(Default::default())),
+                    };
+                    inner.complete(id, reply);
+                }
+                Ok(ServerFrame::Event(event)) => {
+                    // No receiver only means nobody listens right now.
+                    let _ = events.send(event);
+                }
+                Ok(ServerFrame::Welcome { .. }) => {
+                    tracing::warn!("unexpected second welcome from the daemon");
+                }
+                Err(e) => tracing::warn!(error = %e, "undecodable frame from the daemon"),
+            },
+            Some(Ok(Message::Close(frame))) => {
+                break frame
+                    .map(|f| describe_close(f.code, &f.reason))
+                    .unwrap_or_else(|| "daemon closed the link".to_owned());
+            }
+            Some(Ok(_)) => {}
+            Some(Err(e)) => break format!("read failed: {e}"),
+            None => break "daemon closed the connection".to_owned(),
+        }
+    };
+    inner.shut(&reason);
+}

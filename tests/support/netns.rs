@@ -1,0 +1,95 @@
+//! A small private network made of Linux network namespaces: one namespace
+//! holding a bridge, and one namespace per test host joined to it by a veth
+//! pair. Multicast (mDNS) works across the bridge, and no packet ever leaves
+//! the namespaces the test created. Needs root (CAP_NET_ADMIN), which CI has.
+
+use std::process::Command;
+
+use anyhow::{bail, Context, Result};
+
+/// The private network; removed again on drop.
+pub struct Lan {
+    tag: String,
+    bridge_ns: String,
+    pub hosts: Vec<String>,
+}
+
+fn ip(args: &[&str]) -> Result<()> {
+    let out = Command::new("ip")
+        .args(args)
+        .output()
+        .context("running `ip` (iproute2)")?;
+    if !out.status.success() {
+        bail!(
+            "ip {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(())
+}
+
+impl Lan {
+    /// Whether this machine lets us make namespaces (root with iproute2).
+    pub fn available() -> bool {
+        // SAFETY: geteuid has no preconditions.
+        let root = unsafe { libc::geteuid() } == 0;
+        root && Command::new("ip")
+            .arg("-V")
+            .output()
+            .map(|o| o.status.success())
+            .unwrap_or(false)
+    }
+
+    /// Create a bridge and `n` host namespaces with addresses 10.213.X.(i+1)/24,
+    /// where X is derived from the process id so parallel runs do not clash.
+    pub fn new(n: usize) -> Result<Lan> {
+        let pid = std::process::id();
+        let tag = format!("{:x}", pid % 0xfffff);
+        let subnet = 1 + (pid % 250);
+        let bridge_ns = format!("hvb{tag}");
+        let mut lan = Lan {
+            tag: tag.clone(),
+            bridge_ns: bridge_ns.clone(),
+            hosts: Vec::new(),
+        };
+        ip(&["netns", "add", &bridge_ns])?;
+        ip(&["-n", &bridge_ns, "link", "set", "lo", "up"])?;
+        ip(&["-n", &bridge_ns, "link", "add", "br0", "type", "bridge"])?;
+        ip(&["-n", &bridge_ns, "link", "set", "br0", "up"])?;
+        for i in 0..n {
+            let ns = format!("hv{i}{tag}");
+            ip(&["netns", "add", &ns])?;
+            lan.hosts.push(ns.clone());
+            let host_end = format!("hv{i}h{tag}");
+            let br_end = format!("hv{i}b{tag}");
+            ip(&["-n", &ns, "link", "set", "lo", "up"])?;
+            ip(&[
+                "-n", &ns, "link", "add", &host_end, "type", "veth", "peer", "name", &br_end,
+                "netns", &bridge_ns,
+            ])?;
+            let addr = format!("10.213.{subnet}.{}/24", i + 1);
+            ip(&["-n", &ns, "addr", "add", &addr, "dev", &host_end])?;
+            ip(&["-n", &ns, "link", "set", &host_end, "multicast", "on"])?;
+            ip(&["-n", &ns, "link", "set", &host_end, "up"])?;
+            ip(&["-n", &bridge_ns, "link", "set", &br_end, "master", "br0"])?;
+            ip(&["-n", &bridge_ns, "link", "set", &br_end, "up"])?;
+            // Multicast needs a route; the connected /24 covers unicast.
+            ip(&["-n", &ns, "route", "add", "224.0.0.0/4", "dev", &host_end])?;
+        }
+        Ok(lan)
+    }
+
+    pub fn tag(&self) -> &str {
+        &self.tag
+    }
+}
+
+impl Drop for Lan {
+    fn drop(&mut self) {
+        for ns in &self.hosts {
+            let _ = ip(&["netns", "del", ns]);
+        }
+        let _ = ip(&["netns", "del", &self.bridge_ns]);
+    }
+}
