@@ -1,0 +1,694 @@
+//! Supervision of the one `hive-p2pd` daemon the host owns.
+//!
+//! The daemon is the only thing touching the network; the host keeps the
+//! *intent* (which topics the API subscribed, which peers we were connected
+//! to, which addresses we listen on) so that a crashed or hung daemon can be
+//! replaced by a new one that looks the same from outside: same data dir and
+//! so the same identity, same listen addresses, same subscriptions, same
+//! peers.
+//!
+//! States: `starting` → `running` → `restarting` → `running` … → `stopped`.
+
+use std::collections::{BTreeSet, VecDeque};
+use std::path::PathBuf;
+use std::process::{ExitStatus, Stdio};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use hive_proto::{
+    Event, Op, PeerInfo, PeersResult, ReadyLine, StatusResult, ENV_EXIT_WITH_PARENT,
+    ENV_IPC_TOKEN,
+};
+use serde::Serialize;
+use tokio::io::{AsyncBufReadExt, BufReader, Lines};
+use tokio::process::{Child, ChildStdout, Command};
+use tokio::sync::broadcast;
+use tokio_util::sync::CancellationToken;
+
+use crate::ipc_client::{IpcClient, IpcStats};
+use crate::metrics::Metrics;
+use crate::tension::{self, Tension};
+
+const READY_TIMEOUT: Duration = Duration::from_secs(30);
+const HEALTH_INTERVAL: Duration = Duration::from_secs(2);
+const HEALTH_TIMEOUT: Duration = Duration::from_secs(5);
+/// Consecutive failed health pings after which the daemon counts as hung.
+const HEALTH_FAILURES: u32 = 3;
+const BACKOFF_MIN: Duration = Duration::from_millis(250);
+const BACKOFF_MAX: Duration = Duration::from_secs(30);
+/// A daemon that ran this long resets the backoff.
+const HEALTHY_RESET: Duration = Duration::from_secs(60);
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+const RESUBSCRIBE_TIMEOUT: Duration = Duration::from_secs(5);
+const REDIAL_TIMEOUT: Duration = Duration::from_secs(10);
+/// Capacity of the host event channel fanned out to WebSocket clients.
+pub const HOST_EVENT_CAPACITY: usize = 16_384;
+
+/// Where the daemon is in its life cycle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DaemonState {
+    Starting,
+    Running,
+    Restarting,
+    Stopped,
+}
+
+/// The supervision state as the API shows it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DaemonSnapshot {
+    pub state: DaemonState,
+    pub pid: Option<u32>,
+    pub restarts: u64,
+}
+
+/// What the host broadcasts to its own subscribers.
+#[derive(Debug, Clone)]
+pub enum HostEvent {
+    /// An event pushed by the daemon.
+    Daemon(Event),
+    /// The supervision state changed.
+    State(DaemonSnapshot),
+}
+
+/// How to run the daemon.
+#[derive(Debug, Clone)]
+pub struct SupervisorConfig {
+    pub daemon_bin: PathBuf,
+    /// The daemon's own data dir (`<host data dir>/daemon`).
+    pub data_dir: PathBuf,
+    pub listen: Vec<String>,
+    pub bootstrap: Vec<String>,
+    pub no_mdns: bool,
+    pub log_format: String,
+    /// Secret for the IPC hello, handed over in the environment.
+    pub token: String,
+}
+
+/// Everything known about the daemon, including what survives it.
+#[derive(Debug, Clone)]
+pub struct HostStatus {
+    pub daemon: DaemonSnapshot,
+    pub peer_id: String,
+    pub listen_addrs: Vec<String>,
+    pub peers: usize,
+    pub daemon_version: Option<String>,
+}
+
+#[derive(Debug)]
+struct Status {
+    state: DaemonState,
+    pid: Option<u32>,
+    restarts: u64,
+    restart_times: VecDeque<Instant>,
+    peer_id: String,
+    listen_addrs: Vec<String>,
+    peers: usize,
+    daemon_version: Option<String>,
+}
+
+struct Shared {
+    config: SupervisorConfig,
+    status: Mutex<Status>,
+    /// Present only while the daemon is running.
+    client: Mutex<Option<IpcClient>>,
+    /// Topics the API subscribed; replayed on every new daemon.
+    topics: Mutex<BTreeSet<String>>,
+    /// Last `Op::Peers` answer; re-dialed by the next daemon.
+    last_peers: Mutex<Vec<PeerInfo>>,
+    events: broadcast::Sender<HostEvent>,
+    stats: Arc<IpcStats>,
+    metrics: Arc<Metrics>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Why one start attempt failed.
+#[derive(Debug, thiserror::Error)]
+enum StartError {
+    #[error("cannot spawn {bin}: {source}")]
+    Spawn {
+        bin: String,
+        source: std::io::Error,
+    },
+    #[error("daemon did not print its ready line within {0:?}")]
+    ReadyTimeout(Duration),
+    #[error("daemon exited before it was ready ({0})")]
+    ExitedEarly(String),
+    #[error("cannot read the daemon's stdout: {0}")]
+    Stdout(std::io::Error),
+    #[error(transparent)]
+    Ipc(#[from] crate::ipc_client::IpcError),
+}
+
+/// How a running daemon stopped being supervised.
+enum Outcome {
+    Exited(std::io::Result<ExitStatus>),
+    Hung,
+    Shutdown,
+}
+
+/// Handle on the supervisor; cheap to clone.
+#[derive(Clone)]
+pub struct Supervisor {
+    shared: Arc<Shared>,
+}
+
+impl Supervisor {
+    pub fn new(config: SupervisorConfig, stats: Arc<IpcStats>, metrics: Arc<Metrics>) -> Self {
+        let (events, _) = broadcast::channel(HOST_EVENT_CAPACITY);
+        metrics.set_state(DaemonState::Starting);
+        Supervisor {
+            shared: Arc::new(Shared {
+                config,
+                status: Mutex::new(Status {
+                    state: DaemonState::Starting,
+                    pid: None,
+                    restarts: 0,
+                    restart_times: VecDeque::new(),
+                    peer_id: String::new(),
+                    listen_addrs: Vec::new(),
+                    peers: 0,
+                    daemon_version: None,
+                }),
+                client: Mutex::new(None),
+                topics: Mutex::new(BTreeSet::new()),
+                last_peers: Mutex::new(Vec::new()),
+                events,
+                stats,
+                metrics,
+            }),
+        }
+    }
+
+    /// The IPC link, when the daemon is running.
+    pub fn client(&self) -> Option<IpcClient> {
+        lock(&self.shared.client)
+            .as_ref()
+            .filter(|c| !c.is_closed())
+            .cloned()
+    }
+
+    pub fn snapshot(&self) -> DaemonSnapshot {
+        let s = lock(&self.shared.status);
+        DaemonSnapshot {
+            state: s.state,
+            pid: s.pid,
+            restarts: s.restarts,
+        }
+    }
+
+    pub fn status(&self) -> HostStatus {
+        let s = lock(&self.shared.status);
+        HostStatus {
+            daemon: DaemonSnapshot {
+                state: s.state,
+                pid: s.pid,
+                restarts: s.restarts,
+            },
+            peer_id: s.peer_id.clone(),
+            listen_addrs: s.listen_addrs.clone(),
+            peers: s.peers,
+            daemon_version: s.daemon_version.clone(),
+        }
+    }
+
+    pub fn subscribe_events(&self) -> broadcast::Receiver<HostEvent> {
+        self.shared.events.subscribe()
+    }
+
+    /// Topics the API wants subscribed.
+    pub fn desired_topics(&self) -> Vec<String> {
+        lock(&self.shared.topics).iter().cloned().collect()
+    }
+
+    /// Remember a topic as wanted; returns whether it already was.
+    pub fn want_topic(&self, topic: &str) -> bool {
+        !lock(&self.shared.topics).insert(topic.to_owned())
+    }
+
+    /// Forget a topic; returns whether it was wanted.
+    pub fn unwant_topic(&self, topic: &str) -> bool {
+        lock(&self.shared.topics).remove(topic)
+    }
+
+    pub fn stats(&self) -> &Arc<IpcStats> {
+        &self.shared.stats
+    }
+
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.shared.metrics
+    }
+
+    /// Current tension, computed from the live signals.
+    pub fn tension(&self) -> Tension {
+        let (running, recent_restarts) = {
+            let mut s = lock(&self.shared.status);
+            let window = Duration::from_secs(tension::RESTART_WINDOW_SECS);
+            while s
+                .restart_times
+                .front()
+                .is_some_and(|t| t.elapsed() > window)
+            {
+                s.restart_times.pop_front();
+            }
+            (s.state == DaemonState::Running, s.restart_times.len())
+        };
+        let latencies = self.shared.stats.recent_latencies_ms();
+        tension::compute(&tension::Inputs {
+            daemon_running: running,
+            recent_restarts,
+            latencies_ms: &latencies,
+            in_flight: self.shared.stats.in_flight(),
+        })
+    }
+
+    fn set_state(&self, state: DaemonState, pid: Option<u32>) {
+        let snapshot = {
+            let mut s = lock(&self.shared.status);
+            s.state = state;
+            s.pid = pid;
+            DaemonSnapshot {
+                state,
+                pid,
+                restarts: s.restarts,
+            }
+        };
+        self.shared.metrics.set_state(state);
+        tracing::info!(state = ?snapshot.state, pid = ?snapshot.pid, restarts = snapshot.restarts, "daemon state");
+        let _ = self.shared.events.send(HostEvent::State(snapshot));
+    }
+
+    fn count_restart(&self) {
+        let mut s = lock(&self.shared.status);
+        s.restarts += 1;
+        s.restart_times.push_back(Instant::now());
+        if s.restart_times.len() > 1024 {
+            s.restart_times.pop_front();
+        }
+        self.shared.metrics.restarts.inc();
+    }
+
+    /// Run the daemon until `shutdown` fires, restarting it as needed. On
+    /// return no daemon process is left.
+    pub async fn run(self, shutdown: CancellationToken) {
+        let mut backoff = BACKOFF_MIN;
+        // Addresses the first daemon actually bound, reused on restarts.
+        let mut pinned: Option<Vec<String>> = None;
+        let mut pinned_failed = false;
+        let mut first = true;
+        loop {
+            if shutdown.is_cancelled() {
+                break;
+            }
+            let state = if first {
+                DaemonState::Starting
+            } else {
+                DaemonState::Restarting
+            };
+            first = false;
+            let use_pinned = pinned.is_some() && !pinned_failed;
+            let listen = match (&pinned, use_pinned) {
+                (Some(p), true) => p.clone(),
+                _ => self.shared.config.listen.clone(),
+            };
+
+            match self.spawn(&listen) {
+                Err(e) => {
+                    tracing::error!(error = %e, "daemon start failed");
+                }
+                Ok(mut child) => {
+                    self.set_state(state, child.id());
+                    let started = tokio::select! {
+                        r = self.await_ready(&mut child) => Some(r),
+                        _ = shutdown.cancelled() => None,
+                    };
+                    match started {
+                        None => {
+                            kill_and_reap(&mut child).await;
+                            break;
+                        }
+                        Some(Err(e)) => {
+                            tracing::error!(error = %e, pinned = use_pinned, "daemon start failed");
+                            kill_and_reap(&mut child).await;
+                            if use_pinned {
+                                tracing::warn!("falling back to the configured listen addresses");
+                                pinned_failed = true;
+                            }
+                        }
+                        Some(Ok((client, events, ready))) => {
+                            pinned = Some(strip_p2p_all(&ready.listen_addrs));
+                            pinned_failed = false;
+                            let since = Instant::now();
+                            self.on_ready(&client, &ready).await;
+                            self.set_state(DaemonState::Running, child.id());
+                            let outcome = self.supervise(&mut child, &client, events, &shutdown).await;
+                            *lock(&self.shared.client) = None;
+                            match outcome {
+                                Outcome::Shutdown => {
+                                    self.stop_daemon(&mut child, &client).await;
+                                    break;
+                                }
+                                Outcome::Exited(status) => {
+                                    client.close();
+                                    tracing::warn!(status = ?status, "daemon exited");
+                                }
+                                Outcome::Hung => {
+                                    client.close();
+                                    tracing::error!(
+                                        "daemon failed {HEALTH_FAILURES} health checks in a row; killing it"
+                                    );
+                                    kill_and_reap(&mut child).await;
+                                }
+                            }
+                            if since.elapsed() >= HEALTHY_RESET {
+                                backoff = BACKOFF_MIN;
+                            }
+                        }
+                    }
+                }
+            }
+
+            if shutdown.is_cancelled() {
+                break;
+            }
+            self.count_restart();
+            self.set_state(DaemonState::Restarting, None);
+            tracing::info!(delay = ?backoff, "restarting the daemon");
+            tokio::select! {
+                _ = tokio::time::sleep(backoff) => {}
+                _ = shutdown.cancelled() => break,
+            }
+            backoff = (backoff * 2).min(BACKOFF_MAX);
+        }
+        *lock(&self.shared.client) = None;
+        self.set_state(DaemonState::Stopped, None);
+    }
+
+    fn spawn(&self, listen: &[String]) -> Result<Child, StartError> {
+        let cfg = &self.shared.config;
+        let mut cmd = Command::new(&cfg.daemon_bin);
+        cmd.arg("--data-dir")
+            .arg(&cfg.data_dir)
+            .args(["--ipc", "127.0.0.1:0"])
+            .args(["--log-format", &cfg.log_format]);
+        for addr in listen {
+            cmd.args(["--listen", addr]);
+        }
+        for addr in &cfg.bootstrap {
+            cmd.args(["--bootstrap", addr]);
+        }
+        if cfg.no_mdns {
+            cmd.arg("--no-mdns");
+        }
+        // The token goes through the environment, never argv (visible in ps).
+        cmd.env(ENV_IPC_TOKEN, &cfg.token)
+            .env(ENV_EXIT_WITH_PARENT, "1")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true);
+        tracing::info!(bin = %cfg.daemon_bin.display(), ?listen, "spawning daemon");
+        cmd.spawn().map_err(|source| StartError::Spawn {
+            bin: cfg.daemon_bin.display().to_string(),
+            source,
+        })
+    }
+
+    /// Read the ready line and connect the IPC link.
+    async fn await_ready(
+        &self,
+        child: &mut Child,
+    ) -> Result<(IpcClient, broadcast::Receiver<Event>, ReadyLine), StartError> {
+        let stdout = child
+            .stdout
+            .take()
+            .ok_or_else(|| StartError::ExitedEarly("no stdout pipe".to_owned()))?;
+        let mut lines = BufReader::new(stdout).lines();
+        let ready = match tokio::time::timeout(READY_TIMEOUT, read_ready(&mut lines)).await {
+            Err(_) => return Err(StartError::ReadyTimeout(READY_TIMEOUT)),
+            Ok(Err(e)) => return Err(StartError::Stdout(e)),
+            Ok(Ok(None)) => {
+                let status = match tokio::time::timeout(Duration::from_secs(2), child.wait()).await
+                {
+                    Ok(Ok(status)) => status.to_string(),
+                    _ => "stdout closed".to_owned(),
+                };
+                return Err(StartError::ExitedEarly(status));
+            }
+            Ok(Ok(Some(ready))) => ready,
+        };
+        // The daemon should print nothing more; drain anyway so that a stray
+        // write can never block it on a full pipe.
+        tokio::spawn(async move {
+            while let Ok(Some(line)) = lines.next_line().await {
+                tracing::info!(target: "hive_p2pd", stdout = %line, "unexpected daemon stdout");
+            }
+        });
+        tracing::info!(ipc = %ready.ipc, peer_id = %ready.peer_id, pid = ready.pid, "daemon ready");
+        let (client, welcome, events) = IpcClient::connect(
+            &ready.ipc,
+            &self.shared.config.token,
+            self.shared.stats.clone(),
+        )
+        .await?;
+        let mut s = lock(&self.shared.status);
+        s.daemon_version = Some(welcome.daemon_version);
+        s.peer_id = welcome.peer_id;
+        s.listen_addrs = ready.listen_addrs.clone();
+        s.peers = 0;
+        Ok((client, events, ready))
+    }
+
+    /// Make the new daemon look like the old one: subscriptions, then peers.
+    async fn on_ready(&self, client: &IpcClient, ready: &ReadyLine) {
+        for topic in self.desired_topics() {
+            let op = Op::Subscribe {
+                topic: topic.clone(),
+            };
+            if let Err(e) = client.request(op, RESUBSCRIBE_TIMEOUT).await {
+                tracing::warn!(%topic, error = %e, "re-subscribe failed");
+            }
+        }
+        *lock(&self.shared.client) = Some(client.clone());
+
+        let previous: Vec<PeerInfo> = std::mem::take(&mut *lock(&self.shared.last_peers));
+        let me = ready.peer_id.clone();
+        let previous: Vec<PeerInfo> = previous.into_iter().filter(|p| p.peer_id != me).collect();
+        if previous.is_empty() {
+            return;
+        }
+        let client = client.clone();
+        // In the background: dialing can take seconds and must not delay the
+        // API coming back.
+        tokio::spawn(async move {
+            let dials = previous.into_iter().map(|peer| redial(client.clone(), peer));
+            futures::future::join_all(dials).await;
+        });
+    }
+
+    async fn supervise(
+        &self,
+        child: &mut Child,
+        client: &IpcClient,
+        events: broadcast::Receiver<Event>,
+        shutdown: &CancellationToken,
+    ) -> Outcome {
+        tokio::select! {
+            status = child.wait() => Outcome::Exited(status),
+            _ = self.health_loop(client) => Outcome::Hung,
+            _ = self.forward_events(events) => Outcome::Hung,
+            _ = shutdown.cancelled() => Outcome::Shutdown,
+        }
+    }
+
+    /// Returns only when the daemon is considered hung.
+    async fn health_loop(&self, client: &IpcClient) {
+        let mut tick = tokio::time::interval(HEALTH_INTERVAL);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tick.tick().await;
+        let mut failures = 0;
+        loop {
+            tick.tick().await;
+            match client
+                .request_typed::<StatusResult>(Op::Status, HEALTH_TIMEOUT)
+                .await
+            {
+                Ok(st) => {
+                    failures = 0;
+                    {
+                        let mut s = lock(&self.shared.status);
+                        s.peer_id = st.peer_id;
+                        s.listen_addrs = st.listen_addrs;
+                        s.peers = st.peers;
+                        s.daemon_version = Some(st.daemon_version);
+                    }
+                    self.shared.metrics.peers.set(st.peers as i64);
+                    match client
+                        .request_typed::<PeersResult>(Op::Peers, HEALTH_TIMEOUT)
+                        .await
+                    {
+                        Ok(p) => *lock(&self.shared.last_peers) = p.peers,
+                        Err(e) => tracing::debug!(error = %e, "peers refresh failed"),
+                    }
+                }
+                Err(e) => {
+                    failures += 1;
+                    tracing::warn!(error = %e, failures, "daemon health check failed");
+                    if failures >= HEALTH_FAILURES {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Re-broadcast daemon events to host subscribers. Never returns.
+    async fn forward_events(&self, mut events: broadcast::Receiver<Event>) {
+        loop {
+            let event = match events.recv().await {
+                Ok(event) => event,
+                Err(broadcast::error::RecvError::Lagged(missed)) => {
+                    tracing::warn!(missed, "host fell behind the daemon's events");
+                    Event::Lagged { missed }
+                }
+                // The link is gone; the health loop notices and decides.
+                Err(broadcast::error::RecvError::Closed) => {
+                    return futures::future::pending().await;
+                }
+            };
+            let m = &self.shared.metrics;
+            match &event {
+                Event::Message { .. } => {
+                    m.received.inc();
+                }
+                Event::Direct { .. } => {
+                    m.direct_in.inc();
+                }
+                Event::PeerConnected { .. } => {
+                    let mut s = lock(&self.shared.status);
+                    s.peers += 1;
+                    m.peers.set(s.peers as i64);
+                }
+                Event::PeerDisconnected { .. } => {
+                    let mut s = lock(&self.shared.status);
+                    s.peers = s.peers.saturating_sub(1);
+                    m.peers.set(s.peers as i64);
+                }
+                Event::NewListenAddr { addr } => {
+                    let mut s = lock(&self.shared.status);
+                    if !s.listen_addrs.contains(addr) {
+                        s.listen_addrs.push(addr.clone());
+                    }
+                }
+                Event::ExpiredListenAddr { addr } => {
+                    lock(&self.shared.status).listen_addrs.retain(|a| a != addr);
+                }
+                _ => {}
+            }
+            let _ = self.shared.events.send(HostEvent::Daemon(event));
+        }
+    }
+
+    /// Ask the daemon to stop, then make sure it did.
+    async fn stop_daemon(&self, child: &mut Child, client: &IpcClient) {
+        tracing::info!("stopping the daemon");
+        if let Err(e) = client.request(Op::Shutdown, Duration::from_secs(2)).await {
+            tracing::debug!(error = %e, "shutdown request");
+        }
+        match tokio::time::timeout(SHUTDOWN_GRACE, child.wait()).await {
+            Ok(Ok(status)) => tracing::info!(%status, "daemon stopped"),
+            Ok(Err(e)) => tracing::warn!(error = %e, "waiting for the daemon"),
+            Err(_) => {
+                tracing::warn!("daemon did not stop within {SHUTDOWN_GRACE:?}; killing it");
+                kill_and_reap(child).await;
+            }
+        }
+        client.close();
+    }
+}
+
+/// SIGKILL and wait, so that no zombie or orphan is left.
+async fn kill_and_reap(child: &mut Child) {
+    if let Err(e) = child.kill().await {
+        tracing::debug!(error = %e, "kill daemon");
+    }
+}
+
+async fn read_ready(lines: &mut Lines<BufReader<ChildStdout>>) -> std::io::Result<Option<ReadyLine>> {
+    while let Some(line) = lines.next_line().await? {
+        match serde_json::from_str::<ReadyLine>(&line) {
+            Ok(ready) if ready.event == "ready" => return Ok(Some(ready)),
+            _ => tracing::warn!(line = %line, "ignoring daemon stdout line before ready"),
+        }
+    }
+    Ok(None)
+}
+
+/// Try a previous peer's addresses until one connects.
+async fn redial(client: IpcClient, peer: PeerInfo) {
+    for addr in &peer.addrs {
+        let addr = with_p2p(addr, &peer.peer_id);
+        match client
+            .request(Op::Dial { addr: addr.clone() }, REDIAL_TIMEOUT)
+            .await
+        {
+            Ok(_) => {
+                tracing::info!(peer = %peer.peer_id, %addr, "re-dialed peer");
+                return;
+            }
+            Err(e) => tracing::debug!(peer = %peer.peer_id, %addr, error = %e, "re-dial failed"),
+        }
+    }
+    tracing::warn!(peer = %peer.peer_id, "could not re-dial peer");
+}
+
+/// `addr` with its `/p2p/<id>` suffix removed.
+pub fn strip_p2p(addr: &str) -> &str {
+    match addr.find("/p2p/") {
+        Some(i) => &addr[..i],
+        None => addr,
+    }
+}
+
+fn strip_p2p_all(addrs: &[String]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for a in addrs {
+        let a = strip_p2p(a).to_owned();
+        if !a.is_empty() && !out.contains(&a) {
+            out.push(a);
+        }
+    }
+    out
+}
+
+fn with_p2p(addr: &str, peer_id: &str) -> String {
+    if addr.contains("/p2p/") {
+        addr.to_owned()
+    } else {
+        format!("{addr}/p2p/{peer_id}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn p2p_suffix_handling() {
+        assert_eq!(strip_p2p("/ip4/127.0.0.1/tcp/1/p2p/12D3x"), "/ip4/127.0.0.1/tcp/1");
+        assert_eq!(strip_p2p("/ip4/127.0.0.1/tcp/1"), "/ip4/127.0.0.1/tcp/1");
+        assert_eq!(
+            strip_p2p_all(&[
+                "/ip4/1.2.3.4/tcp/1/p2p/a".into(),
+                "/ip4/1.2.3.4/tcp/1/p2p/a".into(),
+                "/ip4/1.2.3.4/udp/1/quic-v1/p2p/a".into(),
+            ]),
+            vec!["/ip4/1.2.3.4/tcp/1", "/ip4/1.2.3.4/udp/1/quic-v1"]
+        );
+        assert_eq!(with_p2p("/ip4/1.2.3.4/tcp/1", "X"), "/ip4/1.2.3.4/tcp/1/p2p/X");
+        assert_eq!(with_p2p("/ip4/1.2.3.4/tcp/1/p2p/X", "X"), "/ip4/1.2.3.4/tcp/1/p2p/X");
+    }
+}
