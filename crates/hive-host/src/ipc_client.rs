@@ -152,7 +152,9 @@ struct Inner {
 }
 
 impl Inner {
-    fn lock_pending(&self) -> std::sync::MutexGuard<'_, Option<HashMap<u64, oneshot::Sender<Reply>>>> {
+    fn lock_pending(
+        &self,
+    ) -> std::sync::MutexGuard<'_, Option<HashMap<u64, oneshot::Sender<Reply>>>> {
         self.pending.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -295,7 +297,12 @@ impl IpcClient {
         };
         let _in_flight = InFlight::new(&self.inner.stats.in_flight);
         let started = Instant::now();
-        if self.inner.outgoing.send(Message::Text(text.into())).is_err() {
+        if self
+            .inner
+            .outgoing
+            .send(Message::Text(text.into()))
+            .is_err()
+        {
             self.forget(id);
             return Err(IpcError::LinkClosed(self.close_reason()));
         }
@@ -340,10 +347,11 @@ impl IpcClient {
     /// Resolves once the link is closed, with the reason.
     pub async fn closed(&self) -> String {
         let mut rx = self.inner.closed.subscribe();
-        match rx.wait_for(Option::is_some).await {
+        let reason = match rx.wait_for(Option::is_some).await {
             Ok(reason) => reason.clone().unwrap_or_default(),
             Err(_) => "link dropped".to_owned(),
-        }
+        };
+        reason
     }
 
     /// Close the link; pending requests fail at once.
@@ -474,4 +482,125 @@ async fn read_loop(
         }
     };
     inner.shut(&reason);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hive_proto::{ErrorCode, Response};
+    use serde_json::json;
+    use tokio::net::TcpListener;
+
+    /// A daemon stand-in: welcomes, then answers `status` requests in
+    /// reverse order of arrival once two are pending, errors `peers`, and
+    /// drops the connection on `shutdown` without answering.
+    async fn fake_daemon() -> String {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("ws://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move {
+            let (tcp, _) = listener.accept().await.unwrap();
+            let mut ws = tokio_tungstenite::accept_async(tcp).await.unwrap();
+            let Some(Ok(Message::Text(hello))) = ws.next().await else {
+                return;
+            };
+            assert_eq!(
+                codec::decode_client_frame(&hello, 1 << 20).ok(),
+                Some(ClientFrame::Hello {
+                    version: PROTOCOL_VERSION,
+                    token: "tok".into()
+                })
+            );
+            let welcome = ServerFrame::Welcome {
+                version: PROTOCOL_VERSION,
+                peer_id: "P".into(),
+                daemon_version: "t".into(),
+            };
+            ws.send(Message::Text(codec::encode(&welcome).unwrap().into()))
+                .await
+                .unwrap();
+            let mut held = Vec::new();
+            while let Some(Ok(Message::Text(text))) = ws.next().await {
+                let Ok(ClientFrame::Request(req)) = codec::decode_client_frame(&text, 1 << 20)
+                else {
+                    continue;
+                };
+                let reply = match req.op {
+                    Op::Status => {
+                        held.push(req.id);
+                        if held.len() < 2 {
+                            continue;
+                        }
+                        for id in held.drain(..).rev() {
+                            let r = ServerFrame::Response(Response::ok(id, json!({"n": id})));
+                            ws.send(Message::Text(codec::encode(&r).unwrap().into()))
+                                .await
+                                .unwrap();
+                        }
+                        continue;
+                    }
+                    Op::Peers => {
+                        Response::err(Some(req.id), ErrorBody::new(ErrorCode::NotFound, "none"))
+                    }
+                    Op::Shutdown => return,
+                    _ => continue,
+                };
+                let frame = ServerFrame::Response(reply);
+                ws.send(Message::Text(codec::encode(&frame).unwrap().into()))
+                    .await
+                    .unwrap();
+            }
+        });
+        url
+    }
+
+    #[tokio::test]
+    async fn responses_are_matched_by_id_and_errors_typed() {
+        let url = fake_daemon().await;
+        let stats = Arc::new(IpcStats::default());
+        let (client, welcome, _events) = IpcClient::connect(&url, "tok", stats.clone())
+            .await
+            .unwrap();
+        assert_eq!(welcome.peer_id, "P");
+        let t = Duration::from_secs(5);
+        let (a, b) = tokio::join!(client.request(Op::Status, t), client.request(Op::Status, t));
+        let (a, b) = (a.unwrap(), b.unwrap());
+        assert_ne!(a["n"], b["n"]);
+        match client.request(Op::Peers, t).await {
+            Err(IpcError::Daemon(body)) => assert_eq!(body.code, ErrorCode::NotFound),
+            other => panic!("unexpected {other:?}"),
+        }
+        assert_eq!(stats.recent_latencies_ms().len(), 3);
+        assert_eq!(stats.in_flight(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_closed_link_fails_pending_and_new_requests_at_once() {
+        let url = fake_daemon().await;
+        let (client, _, _events) = IpcClient::connect(&url, "tok", Arc::default())
+            .await
+            .unwrap();
+        let long = Duration::from_secs(60);
+        // Held by the fake until a second status arrives, which never does.
+        let pending = tokio::spawn({
+            let client = client.clone();
+            async move { client.request(Op::Status, long).await }
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let started = Instant::now();
+        // The fake drops the connection on shutdown.
+        let shutdown = client.request(Op::Shutdown, long).await;
+        assert!(
+            matches!(shutdown, Err(IpcError::LinkClosed(_))),
+            "{shutdown:?}"
+        );
+        let pending = pending.await.unwrap();
+        assert!(
+            matches!(pending, Err(IpcError::LinkClosed(_))),
+            "{pending:?}"
+        );
+        assert!(started.elapsed() < Duration::from_secs(5));
+        assert!(client.is_closed());
+        let after = client.request(Op::Status, long).await;
+        assert!(matches!(after, Err(IpcError::LinkClosed(_))), "{after:?}");
+    }
 }

@@ -16,8 +16,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use hive_proto::{
-    Event, Op, PeerInfo, PeersResult, ReadyLine, StatusResult, ENV_EXIT_WITH_PARENT,
-    ENV_IPC_TOKEN,
+    Event, Op, PeerInfo, PeersResult, ReadyLine, StatusResult, ENV_EXIT_WITH_PARENT, ENV_IPC_TOKEN,
 };
 use serde::Serialize;
 use tokio::io::{AsyncBufReadExt, BufReader, Lines};
@@ -38,6 +37,8 @@ const BACKOFF_MIN: Duration = Duration::from_millis(250);
 const BACKOFF_MAX: Duration = Duration::from_secs(30);
 /// A daemon that ran this long resets the backoff.
 const HEALTHY_RESET: Duration = Duration::from_secs(60);
+/// How long a daemon whose IPC link closed may take to exit by itself.
+const LINK_LOSS_GRACE: Duration = Duration::from_secs(3);
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 const RESUBSCRIBE_TIMEOUT: Duration = Duration::from_secs(5);
 const REDIAL_TIMEOUT: Duration = Duration::from_secs(10);
@@ -129,10 +130,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 #[derive(Debug, thiserror::Error)]
 enum StartError {
     #[error("cannot spawn {bin}: {source}")]
-    Spawn {
-        bin: String,
-        source: std::io::Error,
-    },
+    Spawn { bin: String, source: std::io::Error },
     #[error("daemon did not print its ready line within {0:?}")]
     ReadyTimeout(Duration),
     #[error("daemon exited before it was ready ({0})")]
@@ -234,10 +232,6 @@ impl Supervisor {
         lock(&self.shared.topics).remove(topic)
     }
 
-    pub fn stats(&self) -> &Arc<IpcStats> {
-        &self.shared.stats
-    }
-
     pub fn metrics(&self) -> &Arc<Metrics> {
         &self.shared.metrics
     }
@@ -277,7 +271,7 @@ impl Supervisor {
             }
         };
         self.shared.metrics.set_state(state);
-        tracing::info!(state = ?snapshot.state, pid = ?snapshot.pid, restarts = snapshot.restarts, "daemon state");
+        tracing::info!(state = ?snapshot.state, pid = snapshot.pid, restarts = snapshot.restarts, "daemon state");
         let _ = self.shared.events.send(HostEvent::State(snapshot));
     }
 
@@ -344,8 +338,11 @@ impl Supervisor {
                             let since = Instant::now();
                             self.on_ready(&client, &ready).await;
                             self.set_state(DaemonState::Running, child.id());
-                            let outcome = self.supervise(&mut child, &client, events, &shutdown).await;
+                            let outcome =
+                                self.supervise(&mut child, &client, events, &shutdown).await;
                             *lock(&self.shared.client) = None;
+                            lock(&self.shared.status).peers = 0;
+                            self.shared.metrics.peers.set(0);
                             match outcome {
                                 Outcome::Shutdown => {
                                     self.stop_daemon(&mut child, &client).await;
@@ -353,7 +350,10 @@ impl Supervisor {
                                 }
                                 Outcome::Exited(status) => {
                                     client.close();
-                                    tracing::warn!(status = ?status, "daemon exited");
+                                    match status {
+                                        Ok(status) => tracing::warn!(%status, "daemon exited"),
+                                        Err(e) => tracing::warn!(error = %e, "daemon lost"),
+                                    }
                                 }
                                 Outcome::Hung => {
                                     client.close();
@@ -464,17 +464,21 @@ impl Supervisor {
 
     /// Make the new daemon look like the old one: subscriptions, then peers.
     async fn on_ready(&self, client: &IpcClient, ready: &ReadyLine) {
-        for topic in self.desired_topics() {
+        // Pipelined: one round trip for all topics, not one per topic.
+        let resubscribes = self.desired_topics().into_iter().map(|topic| async move {
             let op = Op::Subscribe {
                 topic: topic.clone(),
             };
             if let Err(e) = client.request(op, RESUBSCRIBE_TIMEOUT).await {
                 tracing::warn!(%topic, error = %e, "re-subscribe failed");
             }
-        }
+        });
+        futures::future::join_all(resubscribes).await;
         *lock(&self.shared.client) = Some(client.clone());
 
-        let previous: Vec<PeerInfo> = std::mem::take(&mut *lock(&self.shared.last_peers));
+        // A copy: should this daemon die before its first health tick, the
+        // next one re-dials the same peers.
+        let previous: Vec<PeerInfo> = lock(&self.shared.last_peers).clone();
         let me = ready.peer_id.clone();
         let previous: Vec<PeerInfo> = previous.into_iter().filter(|p| p.peer_id != me).collect();
         if previous.is_empty() {
@@ -484,7 +488,9 @@ impl Supervisor {
         // In the background: dialing can take seconds and must not delay the
         // API coming back.
         tokio::spawn(async move {
-            let dials = previous.into_iter().map(|peer| redial(client.clone(), peer));
+            let dials = previous
+                .into_iter()
+                .map(|peer| redial(client.clone(), peer));
             futures::future::join_all(dials).await;
         });
     }
@@ -498,6 +504,15 @@ impl Supervisor {
     ) -> Outcome {
         tokio::select! {
             status = child.wait() => Outcome::Exited(status),
+            reason = client.closed() => {
+                // Usually the daemon is exiting; give it a moment to do so,
+                // otherwise it lives without a usable link: treat as hung.
+                tracing::warn!(%reason, "IPC link to the daemon closed");
+                match tokio::time::timeout(LINK_LOSS_GRACE, child.wait()).await {
+                    Ok(status) => Outcome::Exited(status),
+                    Err(_) => Outcome::Hung,
+                }
+            }
             _ = self.health_loop(client) => Outcome::Hung,
             _ = self.forward_events(events) => Outcome::Hung,
             _ = shutdown.cancelled() => Outcome::Shutdown,
@@ -592,13 +607,18 @@ impl Supervisor {
         }
     }
 
-    /// Ask the daemon to stop, then make sure it did.
+    /// Ask the daemon to stop, then make sure it did: one deadline covers
+    /// both the request and the exit, past it the daemon is killed.
     async fn stop_daemon(&self, child: &mut Child, client: &IpcClient) {
         tracing::info!("stopping the daemon");
-        if let Err(e) = client.request(Op::Shutdown, Duration::from_secs(2)).await {
-            tracing::debug!(error = %e, "shutdown request");
+        let deadline = tokio::time::Instant::now() + SHUTDOWN_GRACE;
+        match tokio::time::timeout_at(deadline, client.request(Op::Shutdown, SHUTDOWN_GRACE)).await
+        {
+            Ok(Err(e)) => tracing::debug!(error = %e, "shutdown request"),
+            Err(_) => tracing::debug!("shutdown request unanswered"),
+            Ok(Ok(_)) => {}
         }
-        match tokio::time::timeout(SHUTDOWN_GRACE, child.wait()).await {
+        match tokio::time::timeout_at(deadline, child.wait()).await {
             Ok(Ok(status)) => tracing::info!(%status, "daemon stopped"),
             Ok(Err(e)) => tracing::warn!(error = %e, "waiting for the daemon"),
             Err(_) => {
@@ -617,7 +637,9 @@ async fn kill_and_reap(child: &mut Child) {
     }
 }
 
-async fn read_ready(lines: &mut Lines<BufReader<ChildStdout>>) -> std::io::Result<Option<ReadyLine>> {
+async fn read_ready(
+    lines: &mut Lines<BufReader<ChildStdout>>,
+) -> std::io::Result<Option<ReadyLine>> {
     while let Some(line) = lines.next_line().await? {
         match serde_json::from_str::<ReadyLine>(&line) {
             Ok(ready) if ready.event == "ready" => return Ok(Some(ready)),
@@ -678,7 +700,10 @@ mod tests {
 
     #[test]
     fn p2p_suffix_handling() {
-        assert_eq!(strip_p2p("/ip4/127.0.0.1/tcp/1/p2p/12D3x"), "/ip4/127.0.0.1/tcp/1");
+        assert_eq!(
+            strip_p2p("/ip4/127.0.0.1/tcp/1/p2p/12D3x"),
+            "/ip4/127.0.0.1/tcp/1"
+        );
         assert_eq!(strip_p2p("/ip4/127.0.0.1/tcp/1"), "/ip4/127.0.0.1/tcp/1");
         assert_eq!(
             strip_p2p_all(&[
@@ -688,7 +713,13 @@ mod tests {
             ]),
             vec!["/ip4/1.2.3.4/tcp/1", "/ip4/1.2.3.4/udp/1/quic-v1"]
         );
-        assert_eq!(with_p2p("/ip4/1.2.3.4/tcp/1", "X"), "/ip4/1.2.3.4/tcp/1/p2p/X");
-        assert_eq!(with_p2p("/ip4/1.2.3.4/tcp/1/p2p/X", "X"), "/ip4/1.2.3.4/tcp/1/p2p/X");
+        assert_eq!(
+            with_p2p("/ip4/1.2.3.4/tcp/1", "X"),
+            "/ip4/1.2.3.4/tcp/1/p2p/X"
+        );
+        assert_eq!(
+            with_p2p("/ip4/1.2.3.4/tcp/1/p2p/X", "X"),
+            "/ip4/1.2.3.4/tcp/1/p2p/X"
+        );
     }
 }

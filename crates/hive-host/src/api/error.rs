@@ -1,0 +1,121 @@
+//! The one error type of the HTTP API and its JSON shape:
+//! `{"error": {"code": "...", "message": "..."}}`.
+//!
+//! Every handler returns `Result<_, ApiError>`; the mapping from what went
+//! wrong to an HTTP status lives here and nowhere else.
+
+use axum::extract::rejection::{BytesRejection, JsonRejection, PathRejection};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use hive_proto::ErrorCode;
+use serde_json::json;
+
+use crate::ipc_client::IpcError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    PayloadTooLarge(String),
+    #[error("the daemon is not running (state: {0})")]
+    DaemonDown(String),
+    #[error(transparent)]
+    Ipc(#[from] IpcError),
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl ApiError {
+    /// HTTP status and stable error code.
+    fn classify(&self) -> (StatusCode, String) {
+        match self {
+            ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_args".into()),
+            ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found".into()),
+            ApiError::PayloadTooLarge(_) => {
+                (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large".into())
+            }
+            ApiError::DaemonDown(_) => {
+                (StatusCode::SERVICE_UNAVAILABLE, "daemon_unavailable".into())
+            }
+            ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal".into()),
+            ApiError::Ipc(e) => match e {
+                IpcError::Daemon(body) => (status_for(body.code), body.code.to_string()),
+                IpcError::LinkClosed(_) | IpcError::Connect { .. } | IpcError::Handshake(_) => {
+                    (StatusCode::SERVICE_UNAVAILABLE, "daemon_unavailable".into())
+                }
+                IpcError::Timeout { .. } => (StatusCode::GATEWAY_TIMEOUT, "timeout".into()),
+                IpcError::BadResult { .. } => {
+                    (StatusCode::INTERNAL_SERVER_ERROR, "internal".into())
+                }
+            },
+        }
+    }
+}
+
+fn status_for(code: ErrorCode) -> StatusCode {
+    match code {
+        ErrorCode::BadArgs | ErrorCode::BadFrame | ErrorCode::UnknownOp => StatusCode::BAD_REQUEST,
+        ErrorCode::FrameTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+        ErrorCode::NotFound => StatusCode::NOT_FOUND,
+        ErrorCode::PublishFailed | ErrorCode::Busy | ErrorCode::ShuttingDown => {
+            StatusCode::SERVICE_UNAVAILABLE
+        }
+        ErrorCode::DialFailed | ErrorCode::NotConnected | ErrorCode::SendFailed => {
+            StatusCode::BAD_GATEWAY
+        }
+        ErrorCode::Timeout => StatusCode::GATEWAY_TIMEOUT,
+        ErrorCode::ProtocolViolation | ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, code) = self.classify();
+        let message = match &self {
+            // The daemon's own message is the useful part; the code is
+            // already in `code`.
+            ApiError::Ipc(IpcError::Daemon(body)) => body.message.clone(),
+            other => other.to_string(),
+        };
+        if status == StatusCode::INTERNAL_SERVER_ERROR {
+            tracing::warn!(%status, %code, %message, "API error");
+        } else {
+            tracing::debug!(%status, %code, %message, "API error");
+        }
+        let body = Json(json!({"error": {"code": code, "message": message}}));
+        (status, body).into_response()
+    }
+}
+
+impl From<BytesRejection> for ApiError {
+    fn from(r: BytesRejection) -> Self {
+        if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::PayloadTooLarge(format!(
+                "request body exceeds the limit of {} bytes",
+                super::MAX_BODY_BYTES
+            ))
+        } else {
+            ApiError::BadRequest(r.body_text())
+        }
+    }
+}
+
+impl From<JsonRejection> for ApiError {
+    fn from(r: JsonRejection) -> Self {
+        if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::PayloadTooLarge(r.body_text())
+        } else {
+            ApiError::BadRequest(r.body_text())
+        }
+    }
+}
+
+impl From<PathRejection> for ApiError {
+    fn from(r: PathRejection) -> Self {
+        ApiError::BadRequest(r.body_text())
+    }
+}

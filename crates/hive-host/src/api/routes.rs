@@ -1,0 +1,295 @@
+//! Request/response handlers.
+
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use hive_proto::{
+    DialResult, Op, PeerInfo, PeersResult, PublishResult, SendResult, StatusResult, TopicInfo,
+    TopicsResult,
+};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use axum::Json;
+
+use super::{ApiError, AppState, JsonBody, Path, NETWORK_TIMEOUT, OP_TIMEOUT};
+use crate::supervisor::DaemonState;
+
+/// A live status query must not make `/api/status` slow when the daemon is.
+const STATUS_TIMEOUT: Duration = Duration::from_secs(2);
+
+#[derive(Serialize)]
+pub struct StatusBody {
+    peer_id: String,
+    listen_addrs: Vec<String>,
+    daemon: crate::supervisor::DaemonSnapshot,
+    peers: usize,
+    tension: f64,
+    signals: std::collections::BTreeMap<&'static str, f64>,
+    topics: Vec<String>,
+    version: &'static str,
+    daemon_version: Option<String>,
+}
+
+/// Answers whatever the daemon's state: live data when it responds, the last
+/// known values otherwise.
+pub async fn status(State(state): State<AppState>) -> Json<StatusBody> {
+    let sup = &state.supervisor;
+    let live = match sup.client() {
+        Some(client) => client
+            .request_typed::<StatusResult>(Op::Status, STATUS_TIMEOUT)
+            .await
+            .ok(),
+        None => None,
+    };
+    let known = sup.status();
+    let tension = sup.tension();
+    let body = match live {
+        Some(st) => StatusBody {
+            peer_id: st.peer_id,
+            listen_addrs: st.listen_addrs,
+            daemon: known.daemon,
+            peers: st.peers,
+            tension: tension.value,
+            signals: tension.signals,
+            topics: st.topics,
+            version: env!("CARGO_PKG_VERSION"),
+            daemon_version: Some(st.daemon_version),
+        },
+        None => StatusBody {
+            peer_id: known.peer_id,
+            listen_addrs: known.listen_addrs,
+            daemon: known.daemon,
+            peers: known.peers,
+            tension: tension.value,
+            signals: tension.signals,
+            topics: sup.desired_topics(),
+            version: env!("CARGO_PKG_VERSION"),
+            daemon_version: known.daemon_version,
+        },
+    };
+    Json(body)
+}
+
+pub async fn peers(State(state): State<AppState>) -> Result<Json<Vec<PeerInfo>>, ApiError> {
+    let result: PeersResult = state.client()?.request_typed(Op::Peers, OP_TIMEOUT).await?;
+    Ok(Json(result.peers))
+}
+
+#[derive(Deserialize)]
+pub struct DialBody {
+    addr: String,
+}
+
+pub async fn dial(
+    State(state): State<AppState>,
+    JsonBody(body): JsonBody<DialBody>,
+) -> Result<Json<DialResult>, ApiError> {
+    let addr = body.addr.trim();
+    if !addr.starts_with('/') {
+        return Err(ApiError::BadRequest("\"addr\" must be a multiaddr".into()));
+    }
+    let result = state
+        .client()?
+        .request_typed(
+            Op::Dial {
+                addr: addr.to_owned(),
+            },
+            NETWORK_TIMEOUT,
+        )
+        .await?;
+    Ok(Json(result))
+}
+
+pub async fn topics(State(state): State<AppState>) -> Result<Json<Vec<TopicInfo>>, ApiError> {
+    let result: TopicsResult = state
+        .client()?
+        .request_typed(Op::Topics, OP_TIMEOUT)
+        .await?;
+    Ok(Json(result.topics))
+}
+
+#[derive(Serialize)]
+pub struct SubscriptionBody {
+    topic: String,
+    subscribed: bool,
+    /// False when the call changed nothing.
+    changed: bool,
+}
+
+#[derive(Deserialize)]
+struct Changed {
+    #[serde(default)]
+    changed: Option<bool>,
+}
+
+pub async fn subscribe(
+    State(state): State<AppState>,
+    Path(topic): Path<String>,
+) -> Result<Json<SubscriptionBody>, ApiError> {
+    let client = state.client()?;
+    // Record the intent first: a daemon restarting right now then picks it
+    // up in its re-subscribe pass.
+    let already = state.supervisor.want_topic(&topic);
+    let result = client
+        .request(
+            Op::Subscribe {
+                topic: topic.clone(),
+            },
+            OP_TIMEOUT,
+        )
+        .await;
+    match result {
+        Ok(value) => Ok(Json(SubscriptionBody {
+            changed: changed(value),
+            topic,
+            subscribed: true,
+        })),
+        Err(e) => {
+            if !already {
+                state.supervisor.unwant_topic(&topic);
+            }
+            Err(e.into())
+        }
+    }
+}
+
+pub async fn unsubscribe(
+    State(state): State<AppState>,
+    Path(topic): Path<String>,
+) -> Result<Json<SubscriptionBody>, ApiError> {
+    let client = state.client()?;
+    state.supervisor.unwant_topic(&topic);
+    let value = client
+        .request(
+            Op::Unsubscribe {
+                topic: topic.clone(),
+            },
+            OP_TIMEOUT,
+        )
+        .await?;
+    Ok(Json(SubscriptionBody {
+        changed: changed(value),
+        topic,
+        subscribed: false,
+    }))
+}
+
+fn changed(value: Value) -> bool {
+    serde_json::from_value::<Changed>(value)
+        .ok()
+        .and_then(|c| c.changed)
+        .unwrap_or(true)
+}
+
+/// The body is the message: raw bytes of any content type.
+pub async fn publish(
+    State(state): State<AppState>,
+    Path(topic): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<PublishResult>, ApiError> {
+    let data = body?;
+    let result: PublishResult = state
+        .client()?
+        .request_typed(
+            Op::Publish {
+                topic,
+                data: data.to_vec().into(),
+            },
+            OP_TIMEOUT,
+        )
+        .await?;
+    state.supervisor.metrics().published.inc();
+    Ok(Json(result))
+}
+
+/// Answers once the remote daemon acknowledged the message.
+pub async fn send(
+    State(state): State<AppState>,
+    Path(peer_id): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<SendResult>, ApiError> {
+    if !looks_like_peer_id(&peer_id) {
+        return Err(ApiError::BadRequest(format!(
+            "{peer_id:?} is not a peer id (base58 multihash such as 12D3KooW...)"
+        )));
+    }
+    let data = body?;
+    let result: SendResult = state
+        .client()?
+        .request_typed(
+            Op::Send {
+                peer_id,
+                data: data.to_vec().into(),
+                id: None,
+            },
+            NETWORK_TIMEOUT,
+        )
+        .await?;
+    state.supervisor.metrics().direct_out.inc();
+    Ok(Json(result))
+}
+
+/// A syntactic check only, so that obvious garbage gets a 400 without a
+/// round trip; the daemon (which links libp2p) does the real parsing. Peer
+/// ids are base58btc multihashes (`12D3KooW...`, `Qm...`) or, rarely, CIDv1
+/// in base32 (`b...`).
+fn looks_like_peer_id(s: &str) -> bool {
+    const BASE58: &str = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz";
+    let base58 = s.chars().all(|c| BASE58.contains(c));
+    let cid = s.starts_with('b')
+        && s.chars()
+            .all(|c| c.is_ascii_lowercase() || ('2'..='7').contains(&c));
+    (32..=128).contains(&s.len()) && (base58 || cid)
+}
+
+/// 200 only while the daemon is running: load balancers and tests use it as
+/// "the node is usable".
+pub async fn healthz(State(state): State<AppState>) -> (StatusCode, &'static str) {
+    if state.supervisor.snapshot().state == DaemonState::Running
+        && state.supervisor.client().is_some()
+    {
+        (StatusCode::OK, "ok")
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "daemon not running")
+    }
+}
+
+pub async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError> {
+    let sup = &state.supervisor;
+    sup.metrics().set_tension(&sup.tension());
+    let text = sup
+        .metrics()
+        .encode()
+        .map_err(|e| ApiError::Internal(format!("cannot encode metrics: {e}")))?;
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::looks_like_peer_id;
+
+    #[test]
+    fn peer_id_syntax() {
+        assert!(looks_like_peer_id(
+            "12D3KooWD3eckifWpRn9wQpMG9R9hX3sD158z7EqHWmweQAJU5SA"
+        ));
+        assert!(looks_like_peer_id(
+            "QmYyQSo1c1Ym7orWxLYvCrM2EmxFTANf8wXmmE7DWjhx5N"
+        ));
+        assert!(!looks_like_peer_id("not-a-peer-id"));
+        assert!(!looks_like_peer_id(""));
+        assert!(!looks_like_peer_id("12D3KooW0OIl"));
+    }
+}

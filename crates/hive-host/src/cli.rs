@@ -1,0 +1,104 @@
+//! Command-line interface.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "hive",
+    version,
+    about = "Hive: a peer-to-peer node host and its client"
+)]
+pub struct Cli {
+    /// Format of the logs written to stderr (also passed to the daemon).
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+impl LogFormat {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogFormat::Text => "text",
+            LogFormat::Json => "json",
+        }
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the host: supervise the daemon and serve the HTTP API.
+    Up(UpArgs),
+    /// Show the host's status (pretty JSON).
+    Status(ApiArgs),
+    /// List connected peers.
+    Peers(ApiArgs),
+    /// Dial a multiaddr.
+    Dial {
+        /// e.g. /ip4/127.0.0.1/tcp/4001/p2p/12D3KooW...
+        addr: String,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// Publish a message on a topic (reads stdin when MESSAGE is absent).
+    Publish {
+        topic: String,
+        message: Option<String>,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// Subscribe to a topic and print its messages, one JSON line each.
+    Subscribe {
+        topic: String,
+        /// Exit after this many messages.
+        #[arg(long)]
+        count: Option<u64>,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// Send a direct message to a peer (reads stdin when MESSAGE is absent).
+    Send {
+        peer: String,
+        message: Option<String>,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct UpArgs {
+    /// Where the host keeps its state [default: <platform data dir>/hive].
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Address of the HTTP API; port 0 picks a free one.
+    #[arg(long, default_value = "127.0.0.1:7700")]
+    pub http: String,
+    /// Multiaddr for the daemon to listen on (repeatable) [default: daemon's choice].
+    #[arg(long)]
+    pub listen: Vec<String>,
+    /// Multiaddr of a bootstrap peer (repeatable).
+    #[arg(long)]
+    pub bootstrap: Vec<String>,
+    /// Disable mDNS discovery on the local network.
+    #[arg(long)]
+    pub no_mdns: bool,
+    /// Path of the daemon [default: hive-p2pd beside this executable].
+    #[arg(long)]
+    pub daemon_bin: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ApiArgs {
+    /// Base URL of a running host.
+    #[arg(long, env = "HIVE_API", default_value = "http://127.0.0.1:7700")]
+    pub api: String,
+}

@@ -1,0 +1,154 @@
+//! `hive up`: bind the API, start supervising the daemon, and shut both down
+//! cleanly on SIGINT/SIGTERM.
+
+use std::future::IntoFuture;
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use rand::RngCore;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::api::{self, AppState};
+use crate::cli::{LogFormat, UpArgs};
+use crate::ipc_client::IpcStats;
+use crate::metrics::Metrics;
+use crate::supervisor::{Supervisor, SupervisorConfig};
+
+/// How long the HTTP server may take to finish in-flight requests once the
+/// daemon is stopped.
+const HTTP_DRAIN: Duration = Duration::from_secs(3);
+
+pub async fn run(args: UpArgs, log_format: LogFormat) -> anyhow::Result<()> {
+    let data_dir = match args.data_dir {
+        Some(dir) => dir,
+        None => dirs::data_dir()
+            .map(|d| d.join("hive"))
+            .context("no platform data directory; pass --data-dir")?,
+    };
+    let daemon_bin = resolve_daemon_bin(args.daemon_bin)?;
+    let daemon_dir = data_dir.join("daemon");
+    std::fs::create_dir_all(&daemon_dir)
+        .with_context(|| format!("cannot create {}", daemon_dir.display()))?;
+
+    let listener = TcpListener::bind(&args.http)
+        .await
+        .with_context(|| format!("cannot bind the HTTP API on {}", args.http))?;
+    let local = listener
+        .local_addr()
+        .context("cannot read the HTTP listener's address")?;
+    announce(&format!("http://{local}"))?;
+    tracing::info!(http = %local, data_dir = %data_dir.display(), "host listening");
+
+    let stats = Arc::new(IpcStats::default());
+    let metrics = Arc::new(Metrics::new(&stats));
+    let supervisor = Supervisor::new(
+        SupervisorConfig {
+            daemon_bin,
+            data_dir: daemon_dir,
+            listen: args.listen,
+            bootstrap: args.bootstrap,
+            no_mdns: args.no_mdns,
+            log_format: log_format.as_str().to_owned(),
+            token: new_token(),
+        },
+        stats,
+        metrics,
+    );
+
+    let shutdown = CancellationToken::new();
+    tokio::spawn(watch_signals(shutdown.clone()));
+
+    let app = api::router(AppState {
+        supervisor: supervisor.clone(),
+        shutdown: shutdown.clone(),
+    });
+    let server = axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown.clone().cancelled_owned())
+        .into_future();
+    let mut server = tokio::spawn(server);
+    let mut supervision = tokio::spawn(supervisor.run(shutdown.clone()));
+
+    let mut server_done = false;
+    tokio::select! {
+        r = &mut server => {
+            server_done = true;
+            shutdown.cancel();
+            match r {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::error!(error = %e, "HTTP server failed"),
+                Err(e) => tracing::error!(error = %e, "HTTP server task failed"),
+            }
+        }
+        _ = &mut supervision => {}
+    }
+    // Whatever ended first, the daemon must be gone before we exit.
+    if !supervision.is_finished() {
+        if let Err(e) = supervision.await {
+            tracing::error!(error = %e, "supervisor task failed");
+        }
+    }
+    if !server_done && tokio::time::timeout(HTTP_DRAIN, &mut server).await.is_err() {
+        tracing::warn!("HTTP connections still open after {HTTP_DRAIN:?}; closing them");
+        server.abort();
+    }
+    tracing::info!("host stopped");
+    Ok(())
+}
+
+/// The one line on stdout: tests and scripts read it to find the port.
+fn announce(http: &str) -> anyhow::Result<()> {
+    let line = serde_json::json!({"event": "listening", "http": http});
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{line}").context("cannot write to stdout")?;
+    out.flush().context("cannot flush stdout")?;
+    Ok(())
+}
+
+fn resolve_daemon_bin(explicit: Option<PathBuf>) -> anyhow::Result<PathBuf> {
+    let path = match explicit {
+        Some(path) => path,
+        None => std::env::current_exe()
+            .context("cannot locate the hive executable")?
+            .parent()
+            .context("the hive executable has no parent directory")?
+            .join("hive-p2pd"),
+    };
+    if !path.is_file() {
+        bail!(
+            "daemon binary {} not found; build hive-p2pd next to hive or pass --daemon-bin PATH",
+            path.display()
+        );
+    }
+    Ok(path)
+}
+
+/// 256 random bits, hex: the IPC secret for this host's daemon only.
+fn new_token() -> String {
+    let mut bytes = [0u8; 32];
+    rand::thread_rng().fill_bytes(&mut bytes);
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+async fn watch_signals(shutdown: CancellationToken) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (mut term, mut int) = match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
+        (Ok(term), Ok(int)) => (term, int),
+        (Err(e), _) | (_, Err(e)) => {
+            tracing::error!(error = %e, "cannot install signal handlers");
+            return;
+        }
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+        _ = int.recv() => tracing::info!("SIGINT: shutting down"),
+        _ = shutdown.cancelled() => return,
+    }
+    shutdown.cancel();
+}
