@@ -34,7 +34,11 @@ pub fn bin_dir() -> PathBuf {
     let target = std::env::var("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|_| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
-    let profile = if cfg!(debug_assertions) { "debug" } else { "release" };
+    let profile = if cfg!(debug_assertions) {
+        "debug"
+    } else {
+        "release"
+    };
     target.join(profile)
 }
 
@@ -139,7 +143,10 @@ impl Host {
     pub async fn start_in(opts: HostOpts, data_dir: tempfile::TempDir) -> Result<Host> {
         let hive = hive_bin();
         if !hive.exists() {
-            bail!("{} not built; run `cargo build --workspace` first", hive.display());
+            bail!(
+                "{} not built; run `cargo build --workspace` first",
+                hive.display()
+            );
         }
         let mut cmd = match &opts.netns {
             Some(ns) => {
@@ -431,7 +438,13 @@ impl Daemon {
         let mut child = Command::new(daemon_bin())
             .arg("--data-dir")
             .arg(data_dir)
-            .args(["--ipc", "127.0.0.1:0", "--listen", "/ip4/127.0.0.1/tcp/0", "--no-mdns"])
+            .args([
+                "--ipc",
+                "127.0.0.1:0",
+                "--listen",
+                "/ip4/127.0.0.1/tcp/0",
+                "--no-mdns",
+            ])
             .args(extra)
             .env(hive_proto::ENV_IPC_TOKEN, token)
             .stdin(Stdio::null())
@@ -467,7 +480,10 @@ impl Daemon {
     }
 
     pub fn peer_id(&self) -> String {
-        self.ready["peer_id"].as_str().unwrap_or_default().to_string()
+        self.ready["peer_id"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
     }
 }
 

@@ -36,7 +36,11 @@ async fn status_health_metrics_and_errors() -> anyhow::Result<()> {
     let body: serde_json::Value = r.json().await?;
     assert_eq!(body["error"]["code"], "bad_args", "{body}");
 
-    let r = client.post(host.url("/api/peers/not-a-peer-id/send")).body("x").send().await?;
+    let r = client
+        .post(host.url("/api/peers/not-a-peer-id/send"))
+        .body("x")
+        .send()
+        .await?;
     assert_eq!(r.status(), 400);
 
     let r = client

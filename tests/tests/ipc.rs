@@ -50,7 +50,9 @@ async fn recv(ws: &mut Ws) -> Option<Value> {
 /// Next response (skipping pushed events).
 async fn response(ws: &mut Ws) -> Value {
     loop {
-        let v = recv(ws).await.expect("connection closed while waiting for a response");
+        let v = recv(ws)
+            .await
+            .expect("connection closed while waiting for a response");
         if v["type"] == "response" {
             return v;
         }
@@ -73,7 +75,11 @@ async fn close_frame(ws: &mut Ws) -> (u16, String) {
 
 async fn authed(d: &Daemon) -> Ws {
     let mut ws = connect(d).await;
-    send(&mut ws, json!({"type": "hello", "version": PROTOCOL_VERSION, "token": TOKEN})).await;
+    send(
+        &mut ws,
+        json!({"type": "hello", "version": PROTOCOL_VERSION, "token": TOKEN}),
+    )
+    .await;
     let welcome = recv(&mut ws).await.expect("welcome");
     assert_eq!(welcome["type"], "welcome", "{welcome}");
     assert_eq!(welcome["peer_id"], d.peer_id().as_str());
@@ -82,7 +88,9 @@ async fn authed(d: &Daemon) -> Ws {
 
 async fn daemon() -> (tempfile::TempDir, Daemon) {
     let dir = tempfile::TempDir::new().unwrap();
-    let d = Daemon::start(dir.path(), TOKEN, &[]).await.expect("daemon starts");
+    let d = Daemon::start(dir.path(), TOKEN, &[])
+        .await
+        .expect("daemon starts");
     (dir, d)
 }
 
@@ -95,7 +103,10 @@ async fn ready_line_names_ipc_peer_and_addrs() {
     let addrs = d.ready["listen_addrs"].as_array().unwrap();
     assert!(!addrs.is_empty());
     for a in addrs {
-        assert!(a.as_str().unwrap().ends_with(&format!("/p2p/{peer}")), "{a}");
+        assert!(
+            a.as_str().unwrap().ends_with(&format!("/p2p/{peer}")),
+            "{a}"
+        );
     }
     // The token never appears on the command line.
     let pid = d.ready["pid"].as_u64().unwrap();
@@ -108,7 +119,11 @@ async fn wrong_or_missing_token_is_refused_with_a_reason() {
     let (_dir, d) = daemon().await;
 
     let mut ws = connect(&d).await;
-    send(&mut ws, json!({"type": "hello", "version": PROTOCOL_VERSION, "token": "wrong"})).await;
+    send(
+        &mut ws,
+        json!({"type": "hello", "version": PROTOCOL_VERSION, "token": "wrong"}),
+    )
+    .await;
     let (code, reason) = close_frame(&mut ws).await;
     assert_eq!(code, close::UNAUTHORIZED);
     assert!(reason.contains("token"), "reason: {reason}");
@@ -120,7 +135,11 @@ async fn wrong_or_missing_token_is_refused_with_a_reason() {
     assert_eq!(code, close::HANDSHAKE_FAILED);
 
     let mut ws = connect(&d).await;
-    send(&mut ws, json!({"type": "hello", "version": 999, "token": TOKEN})).await;
+    send(
+        &mut ws,
+        json!({"type": "hello", "version": 999, "token": TOKEN}),
+    )
+    .await;
     let (code, reason) = close_frame(&mut ws).await;
     assert_eq!(code, close::VERSION_MISMATCH);
     assert!(reason.contains("999"), "reason: {reason}");
@@ -143,12 +162,20 @@ async fn bad_frames_get_errors_and_the_connection_keeps_working() {
     let r = response(&mut ws).await;
     assert_eq!(r["error"]["code"], "bad_frame", "{r}");
 
-    send(&mut ws, json!({"type": "request", "id": 10, "op": "teleport"})).await;
+    send(
+        &mut ws,
+        json!({"type": "request", "id": 10, "op": "teleport"}),
+    )
+    .await;
     let r = response(&mut ws).await;
     assert_eq!(r["id"], 10);
     assert_eq!(r["error"]["code"], "unknown_op", "{r}");
 
-    send(&mut ws, json!({"type": "request", "id": 11, "op": "dial", "args": {"addr": "not a multiaddr"}})).await;
+    send(
+        &mut ws,
+        json!({"type": "request", "id": 11, "op": "dial", "args": {"addr": "not a multiaddr"}}),
+    )
+    .await;
     let r = response(&mut ws).await;
     assert_eq!(r["id"], 11);
     assert_eq!(r["error"]["code"], "bad_args", "{r}");
@@ -171,18 +198,35 @@ async fn bad_frames_get_errors_and_the_connection_keeps_working() {
     let r = response(&mut ws).await;
     assert_eq!(r["error"]["code"], "frame_too_large", "{r}");
 
-    send(&mut ws, json!({"type": "hello", "version": PROTOCOL_VERSION, "token": TOKEN})).await;
+    send(
+        &mut ws,
+        json!({"type": "hello", "version": PROTOCOL_VERSION, "token": TOKEN}),
+    )
+    .await;
     let r = response(&mut ws).await;
     assert_eq!(r["error"]["code"], "protocol_violation", "{r}");
 
     // Still serving, on this connection and on the other.
-    send(&mut ws, json!({"type": "request", "id": 14, "op": "status"})).await;
+    send(
+        &mut ws,
+        json!({"type": "request", "id": 14, "op": "status"}),
+    )
+    .await;
     let r = response(&mut ws).await;
     assert_eq!(r["id"], 14);
     assert_eq!(r["result"]["peer_id"], d.peer_id().as_str());
-    send(&mut other, json!({"type": "request", "id": 1, "op": "listen_addrs"})).await;
+    send(
+        &mut other,
+        json!({"type": "request", "id": 1, "op": "listen_addrs"}),
+    )
+    .await;
     let r = response(&mut other).await;
-    assert!(r["result"]["listen_addrs"].as_array().is_some_and(|a| !a.is_empty()), "{r}");
+    assert!(
+        r["result"]["listen_addrs"]
+            .as_array()
+            .is_some_and(|a| !a.is_empty()),
+        "{r}"
+    );
 }
 
 #[tokio::test]
@@ -201,7 +245,10 @@ async fn many_requests_in_flight_each_get_exactly_one_response() {
         assert!(r.get("error").is_none(), "{r}");
         seen[id] += 1;
     }
-    assert!(seen.iter().all(|&n| n == 1), "some ids answered twice or never");
+    assert!(
+        seen.iter().all(|&n| n == 1),
+        "some ids answered twice or never"
+    );
 }
 
 #[tokio::test]
@@ -209,18 +256,28 @@ async fn subscribe_publish_and_events_between_two_daemons() {
     let (_da, a) = daemon().await;
     let dir_b = tempfile::TempDir::new().unwrap();
     let bootstrap = a.ready["listen_addrs"][0].as_str().unwrap().to_string();
-    let b = Daemon::start(dir_b.path(), TOKEN, &["--bootstrap", &bootstrap]).await.unwrap();
+    let b = Daemon::start(dir_b.path(), TOKEN, &["--bootstrap", &bootstrap])
+        .await
+        .unwrap();
     let mut wa = authed(&a).await;
     let mut wb = authed(&b).await;
     for (ws, id) in [(&mut wa, 1), (&mut wb, 1)] {
-        send(ws, json!({"type": "request", "id": id, "op": "subscribe", "args": {"topic": "ipc"}})).await;
+        send(
+            ws,
+            json!({"type": "request", "id": id, "op": "subscribe", "args": {"topic": "ipc"}}),
+        )
+        .await;
         assert!(response(ws).await["result"]["changed"] == true);
     }
     // Wait for the subscription to propagate, by asking (not by sleeping blind).
     let mut id = 100;
     loop {
         id += 1;
-        send(&mut wa, json!({"type": "request", "id": id, "op": "topics"})).await;
+        send(
+            &mut wa,
+            json!({"type": "request", "id": id, "op": "topics"}),
+        )
+        .await;
         let r = response(&mut wa).await;
         let peers = r["result"]["topics"][0]["peers"].as_u64().unwrap_or(0);
         if peers >= 1 {
@@ -230,8 +287,12 @@ async fn subscribe_publish_and_events_between_two_daemons() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let payload = vec![0u8, 159, 146, 150, 255];
-    send(&mut wa, json!({"type": "request", "id": 1000, "op": "publish",
-        "args": {"topic": "ipc", "data": hive_proto::Bytes(payload.clone())}})).await;
+    send(
+        &mut wa,
+        json!({"type": "request", "id": 1000, "op": "publish",
+        "args": {"topic": "ipc", "data": hive_proto::Bytes(payload.clone())}}),
+    )
+    .await;
     let r = response(&mut wa).await;
     let msg_id = r["result"]["id"].as_str().expect("message id").to_string();
     loop {
@@ -246,8 +307,12 @@ async fn subscribe_publish_and_events_between_two_daemons() {
         }
     }
     // Direct send is answered only after the remote acknowledged it.
-    send(&mut wa, json!({"type": "request", "id": 1001, "op": "send",
-        "args": {"peer_id": b.peer_id(), "data": hive_proto::Bytes(b"direct".to_vec())}})).await;
+    send(
+        &mut wa,
+        json!({"type": "request", "id": 1001, "op": "send",
+        "args": {"peer_id": b.peer_id(), "data": hive_proto::Bytes(b"direct".to_vec())}}),
+    )
+    .await;
     let r = response(&mut wa).await;
     assert!(r["result"]["id"].is_string(), "{r}");
     loop {
@@ -258,16 +323,27 @@ async fn subscribe_publish_and_events_between_two_daemons() {
         }
     }
     // Ping measures a round trip to the connected peer.
-    send(&mut wa, json!({"type": "request", "id": 1002, "op": "ping", "args": {"peer_id": b.peer_id()}})).await;
+    send(
+        &mut wa,
+        json!({"type": "request", "id": 1002, "op": "ping", "args": {"peer_id": b.peer_id()}}),
+    )
+    .await;
     let r = response(&mut wa).await;
-    assert!(r["result"]["rtt_ms"].as_f64().is_some_and(|ms| ms >= 0.0), "{r}");
+    assert!(
+        r["result"]["rtt_ms"].as_f64().is_some_and(|ms| ms >= 0.0),
+        "{r}"
+    );
     // Kademlia put/get between the two.
     send(&mut wa, json!({"type": "request", "id": 1003, "op": "put_record",
         "args": {"key": hive_proto::Bytes(b"k".to_vec()), "value": hive_proto::Bytes(b"v".to_vec())}})).await;
     let r = response(&mut wa).await;
     assert!(r.get("error").is_none(), "{r}");
-    send(&mut wb, json!({"type": "request", "id": 1004, "op": "get_record",
-        "args": {"key": hive_proto::Bytes(b"k".to_vec())}})).await;
+    send(
+        &mut wb,
+        json!({"type": "request", "id": 1004, "op": "get_record",
+        "args": {"key": hive_proto::Bytes(b"k".to_vec())}}),
+    )
+    .await;
     let r = response(&mut wb).await;
     assert_eq!(r["result"]["value"], "dg==", "{r}");
 }
@@ -279,7 +355,10 @@ async fn identity_is_kept_in_a_0600_key_file_across_restarts() {
     let peer = first.peer_id();
     drop(first);
     let key = dir.path().join("identity.key");
-    let mode = std::fs::metadata(&key).expect("key file exists").permissions().mode();
+    let mode = std::fs::metadata(&key)
+        .expect("key file exists")
+        .permissions()
+        .mode();
     assert_eq!(mode & 0o777, 0o600, "key file mode {mode:o}");
     let second = Daemon::start(dir.path(), TOKEN, &[]).await.unwrap();
     assert_eq!(second.peer_id(), peer);

@@ -43,8 +43,12 @@ async fn three_hosts_discover_each_other_by_mdns() -> anyhow::Result<()> {
                 .iter()
                 .filter_map(|p| p["peer_id"].as_str().map(str::to_owned))
                 .collect();
-            let others: Vec<&String> =
-                peer_ids.iter().enumerate().filter(|(j, _)| *j != i).map(|(_, p)| p).collect();
+            let others: Vec<&String> = peer_ids
+                .iter()
+                .enumerate()
+                .filter(|(j, _)| *j != i)
+                .map(|(_, p)| p)
+                .collect();
             others.iter().all(|p| ids.contains(p)).then_some(ids)
         })
         .await?;

@@ -37,10 +37,18 @@ async fn killed_daemon_is_restarted_with_same_identity_and_topics() -> anyhow::R
     })
     .await?;
     assert!(!pid_alive(old_pid));
-    assert_eq!(after["peer_id"], peer_id.as_str(), "identity changed on restart");
+    assert_eq!(
+        after["peer_id"],
+        peer_id.as_str(),
+        "identity changed on restart"
+    );
     assert!(after["daemon"]["restarts"].as_u64().unwrap_or(0) >= 1);
     assert!(
-        after["topics"].as_array().unwrap().iter().any(|t| t == topic),
+        after["topics"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t == topic),
         "topic not re-subscribed: {after}"
     );
 
@@ -54,19 +62,26 @@ async fn killed_daemon_is_restarted_with_same_identity_and_topics() -> anyhow::R
             }
         }
     }
-    assert!(states.iter().any(|s| s == "restarting"), "states seen: {states:?}");
+    assert!(
+        states.iter().any(|s| s == "restarting"),
+        "states seen: {states:?}"
+    );
 
     // Messages published after the restart arrive, both ways.
     a.wait_topic_peers(topic, 1).await?;
     b.wait_topic_peers(topic, 1).await?;
     let mut b_events = b.events().await?;
     a.publish(topic, b"after restart from a".to_vec()).await?;
-    let got = b_events.collect("message", 1, Duration::from_secs(60)).await;
+    let got = b_events
+        .collect("message", 1, Duration::from_secs(60))
+        .await;
     assert_eq!(got.len(), 1);
     assert_eq!(event_bytes(&got[0])?, b"after restart from a");
 
     b.publish(topic, b"after restart from b".to_vec()).await?;
-    let got = a_events.collect("message", 1, Duration::from_secs(60)).await;
+    let got = a_events
+        .collect("message", 1, Duration::from_secs(60))
+        .await;
     assert_eq!(got.len(), 1);
     assert_eq!(event_bytes(&got[0])?, b"after restart from b");
     Ok(())
@@ -95,7 +110,10 @@ async fn daemon_exits_after_kill_9_of_its_host() -> anyhow::Result<()> {
     host.wait_healthy().await?;
     let daemon = host.daemon_pid().await?.expect("daemon pid");
     host.kill9();
-    wait_for("orphaned daemon to exit", || async { (!pid_alive(daemon)).then_some(()) }).await?;
+    wait_for("orphaned daemon to exit", || async {
+        (!pid_alive(daemon)).then_some(())
+    })
+    .await?;
     let dir = host.data_dir.path().to_string_lossy().to_string();
     assert_eq!(pids_with_cmdline(&dir), Vec::<i32>::new());
     Ok(())

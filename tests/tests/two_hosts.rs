@@ -35,7 +35,9 @@ async fn thousand_pubsub_messages_none_lost_none_duplicated() -> anyhow::Result<
     let a_peer = a.peer_id().await?;
     let mut sent_ids = BTreeSet::new();
     for i in 0..MESSAGES {
-        let id = a.publish(TOPIC, format!("message {i}").into_bytes()).await?;
+        let id = a
+            .publish(TOPIC, format!("message {i}").into_bytes())
+            .await?;
         assert!(sent_ids.insert(id), "publish returned a repeated id");
     }
 
@@ -55,17 +57,30 @@ async fn thousand_pubsub_messages_none_lost_none_duplicated() -> anyhow::Result<
     let expected: BTreeSet<String> = (0..MESSAGES).map(|i| format!("message {i}")).collect();
     let received: BTreeSet<String> = payloads.keys().cloned().collect();
     let missing: Vec<_> = expected.difference(&received).take(10).collect();
-    assert!(missing.is_empty(), "{} lost, e.g. {missing:?}", expected.len() - received.len());
+    assert!(
+        missing.is_empty(),
+        "{} lost, e.g. {missing:?}",
+        expected.len() - received.len()
+    );
     assert_eq!(received, expected);
 
     for ev in &all {
         assert_eq!(ev["topic"], TOPIC);
         assert_eq!(ev["from"], a_peer.as_str());
-        assert!(sent_ids.contains(ev["id"].as_str().unwrap_or("")), "unknown id in {ev}");
+        assert!(
+            sent_ids.contains(ev["id"].as_str().unwrap_or("")),
+            "unknown id in {ev}"
+        );
         // Text payloads are also given as text.
-        assert_eq!(ev["text"].as_str(), Some(String::from_utf8(event_bytes(ev)?)?.as_str()));
+        assert_eq!(
+            ev["text"].as_str(),
+            Some(String::from_utf8(event_bytes(ev)?)?.as_str())
+        );
     }
-    let ids = histogram(all.iter().map(|ev| ev["id"].as_str().unwrap_or("").to_string()));
+    let ids = histogram(
+        all.iter()
+            .map(|ev| ev["id"].as_str().unwrap_or("").to_string()),
+    );
     assert_eq!(ids.len(), MESSAGES);
     events.close().await;
     Ok(())
@@ -83,7 +98,10 @@ async fn direct_message_arrives_with_exact_bytes() -> anyhow::Result<()> {
     let answer = a
         .post(&format!("/api/peers/{b_peer}/send"), payload.clone())
         .await?;
-    let id = answer["id"].as_str().expect("send returns an id").to_string();
+    let id = answer["id"]
+        .as_str()
+        .expect("send returns an id")
+        .to_string();
 
     let got = events.collect("direct", 1, Duration::from_secs(60)).await;
     assert_eq!(got.len(), 1, "no direct event arrived");
@@ -91,7 +109,10 @@ async fn direct_message_arrives_with_exact_bytes() -> anyhow::Result<()> {
     assert_eq!(event_bytes(ev)?, payload);
     assert_eq!(ev["from"], a_peer.as_str());
     assert_eq!(ev["id"], id.as_str());
-    assert!(ev.get("text").is_none() || ev["text"].is_null(), "binary payload must not carry text");
+    assert!(
+        ev.get("text").is_none() || ev["text"].is_null(),
+        "binary payload must not carry text"
+    );
     Ok(())
 }
 
@@ -126,7 +147,9 @@ async fn cli_publish_and_subscribe_between_hosts() -> anyhow::Result<()> {
         .collect();
     assert_eq!(
         texts,
-        (0..3).map(|i| format!("hello {i}")).collect::<BTreeSet<_>>()
+        (0..3)
+            .map(|i| format!("hello {i}"))
+            .collect::<BTreeSet<_>>()
     );
     let status = b.cli_json(&["status"]).await?;
     assert_eq!(status["daemon"]["state"], "running");

@@ -1,1 +1,11 @@
-//! node
+//! Hive's libp2p node: the swarm, its behaviours, and the loop that serves
+//! IPC commands and swarm events. The daemon binary (`hive-p2pd`) wraps it in
+//! an IPC server; nothing here knows about WebSockets or JSON frames beyond
+//! the `hive-proto` types it answers with.
+
+pub mod behaviour;
+pub mod config;
+pub mod node;
+
+pub use config::{NodeConfig, DEFAULT_MAX_MESSAGE_SIZE};
+pub use node::{Node, NodeError, NodeHandle};

@@ -1,1 +1,158 @@
-fn main() {}
+//! `hive-p2pd`: the Hive p2p daemon.
+//!
+//! Start-up order matters to clients: identity, token, node (every listen
+//! address bound), IPC endpoint bound, and only then the one ready line on
+//! stdout. A client that has read the ready line can connect at once.
+
+mod cli;
+mod identity;
+mod ipc;
+mod parent;
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use clap::Parser;
+use hive_node::{Node, NodeConfig};
+use hive_proto::{ReadyLine, ENV_EXIT_WITH_PARENT, ENV_IPC_TOKEN, PROTOCOL_VERSION};
+use libp2p::Multiaddr;
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::watch;
+
+use cli::{Cli, LogFormat};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start the async runtime");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            eprintln!("hive-p2pd: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Logs go to stderr only: stdout belongs to the ready line.
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+fn default_data_dir() -> PathBuf {
+    dirs::data_dir()
+        .unwrap_or_else(std::env::temp_dir)
+        .join("hive-p2pd")
+}
+
+fn default_listen() -> Vec<Multiaddr> {
+    ["/ip4/0.0.0.0/tcp/0", "/ip4/0.0.0.0/udp/0/quic-v1"]
+        .iter()
+        .filter_map(|a| a.parse().ok())
+        .collect()
+}
+
+async fn run(cli: Cli) -> Result<()> {
+    let exit_with_parent =
+        cli.exit_with_parent || std::env::var(ENV_EXIT_WITH_PARENT).is_ok_and(|v| v == "1");
+    let parent = if exit_with_parent {
+        Some(parent::arm().context("the parent process is already gone")?)
+    } else {
+        None
+    };
+
+    let data_dir = cli.data_dir.clone().unwrap_or_else(default_data_dir);
+    identity::ensure_private_dir(&data_dir)?;
+    let key_file = cli
+        .key_file
+        .clone()
+        .unwrap_or_else(|| data_dir.join("identity.key"));
+    let keypair = identity::load_or_create_keypair(&key_file)?;
+    let token = identity::load_token(
+        std::env::var(ENV_IPC_TOKEN).ok(),
+        cli.token_file.as_deref(),
+        &data_dir,
+    )?;
+
+    let mut config = NodeConfig::new(keypair);
+    config.listen = if cli.listen.is_empty() {
+        default_listen()
+    } else {
+        cli.listen.clone()
+    };
+    config.bootstrap = cli.bootstrap.clone();
+    config.mdns = !cli.no_mdns;
+    config.max_message_size = cli.max_message_size;
+    config.max_connections = cli.max_connections;
+    let node = Node::start(config).await?;
+
+    let listener = ipc::bind(&cli.ipc).await?;
+    let ipc_url = listener.url()?;
+    let ready = ReadyLine {
+        event: "ready".into(),
+        ipc: ipc_url.clone(),
+        peer_id: node.peer_id().to_string(),
+        listen_addrs: node.initial_listen_addrs().to_vec(),
+        pid: std::process::id(),
+        daemon_version: env!("CARGO_PKG_VERSION").into(),
+        protocol_version: PROTOCOL_VERSION,
+    };
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let ctx = Arc::new(ipc::Context {
+        node: node.clone(),
+        token,
+        max_frame_bytes: cli.max_frame_bytes,
+    });
+    let server = tokio::spawn(listener.serve(ctx, shutdown_rx));
+
+    {
+        let line = serde_json::to_string(&ready)?;
+        let mut stdout = std::io::stdout().lock();
+        writeln!(stdout, "{line}")?;
+        stdout.flush()?;
+    }
+    tracing::info!(peer_id = %ready.peer_id, ipc = %ipc_url, addrs = ?ready.listen_addrs, "ready");
+
+    let mut sigterm = signal(SignalKind::terminate())?;
+    let mut sigint = signal(SignalKind::interrupt())?;
+    let parent_gone = async {
+        match parent {
+            Some(pid) => parent::watch(pid).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        _ = sigterm.recv() => tracing::info!("SIGTERM: shutting down"),
+        _ = sigint.recv() => tracing::info!("SIGINT: shutting down"),
+        _ = node.shutdown_requested() => tracing::info!("shutdown requested over the IPC"),
+        _ = parent_gone => tracing::warn!("parent process died: shutting down"),
+    }
+    let _ = shutdown_tx.send(true);
+    // Give connections a moment to send their close frames (and the
+    // shutdown op its answer).
+    let _ = tokio::time::timeout(Duration::from_millis(500), server).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    Ok(())
+}

@@ -191,13 +191,20 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(err.error.code, ErrorCode::BadArgs);
-        assert!(err.error.message.contains("base64"), "{}", err.error.message);
+        assert!(
+            err.error.message.contains("base64"),
+            "{}",
+            err.error.message
+        );
     }
 
     #[test]
     fn malformed_and_oversized_frames_are_classified() {
         assert_eq!(
-            decode_client_frame("{not json", MAX).unwrap_err().error.code,
+            decode_client_frame("{not json", MAX)
+                .unwrap_err()
+                .error
+                .code,
             ErrorCode::BadFrame
         );
         assert_eq!(
@@ -211,7 +218,10 @@ mod tests {
                 .code,
             ErrorCode::BadFrame
         );
-        let big = format!(r#"{{"type":"request","id":1,"op":"status","pad":"{}"}}"#, "x".repeat(MAX));
+        let big = format!(
+            r#"{{"type":"request","id":1,"op":"status","pad":"{}"}}"#,
+            "x".repeat(MAX)
+        );
         assert_eq!(
             decode_client_frame(&big, MAX).unwrap_err().error.code,
             ErrorCode::FrameTooLarge
@@ -251,26 +261,58 @@ mod tests {
         let ops = [
             Op::Status,
             Op::ListenAddrs,
-            Op::Dial { addr: String::new() },
+            Op::Dial {
+                addr: String::new(),
+            },
             Op::Peers,
-            Op::Disconnect { peer_id: String::new() },
-            Op::Subscribe { topic: String::new() },
-            Op::Unsubscribe { topic: String::new() },
+            Op::Disconnect {
+                peer_id: String::new(),
+            },
+            Op::Subscribe {
+                topic: String::new(),
+            },
+            Op::Unsubscribe {
+                topic: String::new(),
+            },
             Op::Topics,
-            Op::Publish { topic: String::new(), data: Bytes::default() },
-            Op::Send { peer_id: String::new(), data: Bytes::default(), id: None },
-            Op::FindPeer { peer_id: String::new() },
-            Op::Provide { key: Bytes::default() },
-            Op::FindProviders { key: Bytes::default() },
-            Op::PutRecord { key: Bytes::default(), value: Bytes::default() },
-            Op::GetRecord { key: Bytes::default() },
-            Op::Ping { peer_id: String::new() },
+            Op::Publish {
+                topic: String::new(),
+                data: Bytes::default(),
+            },
+            Op::Send {
+                peer_id: String::new(),
+                data: Bytes::default(),
+                id: None,
+            },
+            Op::FindPeer {
+                peer_id: String::new(),
+            },
+            Op::Provide {
+                key: Bytes::default(),
+            },
+            Op::FindProviders {
+                key: Bytes::default(),
+            },
+            Op::PutRecord {
+                key: Bytes::default(),
+                value: Bytes::default(),
+            },
+            Op::GetRecord {
+                key: Bytes::default(),
+            },
+            Op::Ping {
+                peer_id: String::new(),
+            },
             Op::Shutdown,
         ];
         assert_eq!(ops.len(), Op::NAMES.len());
         for op in ops {
             assert!(Op::NAMES.contains(&op.name()));
-            let text = encode(&ClientFrame::Request(Request { id: 1, op: op.clone() })).unwrap();
+            let text = encode(&ClientFrame::Request(Request {
+                id: 1,
+                op: op.clone(),
+            }))
+            .unwrap();
             assert_eq!(
                 decode_client_frame(&text, MAX).unwrap(),
                 ClientFrame::Request(Request { id: 1, op })

@@ -19,7 +19,11 @@ pub enum Event {
         data: Bytes,
     },
     /// A direct message from another peer; already acknowledged to it.
-    Direct { from: String, id: String, data: Bytes },
+    Direct {
+        from: String,
+        id: String,
+        data: Bytes,
+    },
     /// The first connection to a peer was established.
     PeerConnected { peer_id: String, addr: String },
     /// The last connection to a peer closed.

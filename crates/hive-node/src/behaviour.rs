@@ -1,0 +1,131 @@
+//! The composed libp2p behaviour of a Hive node and its wire messages.
+
+use std::time::Duration;
+
+use libp2p::identity::Keypair;
+use libp2p::swarm::behaviour::toggle::Toggle;
+use libp2p::swarm::NetworkBehaviour;
+use libp2p::{
+    connection_limits, gossipsub, identify, kad, mdns, ping, request_response, StreamProtocol,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::config::NodeConfig;
+
+/// Protocol of direct messages between Hive daemons.
+pub const DIRECT_PROTOCOL: StreamProtocol = StreamProtocol::new("/hive/direct/1.0.0");
+/// Protocol of on-demand pings (the `ping` op).
+pub const PING_PROTOCOL: StreamProtocol = StreamProtocol::new("/hive/ping/1.0.0");
+/// Identify's protocol version string.
+pub const IDENTIFY_PROTOCOL: &str = "/hive/1.0.0";
+
+/// A direct message: the sender's id for it (stable across retries) and its bytes.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DirectRequest {
+    pub id: String,
+    #[serde(with = "serde_bytes")]
+    pub data: Vec<u8>,
+}
+
+/// The receiving daemon's acknowledgement of a direct message.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DirectAck {
+    pub id: String,
+}
+
+/// An on-demand ping; the nonce comes back.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PingRequest {
+    pub nonce: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PingResponse {
+    pub nonce: u64,
+}
+
+#[derive(NetworkBehaviour)]
+pub struct Behaviour {
+    pub limits: connection_limits::Behaviour,
+    pub identify: identify::Behaviour,
+    pub ping: ping::Behaviour,
+    pub gossipsub: gossipsub::Behaviour,
+    pub kad: kad::Behaviour<kad::store::MemoryStore>,
+    pub mdns: Toggle<mdns::tokio::Behaviour>,
+    pub direct: request_response::cbor::Behaviour<DirectRequest, DirectAck>,
+    pub hping: request_response::cbor::Behaviour<PingRequest, PingResponse>,
+}
+
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+impl Behaviour {
+    pub fn new(key: &Keypair, config: &NodeConfig) -> Result<Self, BoxError> {
+        let peer_id = key.public().to_peer_id();
+
+        let limits = connection_limits::Behaviour::new(
+            connection_limits::ConnectionLimits::default()
+                .with_max_established(Some(config.max_connections))
+                .with_max_established_per_peer(Some(config.max_connections_per_peer)),
+        );
+
+        let identify = identify::Behaviour::new(
+            identify::Config::new(IDENTIFY_PROTOCOL.to_string(), key.public())
+                .with_agent_version(format!("hive-p2pd/{}", env!("CARGO_PKG_VERSION"))),
+        );
+
+        let ping = ping::Behaviour::new(ping::Config::new().with_interval(Duration::from_secs(15)));
+
+        let gossipsub_config = gossipsub::ConfigBuilder::default()
+            .validation_mode(gossipsub::ValidationMode::Strict)
+            .max_transmit_size(config.max_message_size + 16 * 1024)
+            .heartbeat_interval(Duration::from_millis(700))
+            .build()
+            .map_err(|e| format!("gossipsub config: {e}"))?;
+        let gossipsub = gossipsub::Behaviour::new(
+            gossipsub::MessageAuthenticity::Signed(key.clone()),
+            gossipsub_config,
+        )?;
+
+        let mut kad_config = kad::Config::new(kad::PROTOCOL_NAME);
+        kad_config.set_query_timeout(Duration::from_secs(30));
+        let mut kad =
+            kad::Behaviour::with_config(peer_id, kad::store::MemoryStore::new(peer_id), kad_config);
+        // Without a confirmed external address Kademlia stays a client and
+        // answers nobody; on loopback and private networks there never is
+        // one, so serve unconditionally.
+        kad.set_mode(Some(kad::Mode::Server));
+
+        let mdns = if config.mdns {
+            Some(mdns::tokio::Behaviour::new(
+                mdns::Config::default(),
+                peer_id,
+            )?)
+        } else {
+            None
+        };
+
+        let size_limit = (config.max_message_size + 64 * 1024) as u64;
+        let direct = request_response::cbor::Behaviour::with_codec(
+            request_response::cbor::codec::Codec::default()
+                .set_request_size_maximum(size_limit)
+                .set_response_size_maximum(64 * 1024),
+            [(DIRECT_PROTOCOL, request_response::ProtocolSupport::Full)],
+            request_response::Config::default().with_request_timeout(Duration::from_secs(30)),
+        );
+        let hping = request_response::cbor::Behaviour::new(
+            [(PING_PROTOCOL, request_response::ProtocolSupport::Full)],
+            request_response::Config::default().with_request_timeout(Duration::from_secs(20)),
+        );
+
+        Ok(Behaviour {
+            limits,
+            identify,
+            ping,
+            gossipsub,
+            kad,
+            mdns: Toggle::from(mdns),
+            direct,
+            hping,
+        })
+    }
+}

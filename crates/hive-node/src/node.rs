@@ -1,0 +1,1080 @@
+//! The node: a swarm driven by one loop that serves commands and swarm events.
+//!
+//! Everything that touches the swarm happens in [`Node::run`], which reads
+//! like rust-libp2p's examples: one `select!` over the command channel and the
+//! swarm. Operations that wait on the network (dial, direct send, DHT queries,
+//! ping) never block it: they park their reply channel in a pending map keyed
+//! by the id libp2p hands back, and are answered when the matching swarm event
+//! arrives. [`NodeHandle::request`] bounds every wait with a timeout, so a
+//! reply that never comes is an error, not a hang.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use hive_proto::{
+    Bytes, DialResult, Empty, ErrorBody, ErrorCode, Event, FindPeerResult, FindProvidersResult,
+    GetRecordResult, ListenAddrsResult, Op, PeerInfo, PeersResult, PingResult, PublishResult,
+    SendResult, StatusResult, SubscribeResult, TopicInfo, TopicsResult,
+};
+use libp2p::multiaddr::Protocol;
+use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
+use libp2p::swarm::{ConnectionId, SwarmEvent};
+use libp2p::{gossipsub, identify, kad, mdns, noise, ping, request_response, tcp, yamux};
+use libp2p::{Multiaddr, PeerId, Swarm};
+use serde::Serialize;
+use serde_json::Value;
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
+
+use crate::behaviour::{
+    Behaviour, BehaviourEvent, DirectAck, DirectRequest, PingRequest, PingResponse,
+};
+use crate::config::NodeConfig;
+
+/// Capacity of the event broadcast each IPC connection subscribes to.
+pub const EVENT_CAPACITY: usize = 8192;
+/// Longest any operation may wait for the network.
+const OP_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long start-up may take to bind every listen address.
+const LISTEN_TIMEOUT: Duration = Duration::from_secs(15);
+/// Direct message ids remembered per node to drop retried duplicates.
+const DEDUPE_CAPACITY: usize = 10_000;
+
+type Reply = oneshot::Sender<Result<Value, ErrorBody>>;
+
+/// Why a node could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    #[error("cannot build the libp2p swarm: {0}")]
+    Build(String),
+    #[error("cannot listen on {addr}: {reason}")]
+    Listen { addr: Multiaddr, reason: String },
+    #[error("listen addresses were not bound within {0:?}")]
+    ListenTimeout(Duration),
+}
+
+enum Command {
+    Op { op: Op, reply: Reply },
+}
+
+/// A cheap, cloneable handle to a running node.
+#[derive(Clone)]
+pub struct NodeHandle {
+    commands: mpsc::Sender<Command>,
+    events: broadcast::Sender<Event>,
+    peer_id: PeerId,
+    listen_addrs: Vec<String>,
+    shutdown: watch::Receiver<bool>,
+}
+
+impl NodeHandle {
+    pub fn peer_id(&self) -> PeerId {
+        self.peer_id
+    }
+
+    /// The addresses bound at start-up, each ending in `/p2p/<peer id>`.
+    pub fn initial_listen_addrs(&self) -> &[String] {
+        &self.listen_addrs
+    }
+
+    /// Run one operation and wait for its result (bounded by a timeout).
+    pub async fn request(&self, op: Op) -> Result<Value, ErrorBody> {
+        let name = op.name();
+        let (reply, rx) = oneshot::channel();
+        self.commands
+            .send(Command::Op { op, reply })
+            .await
+            .map_err(|_| ErrorBody::new(ErrorCode::ShuttingDown, "the node has stopped"))?;
+        match tokio::time::timeout(OP_TIMEOUT, rx).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(_)) => Err(ErrorBody::new(
+                ErrorCode::ShuttingDown,
+                "the node stopped before answering",
+            )),
+            Err(_) => Err(ErrorBody::new(
+                ErrorCode::Timeout,
+                format!("{name} did not complete within {}s", OP_TIMEOUT.as_secs()),
+            )),
+        }
+    }
+
+    /// A new receiver of every event the node emits from now on.
+    pub fn subscribe_events(&self) -> broadcast::Receiver<Event> {
+        self.events.subscribe()
+    }
+
+    /// Resolves once a `shutdown` operation has been accepted.
+    pub async fn shutdown_requested(&self) {
+        let mut rx = self.shutdown.clone();
+        while !*rx.borrow_and_update() {
+            if rx.changed().await.is_err() {
+                return;
+            }
+        }
+    }
+}
+
+/// What the node knows about one connected peer.
+struct PeerState {
+    connections: HashMap<ConnectionId, Multiaddr>,
+    since: Instant,
+    rtt: Option<Duration>,
+}
+
+enum KadPending {
+    FindPeer {
+        target: PeerId,
+        reply: Reply,
+    },
+    Provide(Reply),
+    FindProviders {
+        providers: HashSet<PeerId>,
+        reply: Reply,
+    },
+    PutRecord(Reply),
+    GetRecord(Reply),
+}
+
+/// The node's state, owned by its loop.
+pub struct Node {
+    swarm: Swarm<Behaviour>,
+    commands: mpsc::Receiver<Command>,
+    events: broadcast::Sender<Event>,
+    shutdown: watch::Sender<bool>,
+    started: Instant,
+    peer_id: PeerId,
+    max_message_size: usize,
+    listen_addrs: Vec<Multiaddr>,
+    peers: HashMap<PeerId, PeerState>,
+    /// Listen addresses peers announced through identify.
+    peer_listen_addrs: HashMap<PeerId, Vec<Multiaddr>>,
+    bootstrap_peers: HashSet<PeerId>,
+    kad_bootstrapped: bool,
+    pending_dials: HashMap<ConnectionId, Vec<Reply>>,
+    pending_sends: HashMap<request_response::OutboundRequestId, (String, Reply)>,
+    pending_pings: HashMap<request_response::OutboundRequestId, (Instant, Reply)>,
+    pending_kad: HashMap<kad::QueryId, KadPending>,
+    seen_direct: HashSet<(PeerId, String)>,
+    seen_order: VecDeque<(PeerId, String)>,
+}
+
+fn err(code: ErrorCode, message: impl Into<String>) -> ErrorBody {
+    ErrorBody::new(code, message)
+}
+
+fn json<T: Serialize>(value: &T) -> Result<Value, ErrorBody> {
+    serde_json::to_value(value).map_err(|e| err(ErrorCode::Internal, e.to_string()))
+}
+
+fn parse_peer(text: &str) -> Result<PeerId, ErrorBody> {
+    text.parse()
+        .map_err(|e| err(ErrorCode::BadArgs, format!("invalid peer id {text:?}: {e}")))
+}
+
+fn parse_addr(text: &str) -> Result<Multiaddr, ErrorBody> {
+    text.parse().map_err(|e| {
+        err(
+            ErrorCode::BadArgs,
+            format!("invalid multiaddr {text:?}: {e}"),
+        )
+    })
+}
+
+fn check_topic(topic: &str) -> Result<(), ErrorBody> {
+    if topic.is_empty() {
+        return Err(err(ErrorCode::BadArgs, "the topic must not be empty"));
+    }
+    Ok(())
+}
+
+/// The peer id at the end of a multiaddr, if any.
+fn peer_of(addr: &Multiaddr) -> Option<PeerId> {
+    match addr.iter().last() {
+        Some(Protocol::P2p(peer)) => Some(peer),
+        _ => None,
+    }
+}
+
+fn without_p2p(addr: &Multiaddr) -> Multiaddr {
+    addr.iter()
+        .filter(|p| !matches!(p, Protocol::P2p(_)))
+        .collect()
+}
+
+fn with_p2p(addr: &Multiaddr, peer: PeerId) -> String {
+    without_p2p(addr).with(Protocol::P2p(peer)).to_string()
+}
+
+impl Node {
+    /// Build the swarm, bind every listen address, dial the bootstrap peers,
+    /// and spawn the loop. Returns once the node is listening.
+    pub async fn start(config: NodeConfig) -> Result<NodeHandle, NodeError> {
+        let behaviour_config = config.clone();
+        let mut swarm = libp2p::SwarmBuilder::with_existing_identity(config.keypair.clone())
+            .with_tokio()
+            .with_tcp(
+                tcp::Config::new().nodelay(true),
+                noise::Config::new,
+                yamux::Config::default,
+            )
+            .map_err(|e| NodeError::Build(e.to_string()))?
+            .with_quic()
+            .with_dns()
+            .map_err(|e| NodeError::Build(e.to_string()))?
+            .with_behaviour(|key| Behaviour::new(key, &behaviour_config))
+            .map_err(|e| NodeError::Build(e.to_string()))?
+            .with_swarm_config(|c| c.with_idle_connection_timeout(config.idle_timeout))
+            .build();
+        let peer_id = *swarm.local_peer_id();
+
+        let mut waiting = HashMap::new();
+        for addr in &config.listen {
+            let id = swarm
+                .listen_on(addr.clone())
+                .map_err(|e| NodeError::Listen {
+                    addr: addr.clone(),
+                    reason: e.to_string(),
+                })?;
+            waiting.insert(id, addr.clone());
+        }
+        let mut listen_addrs = Vec::new();
+        let deadline = tokio::time::Instant::now() + LISTEN_TIMEOUT;
+        while !waiting.is_empty() {
+            let event = tokio::time::timeout_at(deadline, swarm.select_next_some())
+                .await
+                .map_err(|_| NodeError::ListenTimeout(LISTEN_TIMEOUT))?;
+            match event {
+                SwarmEvent::NewListenAddr {
+                    listener_id,
+                    address,
+                } => {
+                    waiting.remove(&listener_id);
+                    listen_addrs.push(address);
+                }
+                SwarmEvent::ListenerClosed {
+                    listener_id,
+                    reason,
+                    ..
+                } => {
+                    if let Some(addr) = waiting.remove(&listener_id) {
+                        return Err(NodeError::Listen {
+                            addr,
+                            reason: format!("{reason:?}"),
+                        });
+                    }
+                }
+                SwarmEvent::ListenerError { listener_id, error } => {
+                    if let Some(addr) = waiting.remove(&listener_id) {
+                        return Err(NodeError::Listen {
+                            addr,
+                            reason: error.to_string(),
+                        });
+                    }
+                }
+                other => tracing::debug!(?other, "event before listening"),
+            }
+        }
+
+        let (events, _) = broadcast::channel(EVENT_CAPACITY);
+        let (commands_tx, commands) = mpsc::channel(1024);
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let handle = NodeHandle {
+            commands: commands_tx,
+            events: events.clone(),
+            peer_id,
+            listen_addrs: listen_addrs.iter().map(|a| with_p2p(a, peer_id)).collect(),
+            shutdown: shutdown_rx,
+        };
+        let mut node = Node {
+            swarm,
+            commands,
+            events,
+            shutdown,
+            started: Instant::now(),
+            peer_id,
+            max_message_size: config.max_message_size,
+            listen_addrs,
+            peers: HashMap::new(),
+            peer_listen_addrs: HashMap::new(),
+            bootstrap_peers: HashSet::new(),
+            kad_bootstrapped: false,
+            pending_dials: HashMap::new(),
+            pending_sends: HashMap::new(),
+            pending_pings: HashMap::new(),
+            pending_kad: HashMap::new(),
+            seen_direct: HashSet::new(),
+            seen_order: VecDeque::new(),
+        };
+        for addr in &config.bootstrap {
+            node.dial_bootstrap(addr);
+        }
+        tokio::spawn(node.run());
+        Ok(handle)
+    }
+
+    fn dial_bootstrap(&mut self, addr: &Multiaddr) {
+        let opts = match peer_of(addr) {
+            Some(peer) => {
+                self.bootstrap_peers.insert(peer);
+                self.swarm
+                    .behaviour_mut()
+                    .kad
+                    .add_address(&peer, without_p2p(addr));
+                DialOpts::peer_id(peer)
+                    .addresses(vec![without_p2p(addr)])
+                    .build()
+            }
+            None => DialOpts::unknown_peer_id().address(addr.clone()).build(),
+        };
+        if let Err(e) = self.swarm.dial(opts) {
+            tracing::warn!(%addr, error = %e, "cannot dial bootstrap peer");
+        }
+    }
+
+    /// The loop: commands from IPC clients and events from the network.
+    async fn run(mut self) {
+        tracing::info!(peer_id = %self.peer_id, "node running");
+        loop {
+            tokio::select! {
+                command = self.commands.recv() => match command {
+                    Some(Command::Op { op, reply }) => self.handle_op(op, reply),
+                    None => break,
+                },
+                event = self.swarm.select_next_some() => self.handle_swarm_event(event),
+            }
+        }
+        tracing::info!("node stopped");
+    }
+
+    fn emit(&self, event: Event) {
+        // No receiver is fine: nobody is connected to hear it.
+        let _ = self.events.send(event);
+    }
+
+    fn own_addrs(&self) -> Vec<String> {
+        self.listen_addrs
+            .iter()
+            .map(|a| with_p2p(a, self.peer_id))
+            .collect()
+    }
+
+    fn peer_info(&self, peer: &PeerId, state: Option<&PeerState>) -> PeerInfo {
+        let announced = self.peer_listen_addrs.get(peer);
+        let addrs: Vec<String> = match announced {
+            Some(addrs) if !addrs.is_empty() => addrs.iter().map(|a| with_p2p(a, *peer)).collect(),
+            _ => state
+                .map(|s| s.connections.values().map(|a| with_p2p(a, *peer)).collect())
+                .unwrap_or_default(),
+        };
+        PeerInfo {
+            peer_id: peer.to_string(),
+            addrs,
+            rtt_ms: state.and_then(|s| s.rtt).map(|d| d.as_secs_f64() * 1000.0),
+            connected_secs: state.map(|s| s.since.elapsed().as_secs_f64()),
+        }
+    }
+
+    fn handle_op(&mut self, op: Op, reply: Reply) {
+        // Operations that finish synchronously answer here; the others park
+        // `reply` and return.
+        let result = match op {
+            Op::Status => json(&StatusResult {
+                peer_id: self.peer_id.to_string(),
+                listen_addrs: self.own_addrs(),
+                peers: self.peers.len(),
+                topics: self
+                    .swarm
+                    .behaviour()
+                    .gossipsub
+                    .topics()
+                    .map(|t| t.to_string())
+                    .collect(),
+                pid: std::process::id(),
+                uptime_secs: self.started.elapsed().as_secs_f64(),
+                daemon_version: env!("CARGO_PKG_VERSION").to_string(),
+                protocol_version: hive_proto::PROTOCOL_VERSION,
+            }),
+            Op::ListenAddrs => json(&ListenAddrsResult {
+                listen_addrs: self.own_addrs(),
+            }),
+            Op::Peers => {
+                let peers = self
+                    .peers
+                    .iter()
+                    .map(|(peer, state)| self.peer_info(peer, Some(state)))
+                    .collect();
+                json(&PeersResult { peers })
+            }
+            Op::Dial { addr } => return self.dial(&addr, reply),
+            Op::Disconnect { peer_id } => parse_peer(&peer_id).and_then(|peer| {
+                // Err means not connected, which is what the caller wants anyway.
+                let _ = self.swarm.disconnect_peer_id(peer);
+                json(&Empty {})
+            }),
+            Op::Subscribe { topic } => check_topic(&topic).and_then(|()| {
+                let changed = self
+                    .swarm
+                    .behaviour_mut()
+                    .gossipsub
+                    .subscribe(&gossipsub::IdentTopic::new(&topic))
+                    .map_err(|e| err(ErrorCode::Internal, format!("subscribe failed: {e:?}")))?;
+                json(&SubscribeResult { changed })
+            }),
+            Op::Unsubscribe { topic } => check_topic(&topic).and_then(|()| {
+                let changed = self
+                    .swarm
+                    .behaviour_mut()
+                    .gossipsub
+                    .unsubscribe(&gossipsub::IdentTopic::new(&topic));
+                json(&SubscribeResult { changed })
+            }),
+            Op::Topics => {
+                let gossipsub = &self.swarm.behaviour().gossipsub;
+                let topics = gossipsub
+                    .topics()
+                    .map(|hash| TopicInfo {
+                        topic: hash.to_string(),
+                        peers: gossipsub
+                            .all_peers()
+                            .filter(|(_, topics)| topics.contains(&hash))
+                            .count(),
+                    })
+                    .collect();
+                json(&TopicsResult { topics })
+            }
+            Op::Publish { topic, data } => self.publish(&topic, data),
+            Op::Send { peer_id, data, id } => return self.send_direct(&peer_id, data, id, reply),
+            Op::Ping { peer_id } => match parse_peer(&peer_id) {
+                Ok(peer) => {
+                    let nonce = rand::random();
+                    let request_id = self
+                        .swarm
+                        .behaviour_mut()
+                        .hping
+                        .send_request(&peer, PingRequest { nonce });
+                    self.pending_pings
+                        .insert(request_id, (Instant::now(), reply));
+                    return;
+                }
+                Err(e) => Err(e),
+            },
+            Op::FindPeer { peer_id } => match parse_peer(&peer_id) {
+                Ok(peer) if self.peers.contains_key(&peer) => {
+                    let info = self.peer_info(&peer, self.peers.get(&peer));
+                    json(&FindPeerResult {
+                        peer_id: info.peer_id,
+                        addrs: info.addrs,
+                    })
+                }
+                Ok(peer) => {
+                    let id = self.swarm.behaviour_mut().kad.get_closest_peers(peer);
+                    self.pending_kad.insert(
+                        id,
+                        KadPending::FindPeer {
+                            target: peer,
+                            reply,
+                        },
+                    );
+                    return;
+                }
+                Err(e) => Err(e),
+            },
+            Op::Provide { key } => {
+                match self
+                    .swarm
+                    .behaviour_mut()
+                    .kad
+                    .start_providing(kad::RecordKey::new(&key.0))
+                {
+                    Ok(id) => {
+                        self.pending_kad.insert(id, KadPending::Provide(reply));
+                        return;
+                    }
+                    Err(e) => Err(err(ErrorCode::Internal, format!("provide failed: {e}"))),
+                }
+            }
+            Op::FindProviders { key } => {
+                let id = self
+                    .swarm
+                    .behaviour_mut()
+                    .kad
+                    .get_providers(kad::RecordKey::new(&key.0));
+                self.pending_kad.insert(
+                    id,
+                    KadPending::FindProviders {
+                        providers: HashSet::new(),
+                        reply,
+                    },
+                );
+                return;
+            }
+            Op::PutRecord { key, value } => {
+                let record = kad::Record::new(kad::RecordKey::new(&key.0), value.0);
+                match self
+                    .swarm
+                    .behaviour_mut()
+                    .kad
+                    .put_record(record, kad::Quorum::One)
+                {
+                    Ok(id) => {
+                        self.pending_kad.insert(id, KadPending::PutRecord(reply));
+                        return;
+                    }
+                    Err(e) => Err(err(ErrorCode::Internal, format!("put_record failed: {e}"))),
+                }
+            }
+            Op::GetRecord { key } => {
+                let key = kad::RecordKey::new(&key.0);
+                let local = {
+                    use kad::store::RecordStore;
+                    self.swarm
+                        .behaviour_mut()
+                        .kad
+                        .store_mut()
+                        .get(&key)
+                        .map(|r| r.into_owned())
+                };
+                match local {
+                    Some(record) => json(&GetRecordResult {
+                        value: Bytes(record.value),
+                        publisher: record.publisher.map(|p| p.to_string()),
+                    }),
+                    None => {
+                        let id = self.swarm.behaviour_mut().kad.get_record(key);
+                        self.pending_kad.insert(id, KadPending::GetRecord(reply));
+                        return;
+                    }
+                }
+            }
+            Op::Shutdown => {
+                let _ = self.shutdown.send(true);
+                json(&Empty {})
+            }
+        };
+        let _ = reply.send(result);
+    }
+
+    fn dial(&mut self, addr: &str, reply: Reply) {
+        let addr = match parse_addr(addr) {
+            Ok(a) => a,
+            Err(e) => {
+                let _ = reply.send(Err(e));
+                return;
+            }
+        };
+        let opts = match peer_of(&addr) {
+            Some(peer) => {
+                if self.peers.contains_key(&peer) {
+                    let _ = reply.send(json(&DialResult {
+                        peer_id: peer.to_string(),
+                    }));
+                    return;
+                }
+                self.swarm
+                    .behaviour_mut()
+                    .kad
+                    .add_address(&peer, without_p2p(&addr));
+                DialOpts::peer_id(peer)
+                    .addresses(vec![without_p2p(&addr)])
+                    .condition(PeerCondition::Always)
+                    .build()
+            }
+            None => DialOpts::unknown_peer_id().address(addr.clone()).build(),
+        };
+        let connection_id = opts.connection_id();
+        match self.swarm.dial(opts) {
+            Ok(()) => self
+                .pending_dials
+                .entry(connection_id)
+                .or_default()
+                .push(reply),
+            Err(e) => {
+                let _ = reply.send(Err(err(
+                    ErrorCode::DialFailed,
+                    format!("cannot dial {addr}: {e}"),
+                )));
+            }
+        }
+    }
+
+    fn publish(&mut self, topic: &str, data: Bytes) -> Result<Value, ErrorBody> {
+        check_topic(topic)?;
+        if data.0.len() > self.max_message_size {
+            return Err(err(
+                ErrorCode::PublishFailed,
+                format!(
+                    "message of {} bytes exceeds the limit of {} bytes",
+                    data.0.len(),
+                    self.max_message_size
+                ),
+            ));
+        }
+        match self
+            .swarm
+            .behaviour_mut()
+            .gossipsub
+            .publish(gossipsub::IdentTopic::new(topic), data.0)
+        {
+            Ok(id) => json(&PublishResult { id: id.to_string() }),
+            Err(gossipsub::PublishError::NoPeersSubscribedToTopic) => Err(err(
+                ErrorCode::PublishFailed,
+                format!("no peers subscribed to topic {topic:?} yet"),
+            )),
+            Err(e) => Err(err(
+                ErrorCode::PublishFailed,
+                format!("publish on {topic:?} failed: {e}"),
+            )),
+        }
+    }
+
+    fn send_direct(&mut self, peer: &str, data: Bytes, id: Option<String>, reply: Reply) {
+        let peer = match parse_peer(peer) {
+            Ok(p) => p,
+            Err(e) => {
+                let _ = reply.send(Err(e));
+                return;
+            }
+        };
+        if data.0.len() > self.max_message_size {
+            let _ = reply.send(Err(err(
+                ErrorCode::BadArgs,
+                format!(
+                    "direct message of {} bytes exceeds the limit of {} bytes",
+                    data.0.len(),
+                    self.max_message_size
+                ),
+            )));
+            return;
+        }
+        if peer == self.peer_id {
+            let _ = reply.send(Err(err(
+                ErrorCode::BadArgs,
+                "cannot send a direct message to this node itself",
+            )));
+            return;
+        }
+        let id = id.unwrap_or_else(|| hex::encode(rand::random::<[u8; 16]>()));
+        let request_id = self.swarm.behaviour_mut().direct.send_request(
+            &peer,
+            DirectRequest {
+                id: id.clone(),
+                data: data.0,
+            },
+        );
+        self.pending_sends.insert(request_id, (id, reply));
+    }
+
+    fn handle_swarm_event(&mut self, event: SwarmEvent<BehaviourEvent>) {
+        match event {
+            SwarmEvent::Behaviour(event) => self.handle_behaviour_event(event),
+            SwarmEvent::NewListenAddr { address, .. } => {
+                tracing::info!(%address, "listening");
+                if !self.listen_addrs.contains(&address) {
+                    self.listen_addrs.push(address.clone());
+                }
+                self.emit(Event::NewListenAddr {
+                    addr: with_p2p(&address, self.peer_id),
+                });
+            }
+            SwarmEvent::ExpiredListenAddr { address, .. } => {
+                self.listen_addrs.retain(|a| a != &address);
+                self.emit(Event::ExpiredListenAddr {
+                    addr: with_p2p(&address, self.peer_id),
+                });
+            }
+            SwarmEvent::ConnectionEstablished {
+                peer_id,
+                connection_id,
+                endpoint,
+                num_established,
+                ..
+            } => {
+                let addr = endpoint.get_remote_address().clone();
+                let state = self.peers.entry(peer_id).or_insert_with(|| PeerState {
+                    connections: HashMap::new(),
+                    since: Instant::now(),
+                    rtt: None,
+                });
+                state.connections.insert(connection_id, addr.clone());
+                if num_established.get() == 1 {
+                    tracing::info!(%peer_id, %addr, "peer connected");
+                    self.emit(Event::PeerConnected {
+                        peer_id: peer_id.to_string(),
+                        addr: addr.to_string(),
+                    });
+                }
+                if let Some(replies) = self.pending_dials.remove(&connection_id) {
+                    for reply in replies {
+                        let _ = reply.send(json(&DialResult {
+                            peer_id: peer_id.to_string(),
+                        }));
+                    }
+                }
+                if self.bootstrap_peers.contains(&peer_id) && !self.kad_bootstrapped {
+                    self.kad_bootstrapped = true;
+                    if let Err(e) = self.swarm.behaviour_mut().kad.bootstrap() {
+                        tracing::debug!(error = %e, "kademlia bootstrap not started");
+                    }
+                }
+            }
+            SwarmEvent::ConnectionClosed {
+                peer_id,
+                connection_id,
+                num_established,
+                ..
+            } => {
+                if let Some(state) = self.peers.get_mut(&peer_id) {
+                    state.connections.remove(&connection_id);
+                }
+                if num_established == 0 {
+                    self.peers.remove(&peer_id);
+                    tracing::info!(%peer_id, "peer disconnected");
+                    self.emit(Event::PeerDisconnected {
+                        peer_id: peer_id.to_string(),
+                    });
+                }
+            }
+            SwarmEvent::OutgoingConnectionError {
+                connection_id,
+                peer_id,
+                error,
+            } => {
+                tracing::debug!(?peer_id, %error, "outgoing connection failed");
+                if let Some(replies) = self.pending_dials.remove(&connection_id) {
+                    for reply in replies {
+                        let _ = reply.send(Err(err(
+                            ErrorCode::DialFailed,
+                            format!("dial failed: {error}"),
+                        )));
+                    }
+                }
+            }
+            other => tracing::trace!(?other, "swarm event"),
+        }
+    }
+
+    fn handle_behaviour_event(&mut self, event: BehaviourEvent) {
+        match event {
+            BehaviourEvent::Gossipsub(event) => self.handle_gossipsub(event),
+            BehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. }) => {
+                let addrs: Vec<Multiaddr> = info
+                    .listen_addrs
+                    .into_iter()
+                    .filter(|a| {
+                        !a.iter().any(|p| {
+                            matches!(p, Protocol::Ip4(ip) if ip.is_unspecified())
+                                || matches!(p, Protocol::Ip6(ip) if ip.is_unspecified())
+                        })
+                    })
+                    .collect();
+                for addr in &addrs {
+                    self.swarm
+                        .behaviour_mut()
+                        .kad
+                        .add_address(&peer_id, without_p2p(addr));
+                }
+                self.peer_listen_addrs.insert(peer_id, addrs);
+            }
+            BehaviourEvent::Identify(_) => {}
+            BehaviourEvent::Ping(ping::Event {
+                peer,
+                result: Ok(rtt),
+                ..
+            }) => {
+                if let Some(state) = self.peers.get_mut(&peer) {
+                    state.rtt = Some(rtt);
+                }
+            }
+            BehaviourEvent::Ping(_) => {}
+            BehaviourEvent::Mdns(mdns::Event::Discovered(found)) => {
+                for (peer, addr) in found {
+                    if peer == self.peer_id {
+                        continue;
+                    }
+                    self.swarm
+                        .behaviour_mut()
+                        .kad
+                        .add_address(&peer, addr.clone());
+                    if !self.peers.contains_key(&peer) {
+                        tracing::info!(%peer, %addr, "discovered by mDNS");
+                        let opts = DialOpts::peer_id(peer)
+                            .addresses(vec![addr])
+                            .condition(PeerCondition::DisconnectedAndNotDialing)
+                            .build();
+                        let _ = self.swarm.dial(opts);
+                    }
+                }
+            }
+            BehaviourEvent::Mdns(mdns::Event::Expired(_)) => {}
+            BehaviourEvent::Kad(event) => self.handle_kad(event),
+            BehaviourEvent::Direct(event) => self.handle_direct(event),
+            BehaviourEvent::Hping(event) => self.handle_hping(event),
+            BehaviourEvent::Limits(never) => match never {},
+        }
+    }
+
+    fn handle_gossipsub(&mut self, event: gossipsub::Event) {
+        match event {
+            gossipsub::Event::Message {
+                message_id,
+                message,
+                ..
+            } => self.emit(Event::Message {
+                topic: message.topic.to_string(),
+                from: message.source.map(|p| p.to_string()).unwrap_or_default(),
+                id: message_id.to_string(),
+                data: Bytes(message.data),
+            }),
+            gossipsub::Event::Subscribed { peer_id, topic, .. } => {
+                self.emit(Event::TopicPeerJoined {
+                    topic: topic.to_string(),
+                    peer_id: peer_id.to_string(),
+                });
+            }
+            gossipsub::Event::Unsubscribed { peer_id, topic } => {
+                self.emit(Event::TopicPeerLeft {
+                    topic: topic.to_string(),
+                    peer_id: peer_id.to_string(),
+                });
+            }
+            other => tracing::debug!(?other, "gossipsub event"),
+        }
+    }
+
+    fn handle_direct(&mut self, event: request_response::Event<DirectRequest, DirectAck>) {
+        use request_response::{Event as E, Message as M};
+        match event {
+            E::Message {
+                peer,
+                message: M::Request {
+                    request, channel, ..
+                },
+                ..
+            } => {
+                let ack = DirectAck {
+                    id: request.id.clone(),
+                };
+                if self
+                    .swarm
+                    .behaviour_mut()
+                    .direct
+                    .send_response(channel, ack)
+                    .is_err()
+                {
+                    // The sender gave up; it will retry with the same id.
+                    tracing::debug!(%peer, "direct message ack could not be sent");
+                }
+                let key = (peer, request.id.clone());
+                if self.seen_direct.insert(key.clone()) {
+                    self.seen_order.push_back(key);
+                    if self.seen_order.len() > DEDUPE_CAPACITY {
+                        if let Some(old) = self.seen_order.pop_front() {
+                            self.seen_direct.remove(&old);
+                        }
+                    }
+                    self.emit(Event::Direct {
+                        from: peer.to_string(),
+                        id: request.id,
+                        data: Bytes(request.data),
+                    });
+                } else {
+                    tracing::debug!(%peer, id = %request.id, "duplicate direct message dropped");
+                }
+            }
+            E::Message {
+                message:
+                    M::Response {
+                        request_id,
+                        response,
+                    },
+                ..
+            } => {
+                if let Some((id, reply)) = self.pending_sends.remove(&request_id) {
+                    let result = if response.id == id {
+                        json(&SendResult { id })
+                    } else {
+                        Err(err(
+                            ErrorCode::SendFailed,
+                            format!("remote acknowledged id {} instead of {id}", response.id),
+                        ))
+                    };
+                    let _ = reply.send(result);
+                }
+            }
+            E::OutboundFailure {
+                peer,
+                request_id,
+                error,
+                ..
+            } => {
+                if let Some((id, reply)) = self.pending_sends.remove(&request_id) {
+                    let code = match error {
+                        request_response::OutboundFailure::DialFailure => ErrorCode::NotConnected,
+                        request_response::OutboundFailure::Timeout => ErrorCode::Timeout,
+                        _ => ErrorCode::SendFailed,
+                    };
+                    let _ = reply.send(Err(err(
+                        code,
+                        format!("direct message {id} to {peer} not acknowledged: {error}"),
+                    )));
+                }
+            }
+            E::InboundFailure { peer, error, .. } => {
+                tracing::debug!(%peer, %error, "inbound direct message failed");
+            }
+            E::ResponseSent { .. } => {}
+        }
+    }
+
+    fn handle_hping(&mut self, event: request_response::Event<PingRequest, PingResponse>) {
+        use request_response::{Event as E, Message as M};
+        match event {
+            E::Message {
+                message: M::Request {
+                    request, channel, ..
+                },
+                ..
+            } => {
+                let _ = self.swarm.behaviour_mut().hping.send_response(
+                    channel,
+                    PingResponse {
+                        nonce: request.nonce,
+                    },
+                );
+            }
+            E::Message {
+                message: M::Response { request_id, .. },
+                ..
+            } => {
+                if let Some((sent, reply)) = self.pending_pings.remove(&request_id) {
+                    let rtt_ms = sent.elapsed().as_secs_f64() * 1000.0;
+                    let _ = reply.send(json(&PingResult { rtt_ms }));
+                }
+            }
+            E::OutboundFailure {
+                peer,
+                request_id,
+                error,
+                ..
+            } => {
+                if let Some((_, reply)) = self.pending_pings.remove(&request_id) {
+                    let code = match error {
+                        request_response::OutboundFailure::DialFailure => ErrorCode::NotConnected,
+                        request_response::OutboundFailure::Timeout => ErrorCode::Timeout,
+                        _ => ErrorCode::Internal,
+                    };
+                    let _ = reply.send(Err(err(code, format!("ping {peer} failed: {error}"))));
+                }
+            }
+            E::InboundFailure { .. } | E::ResponseSent { .. } => {}
+        }
+    }
+
+    fn handle_kad(&mut self, event: kad::Event) {
+        let kad::Event::OutboundQueryProgressed {
+            id, result, step, ..
+        } = event
+        else {
+            return;
+        };
+        let Some(pending) = self.pending_kad.remove(&id) else {
+            return;
+        };
+        let last = step.last;
+        // Each arm either answers (dropping `pending`) or puts it back.
+        match (pending, result) {
+            (KadPending::FindPeer { target, reply }, kad::QueryResult::GetClosestPeers(result)) => {
+                let peers = match result {
+                    Ok(ok) => ok.peers,
+                    Err(kad::GetClosestPeersError::Timeout { peers, .. }) => peers,
+                };
+                if let Some(found) = peers.into_iter().find(|p| p.peer_id == target) {
+                    let _ = reply.send(json(&FindPeerResult {
+                        peer_id: target.to_string(),
+                        addrs: found.addrs.iter().map(|a| with_p2p(a, target)).collect(),
+                    }));
+                } else if last {
+                    let _ = reply.send(Err(err(
+                        ErrorCode::NotFound,
+                        format!("peer {target} not found in the DHT"),
+                    )));
+                } else {
+                    self.pending_kad
+                        .insert(id, KadPending::FindPeer { target, reply });
+                }
+            }
+            (KadPending::Provide(reply), kad::QueryResult::StartProviding(result)) => {
+                let _ = reply.send(match result {
+                    Ok(_) => json(&Empty {}),
+                    Err(e) => Err(err(ErrorCode::Timeout, format!("provide: {e}"))),
+                });
+            }
+            (
+                KadPending::FindProviders {
+                    mut providers,
+                    reply,
+                },
+                kad::QueryResult::GetProviders(result),
+            ) => {
+                if let Ok(kad::GetProvidersOk::FoundProviders {
+                    providers: found, ..
+                }) = result
+                {
+                    providers.extend(found);
+                }
+                if last {
+                    let list = providers
+                        .iter()
+                        .map(|p| {
+                            let info = self.peer_info(p, self.peers.get(p));
+                            let addrs = if *p == self.peer_id {
+                                self.own_addrs()
+                            } else {
+                                info.addrs
+                            };
+                            FindPeerResult {
+                                peer_id: p.to_string(),
+                                addrs,
+                            }
+                        })
+                        .collect();
+                    let _ = reply.send(json(&FindProvidersResult { providers: list }));
+                } else {
+                    self.pending_kad
+                        .insert(id, KadPending::FindProviders { providers, reply });
+                }
+            }
+            (KadPending::PutRecord(reply), kad::QueryResult::PutRecord(result)) => {
+                let _ = reply.send(match result {
+                    Ok(_) => json(&Empty {}),
+                    // The record is in the local store already; with no peer
+                    // to replicate to, the local copy is all there can be.
+                    Err(kad::PutRecordError::QuorumFailed { .. }) if self.peers.is_empty() => {
+                        json(&Empty {})
+                    }
+                    Err(e) => Err(err(ErrorCode::Timeout, format!("put_record: {e}"))),
+                });
+            }
+            (KadPending::GetRecord(reply), kad::QueryResult::GetRecord(result)) => match result {
+                Ok(kad::GetRecordOk::FoundRecord(found)) => {
+                    let _ = reply.send(json(&GetRecordResult {
+                        value: Bytes(found.record.value),
+                        publisher: found.record.publisher.map(|p| p.to_string()),
+                    }));
+                }
+                Ok(_) if !last => {
+                    self.pending_kad.insert(id, KadPending::GetRecord(reply));
+                }
+                Ok(_) | Err(_) => {
+                    let _ = reply.send(Err(err(ErrorCode::NotFound, "no such record")));
+                }
+            },
+            (pending, other) => {
+                tracing::debug!(?other, "unexpected kademlia result");
+                if !last {
+                    self.pending_kad.insert(id, pending);
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,69 @@
+//! Command line of `hive-p2pd`.
+
+use std::path::PathBuf;
+
+use clap::{Parser, ValueEnum};
+use libp2p::Multiaddr;
+
+/// The Hive p2p daemon: one libp2p node behind an authenticated WebSocket IPC.
+///
+/// The IPC token comes from the HIVE_IPC_TOKEN environment variable, else from
+/// --token-file, else a new one is written to <data-dir>/ipc.token (mode 0600).
+/// It is never taken from the command line, where `ps` would show it.
+#[derive(Debug, Parser)]
+#[command(name = "hive-p2pd", version, about, long_about = None)]
+pub struct Cli {
+    /// Directory for the identity key and the generated token.
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+
+    /// Ed25519 identity (libp2p protobuf encoding); created with mode 0600 if absent.
+    #[arg(long, value_name = "PATH")]
+    pub key_file: Option<PathBuf>,
+
+    /// Address to listen on (repeatable). Default: TCP and QUIC on every interface, random ports.
+    #[arg(long = "listen", value_name = "MULTIADDR")]
+    pub listen: Vec<Multiaddr>,
+
+    /// Peer to dial at start and add to the DHT (repeatable). There are no public defaults.
+    #[arg(long = "bootstrap", value_name = "MULTIADDR")]
+    pub bootstrap: Vec<Multiaddr>,
+
+    /// Turn off mDNS discovery of peers on the local network.
+    #[arg(long)]
+    pub no_mdns: bool,
+
+    /// Where the IPC listens: a loopback `IP:PORT` (port 0 = any free port) or `unix:/path`.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:0")]
+    pub ipc: String,
+
+    /// File holding the IPC token (used when HIVE_IPC_TOKEN is not set).
+    #[arg(long, value_name = "PATH")]
+    pub token_file: Option<PathBuf>,
+
+    /// Largest gossipsub message and direct message payload, in bytes.
+    #[arg(long, value_name = "BYTES", default_value_t = hive_node::DEFAULT_MAX_MESSAGE_SIZE)]
+    pub max_message_size: usize,
+
+    /// Largest IPC frame answered normally; larger frames get a frame_too_large error.
+    #[arg(long, value_name = "BYTES", default_value_t = hive_proto::DEFAULT_MAX_FRAME_BYTES)]
+    pub max_frame_bytes: usize,
+
+    /// Most established libp2p connections in total.
+    #[arg(long, value_name = "N", default_value_t = 512)]
+    pub max_connections: u32,
+
+    /// Exit when the parent process dies (also enabled by HIVE_EXIT_WITH_PARENT=1).
+    #[arg(long)]
+    pub exit_with_parent: bool,
+
+    /// Log format on stderr.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
