@@ -514,7 +514,7 @@ impl Supervisor {
                 }
             }
             _ = self.health_loop(client) => Outcome::Hung,
-            _ = self.forward_events(events) => Outcome::Hung,
+            _ = self.forward_events(events, client) => Outcome::Hung,
             _ = shutdown.cancelled() => Outcome::Shutdown,
         }
     }
@@ -545,7 +545,7 @@ impl Supervisor {
                         .request_typed::<PeersResult>(Op::Peers, HEALTH_TIMEOUT)
                         .await
                     {
-                        Ok(p) => *lock(&self.shared.last_peers) = p.peers,
+                        Ok(p) => merge_peers(&mut lock(&self.shared.last_peers), p.peers),
                         Err(e) => tracing::debug!(error = %e, "peers refresh failed"),
                     }
                 }
@@ -561,7 +561,10 @@ impl Supervisor {
     }
 
     /// Re-broadcast daemon events to host subscribers. Never returns.
-    async fn forward_events(&self, mut events: broadcast::Receiver<Event>) {
+    ///
+    /// `client` is the link these events arrive on, used to refresh the
+    /// known peers when one connects.
+    async fn forward_events(&self, mut events: broadcast::Receiver<Event>, client: &IpcClient) {
         loop {
             let event = match events.recv().await {
                 Ok(event) => event,
@@ -583,9 +586,24 @@ impl Supervisor {
                     m.direct_in.inc();
                 }
                 Event::PeerConnected { .. } => {
-                    let mut s = lock(&self.shared.status);
-                    s.peers += 1;
-                    m.peers.set(s.peers as i64);
+                    {
+                        let mut s = lock(&self.shared.status);
+                        s.peers += 1;
+                        m.peers.set(s.peers as i64);
+                    }
+                    // Learn the new peer's addresses now rather than at the
+                    // next health tick: a daemon killed in between must
+                    // still be able to re-dial it.
+                    let shared = self.shared.clone();
+                    let client = client.clone();
+                    tokio::spawn(async move {
+                        if let Ok(p) = client
+                            .request_typed::<PeersResult>(Op::Peers, HEALTH_TIMEOUT)
+                            .await
+                        {
+                            merge_peers(&mut lock(&shared.last_peers), p.peers);
+                        }
+                    });
                 }
                 Event::PeerDisconnected { .. } => {
                     let mut s = lock(&self.shared.status);
@@ -722,4 +740,21 @@ mod tests {
             "/ip4/1.2.3.4/tcp/1/p2p/X"
         );
     }
+}
+
+/// Most peers remembered for re-dialing after a restart.
+const MAX_REMEMBERED_PEERS: usize = 64;
+
+/// Fold a fresh peer list into the remembered one: current peers get their
+/// latest addresses, peers no longer connected are kept (a restarted daemon
+/// tries them too), newest first, bounded.
+fn merge_peers(known: &mut Vec<PeerInfo>, current: Vec<PeerInfo>) {
+    let mut merged = current;
+    for old in known.drain(..) {
+        if !merged.iter().any(|p| p.peer_id == old.peer_id) {
+            merged.push(old);
+        }
+    }
+    merged.truncate(MAX_REMEMBERED_PEERS);
+    *known = merged;
 }

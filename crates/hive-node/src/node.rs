@@ -39,6 +39,8 @@ const OP_TIMEOUT: Duration = Duration::from_secs(60);
 const LISTEN_TIMEOUT: Duration = Duration::from_secs(15);
 /// Direct message ids remembered per node to drop retried duplicates.
 const DEDUPE_CAPACITY: usize = 10_000;
+/// How often disconnected bootstrap peers are dialed again.
+const BOOTSTRAP_REDIAL_INTERVAL: Duration = Duration::from_secs(2);
 
 type Reply = oneshot::Sender<Result<Value, ErrorBody>>;
 
@@ -148,7 +150,10 @@ pub struct Node {
     peers: HashMap<PeerId, PeerState>,
     /// Listen addresses peers announced through identify.
     peer_listen_addrs: HashMap<PeerId, Vec<Multiaddr>>,
-    bootstrap_peers: HashSet<PeerId>,
+    /// Bootstrap peers with a known id, kept connected: re-dialed while
+    /// disconnected, so a peer that restarts on the same address is found
+    /// again without anyone's help.
+    bootstrap_peers: HashMap<PeerId, Multiaddr>,
     kad_bootstrapped: bool,
     pending_dials: HashMap<ConnectionId, Vec<Reply>>,
     pending_sends: HashMap<request_response::OutboundRequestId, (String, Reply)>,
@@ -296,7 +301,7 @@ impl Node {
             listen_addrs,
             peers: HashMap::new(),
             peer_listen_addrs: HashMap::new(),
-            bootstrap_peers: HashSet::new(),
+            bootstrap_peers: HashMap::new(),
             kad_bootstrapped: false,
             pending_dials: HashMap::new(),
             pending_sends: HashMap::new(),
@@ -315,7 +320,7 @@ impl Node {
     fn dial_bootstrap(&mut self, addr: &Multiaddr) {
         let opts = match peer_of(addr) {
             Some(peer) => {
-                self.bootstrap_peers.insert(peer);
+                self.bootstrap_peers.insert(peer, without_p2p(addr));
                 self.swarm
                     .behaviour_mut()
                     .kad
@@ -331,11 +336,33 @@ impl Node {
         }
     }
 
+    /// Dial every bootstrap peer that is neither connected nor being dialed.
+    fn redial_bootstrap_peers(&mut self) {
+        let missing: Vec<(PeerId, Multiaddr)> = self
+            .bootstrap_peers
+            .iter()
+            .filter(|(peer, _)| !self.peers.contains_key(peer))
+            .map(|(peer, addr)| (*peer, addr.clone()))
+            .collect();
+        for (peer, addr) in missing {
+            let opts = DialOpts::peer_id(peer)
+                .addresses(vec![addr])
+                .condition(PeerCondition::DisconnectedAndNotDialing)
+                .build();
+            if let Err(e) = self.swarm.dial(opts) {
+                tracing::trace!(%peer, error = %e, "bootstrap re-dial not started");
+            }
+        }
+    }
+
     /// The loop: commands from IPC clients and events from the network.
     async fn run(mut self) {
         tracing::info!(peer_id = %self.peer_id, "node running");
+        let mut maintenance = tokio::time::interval(BOOTSTRAP_REDIAL_INTERVAL);
+        maintenance.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
+                _ = maintenance.tick() => self.redial_bootstrap_peers(),
                 command = self.commands.recv() => match command {
                     Some(Command::Op { op, reply }) => self.handle_op(op, reply),
                     None => break,
@@ -710,7 +737,7 @@ impl Node {
                         }));
                     }
                 }
-                if self.bootstrap_peers.contains(&peer_id) && !self.kad_bootstrapped {
+                if self.bootstrap_peers.contains_key(&peer_id) && !self.kad_bootstrapped {
                     self.kad_bootstrapped = true;
                     if let Err(e) = self.swarm.behaviour_mut().kad.bootstrap() {
                         tracing::debug!(error = %e, "kademlia bootstrap not started");
