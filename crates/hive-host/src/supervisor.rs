@@ -712,6 +712,23 @@ fn with_p2p(addr: &str, peer_id: &str) -> String {
     }
 }
 
+/// Most peers remembered for re-dialing after a restart.
+const MAX_REMEMBERED_PEERS: usize = 64;
+
+/// Fold a fresh peer list into the remembered one: current peers get their
+/// latest addresses, peers no longer connected are kept (a restarted daemon
+/// tries them too), newest first, bounded.
+fn merge_peers(known: &mut Vec<PeerInfo>, current: Vec<PeerInfo>) {
+    let mut merged = current;
+    for old in known.drain(..) {
+        if !merged.iter().any(|p| p.peer_id == old.peer_id) {
+            merged.push(old);
+        }
+    }
+    merged.truncate(MAX_REMEMBERED_PEERS);
+    *known = merged;
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -740,21 +757,4 @@ mod tests {
             "/ip4/1.2.3.4/tcp/1/p2p/X"
         );
     }
-}
-
-/// Most peers remembered for re-dialing after a restart.
-const MAX_REMEMBERED_PEERS: usize = 64;
-
-/// Fold a fresh peer list into the remembered one: current peers get their
-/// latest addresses, peers no longer connected are kept (a restarted daemon
-/// tries them too), newest first, bounded.
-fn merge_peers(known: &mut Vec<PeerInfo>, current: Vec<PeerInfo>) {
-    let mut merged = current;
-    for old in known.drain(..) {
-        if !merged.iter().any(|p| p.peer_id == old.peer_id) {
-            merged.push(old);
-        }
-    }
-    merged.truncate(MAX_REMEMBERED_PEERS);
-    *known = merged;
 }
