@@ -15,6 +15,15 @@ pub struct Cli {
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
 
+    /// Base URL of a running host, for the client commands (before or after the command).
+    #[arg(
+        long,
+        global = true,
+        env = "HIVE_API",
+        default_value = "http://127.0.0.1:7700"
+    )]
+    pub api: String,
+
     #[command(subcommand)]
     pub command: Command,
 }
@@ -39,22 +48,18 @@ pub enum Command {
     /// Run the host: supervise the daemon and serve the HTTP API.
     Up(UpArgs),
     /// Show the host's status (pretty JSON).
-    Status(ApiArgs),
+    Status,
     /// List connected peers.
-    Peers(ApiArgs),
+    Peers,
     /// Dial a multiaddr.
     Dial {
         /// e.g. /ip4/127.0.0.1/tcp/4001/p2p/12D3KooW...
         addr: String,
-        #[command(flatten)]
-        api: ApiArgs,
     },
     /// Publish a message on a topic (reads stdin when MESSAGE is absent).
     Publish {
         topic: String,
         message: Option<String>,
-        #[command(flatten)]
-        api: ApiArgs,
     },
     /// Subscribe to a topic and print its messages, one JSON line each.
     Subscribe {
@@ -62,15 +67,11 @@ pub enum Command {
         /// Exit after this many messages.
         #[arg(long)]
         count: Option<u64>,
-        #[command(flatten)]
-        api: ApiArgs,
     },
     /// Send a direct message to a peer (reads stdin when MESSAGE is absent).
     Send {
         peer: String,
         message: Option<String>,
-        #[command(flatten)]
-        api: ApiArgs,
     },
 }
 
@@ -94,11 +95,4 @@ pub struct UpArgs {
     /// Path of the daemon [default: hive-p2pd beside this executable].
     #[arg(long)]
     pub daemon_bin: Option<PathBuf>,
-}
-
-#[derive(Debug, Clone, Args)]
-pub struct ApiArgs {
-    /// Base URL of a running host.
-    #[arg(long, env = "HIVE_API", default_value = "http://127.0.0.1:7700")]
-    pub api: String,
 }

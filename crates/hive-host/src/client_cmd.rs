@@ -96,32 +96,27 @@ impl Api {
     }
 }
 
-pub async fn run(command: Command) -> anyhow::Result<()> {
+pub async fn run(command: Command, api: &str) -> anyhow::Result<()> {
+    let api = Api::new(api)?;
     match command {
         Command::Up(_) => bail!("`up` is not a client command"),
-        Command::Status(api) => print_pretty(&Api::new(&api.api)?.get("/api/status").await?),
-        Command::Peers(api) => print_pretty(&Api::new(&api.api)?.get("/api/peers").await?),
-        Command::Dial { addr, api } => {
+        Command::Status => print_pretty(&api.get("/api/status").await?),
+        Command::Peers => print_pretty(&api.get("/api/peers").await?),
+        Command::Dial { addr } => {
             let body = serde_json::json!({ "addr": addr });
-            print_line(&Api::new(&api.api)?.post_json("/api/dial", &body).await?)
+            print_line(&api.post_json("/api/dial", &body).await?)
         }
-        Command::Publish {
-            topic,
-            message,
-            api,
-        } => {
+        Command::Publish { topic, message } => {
             let data = message_or_stdin(message).await?;
             let path = format!("/api/topics/{}/publish", encode_segment(&topic));
-            print_line(&Api::new(&api.api)?.post_bytes(&path, data).await?)
+            print_line(&api.post_bytes(&path, data).await?)
         }
-        Command::Send { peer, message, api } => {
+        Command::Send { peer, message } => {
             let data = message_or_stdin(message).await?;
             let path = format!("/api/peers/{}/send", encode_segment(&peer));
-            print_line(&Api::new(&api.api)?.post_bytes(&path, data).await?)
+            print_line(&api.post_bytes(&path, data).await?)
         }
-        Command::Subscribe { topic, count, api } => {
-            subscribe(&Api::new(&api.api)?, &topic, count).await
-        }
+        Command::Subscribe { topic, count } => subscribe(&api, &topic, count).await,
     }
 }
 

@@ -40,7 +40,7 @@ async fn main() -> ExitCode {
 
     let result = match cli.command {
         Command::Up(args) => up::run(args, cli.log_format).await,
-        other => client_cmd::run(other).await,
+        other => client_cmd::run(other, &cli.api).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
