@@ -134,3 +134,23 @@ async fn host_restart_on_same_data_dir_keeps_peer_id() -> anyhow::Result<()> {
     assert_eq!(again.peer_id().await?, first);
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hung_daemon_is_killed_and_replaced() -> anyhow::Result<()> {
+    let host = Host::start(HostOpts::default()).await?;
+    host.wait_healthy().await?;
+    let peer_id = host.peer_id().await?;
+    let hung = host.daemon_pid().await?.expect("daemon pid");
+    // SIGSTOP: the process is alive but answers nothing, like a deadlock.
+    signal(hung, libc::SIGSTOP);
+    let after = wait_for("hung daemon replaced", || async {
+        let st = host.status().await.ok()?;
+        let pid = st["daemon"]["pid"].as_i64()? as i32;
+        (st["daemon"]["state"] == "running" && pid != hung).then_some(st)
+    })
+    .await?;
+    assert!(!pid_alive(hung), "the hung daemon was not killed");
+    assert_eq!(after["peer_id"], peer_id.as_str());
+    assert!(after["daemon"]["restarts"].as_u64().unwrap_or(0) >= 1);
+    Ok(())
+}
