@@ -363,3 +363,124 @@ async fn identity_is_kept_in_a_0600_key_file_across_restarts() {
     let second = Daemon::start(dir.path(), TOKEN, &[]).await.unwrap();
     assert_eq!(second.peer_id(), peer);
 }
+
+#[tokio::test]
+async fn unix_socket_ipc_is_private_and_serves() {
+    use std::os::unix::fs::FileTypeExt;
+    let dir = tempfile::TempDir::new().unwrap();
+    let sock = dir.path().join("ipc.sock");
+    let spec = format!("unix:{}", sock.display());
+    let mut child = tokio::process::Command::new(hive_tests::daemon_bin())
+        .arg("--data-dir")
+        .arg(dir.path())
+        .args([
+            "--ipc",
+            &spec,
+            "--listen",
+            "/ip4/127.0.0.1/tcp/0",
+            "--no-mdns",
+        ])
+        .env(hive_proto::ENV_IPC_TOKEN, TOKEN)
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(stdout));
+    let ready: Value = serde_json::from_str(&lines.next_line().await.unwrap().unwrap()).unwrap();
+    assert_eq!(ready["ipc"], spec.as_str());
+    let meta = std::fs::metadata(&sock).unwrap();
+    assert!(meta.file_type().is_socket());
+    assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+
+    let stream = tokio::net::UnixStream::connect(&sock).await.unwrap();
+    let (mut ws, _) = tokio_tungstenite::client_async("ws://localhost/", stream)
+        .await
+        .unwrap();
+    ws.send(Message::text(
+        json!({"type": "hello", "version": PROTOCOL_VERSION, "token": TOKEN}).to_string(),
+    ))
+    .await
+    .unwrap();
+    let welcome = ws.next().await.unwrap().unwrap();
+    assert!(welcome.to_text().unwrap().contains("welcome"));
+    ws.send(Message::text(
+        json!({"type": "request", "id": 1, "op": "status"}).to_string(),
+    ))
+    .await
+    .unwrap();
+    let status = ws.next().await.unwrap().unwrap();
+    let status: Value = serde_json::from_str(status.to_text().unwrap()).unwrap();
+    assert_eq!(status["result"]["peer_id"], ready["peer_id"]);
+}
+
+#[tokio::test]
+async fn dht_provide_find_providers_and_find_peer() {
+    let (_da, a) = daemon().await;
+    let dir_b = tempfile::TempDir::new().unwrap();
+    let bootstrap = a.ready["listen_addrs"][0].as_str().unwrap().to_string();
+    let b = Daemon::start(dir_b.path(), TOKEN, &["--bootstrap", &bootstrap])
+        .await
+        .unwrap();
+    let dir_c = tempfile::TempDir::new().unwrap();
+    let c = Daemon::start(dir_c.path(), TOKEN, &["--bootstrap", &bootstrap])
+        .await
+        .unwrap();
+    let mut wa = authed(&a).await;
+    let mut wb = authed(&b).await;
+    let mut wc = authed(&c).await;
+
+    let key = hive_proto::Bytes(b"some content".to_vec());
+    send(
+        &mut wb,
+        json!({"type": "request", "id": 1, "op": "provide", "args": {"key": key}}),
+    )
+    .await;
+    let r = response(&mut wb).await;
+    assert!(r.get("error").is_none(), "{r}");
+
+    send(
+        &mut wa,
+        json!({"type": "request", "id": 2, "op": "find_providers", "args": {"key": key}}),
+    )
+    .await;
+    let r = response(&mut wa).await;
+    let providers = r["result"]["providers"]
+        .as_array()
+        .expect("providers")
+        .clone();
+    assert!(
+        providers
+            .iter()
+            .any(|p| p["peer_id"] == b.peer_id().as_str()),
+        "{r}"
+    );
+
+    // C finds B's addresses through the DHT (C knows only A).
+    send(
+        &mut wc,
+        json!({"type": "request", "id": 3, "op": "find_peer", "args": {"peer_id": b.peer_id()}}),
+    )
+    .await;
+    let r = response(&mut wc).await;
+    assert_eq!(r["result"]["peer_id"], b.peer_id().as_str(), "{r}");
+    assert!(
+        r["result"]["addrs"]
+            .as_array()
+            .is_some_and(|a| !a.is_empty()),
+        "{r}"
+    );
+
+    send(&mut wc, json!({"type": "request", "id": 4, "op": "get_record", "args": {"key": hive_proto::Bytes(b"absent".to_vec())}})).await;
+    let r = response(&mut wc).await;
+    assert_eq!(r["error"]["code"], "not_found", "{r}");
+
+    send(
+        &mut wc,
+        json!({"type": "request", "id": 5, "op": "disconnect", "args": {"peer_id": a.peer_id()}}),
+    )
+    .await;
+    let r = response(&mut wc).await;
+    assert!(r.get("error").is_none(), "{r}");
+}
