@@ -79,6 +79,7 @@ impl Behaviour {
             .validation_mode(gossipsub::ValidationMode::Strict)
             .max_transmit_size(config.max_message_size + 16 * 1024)
             .heartbeat_interval(Duration::from_millis(700))
+            .message_id_fn(crate::envelope::message_id)
             .build()
             .map_err(|e| format!("gossipsub config: {e}"))?;
         let gossipsub = gossipsub::Behaviour::new(

@@ -5,6 +5,7 @@
 
 pub mod behaviour;
 pub mod config;
+pub mod envelope;
 pub mod node;
 
 pub use config::{NodeConfig, DEFAULT_MAX_MESSAGE_SIZE};

@@ -30,6 +30,7 @@ use crate::behaviour::{
     Behaviour, BehaviourEvent, DirectAck, DirectRequest, PingRequest, PingResponse,
 };
 use crate::config::NodeConfig;
+use crate::envelope;
 
 /// Capacity of the event broadcast each IPC connection subscribes to.
 pub const EVENT_CAPACITY: usize = 8192;
@@ -469,7 +470,7 @@ impl Node {
                     .collect();
                 json(&TopicsResult { topics })
             }
-            Op::Publish { topic, data } => self.publish(&topic, data),
+            Op::Publish { topic, data, id } => self.publish(&topic, data, id),
             Op::Send { peer_id, data, id } => return self.send_direct(&peer_id, data, id, reply),
             Op::Ping { peer_id } => match parse_peer(&peer_id) {
                 Ok(peer) => {
@@ -624,8 +625,24 @@ impl Node {
         }
     }
 
-    fn publish(&mut self, topic: &str, data: Bytes) -> Result<Value, ErrorBody> {
+    fn publish(
+        &mut self,
+        topic: &str,
+        data: Bytes,
+        id: Option<String>,
+    ) -> Result<Value, ErrorBody> {
         check_topic(topic)?;
+        if let Some(id) = &id {
+            if !envelope::valid_id(id) {
+                return Err(err(
+                    ErrorCode::BadArgs,
+                    format!(
+                        "message id {id:?} must be 1 to {} printable ASCII characters",
+                        envelope::MAX_ID_LEN
+                    ),
+                ));
+            }
+        }
         if data.0.len() > self.max_message_size {
             return Err(err(
                 ErrorCode::PublishFailed,
@@ -640,9 +657,20 @@ impl Node {
             .swarm
             .behaviour_mut()
             .gossipsub
-            .publish(gossipsub::IdentTopic::new(topic), data.0)
-        {
-            Ok(id) => json(&PublishResult { id: id.to_string() }),
+            .publish(
+                gossipsub::IdentTopic::new(topic),
+                match &id {
+                    Some(id) => envelope::wrap(id, &data.0),
+                    None => data.0,
+                },
+            ) {
+            Ok(message_id) => json(&PublishResult {
+                id: id.unwrap_or_else(|| message_id.to_string()),
+            }),
+            // The same id was published moments ago: it is out already.
+            Err(gossipsub::PublishError::Duplicate) if id.is_some() => json(&PublishResult {
+                id: id.unwrap_or_default(),
+            }),
             Err(gossipsub::PublishError::NoPeersSubscribedToTopic) => Err(err(
                 ErrorCode::PublishFailed,
                 format!("no peers subscribed to topic {topic:?} yet"),
@@ -846,12 +874,18 @@ impl Node {
                 message_id,
                 message,
                 ..
-            } => self.emit(Event::Message {
-                topic: message.topic.to_string(),
-                from: message.source.map(|p| p.to_string()).unwrap_or_default(),
-                id: message_id.to_string(),
-                data: Bytes(message.data),
-            }),
+            } => {
+                let (id, data) = match envelope::unwrap(&message.data) {
+                    Some((id, payload)) => (id.to_string(), payload.to_vec()),
+                    None => (message_id.to_string(), message.data),
+                };
+                self.emit(Event::Message {
+                    topic: message.topic.to_string(),
+                    from: message.source.map(|p| p.to_string()).unwrap_or_default(),
+                    id,
+                    data: Bytes(data),
+                })
+            }
             gossipsub::Event::Subscribed { peer_id, topic, .. } => {
                 self.emit(Event::TopicPeerJoined {
                     topic: topic.to_string(),

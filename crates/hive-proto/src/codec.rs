@@ -144,6 +144,7 @@ mod tests {
             op: Op::Publish {
                 topic: "chat".into(),
                 data: Bytes(vec![0, 255, 1]),
+                id: None,
             },
         });
         let text = encode(&frame).unwrap();
@@ -278,6 +279,7 @@ mod tests {
             Op::Publish {
                 topic: String::new(),
                 data: Bytes::default(),
+                id: Some("x".into()),
             },
             Op::Send {
                 peer_id: String::new(),

@@ -31,7 +31,20 @@ pub enum Op {
     /// Subscribed topics and how many peers share each. Result: [`TopicsResult`].
     Topics,
     /// Publish bytes on a topic. Result: [`PublishResult`].
-    Publish { topic: String, data: Bytes },
+    ///
+    /// `id` is optional. Without it the message goes out as plain gossipsub
+    /// data and its id is gossipsub's (author + sequence number). With it
+    /// (1 to 64 bytes of printable ASCII) the message carries the id in a
+    /// small envelope that Hive daemons unwrap: every receiver reports that
+    /// id, and a retry with the same id is dropped as a duplicate. The host's
+    /// outbox uses this so that a message re-sent after a crash is not
+    /// delivered twice.
+    Publish {
+        topic: String,
+        data: Bytes,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<String>,
+    },
     /// Send bytes directly to a peer; answered once the remote daemon has
     /// acknowledged them. `id` is optional: the daemon makes one when absent,
     /// and a caller retrying a message passes the same id again so that the
