@@ -95,4 +95,29 @@ pub struct UpArgs {
     /// Path of the daemon [default: hive-p2pd beside this executable].
     #[arg(long)]
     pub daemon_bin: Option<PathBuf>,
+    /// Require `Authorization: Bearer TOKEN` on every HTTP and WebSocket request
+    /// (WebSockets may pass `?token=TOKEN`). Needed to bind a non-loopback address.
+    #[arg(long, env = "HIVE_API_TOKEN", hide_env_values = true)]
+    pub api_token: Option<String>,
+    /// Read the API token from this file instead.
+    #[arg(long, value_name = "PATH", conflicts_with = "api_token")]
+    pub api_token_file: Option<PathBuf>,
+    /// Largest message accepted by publish and send, in bytes (413 above).
+    #[arg(long, value_name = "BYTES", default_value_t = 1024 * 1024)]
+    pub max_message_size: usize,
+    /// How long an undelivered direct message is retried before it is reported expired.
+    #[arg(long, value_name = "SECS", default_value_t = 24 * 3600)]
+    pub direct_ttl: u64,
+    /// How long a publish that cannot go out (no peers in the topic) is retried.
+    #[arg(long, value_name = "SECS", default_value_t = 3600)]
+    pub publish_ttl: u64,
+    /// Most messages waiting in the outbox; beyond it the API answers 503 with Retry-After.
+    #[arg(long, value_name = "N", default_value_t = 100_000)]
+    pub max_outbox: u64,
+    /// Received messages are kept this long for replay (`/api/events?after=`, `/api/messages`).
+    #[arg(long, value_name = "SECS", default_value_t = 7 * 24 * 3600)]
+    pub retention_secs: u64,
+    /// ...and at most this many.
+    #[arg(long, value_name = "N", default_value_t = 1_000_000)]
+    pub retention_count: u64,
 }

@@ -9,6 +9,8 @@ mod cli;
 mod client_cmd;
 mod ipc_client;
 mod metrics;
+mod outbox;
+mod store;
 mod supervisor;
 mod tension;
 mod up;

@@ -44,6 +44,12 @@ pub struct Metrics {
     pub restarts: Counter,
     pub peers: Gauge,
     pub ws_clients: Gauge,
+    /// Messages accepted by the API and not yet acknowledged by the daemon.
+    pub outbox_depth: Gauge,
+    /// Inbound messages dropped because their id was already stored.
+    pub duplicates_dropped: Counter,
+    /// Event-stream clients disconnected for falling behind.
+    pub slow_clients_dropped: Counter,
     daemon_state: Family<StateLabel, Gauge>,
     tension: Gauge<f64, AtomicU64>,
     signals: Family<SignalLabel, Gauge<f64, AtomicU64>>,
@@ -60,6 +66,9 @@ impl Metrics {
             restarts: Counter::default(),
             peers: Gauge::default(),
             ws_clients: Gauge::default(),
+            outbox_depth: Gauge::default(),
+            duplicates_dropped: Counter::default(),
+            slow_clients_dropped: Counter::default(),
             daemon_state: Family::default(),
             tension: Gauge::default(),
             signals: Family::default(),
@@ -69,6 +78,21 @@ impl Metrics {
             "ipc_request_duration_seconds",
             "Round-trip time of IPC requests to the daemon, by op",
             ipc.histogram(),
+        );
+        registry.register(
+            "outbox_depth",
+            "Messages accepted by the API and not yet acknowledged by the daemon",
+            m.outbox_depth.clone(),
+        );
+        registry.register(
+            "inbound_duplicates_dropped",
+            "Inbound messages dropped because their id was already stored",
+            m.duplicates_dropped.clone(),
+        );
+        registry.register(
+            "event_clients_dropped_slow",
+            "Event-stream clients disconnected for falling behind",
+            m.slow_clients_dropped.clone(),
         );
         registry.register(
             "messages_published",

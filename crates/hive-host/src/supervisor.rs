@@ -26,6 +26,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::ipc_client::{IpcClient, IpcStats};
 use crate::metrics::Metrics;
+use crate::store::Store;
 use crate::tension::{self, Tension};
 
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -66,8 +67,20 @@ pub struct DaemonSnapshot {
 /// What the host broadcasts to its own subscribers.
 #[derive(Debug, Clone)]
 pub enum HostEvent {
-    /// An event pushed by the daemon.
+    /// An event pushed by the daemon and not stored (peer changes, ...).
     Daemon(Event),
+    /// A message or direct message, stored in the inbox under `cursor`.
+    Stored { cursor: u64, event: Event },
+    /// An outbox message that will never be delivered (`kind` is
+    /// `expired` or `failed`), stored in the inbox under `cursor`.
+    Undelivered {
+        cursor: u64,
+        kind: &'static str,
+        id: String,
+        target: String,
+        direct: bool,
+        reason: String,
+    },
     /// The supervision state changed.
     State(DaemonSnapshot),
 }
@@ -118,6 +131,9 @@ struct Shared {
     /// Last `Op::Peers` answer; re-dialed by the next daemon.
     last_peers: Mutex<Vec<PeerInfo>>,
     events: broadcast::Sender<HostEvent>,
+    /// Where received messages are stored (deduplicated) before they are
+    /// broadcast.
+    store: Store,
     stats: Arc<IpcStats>,
     metrics: Arc<Metrics>,
 }
@@ -155,7 +171,12 @@ pub struct Supervisor {
 }
 
 impl Supervisor {
-    pub fn new(config: SupervisorConfig, stats: Arc<IpcStats>, metrics: Arc<Metrics>) -> Self {
+    pub fn new(
+        config: SupervisorConfig,
+        store: Store,
+        stats: Arc<IpcStats>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         let (events, _) = broadcast::channel(HOST_EVENT_CAPACITY);
         metrics.set_state(DaemonState::Starting);
         Supervisor {
@@ -175,6 +196,7 @@ impl Supervisor {
                 topics: Mutex::new(BTreeSet::new()),
                 last_peers: Mutex::new(Vec::new()),
                 events,
+                store,
                 stats,
                 metrics,
             }),
@@ -211,6 +233,15 @@ impl Supervisor {
             peers: s.peers,
             daemon_version: s.daemon_version.clone(),
         }
+    }
+
+    /// Broadcast an event of the host's own (an undeliverable message).
+    pub fn publish_event(&self, event: HostEvent) {
+        let _ = self.shared.events.send(event);
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.shared.store
     }
 
     pub fn subscribe_events(&self) -> broadcast::Receiver<HostEvent> {
@@ -578,13 +609,45 @@ impl Supervisor {
                 }
             };
             let m = &self.shared.metrics;
+            // Messages are stored first, deduplicated by sender and id, and
+            // broadcast with their cursor; a duplicate goes no further.
+            let stored = match &event {
+                Event::Message {
+                    topic,
+                    from,
+                    id,
+                    data,
+                } => Some(("message", Some(topic.clone()), from, id, data)),
+                Event::Direct { from, id, data } => Some(("direct", None, from, id, data)),
+                _ => None,
+            };
+            if let Some((kind, topic, from, id, data)) = stored {
+                let inserted = self
+                    .shared
+                    .store
+                    .insert_inbound(kind, id.clone(), topic, from.clone(), data.0.clone())
+                    .await;
+                match inserted {
+                    Ok(Some(cursor)) => {
+                        if kind == "message" {
+                            m.received.inc();
+                        } else {
+                            m.direct_in.inc();
+                        }
+                        let _ = self.shared.events.send(HostEvent::Stored { cursor, event });
+                    }
+                    Ok(None) => {
+                        m.duplicates_dropped.inc();
+                    }
+                    Err(e) => {
+                        // Not stored, so not resumable; still delivered live.
+                        tracing::error!(error = %e, "cannot store an inbound message");
+                        let _ = self.shared.events.send(HostEvent::Daemon(event));
+                    }
+                }
+                continue;
+            }
             match &event {
-                Event::Message { .. } => {
-                    m.received.inc();
-                }
-                Event::Direct { .. } => {
-                    m.direct_in.inc();
-                }
                 Event::PeerConnected { .. } => {
                     {
                         let mut s = lock(&self.shared.status);

@@ -12,10 +12,12 @@ use rand::RngCore;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::api::{self, AppState};
+use crate::api::{self, ApiLimits, AppState};
 use crate::cli::{LogFormat, UpArgs};
 use crate::ipc_client::IpcStats;
 use crate::metrics::Metrics;
+use crate::outbox::Outbox;
+use crate::store::Store;
 use crate::supervisor::{Supervisor, SupervisorConfig};
 
 /// How long the HTTP server may take to finish in-flight requests once the
@@ -29,10 +31,30 @@ pub async fn run(args: UpArgs, log_format: LogFormat) -> anyhow::Result<()> {
             .map(|d| d.join("hive"))
             .context("no platform data directory; pass --data-dir")?,
     };
+    let api_token = match (&args.api_token, &args.api_token_file) {
+        (Some(t), _) => Some(t.trim().to_owned()),
+        (None, Some(path)) => Some(
+            std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read the API token file {}", path.display()))?
+                .trim()
+                .to_owned(),
+        ),
+        (None, None) => None,
+    }
+    .filter(|t| !t.is_empty());
+    check_exposure(&args.http, api_token.is_some())?;
     let daemon_bin = resolve_daemon_bin(args.daemon_bin)?;
     let daemon_dir = data_dir.join("daemon");
     std::fs::create_dir_all(&daemon_dir)
         .with_context(|| format!("cannot create {}", daemon_dir.display()))?;
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&data_dir, std::fs::Permissions::from_mode(0o700))
+            .with_context(|| format!("cannot make {} private", data_dir.display()))?;
+    }
+    let db_path = data_dir.join("hive.db");
+    let store = Store::open(&db_path)
+        .with_context(|| format!("cannot open the message store {}", db_path.display()))?;
 
     let listener = TcpListener::bind(&args.http)
         .await
@@ -55,16 +77,33 @@ pub async fn run(args: UpArgs, log_format: LogFormat) -> anyhow::Result<()> {
             log_format: log_format.as_str().to_owned(),
             token: new_token(),
         },
+        store.clone(),
         stats,
         metrics,
     );
+    let outbox = Outbox::new(store.clone(), supervisor.clone());
 
     let shutdown = CancellationToken::new();
     tokio::spawn(watch_signals(shutdown.clone()));
 
+    tokio::spawn(outbox.clone().run(shutdown.clone()));
+    tokio::spawn(retain(
+        store,
+        Duration::from_secs(args.retention_secs),
+        args.retention_count,
+    ));
+
     let app = api::router(AppState {
         supervisor: supervisor.clone(),
         shutdown: shutdown.clone(),
+        outbox,
+        limits: Arc::new(ApiLimits {
+            api_token,
+            max_message_size: args.max_message_size,
+            direct_ttl_ms: (args.direct_ttl as i64).saturating_mul(1000),
+            publish_ttl_ms: (args.publish_ttl as i64).saturating_mul(1000),
+            max_outbox: args.max_outbox,
+        }),
     });
     let server = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown.clone().cancelled_owned())
@@ -97,6 +136,36 @@ pub async fn run(args: UpArgs, log_format: LogFormat) -> anyhow::Result<()> {
     }
     tracing::info!("host stopped");
     Ok(())
+}
+
+/// Refuse to expose the API beyond this machine without a token.
+fn check_exposure(http: &str, has_token: bool) -> anyhow::Result<()> {
+    use std::net::ToSocketAddrs;
+    let addrs: Vec<std::net::SocketAddr> = http
+        .to_socket_addrs()
+        .with_context(|| format!("--http {http:?} is not a HOST:PORT address"))?
+        .collect();
+    if addrs.iter().any(|a| !a.ip().is_loopback()) && !has_token {
+        bail!(
+            "refusing to serve the API on {http} without an API token: anyone who can reach it could \
+             publish and read messages. Pass --api-token (or HIVE_API_TOKEN / --api-token-file), \
+             or bind 127.0.0.1."
+        );
+    }
+    Ok(())
+}
+
+/// Apply the inbox retention policy once a minute.
+async fn retain(store: Store, max_age: Duration, max_rows: u64) {
+    let mut tick = tokio::time::interval(Duration::from_secs(60));
+    loop {
+        tick.tick().await;
+        match store.prune(max_age.as_millis() as i64, max_rows).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(n, "pruned old received messages"),
+            Err(e) => tracing::warn!(error = %e, "inbox pruning failed"),
+        }
+    }
 }
 
 /// The one line on stdout: tests and scripts read it to find the port.

@@ -52,10 +52,7 @@ pub fn unwrap(data: &[u8]) -> Option<(&str, &[u8])> {
 /// Gossipsub message id: author + envelope id for enveloped messages,
 /// gossipsub's usual author + sequence number otherwise.
 pub fn message_id(message: &Message) -> MessageId {
-    let source = message
-        .source
-        .map(|p| p.to_string())
-        .unwrap_or_default();
+    let source = message.source.map(|p| p.to_string()).unwrap_or_default();
     match unwrap(&message.data) {
         Some((id, _)) => MessageId::from(format!("{source}/{id}")),
         None => {

@@ -653,17 +653,13 @@ impl Node {
                 ),
             ));
         }
-        match self
-            .swarm
-            .behaviour_mut()
-            .gossipsub
-            .publish(
-                gossipsub::IdentTopic::new(topic),
-                match &id {
-                    Some(id) => envelope::wrap(id, &data.0),
-                    None => data.0,
-                },
-            ) {
+        match self.swarm.behaviour_mut().gossipsub.publish(
+            gossipsub::IdentTopic::new(topic),
+            match &id {
+                Some(id) => envelope::wrap(id, &data.0),
+                None => data.0,
+            },
+        ) {
             Ok(message_id) => json(&PublishResult {
                 id: id.unwrap_or_else(|| message_id.to_string()),
             }),

@@ -27,6 +27,17 @@ pub enum ApiError {
     Ipc(#[from] IpcError),
     #[error("{0}")]
     Internal(String),
+    #[error("{0}")]
+    Unauthorized(String),
+    /// The outbox is full: the client should slow down and retry.
+    #[error("{0}")]
+    Overloaded(String),
+}
+
+impl From<crate::store::StoreError> for ApiError {
+    fn from(e: crate::store::StoreError) -> Self {
+        ApiError::Internal(e.to_string())
+    }
 }
 
 impl ApiError {
@@ -42,6 +53,8 @@ impl ApiError {
                 (StatusCode::SERVICE_UNAVAILABLE, "daemon_unavailable".into())
             }
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal".into()),
+            ApiError::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized".into()),
+            ApiError::Overloaded(_) => (StatusCode::SERVICE_UNAVAILABLE, "overloaded".into()),
             ApiError::Ipc(e) => match e {
                 IpcError::Daemon(body) => (status_for(body.code), body.code.to_string()),
                 IpcError::LinkClosed(_) | IpcError::Connect { .. } | IpcError::Handshake(_) => {
@@ -87,7 +100,24 @@ impl IntoResponse for ApiError {
             tracing::debug!(%status, %code, %message, "API error");
         }
         let body = Json(json!({"error": {"code": code, "message": message}}));
-        (status, body).into_response()
+        let mut response = (status, body).into_response();
+        let headers = response.headers_mut();
+        match &self {
+            ApiError::Overloaded(_) => {
+                headers.insert(
+                    axum::http::header::RETRY_AFTER,
+                    axum::http::HeaderValue::from_static("1"),
+                );
+            }
+            ApiError::Unauthorized(_) => {
+                headers.insert(
+                    axum::http::header::WWW_AUTHENTICATE,
+                    axum::http::HeaderValue::from_static("Bearer"),
+                );
+            }
+            _ => {}
+        }
+        response
     }
 }
 

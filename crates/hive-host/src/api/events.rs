@@ -7,21 +7,75 @@
 //! behind gets `{"type": "lagged", "missed": n}` instead of the lost events.
 
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
-use axum::extract::State;
+use axum::extract::{Query, State};
 use axum::response::Response;
-use hive_proto::Event;
+use axum::Json;
+use hive_proto::{Bytes, Event};
+use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use tokio::sync::broadcast;
 
-use super::AppState;
+use super::{ApiError, AppState};
+use crate::store::InRow;
 use crate::supervisor::{DaemonSnapshot, HostEvent};
 
-pub async fn events(ws: WebSocketUpgrade, State(state): State<AppState>) -> Response {
+#[derive(Debug, Deserialize)]
+pub struct EventsQuery {
+    /// Replay every stored event after this cursor before going live.
+    after: Option<u64>,
+}
+
+pub async fn events(
+    ws: WebSocketUpgrade,
+    State(state): State<AppState>,
+    Query(q): Query<EventsQuery>,
+) -> Response {
     // Subscribe before the upgrade completes: a client that opens the socket
     // and then subscribes to a topic must not miss the first messages.
     let rx = state.supervisor.subscribe_events();
-    ws.on_upgrade(move |socket| stream(socket, state, rx))
+    ws.on_upgrade(move |socket| stream(socket, state, rx, q.after))
 }
+
+#[derive(Debug, Deserialize)]
+pub struct MessagesQuery {
+    topic: Option<String>,
+    #[serde(default)]
+    after: u64,
+    limit: Option<usize>,
+    /// `message` (default), `direct`, `expired` or `failed`.
+    kind: Option<String>,
+}
+
+/// One page of stored history: `{"messages": [frames], "cursor": last}`.
+/// Pass `cursor` back as `after` for the next page.
+pub async fn messages(
+    State(state): State<AppState>,
+    Query(q): Query<MessagesQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let kind: &'static str = match q.kind.as_deref().unwrap_or("message") {
+        "message" => "message",
+        "direct" => "direct",
+        "expired" => "expired",
+        "failed" => "failed",
+        other => {
+            return Err(ApiError::BadRequest(format!(
+                "unknown kind {other:?}; use message, direct, expired or failed"
+            )))
+        }
+    };
+    let limit = q.limit.unwrap_or(100).clamp(1, 1000);
+    let rows = state
+        .supervisor
+        .store()
+        .inbound_after(q.after, Some(kind), q.topic, limit)
+        .await?;
+    let cursor = rows.last().map(|r| r.cursor).unwrap_or(q.after);
+    let frames: Vec<Value> = rows.iter().map(row_frame).collect();
+    Ok(Json(json!({"messages": frames, "cursor": cursor})))
+}
+
+/// Rows replayed per database read.
+const REPLAY_PAGE: usize = 500;
 
 /// Decrements the client gauge however the connection ends.
 struct ClientGuard(AppState);
@@ -32,21 +86,77 @@ impl Drop for ClientGuard {
     }
 }
 
-async fn stream(mut socket: WebSocket, state: AppState, mut rx: broadcast::Receiver<HostEvent>) {
+async fn stream(
+    mut socket: WebSocket,
+    state: AppState,
+    mut rx: broadcast::Receiver<HostEvent>,
+    after: Option<u64>,
+) {
     state.supervisor.metrics().ws_clients.inc();
     let _guard = ClientGuard(state.clone());
+    let store = state.supervisor.store().clone();
 
-    let first = state_frame(&state.supervisor.snapshot());
+    let mut first = state_frame(&state.supervisor.snapshot());
+    first["cursor"] = json!(store.last_cursor());
     if socket.send(text(&first)).await.is_err() {
         return;
+    }
+    // Replay what was stored after the client's cursor, then go live,
+    // skipping live events the replay already covered: nothing missed,
+    // nothing twice.
+    let mut last_sent = 0;
+    if let Some(after) = after {
+        last_sent = after;
+        loop {
+            let rows = match store
+                .inbound_after(last_sent, None, None, REPLAY_PAGE)
+                .await
+            {
+                Ok(rows) => rows,
+                Err(e) => {
+                    tracing::error!(error = %e, "event replay failed");
+                    let _ = socket
+                        .send(close(1011, "cannot read stored events; retry"))
+                        .await;
+                    return;
+                }
+            };
+            if rows.is_empty() {
+                break;
+            }
+            for row in &rows {
+                if socket.send(text(&row_frame(row))).await.is_err() {
+                    return;
+                }
+                last_sent = row.cursor;
+            }
+        }
     }
     loop {
         let frame = tokio::select! {
             event = rx.recv() => match event {
-                Ok(event) => encode(&event),
+                Ok(event) => {
+                    let cursor = event_cursor(&event);
+                    if cursor.is_some_and(|c| c <= last_sent) {
+                        continue;
+                    }
+                    let frame = encode(&event).map(|mut f| {
+                        f["cursor"] = json!(cursor.unwrap_or_else(|| store.last_cursor()));
+                        f
+                    });
+                    if let Some(c) = cursor {
+                        last_sent = c;
+                    }
+                    frame
+                }
                 Err(broadcast::error::RecvError::Lagged(missed)) => {
-                    tracing::debug!(missed, "events client lagged");
-                    Some(json!({"type": "lagged", "missed": missed}))
+                    // Buffering for a slow client would grow without bound;
+                    // it reconnects and resumes from its cursor instead.
+                    tracing::warn!(missed, last_sent, "events client too slow; disconnecting it");
+                    state.supervisor.metrics().slow_clients_dropped.inc();
+                    let reason = format!("slow consumer: reconnect with ?after={last_sent}");
+                    let _ = socket.send(close(4008, &reason)).await;
+                    return;
                 }
                 Err(broadcast::error::RecvError::Closed) => break,
             },
@@ -71,6 +181,48 @@ fn text(value: &Value) -> Message {
     Message::Text(value.to_string().into())
 }
 
+fn close(code: u16, reason: &str) -> Message {
+    Message::Close(Some(axum::extract::ws::CloseFrame {
+        code,
+        reason: reason.to_owned().into(),
+    }))
+}
+
+/// The inbox cursor of a stored event.
+fn event_cursor(event: &HostEvent) -> Option<u64> {
+    match event {
+        HostEvent::Stored { cursor, .. } | HostEvent::Undelivered { cursor, .. } => Some(*cursor),
+        HostEvent::Daemon(_) | HostEvent::State(_) => None,
+    }
+}
+
+/// The frame of a stored row; the same shape as the live frame.
+pub fn row_frame(row: &InRow) -> Value {
+    let mut frame = match row.kind.as_str() {
+        "message" => encode_daemon_event(&Event::Message {
+            topic: row.topic.clone().unwrap_or_default(),
+            from: row.peer.clone(),
+            id: row.id.clone(),
+            data: Bytes(row.data.clone()),
+        }),
+        "direct" => encode_daemon_event(&Event::Direct {
+            from: row.peer.clone(),
+            id: row.id.clone(),
+            data: Bytes(row.data.clone()),
+        }),
+        kind => Some(json!({
+            "type": kind,
+            "id": row.id,
+            "target": row.peer,
+            "direct": row.topic.is_none(),
+        })),
+    }
+    .unwrap_or_else(|| json!({"type": row.kind}));
+    frame["cursor"] = json!(row.cursor);
+    frame["received_ms"] = json!(row.received_ms);
+    frame
+}
+
 fn state_frame(s: &DaemonSnapshot) -> Value {
     json!({"type": "daemon", "state": s.state, "pid": s.pid, "restarts": s.restarts})
 }
@@ -80,6 +232,25 @@ pub fn encode(event: &HostEvent) -> Option<Value> {
     match event {
         HostEvent::State(s) => Some(state_frame(s)),
         HostEvent::Daemon(event) => encode_daemon_event(event),
+        HostEvent::Stored { cursor, event } => encode_daemon_event(event).map(|mut f| {
+            f["cursor"] = json!(cursor);
+            f
+        }),
+        HostEvent::Undelivered {
+            cursor,
+            kind,
+            id,
+            target,
+            direct,
+            reason,
+        } => Some(json!({
+            "type": kind,
+            "id": id,
+            "target": target,
+            "direct": direct,
+            "reason": reason,
+            "cursor": cursor,
+        })),
     }
 }
 
@@ -112,7 +283,6 @@ fn encode_daemon_event(event: &Event) -> Option<Value> {
 mod tests {
     use super::*;
     use crate::supervisor::DaemonState;
-    use hive_proto::Bytes;
 
     #[test]
     fn message_frames_carry_base64_and_text() {

@@ -17,7 +17,10 @@ use tokio_util::sync::CancellationToken;
 
 pub use error::ApiError;
 
+use std::sync::Arc;
+
 use crate::ipc_client::IpcClient;
+use crate::outbox::Outbox;
 use crate::supervisor::{DaemonState, Supervisor};
 
 /// Largest request body (a published or sent message) the API accepts.
@@ -34,6 +37,85 @@ pub struct AppState {
     pub supervisor: Supervisor,
     /// Fires on SIGINT/SIGTERM; long-lived WebSockets close on it.
     pub shutdown: CancellationToken,
+    /// Publishes and direct messages go through the durable outbox.
+    pub outbox: Outbox,
+    pub limits: Arc<ApiLimits>,
+}
+
+/// Limits and policies of the API, from the command line.
+#[derive(Debug, Clone)]
+pub struct ApiLimits {
+    /// When set, every request must carry it (see [`auth`]).
+    pub api_token: Option<String>,
+    pub max_message_size: usize,
+    pub direct_ttl_ms: i64,
+    pub publish_ttl_ms: i64,
+    /// Outbox depth beyond which publish and send answer 503.
+    pub max_outbox: u64,
+}
+
+/// Most bytes in a topic name.
+pub const MAX_TOPIC_LEN: usize = 256;
+
+/// Topic names: 1 to 256 bytes, no control characters.
+fn check_topic(topic: &str) -> Result<(), ApiError> {
+    if topic.is_empty() || topic.len() > MAX_TOPIC_LEN {
+        return Err(ApiError::BadRequest(format!(
+            "a topic name must be 1 to {MAX_TOPIC_LEN} bytes long"
+        )));
+    }
+    if topic.chars().any(char::is_control) {
+        return Err(ApiError::BadRequest(
+            "a topic name must not contain control characters".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Constant-time comparison, so that timing does not reveal a token prefix.
+fn same_secret(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// With an API token configured, every request must carry it as
+/// `Authorization: Bearer TOKEN`, or (for browsers' WebSockets, which cannot
+/// set headers) as a `token` query parameter. `/healthz` stays open for
+/// liveness probes; it reveals nothing.
+async fn auth(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let Some(expected) = state.limits.api_token.as_deref() else {
+        return next.run(request).await;
+    };
+    if request.uri().path() == "/healthz" {
+        return next.run(request).await;
+    }
+    let from_header = request
+        .headers()
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::to_owned);
+    let from_query = request.uri().query().and_then(|q| {
+        q.split('&')
+            .filter_map(|pair| pair.split_once('='))
+            .find(|(k, _)| *k == "token")
+            .map(|(_, v)| v.to_owned())
+    });
+    let presented = from_header.or(from_query);
+    match presented {
+        Some(token) if same_secret(token.as_bytes(), expected.as_bytes()) => {
+            next.run(request).await
+        }
+        Some(_) => ApiError::Unauthorized("wrong API token".into()).into_response(),
+        None => ApiError::Unauthorized(
+            "this host requires an API token: send Authorization: Bearer TOKEN".into(),
+        )
+        .into_response(),
+    }
 }
 
 impl AppState {
@@ -73,10 +155,13 @@ pub fn router(state: AppState) -> Router {
         .route("/api/topics/{topic}/publish", post(routes::publish))
         .route("/api/peers/{peer_id}/send", post(routes::send))
         .route("/api/events", get(events::events))
+        .route("/api/messages", get(events::messages))
+        .route("/api/outbox", get(routes::outbox))
         .route("/healthz", get(routes::healthz))
         .route("/metrics", get(routes::metrics))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), auth))
         .with_state(state)
 }
 

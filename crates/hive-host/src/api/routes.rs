@@ -8,8 +8,7 @@ use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use hive_proto::{
-    DialResult, Op, PeerInfo, PeersResult, PublishResult, SendResult, StatusResult, TopicInfo,
-    TopicsResult,
+    DialResult, Op, PeerInfo, PeersResult, PublishResult, StatusResult, TopicInfo, TopicsResult,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -17,6 +16,7 @@ use serde_json::Value;
 use axum::Json;
 
 use super::{ApiError, AppState, JsonBody, Path, NETWORK_TIMEOUT, OP_TIMEOUT};
+use crate::store::OutKind;
 use crate::supervisor::DaemonState;
 
 /// A live status query must not make `/api/status` slow when the daemon is.
@@ -131,6 +131,7 @@ pub async fn subscribe(
     State(state): State<AppState>,
     Path(topic): Path<String>,
 ) -> Result<Json<SubscriptionBody>, ApiError> {
+    super::check_topic(&topic)?;
     let client = state.client()?;
     // Record the intent first: a daemon restarting right now then picks it
     // up in its re-subscribe pass.
@@ -186,52 +187,131 @@ fn changed(value: Value) -> bool {
         .unwrap_or(true)
 }
 
-/// The body is the message: raw bytes of any content type.
+/// Check the body against the message size limit and the outbox against
+/// its bound, before anything is written.
+async fn admit(state: &AppState, body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
+    let data = body?;
+    let limit = state.limits.max_message_size;
+    if data.len() > limit {
+        return Err(ApiError::PayloadTooLarge(format!(
+            "message of {} bytes exceeds the limit of {limit} bytes",
+            data.len()
+        )));
+    }
+    let depth = state.outbox.store().depth().await?;
+    if depth >= state.limits.max_outbox {
+        return Err(ApiError::Overloaded(format!(
+            "{depth} messages are waiting to go out (limit {}); retry shortly",
+            state.limits.max_outbox
+        )));
+    }
+    Ok(data)
+}
+
+/// The body is the message: raw bytes of any content type. Answered once
+/// the message is durably in the outbox; it reaches the daemon in order,
+/// and is retried across daemon and host restarts until acknowledged.
 pub async fn publish(
     State(state): State<AppState>,
     Path(topic): Path<String>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<PublishResult>, ApiError> {
-    let data = body?;
-    let result: PublishResult = state
-        .client()?
-        .request_typed(
-            Op::Publish {
-                topic,
-                data: data.to_vec().into(),
-            },
-            OP_TIMEOUT,
+    super::check_topic(&topic)?;
+    let data = admit(&state, body).await?;
+    let id = state
+        .outbox
+        .store()
+        .push(
+            OutKind::Publish,
+            topic,
+            data.to_vec(),
+            state.limits.publish_ttl_ms,
         )
         .await?;
-    state.supervisor.metrics().published.inc();
-    Ok(Json(result))
+    state.outbox.wake();
+    Ok(Json(PublishResult { id }))
 }
 
-/// Answers once the remote daemon acknowledged the message.
+/// How long `send` waits for the remote acknowledgement before answering
+/// 202 (the message stays queued and is retried).
+const SEND_WAIT: Duration = Duration::from_secs(30);
+
+#[derive(Serialize)]
+pub struct SendBody {
+    id: String,
+    /// True once the remote daemon acknowledged the message.
+    acknowledged: bool,
+}
+
+/// 200 `{"id", "acknowledged": true}` once the remote daemon acknowledged the
+/// message; 202 with `false` if it did not within 30 s: the message stays in
+/// the outbox and is retried until acknowledged or expired (`--direct-ttl`).
 pub async fn send(
     State(state): State<AppState>,
     Path(peer_id): Path<String>,
     body: Result<Bytes, BytesRejection>,
-) -> Result<Json<SendResult>, ApiError> {
+) -> Result<Response, ApiError> {
     if !looks_like_peer_id(&peer_id) {
         return Err(ApiError::BadRequest(format!(
             "{peer_id:?} is not a peer id (base58 multihash such as 12D3KooW...)"
         )));
     }
-    let data = body?;
-    let result: SendResult = state
-        .client()?
-        .request_typed(
-            Op::Send {
-                peer_id,
-                data: data.to_vec().into(),
-                id: None,
-            },
-            NETWORK_TIMEOUT,
+    let data = admit(&state, body).await?;
+    let id = state
+        .outbox
+        .store()
+        .push(
+            OutKind::Direct,
+            peer_id,
+            data.to_vec(),
+            state.limits.direct_ttl_ms,
         )
         .await?;
-    state.supervisor.metrics().direct_out.inc();
-    Ok(Json(result))
+    let ack = state.outbox.wait_for_ack(&id);
+    state.outbox.wake();
+    match tokio::time::timeout(SEND_WAIT, ack).await {
+        Ok(Ok(Ok(()))) => Ok(Json(SendBody {
+            id,
+            acknowledged: true,
+        })
+        .into_response()),
+        Ok(Ok(Err(reason))) => Err(ApiError::BadRequest(format!(
+            "direct message {id} will not be delivered: {reason}"
+        ))),
+        // Not yet: it stays queued.
+        Ok(Err(_)) | Err(_) => Ok((
+            StatusCode::ACCEPTED,
+            Json(SendBody {
+                id,
+                acknowledged: false,
+            }),
+        )
+            .into_response()),
+    }
+}
+
+#[derive(Deserialize)]
+pub struct OutboxQuery {
+    limit: Option<usize>,
+}
+
+#[derive(Serialize)]
+pub struct OutboxBody {
+    depth: u64,
+    pending: Vec<crate::store::OutItem>,
+}
+
+/// Messages accepted and not yet acknowledged, oldest first.
+pub async fn outbox(
+    State(state): State<AppState>,
+    axum::extract::Query(q): axum::extract::Query<OutboxQuery>,
+) -> Result<Json<OutboxBody>, ApiError> {
+    let limit = q.limit.unwrap_or(100).min(1000);
+    let store = state.outbox.store();
+    Ok(Json(OutboxBody {
+        depth: store.depth().await?,
+        pending: store.pending(limit).await?,
+    }))
 }
 
 /// A syntactic check only, so that obvious garbage gets a 400 without a

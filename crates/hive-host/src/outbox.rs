@@ -1,0 +1,316 @@
+//! The dispatcher that drains the durable outbox into the daemon.
+//!
+//! The API only writes to the outbox ([`Store::push`]) and wakes this task.
+//! The task hands due rows to whatever daemon is running, in order, and marks
+//! them acknowledged when the daemon says so. Failures are retried with
+//! backoff until the row's time to live runs out; then the row is reported
+//! as an `expired` event, never dropped silently.
+//!
+//! Order: publishes go out one at a time in outbox order; a topic whose head
+//! cannot be published yet (no peers) is skipped for the rest of the pass so
+//! that its later messages cannot overtake it. Direct messages are sent with
+//! at most one in flight per peer, so a slow or absent peer holds up only its
+//! own queue.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use hive_proto::{ErrorCode, Op};
+use tokio::sync::{oneshot, Notify};
+use tokio_util::sync::CancellationToken;
+
+use crate::ipc_client::{IpcClient, IpcError};
+use crate::store::{now_ms, OutItem, OutKind, Store};
+use crate::supervisor::{HostEvent, Supervisor};
+
+/// Rows fetched per pass.
+const BATCH: usize = 512;
+/// Pass interval when nothing wakes the dispatcher (retries come due).
+const IDLE_TICK: Duration = Duration::from_millis(250);
+const PUBLISH_TIMEOUT: Duration = Duration::from_secs(10);
+const SEND_TIMEOUT: Duration = Duration::from_secs(30);
+const BACKOFF_MIN_MS: i64 = 250;
+const BACKOFF_MAX_MS: i64 = 60_000;
+
+/// How a direct message ended, for an API call waiting on it.
+pub type AckResult = Result<(), String>;
+
+#[derive(Clone)]
+pub struct Outbox {
+    store: Store,
+    supervisor: Supervisor,
+    wake: Arc<Notify>,
+    /// API calls waiting for a direct message's acknowledgement, by id.
+    waiters: Arc<Mutex<HashMap<String, Vec<oneshot::Sender<AckResult>>>>>,
+    /// Peers with a direct message in flight.
+    busy_peers: Arc<Mutex<HashSet<String>>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn backoff_ms(attempts: i64) -> i64 {
+    let shift = attempts.clamp(0, 20) as u32;
+    (BACKOFF_MIN_MS << shift).min(BACKOFF_MAX_MS)
+}
+
+/// What to do with a row after one attempt.
+enum Verdict {
+    Delivered,
+    /// Try again later (the peer or topic is not reachable yet).
+    Retry(String),
+    /// The daemon is gone; the row waits for the next one, untouched.
+    NoDaemon,
+    /// The daemon refused the row for good (bad topic, bad peer id...).
+    Refused(String),
+}
+
+fn verdict(result: Result<serde_json::Value, IpcError>) -> Verdict {
+    match result {
+        Ok(_) => Verdict::Delivered,
+        Err(IpcError::Daemon(body)) => match body.code {
+            ErrorCode::BadArgs | ErrorCode::UnknownOp | ErrorCode::BadFrame => {
+                Verdict::Refused(body.to_string())
+            }
+            ErrorCode::ShuttingDown => Verdict::NoDaemon,
+            _ => Verdict::Retry(body.to_string()),
+        },
+        Err(IpcError::Timeout { .. }) => Verdict::Retry("the daemon did not answer in time".into()),
+        Err(_) => Verdict::NoDaemon,
+    }
+}
+
+impl Outbox {
+    pub fn new(store: Store, supervisor: Supervisor) -> Self {
+        Outbox {
+            store,
+            supervisor,
+            wake: Arc::new(Notify::new()),
+            waiters: Arc::new(Mutex::new(HashMap::new())),
+            busy_peers: Arc::new(Mutex::new(HashSet::new())),
+        }
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Something was added: run a pass now.
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    /// Resolves when the direct message `id` is acknowledged, refused or expired.
+    pub fn wait_for_ack(&self, id: &str) -> oneshot::Receiver<AckResult> {
+        let (tx, rx) = oneshot::channel();
+        lock(&self.waiters)
+            .entry(id.to_owned())
+            .or_default()
+            .push(tx);
+        rx
+    }
+
+    fn resolve(&self, id: &str, result: AckResult) {
+        if let Some(waiters) = lock(&self.waiters).remove(id) {
+            for w in waiters {
+                let _ = w.send(result.clone());
+            }
+        }
+    }
+
+    /// The dispatcher loop; returns on shutdown.
+    pub async fn run(self, shutdown: CancellationToken) {
+        // A host that was killed may have had acknowledged rows whose
+        // messages never left its daemon: send the recent window again.
+        match self.store.resend_recent().await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(
+                n,
+                "re-sending recently acknowledged messages after a restart"
+            ),
+            Err(e) => tracing::error!(error = %e, "outbox resend failed"),
+        }
+        let mut seen_restarts = self.supervisor.snapshot().restarts;
+        let mut sweep = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = self.wake.notified() => {}
+                _ = tokio::time::sleep(IDLE_TICK) => {}
+                _ = sweep.tick() => self.sweep().await,
+            }
+            let restarts = self.supervisor.snapshot().restarts;
+            if restarts != seen_restarts {
+                seen_restarts = restarts;
+                match self.store.resend_recent().await {
+                    Ok(n) if n > 0 => {
+                        tracing::info!(
+                            n,
+                            "daemon restarted: re-sending its last acknowledged messages"
+                        )
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::error!(error = %e, "outbox resend failed"),
+                }
+            }
+            let Some(client) = self.supervisor.client() else {
+                continue;
+            };
+            if let Err(e) = self.pass(&client).await {
+                tracing::error!(error = %e, "outbox pass failed");
+            }
+            self.update_depth().await;
+        }
+    }
+
+    async fn update_depth(&self) {
+        if let Ok(depth) = self.store.depth().await {
+            self.supervisor.metrics().outbox_depth.set(depth as i64);
+        }
+    }
+
+    /// One pass over the due rows.
+    async fn pass(&self, client: &IpcClient) -> Result<(), crate::store::StoreError> {
+        let due = self.store.due(BATCH).await?;
+        let mut blocked_topics = HashSet::new();
+        let mut claimed_peers = HashSet::new();
+        for item in due {
+            match item.kind {
+                OutKind::Publish => {
+                    if blocked_topics.contains(&item.target) {
+                        continue;
+                    }
+                    let op = Op::Publish {
+                        topic: item.target.clone(),
+                        data: item.data.clone().into(),
+                        id: Some(item.id.clone()),
+                    };
+                    match verdict(client.request(op, PUBLISH_TIMEOUT).await) {
+                        Verdict::Delivered => {
+                            self.store.ack(item.seq).await?;
+                            self.supervisor.metrics().published.inc();
+                        }
+                        Verdict::Retry(why) => {
+                            blocked_topics.insert(item.target.clone());
+                            let next = now_ms() + backoff_ms(item.attempts);
+                            self.store.retry(item.seq, next, why).await?;
+                        }
+                        Verdict::Refused(why) => self.refuse(item, why).await?,
+                        // The rest waits for the next daemon.
+                        Verdict::NoDaemon => return Ok(()),
+                    }
+                }
+                OutKind::Direct => {
+                    // Only the oldest due message per peer, one in flight.
+                    if !claimed_peers.insert(item.target.clone()) {
+                        continue;
+                    }
+                    if !lock(&self.busy_peers).insert(item.target.clone()) {
+                        continue;
+                    }
+                    let this = self.clone();
+                    let client = client.clone();
+                    tokio::spawn(async move {
+                        let peer = item.target.clone();
+                        if let Err(e) = this.send_direct(&client, item).await {
+                            tracing::error!(error = %e, "outbox direct send failed");
+                        }
+                        lock(&this.busy_peers).remove(&peer);
+                        this.wake();
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn send_direct(
+        &self,
+        client: &IpcClient,
+        item: OutItem,
+    ) -> Result<(), crate::store::StoreError> {
+        let op = Op::Send {
+            peer_id: item.target.clone(),
+            data: item.data.clone().into(),
+            id: Some(item.id.clone()),
+        };
+        match verdict(client.request(op, SEND_TIMEOUT).await) {
+            Verdict::Delivered => {
+                self.store.ack(item.seq).await?;
+                self.supervisor.metrics().direct_out.inc();
+                self.resolve(&item.id, Ok(()));
+            }
+            Verdict::Retry(why) => {
+                tracing::debug!(id = %item.id, peer = %item.target, %why, "direct message will be retried");
+                let next = now_ms() + backoff_ms(item.attempts);
+                self.store.retry(item.seq, next, why).await?;
+            }
+            Verdict::Refused(why) => {
+                self.resolve(&item.id, Err(why.clone()));
+                self.refuse(item, why).await?;
+            }
+            Verdict::NoDaemon => {}
+        }
+        Ok(())
+    }
+
+    /// A row the daemon will never take: report it and drop it.
+    async fn refuse(&self, item: OutItem, why: String) -> Result<(), crate::store::StoreError> {
+        tracing::warn!(id = %item.id, target = %item.target, %why, "message refused by the daemon");
+        self.report("failed", &item, &why).await?;
+        self.store.fail(item.seq).await
+    }
+
+    /// Take out expired rows and report each one.
+    async fn sweep(&self) {
+        match self.store.sweep().await {
+            Ok(expired) => {
+                for item in expired {
+                    tracing::warn!(id = %item.id, target = %item.target, "message expired undelivered");
+                    let why = item
+                        .last_error
+                        .clone()
+                        .unwrap_or_else(|| "time to live ran out".into());
+                    self.resolve(&item.id, Err(format!("expired: {why}")));
+                    if let Err(e) = self.report("expired", &item, &why).await {
+                        tracing::error!(error = %e, "cannot record an expired message");
+                    }
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "outbox sweep failed"),
+        }
+    }
+
+    /// Record an undeliverable message in the inbox and the event stream.
+    async fn report(
+        &self,
+        kind: &'static str,
+        item: &OutItem,
+        why: &str,
+    ) -> Result<(), crate::store::StoreError> {
+        let topic = (item.kind == OutKind::Publish).then(|| item.target.clone());
+        let cursor = self
+            .store
+            .insert_inbound(
+                kind,
+                item.id.clone(),
+                topic,
+                item.target.clone(),
+                item.data.clone(),
+            )
+            .await?;
+        if let Some(cursor) = cursor {
+            self.supervisor.publish_event(HostEvent::Undelivered {
+                cursor,
+                kind,
+                id: item.id.clone(),
+                target: item.target.clone(),
+                direct: item.kind == OutKind::Direct,
+                reason: why.to_owned(),
+            });
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,497 @@
+//! The host's durable state: an outbox of messages the API accepted and an
+//! inbox of messages the daemon received, in one SQLite database
+//! (`<data-dir>/hive.db`, mode 0600).
+//!
+//! Durability: WAL journal with `synchronous = NORMAL`. A commit is in the
+//! WAL file (in the kernel's page cache) before the API answers, so killing
+//! the host process, even with SIGKILL, loses nothing it acknowledged; only a
+//! power loss or kernel crash could lose the last transactions, which this
+//! trade-off accepts for throughput (no fsync per message).
+//!
+//! Outbox rows stay after the daemon acknowledges them, marked `acked_ms`,
+//! for [`RESEND_WINDOW_MS`]: a daemon killed right after acknowledging may
+//! not have put the message on the wire yet, so after a crash the recent
+//! window is sent again. Receivers drop the duplicates by message id.
+
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use rusqlite::{params, Connection};
+
+/// How long acknowledged outbox rows are kept for re-sending after a crash.
+pub const RESEND_WINDOW_MS: i64 = 5_000;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Sql(#[from] rusqlite::Error),
+    #[error("cannot create the database file: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("database task failed: {0}")]
+    Join(String),
+}
+
+/// What an outbox row carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutKind {
+    Publish,
+    Direct,
+}
+
+impl OutKind {
+    fn as_str(self) -> &'static str {
+        match self {
+            OutKind::Publish => "publish",
+            OutKind::Direct => "direct",
+        }
+    }
+    fn parse(s: &str) -> OutKind {
+        if s == "direct" {
+            OutKind::Direct
+        } else {
+            OutKind::Publish
+        }
+    }
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct OutItem {
+    pub seq: i64,
+    pub id: String,
+    #[serde(serialize_with = "ser_kind")]
+    pub kind: OutKind,
+    /// Topic for a publish, peer id for a direct message.
+    pub target: String,
+    #[serde(skip)]
+    pub data: Vec<u8>,
+    pub size: usize,
+    pub created_ms: i64,
+    pub expires_ms: i64,
+    pub attempts: i64,
+    pub next_ms: i64,
+    pub last_error: Option<String>,
+}
+
+fn ser_kind<S: serde::Serializer>(k: &OutKind, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(k.as_str())
+}
+
+/// A stored inbound event.
+#[derive(Debug, Clone)]
+pub struct InRow {
+    pub cursor: u64,
+    /// `message`, `direct` or `expired`.
+    pub kind: String,
+    pub id: String,
+    pub topic: Option<String>,
+    /// The sender (or, for `expired`, the intended recipient or topic).
+    pub peer: String,
+    pub data: Vec<u8>,
+    pub received_ms: i64,
+}
+
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or_default()
+}
+
+/// Cheap to clone; every call runs on the blocking pool.
+#[derive(Clone)]
+pub struct Store {
+    conn: Arc<Mutex<Connection>>,
+    last_cursor: Arc<AtomicU64>,
+}
+
+impl Store {
+    pub fn open(path: &Path) -> Result<Store, StoreError> {
+        if !path.exists() {
+            // Owner-only from the first byte.
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(path)?;
+        }
+        let conn = Connection::open(path)?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        conn.execute_batch(
+            "CREATE TABLE IF NOT EXISTS outbox (
+                seq INTEGER PRIMARY KEY AUTOINCREMENT,
+                id TEXT NOT NULL UNIQUE,
+                kind TEXT NOT NULL,
+                target TEXT NOT NULL,
+                data BLOB NOT NULL,
+                created_ms INTEGER NOT NULL,
+                expires_ms INTEGER NOT NULL,
+                attempts INTEGER NOT NULL DEFAULT 0,
+                next_ms INTEGER NOT NULL DEFAULT 0,
+                last_error TEXT,
+                acked_ms INTEGER
+            );
+            CREATE TABLE IF NOT EXISTS inbox (
+                cursor INTEGER PRIMARY KEY AUTOINCREMENT,
+                kind TEXT NOT NULL,
+                id TEXT NOT NULL,
+                topic TEXT,
+                peer TEXT NOT NULL,
+                data BLOB NOT NULL,
+                received_ms INTEGER NOT NULL,
+                UNIQUE(kind, peer, id)
+            );
+            CREATE INDEX IF NOT EXISTS inbox_topic ON inbox(topic, cursor);",
+        )?;
+        // The WAL and shared-memory files inherit nothing: tighten them too.
+        for suffix in ["-wal", "-shm"] {
+            let mut p = path.as_os_str().to_owned();
+            p.push(suffix);
+            let p = std::path::PathBuf::from(p);
+            if p.exists() {
+                use std::os::unix::fs::PermissionsExt;
+                std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600))?;
+            }
+        }
+        let last: i64 = conn.query_row("SELECT COALESCE(MAX(cursor), 0) FROM inbox", [], |r| {
+            r.get(0)
+        })?;
+        Ok(Store {
+            conn: Arc::new(Mutex::new(conn)),
+            last_cursor: Arc::new(AtomicU64::new(last as u64)),
+        })
+    }
+
+    async fn call<R, F>(&self, f: F) -> Result<R, StoreError>
+    where
+        R: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<R, rusqlite::Error> + Send + 'static,
+    {
+        let conn = self.conn.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut conn = conn.lock().unwrap_or_else(|p| p.into_inner());
+            f(&mut conn)
+        })
+        .await
+        .map_err(|e| StoreError::Join(e.to_string()))?
+        .map_err(StoreError::from)
+    }
+
+    /// The newest inbox cursor.
+    pub fn last_cursor(&self) -> u64 {
+        self.last_cursor.load(Ordering::Acquire)
+    }
+
+    /// Accept a message into the outbox; durable when this returns.
+    pub async fn push(
+        &self,
+        kind: OutKind,
+        target: String,
+        data: Vec<u8>,
+        ttl_ms: i64,
+    ) -> Result<String, StoreError> {
+        let id = hex::encode(rand::random::<[u8; 16]>());
+        let row_id = id.clone();
+        self.call(move |c| {
+            let now = now_ms();
+            c.execute(
+                "INSERT INTO outbox (id, kind, target, data, created_ms, expires_ms, next_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0)",
+                params![row_id, kind.as_str(), target, data, now, now + ttl_ms],
+            )
+        })
+        .await?;
+        Ok(id)
+    }
+
+    /// Unacknowledged rows due now, oldest first.
+    pub async fn due(&self, limit: usize) -> Result<Vec<OutItem>, StoreError> {
+        self.call(move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT seq, id, kind, target, data, created_ms, expires_ms, attempts, next_ms, last_error
+                 FROM outbox WHERE acked_ms IS NULL AND next_ms <= ?1 ORDER BY seq LIMIT ?2",
+            )?;
+            let rows = stmt.query_map(params![now_ms(), limit as i64], out_item)?;
+            rows.collect()
+        })
+        .await
+    }
+
+    /// Unacknowledged rows, oldest first, for the API.
+    pub async fn pending(&self, limit: usize) -> Result<Vec<OutItem>, StoreError> {
+        self.call(move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT seq, id, kind, target, data, created_ms, expires_ms, attempts, next_ms, last_error
+                 FROM outbox WHERE acked_ms IS NULL ORDER BY seq LIMIT ?1",
+            )?;
+            let rows = stmt.query_map(params![limit as i64], out_item)?;
+            rows.collect()
+        })
+        .await
+    }
+
+    /// Unacknowledged rows.
+    pub async fn depth(&self) -> Result<u64, StoreError> {
+        self.call(|c| {
+            c.query_row(
+                "SELECT COUNT(*) FROM outbox WHERE acked_ms IS NULL",
+                [],
+                |r| r.get::<_, i64>(0),
+            )
+        })
+        .await
+        .map(|n| n as u64)
+    }
+
+    /// The daemon acknowledged this row.
+    pub async fn ack(&self, seq: i64) -> Result<(), StoreError> {
+        self.call(move |c| {
+            c.execute(
+                "UPDATE outbox SET acked_ms = ?2 WHERE seq = ?1",
+                params![seq, now_ms()],
+            )
+            .map(drop)
+        })
+        .await
+    }
+
+    /// Try again at `next_ms`.
+    pub async fn retry(&self, seq: i64, next_ms: i64, error: String) -> Result<(), StoreError> {
+        self.call(move |c| {
+            c.execute(
+                "UPDATE outbox SET attempts = attempts + 1, next_ms = ?2, last_error = ?3 WHERE seq = ?1",
+                params![seq, next_ms, error],
+            )
+            .map(drop)
+        })
+        .await
+    }
+
+    /// After a daemon or host crash: acknowledged rows of the last window
+    /// go out again (receivers drop duplicates by id).
+    pub async fn resend_recent(&self) -> Result<usize, StoreError> {
+        self.call(|c| {
+            c.execute(
+                "UPDATE outbox SET acked_ms = NULL, next_ms = 0 WHERE acked_ms IS NOT NULL AND acked_ms >= ?1",
+                params![now_ms() - RESEND_WINDOW_MS],
+            )
+        })
+        .await
+    }
+
+    /// Remove rows acknowledged before the window, and take out the rows
+    /// whose time to live ran out (returned, to be reported).
+    pub async fn sweep(&self) -> Result<Vec<OutItem>, StoreError> {
+        self.call(|c| {
+            let now = now_ms();
+            let tx = c.transaction()?;
+            tx.execute(
+                "DELETE FROM outbox WHERE acked_ms IS NOT NULL AND acked_ms < ?1",
+                params![now - RESEND_WINDOW_MS],
+            )?;
+            let expired: Vec<OutItem> = {
+                let mut stmt = tx.prepare_cached(
+                    "SELECT seq, id, kind, target, data, created_ms, expires_ms, attempts, next_ms, last_error
+                     FROM outbox WHERE acked_ms IS NULL AND expires_ms <= ?1 ORDER BY seq",
+                )?;
+                let rows = stmt.query_map(params![now], out_item)?;
+                rows.collect::<Result<_, _>>()?
+            };
+            tx.execute(
+                "DELETE FROM outbox WHERE acked_ms IS NULL AND expires_ms <= ?1",
+                params![now],
+            )?;
+            tx.commit()?;
+            Ok(expired)
+        })
+        .await
+    }
+
+    /// Drop a row that can never be delivered (the daemon refused it for
+    /// good); returned for reporting.
+    pub async fn fail(&self, seq: i64) -> Result<(), StoreError> {
+        self.call(move |c| {
+            c.execute("DELETE FROM outbox WHERE seq = ?1", params![seq])
+                .map(drop)
+        })
+        .await
+    }
+
+    /// Store an inbound event; `None` when it was already stored (a
+    /// duplicate by kind, sender and id).
+    pub async fn insert_inbound(
+        &self,
+        kind: &'static str,
+        id: String,
+        topic: Option<String>,
+        peer: String,
+        data: Vec<u8>,
+    ) -> Result<Option<u64>, StoreError> {
+        let last = self.last_cursor.clone();
+        self.call(move |c| {
+            let changed = c.execute(
+                "INSERT OR IGNORE INTO inbox (kind, id, topic, peer, data, received_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![kind, id, topic, peer, data, now_ms()],
+            )?;
+            if changed == 0 {
+                return Ok(None);
+            }
+            let cursor = c.last_insert_rowid() as u64;
+            last.fetch_max(cursor, Ordering::AcqRel);
+            Ok(Some(cursor))
+        })
+        .await
+    }
+
+    /// Inbound events after `cursor`, oldest first; only `kind` and `topic`
+    /// when given.
+    pub async fn inbound_after(
+        &self,
+        cursor: u64,
+        kind: Option<&'static str>,
+        topic: Option<String>,
+        limit: usize,
+    ) -> Result<Vec<InRow>, StoreError> {
+        self.call(move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT cursor, kind, id, topic, peer, data, received_ms FROM inbox
+                 WHERE cursor > ?1 AND (?2 IS NULL OR kind = ?2) AND (?3 IS NULL OR topic = ?3)
+                 ORDER BY cursor LIMIT ?4",
+            )?;
+            let rows = stmt.query_map(params![cursor as i64, kind, topic, limit as i64], |r| {
+                Ok(InRow {
+                    cursor: r.get::<_, i64>(0)? as u64,
+                    kind: r.get(1)?,
+                    id: r.get(2)?,
+                    topic: r.get(3)?,
+                    peer: r.get(4)?,
+                    data: r.get(5)?,
+                    received_ms: r.get(6)?,
+                })
+            })?;
+            rows.collect()
+        })
+        .await
+    }
+
+    /// Apply the retention policy to the inbox: drop rows older than
+    /// `max_age_ms` and all but the newest `max_rows`.
+    pub async fn prune(&self, max_age_ms: i64, max_rows: u64) -> Result<usize, StoreError> {
+        self.call(move |c| {
+            let by_age = c.execute(
+                "DELETE FROM inbox WHERE received_ms < ?1",
+                params![now_ms() - max_age_ms],
+            )?;
+            let by_count = c.execute(
+                "DELETE FROM inbox WHERE cursor <= (SELECT MAX(cursor) FROM inbox) - ?1",
+                params![max_rows as i64],
+            )?;
+            Ok(by_age + by_count)
+        })
+        .await
+    }
+}
+
+fn out_item(r: &rusqlite::Row<'_>) -> rusqlite::Result<OutItem> {
+    let kind: String = r.get(2)?;
+    let data: Vec<u8> = r.get(4)?;
+    Ok(OutItem {
+        seq: r.get(0)?,
+        id: r.get(1)?,
+        kind: OutKind::parse(&kind),
+        target: r.get(3)?,
+        size: data.len(),
+        data,
+        created_ms: r.get(5)?,
+        expires_ms: r.get(6)?,
+        attempts: r.get(7)?,
+        next_ms: r.get(8)?,
+        last_error: r.get(9)?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn outbox_survives_reopen_and_inbox_dedupes() {
+        let dir = tempfile::TempDir::new().unwrap();
+        let path = dir.path().join("hive.db");
+        let store = Store::open(&path).unwrap();
+        let a = store
+            .push(OutKind::Publish, "t".into(), b"one".to_vec(), 60_000)
+            .await
+            .unwrap();
+        store
+            .push(OutKind::Direct, "peer".into(), b"two".to_vec(), 60_000)
+            .await
+            .unwrap();
+        drop(store);
+
+        let store = Store::open(&path).unwrap();
+        let due = store.due(10).await.unwrap();
+        assert_eq!(due.len(), 2);
+        assert_eq!(due[0].id, a);
+        assert_eq!(due[0].data, b"one");
+        store.ack(due[0].seq).await.unwrap();
+        assert_eq!(store.depth().await.unwrap(), 1);
+        // A crash right after the ack: the recent window goes out again.
+        assert_eq!(store.resend_recent().await.unwrap(), 1);
+        assert_eq!(store.depth().await.unwrap(), 2);
+
+        let c1 = store
+            .insert_inbound("message", "m".into(), Some("t".into()), "p".into(), vec![1])
+            .await
+            .unwrap();
+        let dup = store
+            .insert_inbound("message", "m".into(), Some("t".into()), "p".into(), vec![1])
+            .await
+            .unwrap();
+        let c2 = store
+            .insert_inbound("direct", "m".into(), None, "p".into(), vec![2])
+            .await
+            .unwrap();
+        assert!(c1.is_some() && c2 > c1);
+        assert_eq!(dup, None);
+        assert_eq!(store.last_cursor(), c2.unwrap());
+        let after = store
+            .inbound_after(c1.unwrap(), None, None, 10)
+            .await
+            .unwrap();
+        assert_eq!(after.len(), 1);
+        assert_eq!(after[0].kind, "direct");
+        let topic = store
+            .inbound_after(0, Some("message"), Some("t".into()), 10)
+            .await
+            .unwrap();
+        assert_eq!(topic.len(), 1);
+
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+
+    #[tokio::test]
+    async fn expired_rows_are_taken_out_for_reporting() {
+        let dir = tempfile::TempDir::new().unwrap();
+        let store = Store::open(&dir.path().join("hive.db")).unwrap();
+        store
+            .push(OutKind::Direct, "peer".into(), b"late".to_vec(), -1)
+            .await
+            .unwrap();
+        store
+            .push(OutKind::Direct, "peer".into(), b"fine".to_vec(), 60_000)
+            .await
+            .unwrap();
+        let expired = store.sweep().await.unwrap();
+        assert_eq!(expired.len(), 1);
+        assert_eq!(expired[0].data, b"late");
+        assert_eq!(store.depth().await.unwrap(), 1);
+    }
+}
