@@ -79,6 +79,16 @@ fn ser_kind<S: serde::Serializer>(k: &OutKind, s: S) -> Result<S::Ok, S::Error> 
     s.serialize_str(k.as_str())
 }
 
+/// The outcome of [`Store::push`].
+#[derive(Debug, Clone)]
+pub struct Pushed {
+    pub id: String,
+    /// False when a row with this idempotency key existed already.
+    pub inserted: bool,
+    /// Whether the row still waits for the daemon's acknowledgement.
+    pub pending: bool,
+}
+
 /// A stored inbound event.
 #[derive(Debug, Clone)]
 pub struct InRow {
@@ -187,25 +197,39 @@ impl Store {
     }
 
     /// Accept a message into the outbox; durable when this returns.
+    ///
+    /// `key` is the client's idempotency key: a retried request with the
+    /// same key finds the row already there and is not queued twice.
     pub async fn push(
         &self,
         kind: OutKind,
         target: String,
         data: Vec<u8>,
         ttl_ms: i64,
-    ) -> Result<String, StoreError> {
-        let id = hex::encode(rand::random::<[u8; 16]>());
-        let row_id = id.clone();
+        key: Option<String>,
+    ) -> Result<Pushed, StoreError> {
+        let id = key.unwrap_or_else(|| hex::encode(rand::random::<[u8; 16]>()));
         self.call(move |c| {
             let now = now_ms();
-            c.execute(
-                "INSERT INTO outbox (id, kind, target, data, created_ms, expires_ms, next_ms)
+            let inserted = c.execute(
+                "INSERT OR IGNORE INTO outbox (id, kind, target, data, created_ms, expires_ms, next_ms)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0)",
-                params![row_id, kind.as_str(), target, data, now, now + ttl_ms],
-            )
+                params![id, kind.as_str(), target, data, now, now + ttl_ms],
+            )? == 1;
+            let pending = inserted
+                || c.query_row(
+                    "SELECT acked_ms IS NULL FROM outbox WHERE id = ?1",
+                    params![id],
+                    |r| r.get::<_, bool>(0),
+                )
+                .unwrap_or(false);
+            Ok(Pushed {
+                id,
+                inserted,
+                pending,
+            })
         })
-        .await?;
-        Ok(id)
+        .await
     }
 
     /// Unacknowledged rows due now, oldest first.
@@ -271,13 +295,24 @@ impl Store {
         .await
     }
 
-    /// After a daemon or host crash: acknowledged rows of the last window
-    /// go out again (receivers drop duplicates by id).
+    /// After a daemon crash: acknowledged rows of the last window go out
+    /// again (receivers drop duplicates by id).
     pub async fn resend_recent(&self) -> Result<usize, StoreError> {
-        self.call(|c| {
+        self.resend_acked_since(now_ms() - RESEND_WINDOW_MS).await
+    }
+
+    /// After a host crash: every acknowledged row still kept goes out again.
+    /// Rows are swept only once they are older than the window, so what is
+    /// left was recent when the host died, however long ago that was.
+    pub async fn resend_all_acked(&self) -> Result<usize, StoreError> {
+        self.resend_acked_since(0).await
+    }
+
+    async fn resend_acked_since(&self, since_ms: i64) -> Result<usize, StoreError> {
+        self.call(move |c| {
             c.execute(
                 "UPDATE outbox SET acked_ms = NULL, next_ms = 0 WHERE acked_ms IS NOT NULL AND acked_ms >= ?1",
-                params![now_ms() - RESEND_WINDOW_MS],
+                params![since_ms],
             )
         })
         .await
@@ -425,13 +460,33 @@ mod tests {
         let path = dir.path().join("hive.db");
         let store = Store::open(&path).unwrap();
         let a = store
-            .push(OutKind::Publish, "t".into(), b"one".to_vec(), 60_000)
+            .push(OutKind::Publish, "t".into(), b"one".to_vec(), 60_000, None)
             .await
-            .unwrap();
+            .unwrap()
+            .id;
         store
-            .push(OutKind::Direct, "peer".into(), b"two".to_vec(), 60_000)
+            .push(
+                OutKind::Direct,
+                "peer".into(),
+                b"two".to_vec(),
+                60_000,
+                Some("k1".into()),
+            )
             .await
             .unwrap();
+        // The same idempotency key again: not queued twice.
+        let again = store
+            .push(
+                OutKind::Direct,
+                "peer".into(),
+                b"two".to_vec(),
+                60_000,
+                Some("k1".into()),
+            )
+            .await
+            .unwrap();
+        assert!(!again.inserted && again.pending);
+        assert_eq!(again.id, "k1");
         drop(store);
 
         let store = Store::open(&path).unwrap();
@@ -482,11 +537,17 @@ mod tests {
         let dir = tempfile::TempDir::new().unwrap();
         let store = Store::open(&dir.path().join("hive.db")).unwrap();
         store
-            .push(OutKind::Direct, "peer".into(), b"late".to_vec(), -1)
+            .push(OutKind::Direct, "peer".into(), b"late".to_vec(), -1, None)
             .await
             .unwrap();
         store
-            .push(OutKind::Direct, "peer".into(), b"fine".to_vec(), 60_000)
+            .push(
+                OutKind::Direct,
+                "peer".into(),
+                b"fine".to_vec(),
+                60_000,
+                None,
+            )
             .await
             .unwrap();
         let expired = store.sweep().await.unwrap();

@@ -208,17 +208,36 @@ async fn admit(state: &AppState, body: Result<Bytes, BytesRejection>) -> Result<
     Ok(data)
 }
 
+/// Header carrying a client's idempotency key: the message id to use, so
+/// that a request retried after a lost response is not queued twice.
+pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
+
+fn idempotency_key(headers: &axum::http::HeaderMap) -> Result<Option<String>, ApiError> {
+    let Some(value) = headers.get(IDEMPOTENCY_KEY) else {
+        return Ok(None);
+    };
+    let key = value.to_str().unwrap_or("");
+    if key.is_empty() || key.len() > 64 || !key.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(ApiError::BadRequest(
+            "Idempotency-Key must be 1 to 64 printable ASCII characters".into(),
+        ));
+    }
+    Ok(Some(key.to_owned()))
+}
+
 /// The body is the message: raw bytes of any content type. Answered once
 /// the message is durably in the outbox; it reaches the daemon in order,
 /// and is retried across daemon and host restarts until acknowledged.
 pub async fn publish(
     State(state): State<AppState>,
     Path(topic): Path<String>,
+    headers: axum::http::HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<PublishResult>, ApiError> {
     super::check_topic(&topic)?;
+    let key = idempotency_key(&headers)?;
     let data = admit(&state, body).await?;
-    let id = state
+    let pushed = state
         .outbox
         .store()
         .push(
@@ -226,10 +245,11 @@ pub async fn publish(
             topic,
             data.to_vec(),
             state.limits.publish_ttl_ms,
+            key,
         )
         .await?;
     state.outbox.wake();
-    Ok(Json(PublishResult { id }))
+    Ok(Json(PublishResult { id: pushed.id }))
 }
 
 /// How long `send` waits for the remote acknowledgement before answering
@@ -249,6 +269,7 @@ pub struct SendBody {
 pub async fn send(
     State(state): State<AppState>,
     Path(peer_id): Path<String>,
+    headers: axum::http::HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     if !looks_like_peer_id(&peer_id) {
@@ -256,8 +277,9 @@ pub async fn send(
             "{peer_id:?} is not a peer id (base58 multihash such as 12D3KooW...)"
         )));
     }
+    let key = idempotency_key(&headers)?;
     let data = admit(&state, body).await?;
-    let id = state
+    let pushed = state
         .outbox
         .store()
         .push(
@@ -265,8 +287,18 @@ pub async fn send(
             peer_id,
             data.to_vec(),
             state.limits.direct_ttl_ms,
+            key,
         )
         .await?;
+    let id = pushed.id;
+    if !pushed.pending {
+        // A retry of a message that was acknowledged already.
+        return Ok(Json(SendBody {
+            id,
+            acknowledged: true,
+        })
+        .into_response());
+    }
     let ack = state.outbox.wait_for_ack(&id);
     state.outbox.wake();
     match tokio::time::timeout(SEND_WAIT, ack).await {
