@@ -376,6 +376,15 @@ pub struct EventStream {
 }
 
 impl EventStream {
+    /// Wrap a WebSocket opened by the test itself (e.g. with `?after=`).
+    pub fn from_ws(
+        ws: tokio_tungstenite::WebSocketStream<
+            tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+        >,
+    ) -> Self {
+        EventStream { ws }
+    }
+
     /// Next JSON event, or `None` when the deadline passes or the stream ends.
     pub async fn next_within(&mut self, limit: Duration) -> Option<Value> {
         let deadline = tokio::time::Instant::now() + limit;
