@@ -10,6 +10,7 @@ use anyhow::{bail, Context, Result};
 /// The private network; removed again on drop.
 pub struct Lan {
     tag: String,
+    subnet: u32,
     bridge_ns: String,
     pub hosts: Vec<String>,
 }
@@ -50,6 +51,7 @@ impl Lan {
         let bridge_ns = format!("hvb{tag}");
         let mut lan = Lan {
             tag: tag.clone(),
+            subnet,
             bridge_ns: bridge_ns.clone(),
             hosts: Vec::new(),
         };
@@ -82,6 +84,24 @@ impl Lan {
 
     pub fn tag(&self) -> &str {
         &self.tag
+    }
+
+    /// The address of host `i` on the bridge.
+    pub fn addr(&self, i: usize) -> String {
+        format!("10.213.{}.{}", self.subnet, i + 1)
+    }
+
+    /// Cut (or restore) host `i`'s link to the bridge.
+    pub fn set_link(&self, i: usize, up: bool) -> Result<()> {
+        let dev = format!("hv{i}h{}", self.tag);
+        ip(&[
+            "-n",
+            &self.hosts[i],
+            "link",
+            "set",
+            &dev,
+            if up { "up" } else { "down" },
+        ])
     }
 }
 

@@ -72,6 +72,24 @@ pub enum Command {
     Send {
         peer: String,
         message: Option<String>,
+        /// Seconds to wait for the remote acknowledgement before returning
+        /// with the message still queued (it is retried until its TTL).
+        #[arg(long, default_value_t = 30)]
+        wait: u64,
+    },
+    /// Print stored history: received messages (or direct, expired, failed), one page as JSON.
+    Messages {
+        /// Only this topic.
+        #[arg(long)]
+        topic: Option<String>,
+        /// message, direct, expired or failed.
+        #[arg(long, default_value = "message")]
+        kind: String,
+        /// Only entries after this cursor.
+        #[arg(long, default_value_t = 0)]
+        after: u64,
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
     },
 }
 

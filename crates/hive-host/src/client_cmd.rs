@@ -111,10 +111,29 @@ pub async fn run(command: Command, api: &str) -> anyhow::Result<()> {
             let path = format!("/api/topics/{}/publish", encode_segment(&topic));
             print_line(&api.post_bytes(&path, data).await?)
         }
-        Command::Send { peer, message } => {
+        Command::Send {
+            peer,
+            message,
+            wait,
+        } => {
             let data = message_or_stdin(message).await?;
-            let path = format!("/api/peers/{}/send", encode_segment(&peer));
+            let path = format!("/api/peers/{}/send?wait={wait}", encode_segment(&peer));
             print_line(&api.post_bytes(&path, data).await?)
+        }
+        Command::Messages {
+            topic,
+            kind,
+            after,
+            limit,
+        } => {
+            let mut path = format!(
+                "/api/messages?kind={}&after={after}&limit={limit}",
+                encode_segment(&kind)
+            );
+            if let Some(topic) = topic {
+                path.push_str(&format!("&topic={}", encode_segment(&topic)));
+            }
+            print_pretty(&api.get(&path).await?)
         }
         Command::Subscribe { topic, count } => subscribe(&api, &topic, count).await,
     }

@@ -264,11 +264,19 @@ pub struct SendBody {
 }
 
 /// 200 `{"id", "acknowledged": true}` once the remote daemon acknowledged the
-/// message; 202 with `false` if it did not within 30 s: the message stays in
+/// message; 202 with `false` if it did not within `?wait=SECS` (default 30 s,
+/// at most 60; 0 answers at once): the message stays in
 /// the outbox and is retried until acknowledged or expired (`--direct-ttl`).
+#[derive(Deserialize)]
+pub struct SendQuery {
+    /// Seconds to wait for the acknowledgement (default 30, at most 60).
+    wait: Option<u64>,
+}
+
 pub async fn send(
     State(state): State<AppState>,
     Path(peer_id): Path<String>,
+    axum::extract::Query(q): axum::extract::Query<SendQuery>,
     headers: axum::http::HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
@@ -301,7 +309,11 @@ pub async fn send(
     }
     let ack = state.outbox.wait_for_ack(&id);
     state.outbox.wake();
-    match tokio::time::timeout(SEND_WAIT, ack).await {
+    let wait = q
+        .wait
+        .map(|s| Duration::from_secs(s.min(60)))
+        .unwrap_or(SEND_WAIT);
+    match tokio::time::timeout(wait, ack).await {
         Ok(Ok(Ok(()))) => Ok(Json(SendBody {
             id,
             acknowledged: true,
