@@ -124,7 +124,7 @@ impl Outbox {
     pub async fn run(self, shutdown: CancellationToken) {
         // A host that was killed may have had acknowledged rows whose
         // messages never left its daemon: send the recent window again.
-        match self.store.resend_recent().await {
+        match self.store.resend_all_acked().await {
             Ok(0) => {}
             Ok(n) => tracing::info!(
                 n,

@@ -248,6 +248,9 @@ pub async fn publish(
             key,
         )
         .await?;
+    if !pushed.inserted {
+        tracing::debug!(id = %pushed.id, "publish retried with a known idempotency key");
+    }
     state.outbox.wake();
     Ok(Json(PublishResult { id: pushed.id }))
 }
