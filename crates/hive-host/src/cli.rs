@@ -132,6 +132,9 @@ pub struct UpArgs {
     /// Most messages waiting in the outbox; beyond it the API answers 503 with Retry-After.
     #[arg(long, value_name = "N", default_value_t = 100_000)]
     pub max_outbox: u64,
+    /// Most concurrent `/api/events` WebSocket clients; more get 503.
+    #[arg(long, value_name = "N", default_value_t = 256)]
+    pub max_ws_clients: i64,
     /// Received messages are kept this long for replay (`/api/events?after=`, `/api/messages`).
     #[arg(long, value_name = "SECS", default_value_t = 7 * 24 * 3600)]
     pub retention_secs: u64,

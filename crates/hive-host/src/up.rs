@@ -103,6 +103,7 @@ pub async fn run(args: UpArgs, log_format: LogFormat) -> anyhow::Result<()> {
             direct_ttl_ms: (args.direct_ttl as i64).saturating_mul(1000),
             publish_ttl_ms: (args.publish_ttl as i64).saturating_mul(1000),
             max_outbox: args.max_outbox,
+            max_ws_clients: args.max_ws_clients,
         }),
     });
     let server = axum::serve(listener, app)

@@ -29,11 +29,18 @@ pub async fn events(
     ws: WebSocketUpgrade,
     State(state): State<AppState>,
     Query(q): Query<EventsQuery>,
-) -> Response {
+) -> Result<Response, ApiError> {
+    let clients = state.supervisor.metrics().ws_clients.get();
+    if clients >= state.limits.max_ws_clients {
+        return Err(ApiError::Overloaded(format!(
+            "{clients} event clients are connected (limit {}); retry later",
+            state.limits.max_ws_clients
+        )));
+    }
     // Subscribe before the upgrade completes: a client that opens the socket
     // and then subscribes to a topic must not miss the first messages.
     let rx = state.supervisor.subscribe_events();
-    ws.on_upgrade(move |socket| stream(socket, state, rx, q.after))
+    Ok(ws.on_upgrade(move |socket| stream(socket, state, rx, q.after)))
 }
 
 #[derive(Debug, Deserialize)]

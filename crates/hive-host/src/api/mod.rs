@@ -52,6 +52,8 @@ pub struct ApiLimits {
     pub publish_ttl_ms: i64,
     /// Outbox depth beyond which publish and send answer 503.
     pub max_outbox: u64,
+    /// Concurrent event-stream clients beyond which new ones get 503.
+    pub max_ws_clients: i64,
 }
 
 /// Most bytes in a topic name.
