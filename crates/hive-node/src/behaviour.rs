@@ -54,6 +54,9 @@ pub struct Behaviour {
     pub mdns: Toggle<mdns::tokio::Behaviour>,
     pub direct: request_response::cbor::Behaviour<DirectRequest, DirectAck>,
     pub hping: request_response::cbor::Behaviour<PingRequest, PingResponse>,
+    /// Raw streams on arbitrary protocols, for the go-daemon control
+    /// protocol's STREAM_OPEN / STREAM_HANDLER.
+    pub streams: libp2p_stream::Behaviour,
 }
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -127,6 +130,7 @@ impl Behaviour {
             mdns: Toggle::from(mdns),
             direct,
             hping,
+            streams: libp2p_stream::Behaviour::new(),
         })
     }
 }

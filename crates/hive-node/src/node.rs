@@ -15,7 +15,7 @@ use futures::StreamExt;
 use hive_proto::{
     Bytes, DialResult, Empty, ErrorBody, ErrorCode, Event, FindPeerResult, FindProvidersResult,
     GetRecordResult, ListenAddrsResult, Op, PeerInfo, PeersResult, PingResult, PublishResult,
-    SendResult, StatusResult, SubscribeResult, TopicInfo, TopicsResult,
+    SendResult, StatusResult, SubscribeResult, TopicInfo, TopicPeersResult, TopicsResult,
 };
 use libp2p::multiaddr::Protocol;
 use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
@@ -68,9 +68,16 @@ pub struct NodeHandle {
     peer_id: PeerId,
     listen_addrs: Vec<String>,
     shutdown: watch::Receiver<bool>,
+    streams: libp2p_stream::Control,
 }
 
 impl NodeHandle {
+    /// Open and accept raw streams (in-process only: streams are not part
+    /// of the JSON IPC).
+    pub fn stream_control(&self) -> libp2p_stream::Control {
+        self.streams.clone()
+    }
+
     pub fn peer_id(&self) -> PeerId {
         self.peer_id
     }
@@ -290,6 +297,7 @@ impl Node {
             peer_id,
             listen_addrs: listen_addrs.iter().map(|a| with_p2p(a, peer_id)).collect(),
             shutdown: shutdown_rx,
+            streams: swarm.behaviour().streams.new_control(),
         };
         let mut node = Node {
             swarm,
@@ -469,6 +477,18 @@ impl Node {
                     })
                     .collect();
                 json(&TopicsResult { topics })
+            }
+            Op::TopicPeers { topic } => {
+                let hash = gossipsub::IdentTopic::new(&topic).hash();
+                let peers = self
+                    .swarm
+                    .behaviour()
+                    .gossipsub
+                    .all_peers()
+                    .filter(|(_, topics)| topics.contains(&&hash))
+                    .map(|(peer, _)| peer.to_string())
+                    .collect();
+                json(&TopicPeersResult { peers })
             }
             Op::Publish { topic, data, id } => self.publish(&topic, data, id),
             Op::Send { peer_id, data, id } => return self.send_direct(&peer_id, data, id, reply),
@@ -861,6 +881,7 @@ impl Node {
             BehaviourEvent::Direct(event) => self.handle_direct(event),
             BehaviourEvent::Hping(event) => self.handle_hping(event),
             BehaviourEvent::Limits(never) => match never {},
+            BehaviourEvent::Streams(()) => {}
         }
     }
 

@@ -5,6 +5,8 @@
 //! stdout. A client that has read the ready line can connect at once.
 
 mod cli;
+mod compat;
+mod control;
 mod identity;
 mod ipc;
 mod parent;
@@ -26,7 +28,15 @@ use tokio::sync::watch;
 use cli::{Cli, LogFormat};
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    // go-libp2p-daemon's single-dash flags are taken out first; the rest is ours.
+    let (args, go) = match compat::split_args(std::env::args().collect()) {
+        Ok(split) => split,
+        Err(e) => {
+            eprintln!("hive-p2pd: {e:#}");
+            return ExitCode::from(2);
+        }
+    };
+    let cli = Cli::parse_from(args);
     init_logging(cli.log_format);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -38,7 +48,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(cli)) {
+    match runtime.block_on(run(cli, go)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e:#}");
@@ -74,7 +84,21 @@ fn default_listen() -> Vec<Multiaddr> {
         .collect()
 }
 
-async fn run(cli: Cli) -> Result<()> {
+async fn run(mut cli: Cli, go: Option<compat::GoOptions>) -> Result<()> {
+    if let Some(go) = &go {
+        // The go daemon's defaults: no mDNS, its listen addresses and key.
+        cli.no_mdns = true;
+        if cli.listen.is_empty() {
+            cli.listen = go.host_addrs.clone();
+        }
+        cli.bootstrap.extend(go.bootstrap.iter().cloned());
+        if cli.key_file.is_none() {
+            cli.key_file = go.key_file.clone();
+        }
+        if let Some(n) = go.max_connections {
+            cli.max_connections = n;
+        }
+    }
     let exit_with_parent =
         cli.exit_with_parent || std::env::var(ENV_EXIT_WITH_PARENT).is_ok_and(|v| v == "1");
     let parent = if exit_with_parent {
@@ -97,7 +121,9 @@ async fn run(cli: Cli) -> Result<()> {
     )?;
 
     let mut config = NodeConfig::new(keypair);
-    config.listen = if cli.listen.is_empty() {
+    config.listen = if go.as_ref().is_some_and(|g| g.no_listen) {
+        Vec::new()
+    } else if cli.listen.is_empty() {
         default_listen()
     } else {
         cli.listen.clone()
@@ -125,12 +151,33 @@ async fn run(cli: Cli) -> Result<()> {
         token,
         max_frame_bytes: cli.max_frame_bytes,
     });
+    let control = match &go {
+        Some(go) => {
+            let (control, bound) = control::bind(&go.control).await?;
+            tokio::spawn(control.serve(node.clone(), shutdown_rx.clone()));
+            Some(bound)
+        }
+        None => None,
+    };
     let server = tokio::spawn(listener.serve(ctx, shutdown_rx));
 
     {
-        let line = serde_json::to_string(&ready)?;
         let mut stdout = std::io::stdout().lock();
-        writeln!(stdout, "{line}")?;
+        match (&go, &control) {
+            // The lines harnesses written for the go daemon wait for.
+            (Some(go), Some(bound)) => {
+                if !go.quiet {
+                    writeln!(stdout, "Control socket: {}", bound.display())?;
+                    writeln!(stdout, "Peer ID: {}", ready.peer_id)?;
+                    writeln!(stdout, "Peer Addrs:")?;
+                    for addr in &ready.listen_addrs {
+                        let bare = addr.rsplit_once("/p2p/").map(|(a, _)| a).unwrap_or(addr);
+                        writeln!(stdout, "{bare}")?;
+                    }
+                }
+            }
+            _ => writeln!(stdout, "{}", serde_json::to_string(&ready)?)?,
+        }
         stdout.flush()?;
     }
     tracing::info!(peer_id = %ready.peer_id, ipc = %ipc_url, addrs = ?ready.listen_addrs, "ready");

@@ -30,6 +30,8 @@ pub enum Op {
     Unsubscribe { topic: String },
     /// Subscribed topics and how many peers share each. Result: [`TopicsResult`].
     Topics,
+    /// Remote peers known to be subscribed to a topic. Result: [`TopicPeersResult`].
+    TopicPeers { topic: String },
     /// Publish bytes on a topic. Result: [`PublishResult`].
     ///
     /// `id` is optional. Without it the message goes out as plain gossipsub
@@ -83,6 +85,7 @@ impl Op {
             Op::Subscribe { .. } => "subscribe",
             Op::Unsubscribe { .. } => "unsubscribe",
             Op::Topics => "topics",
+            Op::TopicPeers { .. } => "topic_peers",
             Op::Publish { .. } => "publish",
             Op::Send { .. } => "send",
             Op::FindPeer { .. } => "find_peer",
@@ -105,6 +108,7 @@ impl Op {
         "subscribe",
         "unsubscribe",
         "topics",
+        "topic_peers",
         "publish",
         "send",
         "find_peer",
@@ -182,6 +186,11 @@ pub struct TopicInfo {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TopicsResult {
     pub topics: Vec<TopicInfo>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TopicPeersResult {
+    pub peers: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

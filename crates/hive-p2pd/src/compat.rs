@@ -1,0 +1,268 @@
+//! go-libp2p-daemon's command line, so that harnesses written for `p2pd`
+//! (hivemind, p2pclient's tests, the libp2p interop suite) can start
+//! `hive-p2pd` unchanged.
+//!
+//! Go's flag syntax: single dash, `-name=value` or `-name value`, booleans as
+//! `-name`, `-name=true|false|1|0`. Double-dash arguments stay Hive's own
+//! (parsed by clap), so both kinds can be mixed on one command line.
+
+use std::path::PathBuf;
+
+use anyhow::{anyhow, bail, Result};
+use libp2p::Multiaddr;
+
+use crate::control::ControlAddr;
+
+/// Flags that take no value.
+const BOOL_FLAGS: &[&str] = &[
+    "pubsub",
+    "pubsubSign",
+    "pubsubSignStrict",
+    "dht",
+    "dhtClient",
+    "dhtServer",
+    "b",
+    "connManager",
+    "q",
+    "relay",
+    "autonat",
+    "autoRelay",
+    "natPortMap",
+    "noListenAddrs",
+    "tls",
+    "noise",
+    "quic",
+    "relayActive",
+    "relayHop",
+    "relayDiscovery",
+    "forceReachabilityPublic",
+    "forceReachabilityPrivate",
+];
+
+/// Flags that take a value.
+const VALUE_FLAGS: &[&str] = &[
+    "listen",
+    "hostAddrs",
+    "announceAddrs",
+    "id",
+    "pubsubRouter",
+    "bootstrapPeers",
+    "connLo",
+    "connHi",
+    "connGrace",
+    "idleTimeout",
+    "persistentConnMaxMsgSize",
+    "metricsAddr",
+    "relayHopLimit",
+    "trustedRelays",
+    "gossipsubHeartbeatInterval",
+    "gossipsubHeartbeatInitialDelay",
+];
+
+/// What the go-style flags asked for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GoOptions {
+    /// Where the control protocol listens (`-listen`).
+    pub control: ControlAddr,
+    /// `-q`: print no start-up lines.
+    pub quiet: bool,
+    /// `-hostAddrs`.
+    pub host_addrs: Vec<Multiaddr>,
+    /// `-bootstrapPeers`.
+    pub bootstrap: Vec<Multiaddr>,
+    /// `-id`.
+    pub key_file: Option<PathBuf>,
+    /// `-noListenAddrs`.
+    pub no_listen: bool,
+    /// `-connHi`.
+    pub max_connections: Option<u32>,
+}
+
+fn parse_bool(name: &str, value: &str) -> Result<bool> {
+    match value {
+        "1" | "t" | "T" | "true" | "TRUE" | "True" => Ok(true),
+        "0" | "f" | "F" | "false" | "FALSE" | "False" => Ok(false),
+        other => bail!("-{name}={other}: expected a boolean (true/false/1/0)"),
+    }
+}
+
+fn comma_addrs(name: &str, value: &str) -> Result<Vec<Multiaddr>> {
+    value
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            s.parse()
+                .map_err(|e| anyhow!("-{name}: {s:?} is not a multiaddr: {e}"))
+        })
+        .collect()
+}
+
+/// Split the arguments into Hive's own (returned, for clap) and go-style
+/// ones (interpreted). Returns `None` for the options when no go-style flag
+/// was given.
+pub fn split_args(args: Vec<String>) -> Result<(Vec<String>, Option<GoOptions>)> {
+    let mut hive = Vec::new();
+    let mut go: Option<GoOptions> = None;
+    let mut iter = args.into_iter();
+    if let Some(program) = iter.next() {
+        hive.push(program);
+    }
+    let mut rest: Vec<String> = iter.collect();
+    rest.reverse();
+    while let Some(arg) = rest.pop() {
+        let is_go = arg.len() > 1
+            && arg.starts_with('-')
+            && !arg.starts_with("--")
+            && arg[1..].starts_with(|c: char| c.is_ascii_alphabetic());
+        if !is_go {
+            hive.push(arg);
+            continue;
+        }
+        // `-h` is clap's help.
+        if arg == "-h" || arg == "-V" {
+            hive.push(arg);
+            continue;
+        }
+        let body = &arg[1..];
+        let (name, inline) = match body.split_once('=') {
+            Some((n, v)) => (n.to_string(), Some(v.to_string())),
+            None => (body.to_string(), None),
+        };
+        let opts = go.get_or_insert_with(|| GoOptions {
+            control: ControlAddr::Unix("/tmp/p2pd.sock".into()),
+            quiet: false,
+            host_addrs: Vec::new(),
+            bootstrap: Vec::new(),
+            key_file: None,
+            no_listen: false,
+            max_connections: None,
+        });
+        if BOOL_FLAGS.contains(&name.as_str()) {
+            let on = match &inline {
+                Some(v) => parse_bool(&name, v)?,
+                None => true,
+            };
+            match name.as_str() {
+                "q" => opts.quiet = on,
+                "noListenAddrs" => opts.no_listen = on,
+                "pubsubSign" if !on => {
+                    bail!("-pubsubSign=false: hive-p2pd always signs pubsub messages (unsigned pubsub is not supported)")
+                }
+                "b" if on => tracing::info!(
+                    "-b: hive-p2pd has no public bootstrap peers; only -bootstrapPeers are dialed"
+                ),
+                _ => tracing::debug!(flag = %name, on, "accepted go-daemon flag"),
+            }
+            continue;
+        }
+        if VALUE_FLAGS.contains(&name.as_str()) {
+            let value = match inline {
+                Some(v) => v,
+                None => rest.pop().ok_or_else(|| anyhow!("-{name} needs a value"))?,
+            };
+            match name.as_str() {
+                "listen" => opts.control = ControlAddr::parse(&value)?,
+                "hostAddrs" => opts.host_addrs = comma_addrs(&name, &value)?,
+                "bootstrapPeers" => opts.bootstrap = comma_addrs(&name, &value)?,
+                "id" => opts.key_file = Some(PathBuf::from(value)),
+                "connHi" => {
+                    opts.max_connections = Some(
+                        value
+                            .parse()
+                            .map_err(|_| anyhow!("-connHi {value:?} is not a number"))?,
+                    )
+                }
+                "pubsubRouter" if value != "gossipsub" => bail!(
+                    "-pubsubRouter {value}: hive-p2pd runs gossipsub only"
+                ),
+                "metricsAddr" => bail!(
+                    "-metricsAddr is not supported by hive-p2pd; the `hive` host serves Prometheus metrics at /metrics"
+                ),
+                _ => tracing::debug!(flag = %name, %value, "accepted go-daemon flag"),
+            }
+            continue;
+        }
+        bail!(
+            "unknown flag -{name}. hive-p2pd accepts go-libp2p-daemon's flags ({}, {}) and its own --flags (see --help)",
+            BOOL_FLAGS.join(", -"),
+            VALUE_FLAGS.join(", -")
+        );
+    }
+    Ok((hive, go))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(list: &[&str]) -> Vec<String> {
+        list.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn hivemind_command_line_is_accepted() {
+        let (hive, go) = split_args(args(&[
+            "p2pd",
+            "-autoRelay=0",
+            "-autonat=1",
+            "-b=0",
+            "-connManager=1",
+            "-idleTimeout=30s",
+            "-listen=/unix/tmp/hivemind-p2pd-x.sock",
+            "-natPortMap=1",
+            "-relay=1",
+            "-relayHopLimit=0",
+            "-tls=1",
+            "-persistentConnMaxMsgSize=4194304",
+            "-dhtServer=1",
+            "-hostAddrs=/ip4/127.0.0.1/tcp/0",
+        ]))
+        .unwrap();
+        assert_eq!(hive, args(&["p2pd"]));
+        let go = go.unwrap();
+        assert_eq!(
+            go.control,
+            ControlAddr::Unix("/tmp/hivemind-p2pd-x.sock".into())
+        );
+        assert_eq!(go.host_addrs, vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()]);
+        assert!(!go.quiet);
+    }
+
+    #[test]
+    fn separate_values_and_hive_flags_mix() {
+        let (hive, go) = split_args(args(&[
+            "p2pd",
+            "-listen",
+            "/unix/tmp/a.sock",
+            "-q",
+            "--data-dir",
+            "/tmp/d",
+            "-bootstrapPeers",
+            "/ip4/127.0.0.1/tcp/1/p2p/12D3KooWGzv1Tdt7WXkVDsnB3nSyZHrVVjDjHuvx5EQzz2qrG7Vb",
+        ]))
+        .unwrap();
+        assert_eq!(hive, args(&["p2pd", "--data-dir", "/tmp/d"]));
+        let go = go.unwrap();
+        assert!(go.quiet);
+        assert_eq!(go.bootstrap.len(), 1);
+    }
+
+    #[test]
+    fn unsupported_flags_get_clear_errors() {
+        let e = split_args(args(&["p2pd", "-frobnicate"])).unwrap_err();
+        assert!(e.to_string().contains("unknown flag -frobnicate"), "{e}");
+        let e = split_args(args(&["p2pd", "-pubsubRouter=floodsub"])).unwrap_err();
+        assert!(e.to_string().contains("gossipsub only"), "{e}");
+        let e = split_args(args(&["p2pd", "-b=maybe"])).unwrap_err();
+        assert!(e.to_string().contains("boolean"), "{e}");
+        assert!(split_args(args(&["p2pd", "-listen"])).is_err());
+    }
+
+    #[test]
+    fn no_go_flags_means_hive_mode() {
+        let (hive, go) = split_args(args(&["hive-p2pd", "--ipc", "127.0.0.1:0"])).unwrap();
+        assert_eq!(hive.len(), 3);
+        assert!(go.is_none());
+    }
+}
