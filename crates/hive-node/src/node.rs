@@ -1125,9 +1125,11 @@ impl Node {
             (KadPending::PutRecord(reply), kad::QueryResult::PutRecord(result)) => {
                 let _ = reply.send(match result {
                     Ok(_) => json(&Empty {}),
-                    // The record is in the local store already; with no peer
-                    // to replicate to, the local copy is all there can be.
-                    Err(kad::PutRecordError::QuorumFailed { .. }) if self.peers.is_empty() => {
+                    // The record is in the local store already, where any
+                    // peer's get finds it; replication is best effort (the
+                    // routing table may not know the connected peers yet).
+                    Err(kad::PutRecordError::QuorumFailed { .. }) => {
+                        tracing::debug!("put_record: stored locally, quorum not reached");
                         json(&Empty {})
                     }
                     Err(e) => Err(err(ErrorCode::Timeout, format!("put_record: {e}"))),
