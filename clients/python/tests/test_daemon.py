@@ -1,0 +1,131 @@
+"""Two real hive-p2pd daemons driven from one asyncio loop."""
+
+import asyncio
+import os
+import signal
+
+import pytest
+
+from hive_p2p import CallTimeout, Daemon, DaemonError, DaemonGone, DaemonStartError
+from conftest import LOOPBACK
+
+
+async def wait_topic(d: Daemon, topic: str, peer: str, timeout: float = 30.0) -> None:
+    async def check() -> None:
+        while peer not in await d.topic_peers(topic):
+            await asyncio.sleep(0.1)
+
+    await asyncio.wait_for(check(), timeout)
+
+
+async def pair(binary: str):
+    a = Daemon(binary=binary, listen=LOOPBACK, mdns=False)
+    await a.start()
+    b = Daemon(binary=binary, listen=LOOPBACK, mdns=False, bootstrap=[a.listen_addrs[0]])
+    await b.start()
+    return a, b
+
+
+async def test_thousand_messages_none_lost_none_duplicated(binary: str) -> None:
+    a, b = await pair(binary)
+    try:
+        sub = await b.subscribe("py")
+        await a.subscribe("py")
+        await wait_topic(a, "py", b.peer_id)
+        sent = [await a.publish("py", f"m{i}".encode()) for i in range(1000)]
+        assert len(set(sent)) == 1000
+        got = [await sub.get(timeout=60) for _ in range(1000)]
+        assert sorted(m.data for m in got) == sorted(f"m{i}".encode() for i in range(1000))
+        assert len({m.id for m in got}) == 1000
+        assert all(m.sender == a.peer_id and m.topic == "py" for m in got)
+        with pytest.raises(asyncio.TimeoutError):
+            await sub.get(timeout=1.0)  # nothing more: no duplicates
+    finally:
+        await a.aclose()
+        await b.aclose()
+
+
+async def test_direct_messages_exact_bytes_empty_and_one_mib(binary: str) -> None:
+    a, b = await pair(binary)
+    try:
+        inbox = b.direct_messages()
+        payloads = [bytes(range(256)), b"", os.urandom(1024 * 1024)]
+        for p in payloads:
+            mid = await a.send(b.peer_id, p)
+            got = await inbox.get(timeout=60)
+            assert got.data == p and got.id == mid and got.sender == a.peer_id
+    finally:
+        await a.aclose()
+        await b.aclose()
+
+
+async def test_two_hundred_concurrent_calls(binary: str) -> None:
+    a, b = await pair(binary)
+    try:
+        results = await asyncio.gather(*(a.status() for _ in range(100)), *(a.peers() for _ in range(100)))
+        assert len(results) == 200
+        assert all(r["peer_id"] == a.peer_id for r in results[:100])
+        assert await a.ping(b.peer_id) >= 0
+        await a.put_record(b"k", b"v")
+        assert await b.get_record(b"k") == b"v"
+    finally:
+        await a.aclose()
+        await b.aclose()
+
+
+async def test_kill_9_restarts_with_same_identity_and_subscriptions(binary: str) -> None:
+    a, b = await pair(binary)
+    try:
+        sub = await a.subscribe("restart")
+        await b.subscribe("restart")
+        await wait_topic(b, "restart", a.peer_id)
+        peer_id, old_pid = a.peer_id, a.pid
+        assert old_pid is not None
+        # A call in flight at the kill fails at once instead of hanging.
+        in_flight = asyncio.ensure_future(a.find_peer("12D3KooWGzv1Tdt7WXkVDsnB3nSyZHrVVjDjHuvx5EQzz2qrG7Vb"))
+        await asyncio.sleep(0.05)
+        os.kill(old_pid, signal.SIGKILL)
+        with pytest.raises((DaemonGone, DaemonError)):
+            await asyncio.wait_for(in_flight, 10)
+
+        async def restarted() -> None:
+            while a.pid == old_pid or a.restarts == 0:
+                await asyncio.sleep(0.05)
+            await a.wait_running()
+
+        await asyncio.wait_for(restarted(), 60)
+        assert a.peer_id == peer_id
+        await b.dial(a.listen_addrs[0])
+        await wait_topic(b, "restart", a.peer_id)
+        await b.publish("restart", b"after the kill")
+        msg = await sub.get(timeout=60)
+        assert msg.data == b"after the kill"
+    finally:
+        await a.aclose()
+        await b.aclose()
+
+
+async def test_bad_input_raises_clear_errors_and_the_loop_stays_healthy(binary: str, tmp_path) -> None:
+    with pytest.raises(DaemonStartError, match="does not exist"):
+        await Daemon(binary=str(tmp_path / "nope")).start()
+
+    never_ready = tmp_path / "never-ready"
+    never_ready.write_text("#!/bin/sh\nsleep 30\n")
+    never_ready.chmod(0o755)
+    with pytest.raises(DaemonStartError, match="did not become ready"):
+        await Daemon(binary=str(never_ready), ready_timeout=1.0).start()
+
+    async with Daemon(binary=binary, listen=LOOPBACK, mdns=False) as d:
+        with pytest.raises(DaemonError) as e:
+            await d.publish("", b"x")
+        assert e.value.code == "bad_args"
+        with pytest.raises(DaemonError) as e:
+            await d.publish("t", b"x" * (1024 * 1024 + 1))
+        assert e.value.code == "publish_failed"
+        with pytest.raises(DaemonError) as e:
+            await d.send("not-a-peer", b"x")
+        assert e.value.code == "bad_args"
+        # Still healthy after all that.
+        assert (await d.status())["peer_id"] == d.peer_id
+    # The loop is fine too.
+    await asyncio.sleep(0)
