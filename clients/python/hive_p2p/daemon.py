@@ -16,7 +16,7 @@ import secrets
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any, AsyncIterator, Dict, List, Optional, Sequence, Set
+from typing import Any, Dict, List, Optional, Sequence, Set
 
 from ._ipc import IpcConnection, b64, unb64
 from .errors import DaemonError, DaemonGone, DaemonStartError
