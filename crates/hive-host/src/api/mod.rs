@@ -6,6 +6,7 @@
 
 mod error;
 mod events;
+mod openapi;
 mod routes;
 
 use std::time::Duration;
@@ -81,8 +82,9 @@ fn same_secret(a: &[u8], b: &[u8]) -> bool {
 
 /// With an API token configured, every request must carry it as
 /// `Authorization: Bearer TOKEN`, or (for browsers' WebSockets, which cannot
-/// set headers) as a `token` query parameter. `/healthz` stays open for
-/// liveness probes; it reveals nothing.
+/// set headers) as a `token` query parameter. `/healthz` (for liveness
+/// probes) and the API's own description (`/openapi.json`, `/docs`) stay
+/// open: they reveal nothing about the node.
 async fn auth(
     axum::extract::State(state): axum::extract::State<AppState>,
     request: axum::extract::Request,
@@ -92,7 +94,7 @@ async fn auth(
     let Some(expected) = state.limits.api_token.as_deref() else {
         return next.run(request).await;
     };
-    if request.uri().path() == "/healthz" {
+    if matches!(request.uri().path(), "/healthz" | "/openapi.json" | "/docs") {
         return next.run(request).await;
     }
     let from_header = request
@@ -161,6 +163,8 @@ pub fn router(state: AppState) -> Router {
         .route("/api/outbox", get(routes::outbox))
         .route("/healthz", get(routes::healthz))
         .route("/metrics", get(routes::metrics))
+        .route("/openapi.json", get(openapi::openapi_json))
+        .route("/docs", get(openapi::docs_page))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(axum::middleware::from_fn_with_state(state.clone(), auth))
