@@ -141,4 +141,13 @@ pub struct UpArgs {
     /// ...and at most this many.
     #[arg(long, value_name = "N", default_value_t = 1_000_000)]
     pub retention_count: u64,
+    /// Start (or keep) a hive of this many nodes: the first one and its children.
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub nodes: usize,
+    /// Most nodes this host supervises [default: what the machine's memory holds, 4 to 256].
+    #[arg(long, value_name = "N")]
+    pub max_nodes: Option<usize>,
+    /// Connected peers a node should have; fewer raise its tension (0 = no target).
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub peer_target: usize,
 }

@@ -285,7 +285,11 @@ impl IpcClient {
             };
             map.insert(id, tx);
         }
-        let text = match codec::encode(&ClientFrame::Request(Request { id, op })) {
+        let text = match codec::encode(&ClientFrame::Request(Request {
+            id,
+            trace: crate::trace::current(),
+            op,
+        })) {
             Ok(text) => text,
             Err(e) => {
                 self.forget(id);

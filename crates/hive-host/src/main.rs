@@ -7,12 +7,14 @@
 mod api;
 mod cli;
 mod client_cmd;
+mod hive;
 mod ipc_client;
 mod metrics;
 mod outbox;
 mod store;
 mod supervisor;
 mod tension;
+mod trace;
 mod up;
 
 use std::process::ExitCode;

@@ -30,6 +30,12 @@ struct StateLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct MessageLabel {
+    direction: &'static str,
+    kind: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct SignalLabel {
     signal: String,
 }
@@ -51,6 +57,9 @@ pub struct Metrics {
     /// Event-stream clients disconnected for falling behind.
     pub slow_clients_dropped: Counter,
     daemon_state: Family<StateLabel, Gauge>,
+    messages: Family<MessageLabel, Counter>,
+    daemon_rss: Gauge,
+    daemon_cpu: Gauge<f64, AtomicU64>,
     tension: Gauge<f64, AtomicU64>,
     signals: Family<SignalLabel, Gauge<f64, AtomicU64>>,
 }
@@ -58,11 +67,22 @@ pub struct Metrics {
 impl Metrics {
     pub fn new(ipc: &IpcStats) -> Self {
         let mut registry = Registry::with_prefix("hive");
+        // The per-kind counters are handles into one labelled family, so
+        // that both spellings always agree.
+        let messages = Family::<MessageLabel, Counter>::default();
+        let by = |direction, kind| {
+            messages
+                .get_or_create(&MessageLabel { direction, kind })
+                .clone()
+        };
         let m = Metrics {
-            published: Counter::default(),
-            received: Counter::default(),
-            direct_in: Counter::default(),
-            direct_out: Counter::default(),
+            published: by("out", "pubsub"),
+            received: by("in", "pubsub"),
+            direct_in: by("in", "direct"),
+            direct_out: by("out", "direct"),
+            messages: messages.clone(),
+            daemon_rss: Gauge::default(),
+            daemon_cpu: Gauge::default(),
             restarts: Counter::default(),
             peers: Gauge::default(),
             ws_clients: Gauge::default(),
@@ -126,6 +146,21 @@ impl Metrics {
         );
         registry.register("peers", "Connected peers", m.peers.clone());
         registry.register(
+            "messages",
+            "Messages by direction (in, out) and kind (pubsub, direct)",
+            m.messages.clone(),
+        );
+        registry.register(
+            "daemon_resident_memory_bytes",
+            "Resident memory of the daemon process (VmRSS from /proc)",
+            m.daemon_rss.clone(),
+        );
+        registry.register(
+            "daemon_cpu_seconds",
+            "CPU time (user + system) the daemon process has used, from /proc",
+            m.daemon_cpu.clone(),
+        );
+        registry.register(
             "websocket_clients",
             "Open /api/events WebSocket connections",
             m.ws_clients.clone(),
@@ -167,10 +202,82 @@ impl Metrics {
         }
     }
 
+    /// Read the daemon's memory and CPU from /proc (zero when not running).
+    pub fn set_process(&self, pid: Option<u32>) {
+        let usage = pid.and_then(read_proc);
+        let (rss, cpu) = usage.unwrap_or((0, 0.0));
+        self.daemon_rss.set(rss as i64);
+        self.daemon_cpu.set(cpu);
+    }
+
     /// The OpenMetrics text exposition.
     pub fn encode(&self) -> Result<String, std::fmt::Error> {
         let mut out = String::new();
         prometheus_client::encoding::text::encode(&mut out, &self.registry)?;
         Ok(out)
+    }
+}
+
+/// `(resident bytes, CPU seconds)` of a process, from /proc.
+fn read_proc(pid: u32) -> Option<(u64, f64)> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let rss_kib: u64 = status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()?;
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name, which may itself hold spaces.
+    let after_comm = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = after_comm.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the whole line.
+    let utime: u64 = fields.get(11)?.parse().ok()?;
+    let stime: u64 = fields.get(12)?.parse().ok()?;
+    // SAFETY: sysconf has no preconditions.
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    let ticks = if ticks > 0 { ticks as f64 } else { 100.0 };
+    Some((rss_kib * 1024, (utime + stime) as f64 / ticks))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn this_process_has_memory_and_cpu() {
+        // Burn a little CPU so that the figure is not zero.
+        let mut x = 0u64;
+        for i in 0..5_000_000u64 {
+            x = x.wrapping_add(i * i);
+        }
+        assert!(x > 0);
+        let (rss, cpu) = read_proc(std::process::id()).expect("/proc readable");
+        assert!(rss > 1024 * 1024, "{rss}");
+        assert!(cpu >= 0.0);
+    }
+
+    #[test]
+    fn every_family_is_exposed() {
+        let stats = IpcStats::default();
+        let m = Metrics::new(&stats);
+        m.published.inc();
+        m.set_process(Some(std::process::id()));
+        let text = m.encode().unwrap();
+        for family in [
+            "hive_ipc_request_duration_seconds",
+            "hive_messages_total{direction=\"out\",kind=\"pubsub\"} 1",
+            "hive_messages_published_total 1",
+            "hive_outbox_depth",
+            "hive_daemon_restarts",
+            "hive_daemon_resident_memory_bytes",
+            "hive_daemon_cpu_seconds",
+            "hive_peers",
+            "hive_websocket_clients",
+            "hive_tension",
+        ] {
+            assert!(text.contains(family), "{family} missing from\n{text}");
+        }
     }
 }

@@ -187,7 +187,10 @@ impl Outbox {
                         data: item.data.clone().into(),
                         id: Some(item.id.clone()),
                     };
-                    match verdict(client.request(op, PUBLISH_TIMEOUT).await) {
+                    let trace = format!("msg:{}", item.id);
+                    let answer =
+                        crate::trace::scope(trace, client.request(op, PUBLISH_TIMEOUT)).await;
+                    match verdict(answer) {
                         Verdict::Delivered => {
                             self.store.ack(item.seq).await?;
                             self.supervisor.metrics().published.inc();
@@ -236,7 +239,9 @@ impl Outbox {
             data: item.data.clone().into(),
             id: Some(item.id.clone()),
         };
-        match verdict(client.request(op, SEND_TIMEOUT).await) {
+        let trace = format!("msg:{}", item.id);
+        let answer = crate::trace::scope(trace, client.request(op, SEND_TIMEOUT)).await;
+        match verdict(answer) {
             Verdict::Delivered => {
                 self.store.ack(item.seq).await?;
                 self.supervisor.metrics().direct_out.inc();

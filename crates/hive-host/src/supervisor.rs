@@ -97,7 +97,12 @@ pub struct SupervisorConfig {
     pub log_format: String,
     /// Secret for the IPC hello, handed over in the environment.
     pub token: String,
+    /// Connected peers below which the `peers_below_target` signal rises.
+    pub peer_target: usize,
 }
+
+/// How much τ history each node keeps: 15 minutes at one sample per 5 s.
+pub const TENSION_HISTORY_LEN: usize = 180;
 
 /// Everything known about the daemon, including what survives it.
 #[derive(Debug, Clone)]
@@ -119,6 +124,10 @@ struct Status {
     listen_addrs: Vec<String>,
     peers: usize,
     daemon_version: Option<String>,
+    /// When event-stream clients were dropped for falling behind.
+    drop_times: VecDeque<Instant>,
+    /// `(unix ms, τ)` samples, oldest first.
+    tension_history: VecDeque<(u64, f64)>,
 }
 
 struct Shared {
@@ -191,6 +200,8 @@ impl Supervisor {
                     listen_addrs: Vec::new(),
                     peers: 0,
                     daemon_version: None,
+                    drop_times: VecDeque::new(),
+                    tension_history: VecDeque::with_capacity(TENSION_HISTORY_LEN),
                 }),
                 client: Mutex::new(None),
                 topics: Mutex::new(BTreeSet::new()),
@@ -269,7 +280,42 @@ impl Supervisor {
 
     /// Current tension, computed from the live signals.
     pub fn tension(&self) -> Tension {
-        let (running, recent_restarts) = {
+        self.tension_with_children(0, 0)
+    }
+
+    /// An event-stream client was dropped for falling behind.
+    pub fn note_client_dropped(&self) {
+        self.shared.metrics.slow_clients_dropped.inc();
+        lock(&self.shared.status)
+            .drop_times
+            .push_back(Instant::now());
+    }
+
+    /// Keep one τ sample for the history (called every few seconds).
+    pub fn record_tension(&self, value: f64) {
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0);
+        let mut s = lock(&self.shared.status);
+        if s.tension_history.len() == TENSION_HISTORY_LEN {
+            s.tension_history.pop_front();
+        }
+        s.tension_history.push_back((now_ms, value));
+    }
+
+    /// τ samples of the last 15 minutes, oldest first.
+    pub fn tension_history(&self) -> Vec<(u64, f64)> {
+        lock(&self.shared.status)
+            .tension_history
+            .iter()
+            .copied()
+            .collect()
+    }
+
+    /// τ of this node, counting `children_down` of its `children` nodes.
+    pub fn tension_with_children(&self, children: usize, children_down: usize) -> Tension {
+        let (running, recent_restarts, dropped_clients, peers) = {
             let mut s = lock(&self.shared.status);
             let window = Duration::from_secs(tension::RESTART_WINDOW_SECS);
             while s
@@ -279,7 +325,20 @@ impl Supervisor {
             {
                 s.restart_times.pop_front();
             }
-            (s.state == DaemonState::Running, s.restart_times.len())
+            let drop_window = Duration::from_secs(tension::DROP_WINDOW_SECS);
+            while s
+                .drop_times
+                .front()
+                .is_some_and(|t| t.elapsed() > drop_window)
+            {
+                s.drop_times.pop_front();
+            }
+            (
+                s.state == DaemonState::Running,
+                s.restart_times.len(),
+                s.drop_times.len(),
+                s.peers,
+            )
         };
         let latencies = self.shared.stats.recent_latencies_ms();
         tension::compute(&tension::Inputs {
@@ -287,6 +346,12 @@ impl Supervisor {
             recent_restarts,
             latencies_ms: &latencies,
             in_flight: self.shared.stats.in_flight(),
+            outbox_depth: self.shared.metrics.outbox_depth.get().max(0) as u64,
+            dropped_clients,
+            peers,
+            peer_target: self.shared.config.peer_target,
+            children,
+            children_down,
         })
     }
 
@@ -424,7 +489,9 @@ impl Supervisor {
         cmd.arg("--data-dir")
             .arg(&cfg.data_dir)
             .args(["--ipc", "127.0.0.1:0"])
-            .args(["--log-format", &cfg.log_format]);
+            .args(["--log-format", &cfg.log_format])
+            // Every node of a host is the host's to supervise.
+            .arg("--children-via-host");
         for addr in listen {
             cmd.args(["--listen", addr]);
         }

@@ -19,6 +19,17 @@ const W_DAEMON_DOWN: f64 = 1.0;
 const W_RESTARTS: f64 = 0.5;
 const W_IPC_LATENCY: f64 = 0.6;
 const W_BACKLOG: f64 = 0.6;
+const W_OUTBOX: f64 = 0.5;
+const W_DROPPED_CLIENTS: f64 = 0.3;
+const W_PEERS: f64 = 0.25;
+const W_CHILDREN: f64 = 0.5;
+
+/// Outbox rows waiting for the daemon at which the signal saturates.
+const OUTBOX_SATURATE: f64 = 10_000.0;
+/// Slow clients dropped within the window at which the signal saturates.
+const DROPPED_SATURATE: f64 = 3.0;
+/// Slow-client drops within this window count towards `dropped_clients`.
+pub const DROP_WINDOW_SECS: u64 = 300;
 
 /// What τ is computed from.
 #[derive(Debug, Clone, Default)]
@@ -30,6 +41,17 @@ pub struct Inputs<'a> {
     pub latencies_ms: &'a [f64],
     /// IPC requests currently awaiting an answer.
     pub in_flight: usize,
+    /// Messages accepted by the API and not yet handed to the network.
+    pub outbox_depth: u64,
+    /// Event-stream clients dropped for falling behind, within
+    /// [`DROP_WINDOW_SECS`].
+    pub dropped_clients: usize,
+    /// Connected peers, and how many the operator wants (0 = no target).
+    pub peers: usize,
+    pub peer_target: usize,
+    /// Child nodes this host supervises, and how many of them are not running.
+    pub children: usize,
+    pub children_down: usize,
 }
 
 /// τ and the signals it was made of.
@@ -66,12 +88,28 @@ pub fn compute(inputs: &Inputs<'_>) -> Tension {
         .map(|p| clamp01((p - LATENCY_FLOOR_MS) / LATENCY_SPAN_MS))
         .unwrap_or(0.0);
     let backlog = clamp01(inputs.in_flight as f64 / BACKLOG_SATURATE);
+    let outbox = clamp01(inputs.outbox_depth as f64 / OUTBOX_SATURATE);
+    let dropped_clients = clamp01(inputs.dropped_clients as f64 / DROPPED_SATURATE);
+    let peers_missing = if inputs.peer_target == 0 || !inputs.daemon_running {
+        0.0
+    } else {
+        clamp01(inputs.peer_target.saturating_sub(inputs.peers) as f64 / inputs.peer_target as f64)
+    };
+    let children_down = if inputs.children == 0 {
+        0.0
+    } else {
+        clamp01(inputs.children_down as f64 / inputs.children as f64)
+    };
 
     let weighted = [
         (W_DAEMON_DOWN, daemon_down),
         (W_RESTARTS, restarts),
         (W_IPC_LATENCY, ipc_latency),
         (W_BACKLOG, backlog),
+        (W_OUTBOX, outbox),
+        (W_DROPPED_CLIENTS, dropped_clients),
+        (W_PEERS, peers_missing),
+        (W_CHILDREN, children_down),
     ];
     let calm: f64 = weighted.iter().map(|(w, s)| 1.0 - w * s).product();
     let signals = BTreeMap::from([
@@ -79,6 +117,10 @@ pub fn compute(inputs: &Inputs<'_>) -> Tension {
         ("restarts", restarts),
         ("ipc_latency", ipc_latency),
         ("backlog", backlog),
+        ("outbox", outbox),
+        ("dropped_clients", dropped_clients),
+        ("peers_below_target", peers_missing),
+        ("children_down", children_down),
     ]);
     Tension {
         value: clamp01(1.0 - calm),
@@ -101,6 +143,7 @@ mod tests {
             recent_restarts: 0,
             latencies_ms: &[1.0, 2.0, 3.0],
             in_flight: 0,
+            ..Default::default()
         });
         assert!(close(t.value, 0.0), "{t:?}");
         assert!(t.signals.values().all(|s| *s == 0.0));
@@ -168,6 +211,7 @@ mod tests {
             recent_restarts: 10,
             latencies_ms: &samples,
             in_flight: 4096,
+            ..Default::default()
         });
         // 1 - (0.5 * 0.4 * 0.4)
         assert!(close(t.value, 0.92), "{t:?}");
@@ -181,5 +225,51 @@ mod tests {
         let v: Vec<f64> = (1..=200).map(f64::from).collect();
         assert_eq!(p99(&v), Some(198.0));
         assert_eq!(p99(&[f64::NAN, 3.0]), Some(3.0));
+    }
+}
+
+#[cfg(test)]
+mod more_signals {
+    use super::*;
+
+    fn running() -> Inputs<'static> {
+        Inputs {
+            daemon_running: true,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_node_without_its_target_of_peers_is_strained_but_not_broken() {
+        let t = compute(&Inputs {
+            peer_target: 2,
+            peers: 0,
+            ..running()
+        });
+        assert!((t.signals["peers_below_target"] - 1.0).abs() < 1e-9);
+        assert!((t.value - W_PEERS).abs() < 1e-9);
+        let met = compute(&Inputs {
+            peer_target: 2,
+            peers: 3,
+            ..running()
+        });
+        assert_eq!(met.value, 0.0);
+    }
+
+    #[test]
+    fn outbox_dropped_clients_and_children_compound_below_one() {
+        let t = compute(&Inputs {
+            outbox_depth: 5_000,
+            dropped_clients: 3,
+            children: 4,
+            children_down: 2,
+            ..running()
+        });
+        assert!((t.signals["outbox"] - 0.5).abs() < 1e-9);
+        assert_eq!(t.signals["dropped_clients"], 1.0);
+        assert!((t.signals["children_down"] - 0.5).abs() < 1e-9);
+        let calm = (1.0 - W_OUTBOX * 0.5) * (1.0 - W_DROPPED_CLIENTS) * (1.0 - W_CHILDREN * 0.5);
+        assert!((t.value - (1.0 - calm)).abs() < 1e-9);
+        assert!(t.value < 1.0);
     }
 }

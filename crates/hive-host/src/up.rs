@@ -14,11 +14,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::api::{self, ApiLimits, AppState};
 use crate::cli::{LogFormat, UpArgs};
-use crate::ipc_client::IpcStats;
-use crate::metrics::Metrics;
-use crate::outbox::Outbox;
+use crate::hive::{self, Hive, NodeTemplate};
 use crate::store::Store;
-use crate::supervisor::{Supervisor, SupervisorConfig};
 
 /// How long the HTTP server may take to finish in-flight requests once the
 /// daemon is stopped.
@@ -52,10 +49,6 @@ pub async fn run(args: UpArgs, log_format: LogFormat) -> anyhow::Result<()> {
         std::fs::set_permissions(&data_dir, std::fs::Permissions::from_mode(0o700))
             .with_context(|| format!("cannot make {} private", data_dir.display()))?;
     }
-    let db_path = data_dir.join("hive.db");
-    let store = Store::open(&db_path)
-        .with_context(|| format!("cannot open the message store {}", db_path.display()))?;
-
     let listener = TcpListener::bind(&args.http)
         .await
         .with_context(|| format!("cannot bind the HTTP API on {}", args.http))?;
@@ -65,38 +58,43 @@ pub async fn run(args: UpArgs, log_format: LogFormat) -> anyhow::Result<()> {
     announce(&format!("http://{local}"))?;
     tracing::info!(http = %local, data_dir = %data_dir.display(), "host listening");
 
-    let stats = Arc::new(IpcStats::default());
-    let metrics = Arc::new(Metrics::new(&stats));
-    let supervisor = Supervisor::new(
-        SupervisorConfig {
+    let shutdown = CancellationToken::new();
+    tokio::spawn(watch_signals(shutdown.clone()));
+
+    let hive = Hive::new(
+        NodeTemplate {
             daemon_bin,
-            data_dir: daemon_dir,
+            data_dir: data_dir.clone(),
             listen: args.listen,
             bootstrap: args.bootstrap,
             no_mdns: args.no_mdns,
             log_format: log_format.as_str().to_owned(),
-            token: new_token(),
+            peer_target: args.peer_target,
+            retention: Duration::from_secs(args.retention_secs),
+            retention_count: args.retention_count,
         },
-        store.clone(),
-        stats,
-        metrics,
+        args.max_nodes.unwrap_or_else(hive::default_max_nodes),
+        shutdown.clone(),
     );
-    let outbox = Outbox::new(store.clone(), supervisor.clone());
-
-    let shutdown = CancellationToken::new();
-    tokio::spawn(watch_signals(shutdown.clone()));
-
-    tokio::spawn(outbox.clone().run(shutdown.clone()));
-    tokio::spawn(retain(
-        store,
-        Duration::from_secs(args.retention_secs),
-        args.retention_count,
-    ));
+    let root = hive
+        .start_root(new_token())
+        .map_err(|e| anyhow::anyhow!("cannot start the first node: {e}"))?;
+    {
+        // Stored nodes first, then as many new ones as `--nodes` asks for.
+        let hive = hive.clone();
+        let wanted = args.nodes;
+        tokio::spawn(async move {
+            hive.restore().await;
+            grow(&hive, wanted).await;
+        });
+    }
 
     let app = api::router(AppState {
-        supervisor: supervisor.clone(),
+        supervisor: root.supervisor.clone(),
+        outbox: root.outbox.clone(),
+        node_id: hive::ROOT_ID.to_owned(),
+        hive: hive.clone(),
         shutdown: shutdown.clone(),
-        outbox,
         limits: Arc::new(ApiLimits {
             api_token,
             max_message_size: args.max_message_size,
@@ -106,11 +104,22 @@ pub async fn run(args: UpArgs, log_format: LogFormat) -> anyhow::Result<()> {
             max_ws_clients: args.max_ws_clients,
         }),
     });
-    let server = axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown.clone().cancelled_owned())
-        .into_future();
+    let app = api::with_node_paths(app);
+    let server = axum::serve(
+        listener,
+        axum::ServiceExt::<axum::extract::Request>::into_make_service(app),
+    )
+    .with_graceful_shutdown(shutdown.clone().cancelled_owned())
+    .into_future();
     let mut server = tokio::spawn(server);
-    let mut supervision = tokio::spawn(supervisor.run(shutdown.clone()));
+    let mut supervision = {
+        let hive = hive.clone();
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            shutdown.cancelled().await;
+            hive.stopped().await;
+        })
+    };
 
     let mut server_done = false;
     tokio::select! {
@@ -156,11 +165,48 @@ fn check_exposure(http: &str, has_token: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Apply the inbox retention policy once a minute.
-async fn retain(store: Store, max_age: Duration, max_rows: u64) {
+/// `hive up --nodes N`: start children of the first node until the host has
+/// `wanted` nodes, printing progress on stderr while they come up.
+async fn grow(hive: &Hive, wanted: usize) {
+    let have = hive.views().len();
+    if wanted <= have {
+        return;
+    }
+    let missing = wanted - have;
+    eprintln!("hive: starting {missing} more node(s) for --nodes {wanted}");
+    let mut done = 0;
+    while done < missing {
+        let batch = (missing - done).min(8) as u32;
+        match hive.spawn(None, Some(batch)).await {
+            Ok(nodes) => {
+                for node in nodes {
+                    done += 1;
+                    eprintln!(
+                        "hive: node {}/{wanted} {} {} ({})",
+                        have + done,
+                        node.id,
+                        node.state,
+                        node.peer_id
+                    );
+                }
+            }
+            Err(e) => {
+                eprintln!("hive: cannot start more nodes: {e}");
+                return;
+            }
+        }
+    }
+    eprintln!("hive: all {wanted} nodes started");
+}
+
+/// Apply the inbox retention policy once a minute, until the node stops.
+pub async fn retain(store: Store, max_age: Duration, max_rows: u64, stop: CancellationToken) {
     let mut tick = tokio::time::interval(Duration::from_secs(60));
     loop {
-        tick.tick().await;
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.cancelled() => return,
+        }
         match store.prune(max_age.as_millis() as i64, max_rows).await {
             Ok(0) => {}
             Ok(n) => tracing::info!(n, "pruned old received messages"),
@@ -197,7 +243,7 @@ fn resolve_daemon_bin(explicit: Option<PathBuf>) -> anyhow::Result<PathBuf> {
 }
 
 /// 256 random bits, hex: the IPC secret for this host's daemon only.
-fn new_token() -> String {
+pub fn new_token() -> String {
     let mut bytes = [0u8; 32];
     rand::thread_rng().fill_bytes(&mut bytes);
     bytes.iter().map(|b| format!("{b:02x}")).collect()

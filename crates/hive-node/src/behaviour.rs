@@ -62,7 +62,13 @@ pub struct Behaviour {
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 impl Behaviour {
-    pub fn new(key: &Keypair, config: &NodeConfig) -> Result<Self, BoxError> {
+    /// `registry` receives gossipsub's own metrics (mesh, scores, invalid
+    /// messages per topic).
+    pub fn new(
+        key: &Keypair,
+        config: &NodeConfig,
+        registry: &mut prometheus_client::registry::Registry,
+    ) -> Result<Self, BoxError> {
         let peer_id = key.public().to_peer_id();
 
         let limits = connection_limits::Behaviour::new(
@@ -88,7 +94,11 @@ impl Behaviour {
         let gossipsub = gossipsub::Behaviour::new(
             gossipsub::MessageAuthenticity::Signed(key.clone()),
             gossipsub_config,
-        )?;
+        )?
+        .with_metrics(
+            registry.sub_registry_with_prefix("gossipsub"),
+            gossipsub::MetricsConfig::default(),
+        );
 
         let mut kad_config = kad::Config::new(kad::PROTOCOL_NAME);
         kad_config.set_query_timeout(Duration::from_secs(30));

@@ -14,14 +14,17 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use hive_proto::{
     Bytes, DialResult, Empty, ErrorBody, ErrorCode, Event, FindPeerResult, FindProvidersResult,
-    GetRecordResult, ListenAddrsResult, Op, PeerInfo, PeersResult, PingResult, PublishResult,
-    SendResult, StatusResult, SubscribeResult, TopicInfo, TopicPeersResult, TopicsResult,
+    GetRecordResult, ListenAddrsResult, MetricsResult, Op, PeerInfo, PeersResult, PingResult,
+    PublishResult, SendResult, StatusResult, SubscribeResult, TopicInfo, TopicPeersResult,
+    TopicsResult,
 };
+use libp2p::metrics::{Metrics, Recorder};
 use libp2p::multiaddr::Protocol;
 use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
 use libp2p::swarm::{ConnectionId, SwarmEvent};
 use libp2p::{gossipsub, identify, kad, mdns, noise, ping, request_response, tcp, yamux};
 use libp2p::{Multiaddr, PeerId, Swarm};
+use prometheus_client::registry::Registry;
 use serde::Serialize;
 use serde_json::Value;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
@@ -113,6 +116,13 @@ impl NodeHandle {
         self.events.subscribe()
     }
 
+    /// Push an event that did not come from the network (the daemon's own,
+    /// such as a request to reproduce) to every connected client.
+    pub fn announce(&self, event: Event) {
+        // Nobody listening is fine.
+        let _ = self.events.send(event);
+    }
+
     /// Resolves once a `shutdown` operation has been accepted.
     pub async fn shutdown_requested(&self) {
         let mut rx = self.shutdown.clone();
@@ -148,6 +158,9 @@ enum KadPending {
 /// The node's state, owned by its loop.
 pub struct Node {
     swarm: Swarm<Behaviour>,
+    /// libp2p's own metrics, served to clients by [`Op::Metrics`].
+    registry: Registry,
+    metrics: Metrics,
     commands: mpsc::Receiver<Command>,
     events: broadcast::Sender<Event>,
     shutdown: watch::Sender<bool>,
@@ -223,6 +236,7 @@ impl Node {
     /// and spawn the loop. Returns once the node is listening.
     pub async fn start(config: NodeConfig) -> Result<NodeHandle, NodeError> {
         let behaviour_config = config.clone();
+        let mut registry = Registry::default();
         let mut swarm = libp2p::SwarmBuilder::with_existing_identity(config.keypair.clone())
             .with_tokio()
             .with_tcp(
@@ -234,7 +248,7 @@ impl Node {
             .with_quic()
             .with_dns()
             .map_err(|e| NodeError::Build(e.to_string()))?
-            .with_behaviour(|key| Behaviour::new(key, &behaviour_config))
+            .with_behaviour(|key| Behaviour::new(key, &behaviour_config, &mut registry))
             .map_err(|e| NodeError::Build(e.to_string()))?
             .with_swarm_config(|c| c.with_idle_connection_timeout(config.idle_timeout))
             .build();
@@ -299,8 +313,11 @@ impl Node {
             shutdown: shutdown_rx,
             streams: swarm.behaviour().streams.new_control(),
         };
+        let metrics = Metrics::new(&mut registry);
         let mut node = Node {
             swarm,
+            registry,
+            metrics,
             commands,
             events,
             shutdown,
@@ -598,6 +615,21 @@ impl Node {
                 let _ = self.shutdown.send(true);
                 json(&Empty {})
             }
+            Op::Metrics => {
+                let mut text = String::new();
+                match prometheus_client::encoding::text::encode(&mut text, &self.registry) {
+                    Ok(()) => json(&MetricsResult { text }),
+                    Err(e) => Err(err(
+                        ErrorCode::Internal,
+                        format!("cannot encode metrics: {e}"),
+                    )),
+                }
+            }
+            // Children are processes: the daemon starts them, not the node.
+            Op::Reproduce { .. } => Err(err(
+                ErrorCode::Unsupported,
+                "this node cannot start processes; ask the daemon that runs it",
+            )),
         };
         let _ = reply.send(result);
     }
@@ -736,6 +768,7 @@ impl Node {
     }
 
     fn handle_swarm_event(&mut self, event: SwarmEvent<BehaviourEvent>) {
+        self.metrics.record(&event);
         match event {
             SwarmEvent::Behaviour(event) => self.handle_behaviour_event(event),
             SwarmEvent::NewListenAddr { address, .. } => {
@@ -825,6 +858,13 @@ impl Node {
     }
 
     fn handle_behaviour_event(&mut self, event: BehaviourEvent) {
+        match &event {
+            BehaviourEvent::Gossipsub(e) => self.metrics.record(e),
+            BehaviourEvent::Identify(e) => self.metrics.record(e),
+            BehaviourEvent::Ping(e) => self.metrics.record(e),
+            BehaviourEvent::Kad(e) => self.metrics.record(e),
+            _ => {}
+        }
         match event {
             BehaviourEvent::Gossipsub(event) => self.handle_gossipsub(event),
             BehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. }) => {

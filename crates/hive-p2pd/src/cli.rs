@@ -57,6 +57,15 @@ pub struct Cli {
     #[arg(long)]
     pub exit_with_parent: bool,
 
+    /// Leave `reproduce` to the host that supervises this daemon: push a
+    /// `reproduce` event instead of starting children here.
+    #[arg(long)]
+    pub children_via_host: bool,
+
+    /// Most child nodes this daemon starts itself (without a host).
+    #[arg(long, value_name = "N", default_value_t = 16)]
+    pub max_children: usize,
+
     /// Log format on stderr.
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,

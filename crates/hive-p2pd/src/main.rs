@@ -4,6 +4,7 @@
 //! address bound), IPC endpoint bound, and only then the one ready line on
 //! stdout. A client that has read the ready line can connect at once.
 
+mod children;
 mod cli;
 mod compat;
 mod control;
@@ -146,8 +147,22 @@ async fn run(mut cli: Cli, go: Option<compat::GoOptions>) -> Result<()> {
         protocol_version: PROTOCOL_VERSION,
     };
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let reproducer = if cli.children_via_host {
+        children::Reproducer::ViaHost
+    } else {
+        children::Reproducer::Own(
+            children::Children::new(
+                data_dir.clone(),
+                cli.no_mdns,
+                cli.max_children,
+                shutdown_rx.clone(),
+            )
+            .context("cannot locate the hive-p2pd executable for children")?,
+        )
+    };
     let ctx = Arc::new(ipc::Context {
         node: node.clone(),
+        reproducer,
         token,
         max_frame_bytes: cli.max_frame_bytes,
     });

@@ -36,6 +36,9 @@ pub enum Event {
     TopicPeerJoined { topic: String, peer_id: String },
     /// A remote peer unsubscribed from a topic we are subscribed to.
     TopicPeerLeft { topic: String, peer_id: String },
+    /// A client asked this daemon to reproduce and a host supervises it: the
+    /// host should start `count` children of this node.
+    Reproduce { count: u32 },
     /// This client could not keep up and `missed` events were dropped for it.
     Lagged { missed: u64 },
 }

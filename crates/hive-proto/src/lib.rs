@@ -77,6 +77,10 @@ pub enum ClientFrame {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Request {
     pub id: u64,
+    /// An id that follows one piece of work across processes (the host's
+    /// HTTP request id): the daemon logs it with the request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace: Option<String>,
     #[serde(flatten)]
     pub op: Op,
 }
@@ -176,6 +180,9 @@ pub enum ErrorCode {
     Busy,
     /// The daemon is shutting down.
     ShuttingDown,
+    /// This daemon cannot do that here (for example a node that cannot start
+    /// processes asked to reproduce, or a limit on nodes reached).
+    Unsupported,
     /// Anything else; the message says what.
     Internal,
 }

@@ -71,6 +71,20 @@ pub enum Op {
     Ping { peer_id: String },
     /// Stop the daemon. Answered before the daemon exits. Result: [`Empty`].
     Shutdown,
+    /// The node's libp2p metrics (rust-libp2p's metrics crate) as
+    /// OpenMetrics text, so that the host can serve them beside its own.
+    /// Result: [`MetricsResult`].
+    Metrics,
+    /// Grow the hive: start `count` (default 1) new nodes, each with its own
+    /// identity, bootstrapped from this one. A daemon started by a host
+    /// (`--children-via-host`) does not start them itself: it pushes a
+    /// `reproduce` event that its host acts on, so that the host supervises
+    /// every node. A daemon on its own starts and supervises its children.
+    /// Result: [`ReproduceResult`].
+    Reproduce {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        count: Option<u32>,
+    },
 }
 
 impl Op {
@@ -95,6 +109,8 @@ impl Op {
             Op::GetRecord { .. } => "get_record",
             Op::Ping { .. } => "ping",
             Op::Shutdown => "shutdown",
+            Op::Metrics => "metrics",
+            Op::Reproduce { .. } => "reproduce",
         }
     }
 
@@ -118,7 +134,36 @@ impl Op {
         "get_record",
         "ping",
         "shutdown",
+        "metrics",
+        "reproduce",
     ];
+}
+
+/// Result of [`Op::Metrics`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MetricsResult {
+    /// OpenMetrics text, `libp2p_*` families, ending in `# EOF`.
+    pub text: String,
+}
+
+/// Result of [`Op::Reproduce`].
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ReproduceResult {
+    /// True when a host will start the children (the daemon pushed a
+    /// `reproduce` event to it); `children` is then empty.
+    pub delegated: bool,
+    /// Children this daemon started and now supervises itself.
+    pub children: Vec<ChildInfo>,
+}
+
+/// A node started by a daemon running without a host.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChildInfo {
+    pub peer_id: String,
+    pub pid: Option<u32>,
+    /// Its data directory (identity, and its own children).
+    pub data_dir: String,
+    pub listen_addrs: Vec<String>,
 }
 
 /// An empty result object, `{}`.

@@ -32,6 +32,13 @@ pub enum ApiError {
     /// The outbox is full: the client should slow down and retry.
     #[error("{0}")]
     Overloaded(String),
+    /// The request contradicts the current state (a limit reached, the
+    /// first node deleted, a parent that is not running).
+    #[error("{0}")]
+    Conflict(String),
+    /// The machine lacks the memory for what was asked.
+    #[error("{0}")]
+    InsufficientResources(String),
 }
 
 impl From<crate::store::StoreError> for ApiError {
@@ -55,6 +62,11 @@ impl ApiError {
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal".into()),
             ApiError::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized".into()),
             ApiError::Overloaded(_) => (StatusCode::SERVICE_UNAVAILABLE, "overloaded".into()),
+            ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict".into()),
+            ApiError::InsufficientResources(_) => (
+                StatusCode::INSUFFICIENT_STORAGE,
+                "insufficient_resources".into(),
+            ),
             ApiError::Ipc(e) => match e {
                 IpcError::Daemon(body) => (status_for(body.code), body.code.to_string()),
                 IpcError::LinkClosed(_) | IpcError::Connect { .. } | IpcError::Handshake(_) => {
@@ -81,6 +93,7 @@ fn status_for(code: ErrorCode) -> StatusCode {
             StatusCode::BAD_GATEWAY
         }
         ErrorCode::Timeout => StatusCode::GATEWAY_TIMEOUT,
+        ErrorCode::Unsupported => StatusCode::CONFLICT,
         ErrorCode::ProtocolViolation | ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }

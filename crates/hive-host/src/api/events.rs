@@ -7,7 +7,7 @@
 //! behind gets `{"type": "lagged", "missed": n}` instead of the lost events.
 
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
-use axum::extract::{Query, State};
+use axum::extract::Query;
 use axum::response::Response;
 use axum::Json;
 use hive_proto::{Bytes, Event};
@@ -15,7 +15,7 @@ use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use tokio::sync::broadcast;
 
-use super::{ApiError, AppState};
+use super::{ApiError, AppState, Scoped};
 use crate::store::InRow;
 use crate::supervisor::{DaemonSnapshot, HostEvent};
 
@@ -27,7 +27,7 @@ pub struct EventsQuery {
 
 pub async fn events(
     ws: WebSocketUpgrade,
-    State(state): State<AppState>,
+    Scoped(state): Scoped,
     Query(q): Query<EventsQuery>,
 ) -> Result<Response, ApiError> {
     let clients = state.supervisor.metrics().ws_clients.get();
@@ -56,7 +56,7 @@ pub struct MessagesQuery {
 /// One page of stored history: `{"messages": [frames], "cursor": last}`.
 /// Pass `cursor` back as `after` for the next page.
 pub async fn messages(
-    State(state): State<AppState>,
+    Scoped(state): Scoped,
     Query(q): Query<MessagesQuery>,
 ) -> Result<Json<Value>, ApiError> {
     let kind: &'static str = match q.kind.as_deref().unwrap_or("message") {
@@ -160,7 +160,7 @@ async fn stream(
                     // Buffering for a slow client would grow without bound;
                     // it reconnects and resumes from its cursor instead.
                     tracing::warn!(missed, last_sent, "events client too slow; disconnecting it");
-                    state.supervisor.metrics().slow_clients_dropped.inc();
+                    state.supervisor.note_client_dropped();
                     let reason = format!("slow consumer: reconnect with ?after={last_sent}");
                     let _ = socket.send(close(4008, &reason)).await;
                     return;

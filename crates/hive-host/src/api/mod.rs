@@ -4,8 +4,10 @@
 //! the daemon through the supervisor's IPC link, and reshape the result.
 //! Errors become responses in [`error`] only.
 
+mod dashboard;
 mod error;
 mod events;
+mod nodes;
 mod openapi;
 mod routes;
 
@@ -17,6 +19,7 @@ use axum::Router;
 use tokio_util::sync::CancellationToken;
 
 pub use error::ApiError;
+use nodes::Scoped;
 
 use std::sync::Arc;
 
@@ -32,10 +35,14 @@ const OP_TIMEOUT: Duration = Duration::from_secs(10);
 /// Dialing and direct sends wait for the network, not just the daemon.
 const NETWORK_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Shared by every handler.
+/// Shared by every handler. `supervisor`, `outbox` and `node_id` are the
+/// first node's; handlers that take [`Scoped`] get the addressed node's.
 #[derive(Clone)]
 pub struct AppState {
     pub supervisor: Supervisor,
+    pub node_id: String,
+    /// Every node of this host.
+    pub hive: crate::hive::Hive,
     /// Fires on SIGINT/SIGTERM; long-lived WebSockets close on it.
     pub shutdown: CancellationToken,
     /// Publishes and direct messages go through the durable outbox.
@@ -94,7 +101,10 @@ async fn auth(
     let Some(expected) = state.limits.api_token.as_deref() else {
         return next.run(request).await;
     };
-    if matches!(request.uri().path(), "/healthz" | "/openapi.json" | "/docs") {
+    if matches!(
+        request.uri().path(),
+        "/healthz" | "/openapi.json" | "/docs" | "/" | "/app.js" | "/style.css"
+    ) {
         return next.run(request).await;
     }
     let from_header = request
@@ -150,6 +160,9 @@ struct Path<T>(T);
 
 pub fn router(state: AppState) -> Router {
     Router::new()
+        .route("/", get(dashboard::index))
+        .route("/app.js", get(dashboard::app_js))
+        .route("/style.css", get(dashboard::style_css))
         .route("/api/status", get(routes::status))
         .route("/api/peers", get(routes::peers))
         .route("/api/dial", post(routes::dial))
@@ -161,6 +174,10 @@ pub fn router(state: AppState) -> Router {
         .route("/api/events", get(events::events))
         .route("/api/messages", get(events::messages))
         .route("/api/outbox", get(routes::outbox))
+        .route("/api/tension", get(routes::tension))
+        .route("/api/reproduce", post(nodes::reproduce))
+        .route("/api/nodes", get(nodes::list).post(nodes::spawn))
+        .route("/api/nodes/{id}", get(nodes::show).delete(nodes::delete))
         .route("/healthz", get(routes::healthz))
         .route("/metrics", get(routes::metrics))
         .route("/openapi.json", get(openapi::openapi_json))
@@ -168,7 +185,16 @@ pub fn router(state: AppState) -> Router {
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(axum::middleware::from_fn_with_state(state.clone(), auth))
+        .layer(axum::middleware::from_fn(crate::trace::request_id))
         .with_state(state)
+}
+
+/// The router, wrapped so that `/api/nodes/{id}/...` reaches the node-level
+/// routes (the rewrite must happen before routing, hence outside the router).
+pub fn with_node_paths(
+    router: Router,
+) -> tower::util::MapRequest<Router, fn(axum::extract::Request) -> axum::extract::Request> {
+    tower::ServiceExt::map_request(router, nodes::rewrite_node_path as fn(_) -> _)
 }
 
 async fn not_found(uri: axum::http::Uri) -> ApiError {

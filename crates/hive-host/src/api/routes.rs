@@ -4,7 +4,6 @@ use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use hive_proto::{
@@ -15,7 +14,7 @@ use serde_json::Value;
 
 use axum::Json;
 
-use super::{ApiError, AppState, JsonBody, Path, NETWORK_TIMEOUT, OP_TIMEOUT};
+use super::{ApiError, AppState, JsonBody, Path, Scoped, NETWORK_TIMEOUT, OP_TIMEOUT};
 use crate::store::OutKind;
 use crate::supervisor::DaemonState;
 
@@ -37,7 +36,7 @@ pub struct StatusBody {
 
 /// Answers whatever the daemon's state: live data when it responds, the last
 /// known values otherwise.
-pub async fn status(State(state): State<AppState>) -> Json<StatusBody> {
+pub async fn status(Scoped(state): Scoped) -> Json<StatusBody> {
     let sup = &state.supervisor;
     let live = match sup.client() {
         Some(client) => client
@@ -47,7 +46,10 @@ pub async fn status(State(state): State<AppState>) -> Json<StatusBody> {
         None => None,
     };
     let known = sup.status();
-    let tension = sup.tension();
+    let tension = match state.hive.get(&state.node_id) {
+        Some(node) => state.hive.tension(&node),
+        None => sup.tension(),
+    };
     let body = match live {
         Some(st) => StatusBody {
             peer_id: st.peer_id,
@@ -75,7 +77,7 @@ pub async fn status(State(state): State<AppState>) -> Json<StatusBody> {
     Json(body)
 }
 
-pub async fn peers(State(state): State<AppState>) -> Result<Json<Vec<PeerInfo>>, ApiError> {
+pub async fn peers(Scoped(state): Scoped) -> Result<Json<Vec<PeerInfo>>, ApiError> {
     let result: PeersResult = state.client()?.request_typed(Op::Peers, OP_TIMEOUT).await?;
     Ok(Json(result.peers))
 }
@@ -86,7 +88,7 @@ pub struct DialBody {
 }
 
 pub async fn dial(
-    State(state): State<AppState>,
+    Scoped(state): Scoped,
     JsonBody(body): JsonBody<DialBody>,
 ) -> Result<Json<DialResult>, ApiError> {
     let addr = body.addr.trim();
@@ -105,7 +107,7 @@ pub async fn dial(
     Ok(Json(result))
 }
 
-pub async fn topics(State(state): State<AppState>) -> Result<Json<Vec<TopicInfo>>, ApiError> {
+pub async fn topics(Scoped(state): Scoped) -> Result<Json<Vec<TopicInfo>>, ApiError> {
     let result: TopicsResult = state
         .client()?
         .request_typed(Op::Topics, OP_TIMEOUT)
@@ -128,7 +130,7 @@ struct Changed {
 }
 
 pub async fn subscribe(
-    State(state): State<AppState>,
+    Scoped(state): Scoped,
     Path(topic): Path<String>,
 ) -> Result<Json<SubscriptionBody>, ApiError> {
     super::check_topic(&topic)?;
@@ -160,7 +162,7 @@ pub async fn subscribe(
 }
 
 pub async fn unsubscribe(
-    State(state): State<AppState>,
+    Scoped(state): Scoped,
     Path(topic): Path<String>,
 ) -> Result<Json<SubscriptionBody>, ApiError> {
     let client = state.client()?;
@@ -229,7 +231,7 @@ fn idempotency_key(headers: &axum::http::HeaderMap) -> Result<Option<String>, Ap
 /// the message is durably in the outbox; it reaches the daemon in order,
 /// and is retried across daemon and host restarts until acknowledged.
 pub async fn publish(
-    State(state): State<AppState>,
+    Scoped(state): Scoped,
     Path(topic): Path<String>,
     headers: axum::http::HeaderMap,
     body: Result<Bytes, BytesRejection>,
@@ -248,7 +250,11 @@ pub async fn publish(
             key,
         )
         .await?;
-    if !pushed.inserted {
+    if pushed.inserted {
+        // The span carries the request id; the daemon logs the message as
+        // trace `msg:<id>`, which links the two.
+        tracing::debug!(id = %pushed.id, "publish queued");
+    } else {
         tracing::debug!(id = %pushed.id, "publish retried with a known idempotency key");
     }
     state.outbox.wake();
@@ -277,7 +283,7 @@ pub struct SendQuery {
 }
 
 pub async fn send(
-    State(state): State<AppState>,
+    Scoped(state): Scoped,
     Path(peer_id): Path<String>,
     axum::extract::Query(q): axum::extract::Query<SendQuery>,
     headers: axum::http::HeaderMap,
@@ -302,6 +308,7 @@ pub async fn send(
         )
         .await?;
     let id = pushed.id;
+    tracing::debug!(%id, "direct message queued");
     if !pushed.pending {
         // A retry of a message that was acknowledged already.
         return Ok(Json(SendBody {
@@ -350,7 +357,7 @@ pub struct OutboxBody {
 
 /// Messages accepted and not yet acknowledged, oldest first.
 pub async fn outbox(
-    State(state): State<AppState>,
+    Scoped(state): Scoped,
     axum::extract::Query(q): axum::extract::Query<OutboxQuery>,
 ) -> Result<Json<OutboxBody>, ApiError> {
     let limit = q.limit.unwrap_or(100).min(1000);
@@ -376,7 +383,7 @@ fn looks_like_peer_id(s: &str) -> bool {
 
 /// 200 only while the daemon is running: load balancers and tests use it as
 /// "the node is usable".
-pub async fn healthz(State(state): State<AppState>) -> (StatusCode, &'static str) {
+pub async fn healthz(Scoped(state): Scoped) -> (StatusCode, &'static str) {
     if state.supervisor.snapshot().state == DaemonState::Running
         && state.supervisor.client().is_some()
     {
@@ -386,13 +393,64 @@ pub async fn healthz(State(state): State<AppState>) -> (StatusCode, &'static str
     }
 }
 
-pub async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError> {
+/// `GET /api/tension`: τ now, its signals, and its history (one sample per
+/// 5 s over the last 15 minutes, oldest first).
+pub async fn tension(Scoped(state): Scoped) -> Json<Value> {
+    let now = match state.hive.get(&state.node_id) {
+        Some(node) => state.hive.tension(&node),
+        None => state.supervisor.tension(),
+    };
+    let history: Vec<Value> = state
+        .supervisor
+        .tension_history()
+        .into_iter()
+        .map(|(t, value)| serde_json::json!({"t": t, "value": value}))
+        .collect();
+    Json(serde_json::json!({
+        "value": now.value,
+        "signals": now.signals,
+        "history": history,
+    }))
+}
+
+/// How long `/metrics` waits for the daemon's own libp2p metrics.
+const DAEMON_METRICS_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// `GET /metrics`: the host's families, then the daemon's libp2p families
+/// (fetched over the IPC), as one OpenMetrics document.
+pub async fn metrics(Scoped(state): Scoped) -> Result<Response, ApiError> {
     let sup = &state.supervisor;
-    sup.metrics().set_tension(&sup.tension());
-    let text = sup
+    let tension = match state.hive.get(&state.node_id) {
+        Some(node) => state.hive.tension(&node),
+        None => sup.tension(),
+    };
+    sup.metrics().set_tension(&tension);
+    sup.metrics().set_process(sup.snapshot().pid);
+    let mut text = sup
         .metrics()
         .encode()
         .map_err(|e| ApiError::Internal(format!("cannot encode metrics: {e}")))?;
+    let daemon = match sup.client() {
+        Some(client) => client
+            .request_typed::<hive_proto::MetricsResult>(Op::Metrics, DAEMON_METRICS_TIMEOUT)
+            .await
+            .ok(),
+        None => None,
+    };
+    if let Some(daemon) = daemon {
+        // One document has one `# EOF`, at its end.
+        let host_part = text.trim_end().strip_suffix("# EOF").unwrap_or(&text);
+        let daemon_part = daemon.text.trim_end();
+        let daemon_part = daemon_part
+            .strip_suffix("# EOF")
+            .unwrap_or(daemon_part)
+            .trim_end();
+        text = format!(
+            "{}{}\n# EOF\n",
+            host_part,
+            daemon_part.trim_start_matches('\n')
+        );
+    }
     Ok((
         [(
             header::CONTENT_TYPE,

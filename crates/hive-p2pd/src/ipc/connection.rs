@@ -13,7 +13,7 @@ use std::time::Duration;
 use futures::{SinkExt, StreamExt};
 use hive_proto::codec::encode;
 use hive_proto::{
-    close, decode_client_frame, ClientFrame, ErrorBody, ErrorCode, Event, Request, Response,
+    close, decode_client_frame, ClientFrame, ErrorBody, ErrorCode, Event, Op, Request, Response,
     ServerFrame, HARD_MAX_FRAME_BYTES, PROTOCOL_VERSION,
 };
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -21,6 +21,7 @@ use tokio::sync::{broadcast, mpsc, watch, Semaphore};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+use tracing::Instrument;
 
 use super::{constant_time_eq, Context};
 
@@ -218,7 +219,7 @@ where
             _ => continue,
         };
         match decode_client_frame(text.as_str(), ctx.max_frame_bytes) {
-            Ok(ClientFrame::Request(Request { id, op })) => {
+            Ok(ClientFrame::Request(Request { id, trace, op })) => {
                 let Ok(permit) = permits.clone().try_acquire_owned() else {
                     reply(
                         &out_tx,
@@ -233,20 +234,44 @@ where
                     .await;
                     continue;
                 };
-                let node = ctx.node.clone();
+                let ctx = ctx.clone();
                 let out = out_tx.clone();
-                tokio::spawn(async move {
-                    let op_name = op.name();
-                    let response = match node.request(op).await {
-                        Ok(result) => Response::ok(id, result),
-                        Err(error) => {
-                            tracing::debug!(id, op = op_name, %error, "request failed");
-                            Response::err(Some(id), error)
-                        }
-                    };
-                    reply(&out, response).await;
-                    drop(permit);
-                });
+                let op_name = op.name();
+                // The host's request id (or `msg:<id>` for its outbox), so
+                // that one message can be followed through both logs.
+                let span = tracing::debug_span!(
+                    "ipc_request",
+                    id,
+                    op = op_name,
+                    trace = trace.as_deref().unwrap_or("")
+                );
+                tokio::spawn(
+                    async move {
+                        tracing::debug!("request");
+                        let answer = match op {
+                            Op::Reproduce { count } => ctx
+                                .reproducer
+                                .reproduce(&ctx.node, count)
+                                .await
+                                .and_then(|r| {
+                                    serde_json::to_value(r).map_err(|e| {
+                                        ErrorBody::new(ErrorCode::Internal, e.to_string())
+                                    })
+                                }),
+                            op => ctx.node.request(op).await,
+                        };
+                        let response = match answer {
+                            Ok(result) => Response::ok(id, result),
+                            Err(error) => {
+                                tracing::debug!(%error, "request failed");
+                                Response::err(Some(id), error)
+                            }
+                        };
+                        reply(&out, response).await;
+                        drop(permit);
+                    }
+                    .instrument(span),
+                );
             }
             Ok(ClientFrame::Hello { .. }) => {
                 reply(

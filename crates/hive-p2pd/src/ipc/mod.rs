@@ -13,6 +13,8 @@ use hive_node::NodeHandle;
 /// What every connection needs, shared.
 pub struct Context {
     pub node: NodeHandle,
+    /// Answers `reproduce`, which needs processes rather than the node.
+    pub reproducer: crate::children::Reproducer,
     pub token: String,
     pub max_frame_bytes: usize,
 }

@@ -1,0 +1,639 @@
+//! The hive: every node a host supervises, and their lineage.
+//!
+//! The first node (`n0`) is the one the host starts with. Each further node
+//! is one more `hive-p2pd` with its own data directory (so its own identity,
+//! kept across restarts), message store and outbox, bootstrapped from its
+//! parent's addresses so that it joins the same network. Every node runs on
+//! the same code path as the first: a [`Supervisor`] (readiness, health,
+//! restart with backoff) and an [`Outbox`], each stopped by its own
+//! cancellation token, a child of the host's. The list of nodes is kept in
+//! `<data dir>/nodes.json` so that a restarted host brings every node back.
+//!
+//! Nodes ask for children themselves too: a daemon under a host answers the
+//! IPC `reproduce` operation by pushing a `reproduce` event, which the watcher
+//! here turns into [`Hive::spawn`].
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use hive_proto::Event;
+use serde::{Deserialize, Serialize};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::ipc_client::IpcStats;
+use crate::metrics::Metrics;
+use crate::outbox::Outbox;
+use crate::store::Store;
+use crate::supervisor::{DaemonState, HostEvent, Supervisor, SupervisorConfig};
+use crate::tension::Tension;
+
+/// The id of the node a host starts with.
+pub const ROOT_ID: &str = "n0";
+/// Most nodes one spawn request may ask for.
+pub const MAX_COUNT: u32 = 64;
+/// How long a spawn waits for each new node to be running.
+const READY_WAIT: Duration = Duration::from_secs(60);
+/// Memory a new node is expected to take, and what the machine keeps spare.
+const NODE_MEMORY: u64 = 48 * 1024 * 1024;
+const MEMORY_RESERVE: u64 = 256 * 1024 * 1024;
+/// How often τ is sampled for its history.
+const TENSION_SAMPLE: Duration = Duration::from_secs(5);
+
+/// Why a spawn or a delete was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum HiveError {
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("no node {0:?}")]
+    UnknownNode(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    NoMemory(String),
+    #[error("{0}")]
+    Io(String),
+}
+
+/// What is stored of a node (and its lineage).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct NodeRecord {
+    pub id: String,
+    pub parent: Option<String>,
+    pub generation: u32,
+}
+
+/// A node as the API shows it.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct NodeView {
+    pub id: String,
+    pub peer_id: String,
+    pub parent: Option<String>,
+    pub generation: u32,
+    /// `starting`, `running`, `restarting` or `stopped`.
+    pub state: String,
+    pub pid: Option<u32>,
+    pub restarts: u64,
+    pub peers: usize,
+    pub tension: f64,
+}
+
+/// One supervised node.
+pub struct NodeRuntime {
+    pub record: NodeRecord,
+    pub supervisor: Supervisor,
+    pub outbox: Outbox,
+    cancel: CancellationToken,
+    tasks: Mutex<Vec<JoinHandle<()>>>,
+}
+
+/// What every node is started with.
+#[derive(Debug, Clone)]
+pub struct NodeTemplate {
+    pub daemon_bin: PathBuf,
+    /// The host's data directory.
+    pub data_dir: PathBuf,
+    /// The first node's listen addresses; children get the same with port 0.
+    pub listen: Vec<String>,
+    /// Bootstrap peers of the first node.
+    pub bootstrap: Vec<String>,
+    pub no_mdns: bool,
+    pub log_format: String,
+    pub peer_target: usize,
+    pub retention: Duration,
+    pub retention_count: u64,
+}
+
+/// Every node of this host. Cheap to clone.
+#[derive(Clone)]
+pub struct Hive {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    template: NodeTemplate,
+    max_nodes: usize,
+    shutdown: CancellationToken,
+    nodes: Mutex<Vec<Arc<NodeRuntime>>>,
+    next_id: AtomicU64,
+    /// Spawns and deletes one at a time, so that limits and the stored list
+    /// stay consistent.
+    changes: tokio::sync::Mutex<()>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn state_name(state: DaemonState) -> &'static str {
+    match state {
+        DaemonState::Starting => "starting",
+        DaemonState::Running => "running",
+        DaemonState::Restarting => "restarting",
+        DaemonState::Stopped => "stopped",
+    }
+}
+
+/// A default for `--max-nodes`: what the machine's memory holds at
+/// [`NODE_MEMORY`] a node after the reserve, between 4 and 256.
+pub fn default_max_nodes() -> usize {
+    let total = meminfo("MemTotal:").unwrap_or(4 * 1024 * 1024 * 1024);
+    (total.saturating_sub(MEMORY_RESERVE) / NODE_MEMORY).clamp(4, 256) as usize
+}
+
+/// A field of /proc/meminfo, in bytes.
+fn meminfo(field: &str) -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = text.lines().find(|l| l.starts_with(field))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+/// `/ip4/1.2.3.4/tcp/7000` → `/ip4/1.2.3.4/tcp/0`: a child listens like its
+/// ancestor, on ports of its own.
+fn any_port(addr: &str) -> String {
+    let parts: Vec<&str> = addr.split('/').collect();
+    let mut out = Vec::with_capacity(parts.len());
+    let mut i = 0;
+    while i < parts.len() {
+        out.push(parts[i].to_owned());
+        if matches!(parts[i], "tcp" | "udp") && i + 1 < parts.len() {
+            out.push("0".to_owned());
+            i += 2;
+            continue;
+        }
+        i += 1;
+    }
+    out.join("/")
+}
+
+impl Hive {
+    pub fn new(template: NodeTemplate, max_nodes: usize, shutdown: CancellationToken) -> Self {
+        Hive {
+            inner: Arc::new(Inner {
+                template,
+                max_nodes: max_nodes.max(1),
+                shutdown,
+                nodes: Mutex::new(Vec::new()),
+                next_id: AtomicU64::new(1),
+                changes: tokio::sync::Mutex::new(()),
+            }),
+        }
+    }
+
+    fn nodes_file(&self) -> PathBuf {
+        self.inner.template.data_dir.join("nodes.json")
+    }
+
+    /// Where a node keeps its daemon's data and its message store. The first
+    /// node keeps the layout of a single-node host.
+    fn node_dirs(&self, id: &str) -> (PathBuf, PathBuf) {
+        let base = &self.inner.template.data_dir;
+        if id == ROOT_ID {
+            (base.join("daemon"), base.join("hive.db"))
+        } else {
+            let dir = base.join("nodes").join(id);
+            (dir.join("daemon"), dir.join("hive.db"))
+        }
+    }
+
+    /// Start the first node. Called once, before the API serves.
+    pub fn start_root(&self, token: String) -> Result<Arc<NodeRuntime>, HiveError> {
+        let record = NodeRecord {
+            id: ROOT_ID.to_owned(),
+            parent: None,
+            generation: 0,
+        };
+        let t = &self.inner.template;
+        let node = self.start_node(record, t.listen.clone(), t.bootstrap.clone(), token)?;
+        tokio::spawn(self.clone().sample_tension());
+        Ok(node)
+    }
+
+    /// Bring back the nodes stored by an earlier run, parents before their
+    /// children, each once its parent runs. Progress goes to the log.
+    pub async fn restore(&self) {
+        let records: Vec<NodeRecord> = match std::fs::read(self.nodes_file()) {
+            Ok(bytes) => match serde_json::from_slice(&bytes) {
+                Ok(records) => records,
+                Err(e) => {
+                    tracing::error!(error = %e, file = %self.nodes_file().display(), "cannot read the stored nodes; starting none of them");
+                    return;
+                }
+            },
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read the stored nodes");
+                return;
+            }
+        };
+        let highest = records
+            .iter()
+            .filter_map(|r| r.id.strip_prefix('n')?.parse::<u64>().ok())
+            .max()
+            .unwrap_or(0);
+        self.inner.next_id.fetch_max(highest + 1, Ordering::SeqCst);
+        let total = records.len();
+        for (i, record) in records.into_iter().enumerate() {
+            if self.inner.shutdown.is_cancelled() {
+                return;
+            }
+            let Some(parent) = record.parent.as_deref().and_then(|p| self.get(p)) else {
+                tracing::warn!(id = %record.id, "stored node has no parent any more; skipped");
+                continue;
+            };
+            let bootstrap = self.wait_addrs(&parent).await;
+            let id = record.id.clone();
+            match self.start_child(record, bootstrap) {
+                Ok(node) => {
+                    let running = self.wait_running(&node).await;
+                    tracing::info!(%id, n = i + 1, total, running, "restored node");
+                }
+                Err(e) => tracing::error!(%id, error = %e, "cannot restore node"),
+            }
+        }
+    }
+
+    fn start_child(
+        &self,
+        record: NodeRecord,
+        bootstrap: Vec<String>,
+    ) -> Result<Arc<NodeRuntime>, HiveError> {
+        let listen = self
+            .inner
+            .template
+            .listen
+            .iter()
+            .map(|a| any_port(a))
+            .collect();
+        self.start_node(record, listen, bootstrap, crate::up::new_token())
+    }
+
+    fn start_node(
+        &self,
+        record: NodeRecord,
+        listen: Vec<String>,
+        bootstrap: Vec<String>,
+        token: String,
+    ) -> Result<Arc<NodeRuntime>, HiveError> {
+        let t = &self.inner.template;
+        let (daemon_dir, db_path) = self.node_dirs(&record.id);
+        std::fs::create_dir_all(&daemon_dir)
+            .map_err(|e| HiveError::Io(format!("cannot create {}: {e}", daemon_dir.display())))?;
+        let store = Store::open(&db_path).map_err(|e| {
+            HiveError::Io(format!("cannot open the store {}: {e}", db_path.display()))
+        })?;
+        let stats = Arc::new(IpcStats::default());
+        let metrics = Arc::new(Metrics::new(&stats));
+        let supervisor = Supervisor::new(
+            SupervisorConfig {
+                daemon_bin: t.daemon_bin.clone(),
+                data_dir: daemon_dir,
+                listen,
+                bootstrap,
+                no_mdns: t.no_mdns,
+                log_format: t.log_format.clone(),
+                token,
+                peer_target: t.peer_target,
+            },
+            store.clone(),
+            stats,
+            metrics,
+        );
+        let outbox = Outbox::new(store.clone(), supervisor.clone());
+        let cancel = self.inner.shutdown.child_token();
+        let span = tracing::info_span!("node", id = %record.id);
+        let tasks = vec![
+            tokio::spawn(outbox.clone().run(cancel.clone())),
+            tokio::spawn(crate::up::retain(
+                store,
+                t.retention,
+                t.retention_count,
+                cancel.clone(),
+            )),
+            tokio::spawn(tracing::Instrument::instrument(
+                supervisor.clone().run(cancel.clone()),
+                span,
+            )),
+            tokio::spawn(self.clone().watch_reproduce(
+                record.id.clone(),
+                supervisor.subscribe_events(),
+                cancel.clone(),
+            )),
+        ];
+        let node = Arc::new(NodeRuntime {
+            record,
+            supervisor,
+            outbox,
+            cancel,
+            tasks: Mutex::new(tasks),
+        });
+        lock(&self.inner.nodes).push(node.clone());
+        Ok(node)
+    }
+
+    /// A node by id.
+    pub fn get(&self, id: &str) -> Option<Arc<NodeRuntime>> {
+        lock(&self.inner.nodes)
+            .iter()
+            .find(|n| n.record.id == id)
+            .cloned()
+    }
+
+    fn all(&self) -> Vec<Arc<NodeRuntime>> {
+        lock(&self.inner.nodes).clone()
+    }
+
+    /// Ids of `id` and every node descending from it, deepest first.
+    fn subtree(&self, id: &str) -> Vec<String> {
+        let nodes = self.all();
+        let mut order = Vec::new();
+        fn visit(id: &str, nodes: &[Arc<NodeRuntime>], order: &mut Vec<String>) {
+            for child in nodes
+                .iter()
+                .filter(|n| n.record.parent.as_deref() == Some(id))
+            {
+                visit(&child.record.id, nodes, order);
+            }
+            order.push(id.to_owned());
+        }
+        visit(id, &nodes, &mut order);
+        order
+    }
+
+    /// τ of a node, counting the health of every node below it.
+    pub fn tension(&self, node: &NodeRuntime) -> Tension {
+        let below: Vec<Arc<NodeRuntime>> = {
+            let ids: HashSet<String> = self.subtree(&node.record.id).into_iter().collect();
+            self.all()
+                .into_iter()
+                .filter(|n| n.record.id != node.record.id && ids.contains(&n.record.id))
+                .collect()
+        };
+        let down = below
+            .iter()
+            .filter(|n| n.supervisor.snapshot().state != DaemonState::Running)
+            .count();
+        node.supervisor.tension_with_children(below.len(), down)
+    }
+
+    pub fn view(&self, node: &NodeRuntime) -> NodeView {
+        let status = node.supervisor.status();
+        NodeView {
+            id: node.record.id.clone(),
+            peer_id: status.peer_id,
+            parent: node.record.parent.clone(),
+            generation: node.record.generation,
+            state: state_name(status.daemon.state).to_owned(),
+            pid: status.daemon.pid,
+            restarts: status.daemon.restarts,
+            peers: status.peers,
+            tension: self.tension(node).value,
+        }
+    }
+
+    pub fn views(&self) -> Vec<NodeView> {
+        self.all().iter().map(|n| self.view(n)).collect()
+    }
+
+    /// Start `count` children of `parent` (default: the first node) and wait
+    /// until each runs. Everything is checked before anything is started, so
+    /// a refused request leaves nothing behind.
+    pub async fn spawn(
+        &self,
+        parent: Option<&str>,
+        count: Option<u32>,
+    ) -> Result<Vec<NodeView>, HiveError> {
+        let count = count.unwrap_or(1);
+        if count == 0 || count > MAX_COUNT {
+            return Err(HiveError::BadRequest(format!(
+                "count must be 1 to {MAX_COUNT}, not {count}"
+            )));
+        }
+        let parent_id = parent.unwrap_or(ROOT_ID);
+        let _one_at_a_time = self.inner.changes.lock().await;
+        let parent = self
+            .get(parent_id)
+            .ok_or_else(|| HiveError::UnknownNode(parent_id.to_owned()))?;
+        let existing = lock(&self.inner.nodes).len();
+        if existing + count as usize > self.inner.max_nodes {
+            return Err(HiveError::Conflict(format!(
+                "this host runs {existing} nodes and allows {} (--max-nodes); {count} more would pass it",
+                self.inner.max_nodes
+            )));
+        }
+        if let Some(available) = meminfo("MemAvailable:") {
+            let needed = NODE_MEMORY * u64::from(count) + MEMORY_RESERVE;
+            if available < needed {
+                return Err(HiveError::NoMemory(format!(
+                    "the machine has {} MiB available; {count} more nodes need about {} MiB",
+                    available / (1024 * 1024),
+                    needed / (1024 * 1024)
+                )));
+            }
+        }
+        if parent.supervisor.snapshot().state != DaemonState::Running {
+            return Err(HiveError::Conflict(format!(
+                "node {parent_id} is not running; its children could not join through it"
+            )));
+        }
+        let bootstrap = parent.supervisor.status().listen_addrs;
+        let mut started = Vec::with_capacity(count as usize);
+        for _ in 0..count {
+            let id = format!("n{}", self.inner.next_id.fetch_add(1, Ordering::SeqCst));
+            let record = NodeRecord {
+                id,
+                parent: Some(parent_id.to_owned()),
+                generation: parent.record.generation + 1,
+            };
+            match self.start_child(record, bootstrap.clone()) {
+                Ok(node) => started.push(node),
+                Err(e) => {
+                    // Nothing half-created: stop what this request started.
+                    for node in started {
+                        self.stop_and_forget(&node).await;
+                    }
+                    return Err(e);
+                }
+            }
+        }
+        self.persist()?;
+        drop(_one_at_a_time);
+        for node in &started {
+            if !self.wait_running(node).await {
+                tracing::warn!(id = %node.record.id, "new node not running after {READY_WAIT:?}; still trying");
+            }
+        }
+        Ok(started.iter().map(|n| self.view(n)).collect())
+    }
+
+    /// Stop a node and every node below it, and forget them (their data
+    /// directories go too: a forgotten node's identity is not reused).
+    pub async fn delete(&self, id: &str) -> Result<Vec<String>, HiveError> {
+        if id == ROOT_ID {
+            return Err(HiveError::Conflict(
+                "the first node lives as long as the host; stop the host instead".into(),
+            ));
+        }
+        let _one_at_a_time = self.inner.changes.lock().await;
+        if self.get(id).is_none() {
+            return Err(HiveError::UnknownNode(id.to_owned()));
+        }
+        let doomed = self.subtree(id);
+        for node_id in &doomed {
+            if let Some(node) = self.get(node_id) {
+                self.stop_and_forget(&node).await;
+                let dir = self.inner.template.data_dir.join("nodes").join(node_id);
+                if let Err(e) = std::fs::remove_dir_all(&dir) {
+                    tracing::warn!(dir = %dir.display(), error = %e, "cannot remove a deleted node's data");
+                }
+            }
+        }
+        self.persist()?;
+        Ok(doomed)
+    }
+
+    async fn stop_and_forget(&self, node: &Arc<NodeRuntime>) {
+        node.cancel.cancel();
+        let tasks: Vec<JoinHandle<()>> = std::mem::take(&mut *lock(&node.tasks));
+        for task in tasks {
+            if let Err(e) = task.await {
+                tracing::warn!(id = %node.record.id, error = %e, "node task failed while stopping");
+            }
+        }
+        lock(&self.inner.nodes).retain(|n| !Arc::ptr_eq(n, node));
+        tracing::info!(id = %node.record.id, "node stopped and forgotten");
+    }
+
+    /// Wait until every node's supervisor has stopped its daemon.
+    pub async fn stopped(&self) {
+        let tasks: Vec<JoinHandle<()>> = self
+            .all()
+            .iter()
+            .flat_map(|n| std::mem::take(&mut *lock(&n.tasks)))
+            .collect();
+        for task in tasks {
+            let _ = task.await;
+        }
+    }
+
+    /// Write the list of nodes beside the host's data (atomically).
+    fn persist(&self) -> Result<(), HiveError> {
+        let records: Vec<NodeRecord> = self
+            .all()
+            .iter()
+            .filter(|n| n.record.id != ROOT_ID)
+            .map(|n| n.record.clone())
+            .collect();
+        let bytes = serde_json::to_vec_pretty(&records)
+            .map_err(|e| HiveError::Io(format!("cannot encode the node list: {e}")))?;
+        write_atomically(&self.nodes_file(), &bytes)
+            .map_err(|e| HiveError::Io(format!("cannot store the node list: {e}")))
+    }
+
+    async fn wait_running(&self, node: &NodeRuntime) -> bool {
+        let mut events = node.supervisor.subscribe_events();
+        let deadline = tokio::time::Instant::now() + READY_WAIT;
+        loop {
+            if node.supervisor.snapshot().state == DaemonState::Running {
+                return true;
+            }
+            match tokio::time::timeout_at(deadline, events.recv()).await {
+                Err(_) => return false,
+                Ok(Err(tokio::sync::broadcast::error::RecvError::Closed)) => return false,
+                Ok(_) => {}
+            }
+        }
+    }
+
+    async fn wait_addrs(&self, node: &NodeRuntime) -> Vec<String> {
+        self.wait_running(node).await;
+        node.supervisor.status().listen_addrs
+    }
+
+    /// Turn a node's `reproduce` events into children of it.
+    async fn watch_reproduce(
+        self,
+        id: String,
+        mut events: tokio::sync::broadcast::Receiver<HostEvent>,
+        cancel: CancellationToken,
+    ) {
+        loop {
+            let event = tokio::select! {
+                _ = cancel.cancelled() => return,
+                event = events.recv() => event,
+            };
+            match event {
+                Ok(HostEvent::Daemon(Event::Reproduce { count })) => {
+                    let hive = self.clone();
+                    let id = id.clone();
+                    tokio::spawn(async move {
+                        match hive.spawn(Some(&id), Some(count)).await {
+                            Ok(children) => {
+                                let ids: Vec<&str> =
+                                    children.iter().map(|c| c.id.as_str()).collect();
+                                tracing::info!(parent = %id, children = ?ids, "node reproduced");
+                            }
+                            Err(e) => {
+                                tracing::warn!(parent = %id, error = %e, "node could not reproduce")
+                            }
+                        }
+                    });
+                }
+                Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+            }
+        }
+    }
+
+    /// Keep τ's history and metrics current for every node.
+    async fn sample_tension(self) {
+        let mut tick = tokio::time::interval(TENSION_SAMPLE);
+        loop {
+            tokio::select! {
+                _ = self.inner.shutdown.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            for node in self.all() {
+                let tension = self.tension(&node);
+                node.supervisor.record_tension(tension.value);
+                node.supervisor.metrics().set_tension(&tension);
+            }
+        }
+    }
+}
+
+fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let tmp = path.with_extension("json.tmp");
+    {
+        let mut file = std::fs::File::create(&tmp)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+    }
+    std::fs::rename(&tmp, path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn children_listen_like_their_ancestor_on_ports_of_their_own() {
+        assert_eq!(any_port("/ip4/127.0.0.1/tcp/7000"), "/ip4/127.0.0.1/tcp/0");
+        assert_eq!(
+            any_port("/ip4/0.0.0.0/udp/9000/quic-v1"),
+            "/ip4/0.0.0.0/udp/0/quic-v1"
+        );
+        assert_eq!(any_port("/ip6/::1/tcp/0"), "/ip6/::1/tcp/0");
+    }
+
+    #[test]
+    fn the_default_limit_is_within_bounds() {
+        let n = default_max_nodes();
+        assert!((4..=256).contains(&n), "{n}");
+    }
+}
