@@ -261,6 +261,12 @@ mod tests {
     #[test]
     fn every_family_is_exposed() {
         let stats = IpcStats::default();
+        stats
+            .histogram()
+            .get_or_create(&crate::ipc_client::OpLabel {
+                op: "status".into(),
+            })
+            .observe(0.001);
         let m = Metrics::new(&stats);
         m.published.inc();
         m.set_process(Some(std::process::id()));
