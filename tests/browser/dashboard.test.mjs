@@ -464,6 +464,10 @@ async function main() {
         await page.screenshot({ path: path.join(SHOTS, `${name}-phone.png`), fullPage: true });
         await page.setViewportSize(DESKTOP);
       }
+      await pa.emulateMedia({ colorScheme: 'dark' });
+      await pa.evaluate(() => window.scrollTo(0, 0));
+      await pa.screenshot({ path: path.join(SHOTS, 'a-desktop-dark.png'), fullPage: true });
+      await pa.emulateMedia({ colorScheme: 'light' });
     });
 
     assert.deepEqual(pageErrors, [], 'no uncaught errors in the pages');

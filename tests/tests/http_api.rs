@@ -57,3 +57,129 @@ async fn status_health_metrics_and_errors() -> anyhow::Result<()> {
     assert_eq!(st["daemon"]["restarts"], 0);
     Ok(())
 }
+
+/// Every operation `/openapi.json` documents is served (no 404 "no such
+/// endpoint", no 405), and `/metrics` is valid exposition text with every
+/// family the operators' dashboards rely on, the daemon's libp2p ones
+/// included. (REQ-OBS-*)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn documented_routes_are_served_and_metrics_are_complete() -> anyhow::Result<()> {
+    let host = Host::start(HostOpts::default()).await?;
+    host.wait_healthy().await?;
+    let me = host.peer_id().await?;
+    let client = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(90))
+        .build()?;
+
+    let doc = host.get("/openapi.json").await?;
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
+    let paths = doc["paths"].as_object().unwrap();
+    let mut served = 0;
+    for (path, item) in paths {
+        let concrete = path
+            .replace("{topic}", "t")
+            .replace("{peer_id}", &me)
+            .replace("{id}", "n0");
+        for method in ["get", "post", "delete"] {
+            if item.get(method).is_none() {
+                continue;
+            }
+            let url = host.url(&concrete);
+            let request = match method {
+                "get" => client.get(&url),
+                "post" if concrete.ends_with("/send") => {
+                    client.post(format!("{url}?wait=0")).body("x")
+                }
+                "post" if concrete.ends_with("/dial") => client
+                    .post(&url)
+                    .json(&serde_json::json!({"addr": "/ip4/127.0.0.1/tcp/1"})),
+                "post" => client.post(&url).body(""),
+                _ => client.delete(&url),
+            };
+            let r = request.send().await?;
+            let status = r.status().as_u16();
+            let body = r.text().await?;
+            assert!(
+                status != 405 && !(status == 404 && body.contains("no such endpoint")),
+                "{method} {concrete} is documented but not served: {status} {body}"
+            );
+            served += 1;
+        }
+    }
+    assert!(served >= 30, "only {served} operations documented");
+
+    // Traffic so that the per-op and per-kind families have samples.
+    host.subscribe("m").await?;
+    let metrics = client.get(host.url("/metrics")).send().await?;
+    assert!(metrics
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/openmetrics-text")));
+    let text = metrics.text().await?;
+    let mut types = std::collections::BTreeSet::new();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.last(), Some(&"# EOF"), "one # EOF, at the end");
+    for line in &lines[..lines.len() - 1] {
+        assert!(!line.is_empty(), "blank line in the exposition");
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let name = rest.split_whitespace().next().unwrap().to_owned();
+            assert!(types.insert(name.clone()), "{name} declared twice");
+        } else if !line.starts_with("# HELP ") && !line.starts_with("# UNIT ") {
+            assert!(!line.starts_with('#'), "stray comment {line}");
+            let (series, value) = line.rsplit_once(' ').unwrap();
+            assert!(value.parse::<f64>().is_ok(), "bad value in {line}");
+            let name = series.split('{').next().unwrap();
+            assert!(
+                name.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':'),
+                "bad name in {line}"
+            );
+        }
+    }
+    for family in [
+        "hive_ipc_request_duration_seconds",
+        "hive_messages",
+        "hive_outbox_depth",
+        "hive_daemon_restarts",
+        "hive_daemon_resident_memory_bytes",
+        "hive_daemon_cpu_seconds",
+        "hive_peers",
+        "hive_websocket_clients",
+        "hive_tension",
+        "hive_tension_signal",
+        "libp2p_swarm_connections_incoming",
+    ] {
+        assert!(types.contains(family), "family {family} missing: {types:?}");
+    }
+    let rss: f64 = lines
+        .iter()
+        .find_map(|l| l.strip_prefix("hive_daemon_resident_memory_bytes "))
+        .unwrap()
+        .parse()?;
+    assert!(rss > 1e6, "daemon RSS {rss}");
+    for signal in [
+        "daemon_down",
+        "restarts",
+        "ipc_latency",
+        "outbox",
+        "dropped_clients",
+        "peers_below_target",
+    ] {
+        assert!(
+            text.contains(&format!("hive_tension_signal{{signal=\"{signal}\"}}")),
+            "{signal}"
+        );
+    }
+
+    // A request id given by the caller comes back; one is made otherwise.
+    let r = client
+        .get(host.url("/api/status"))
+        .header("x-request-id", "trace-me-1")
+        .send()
+        .await?;
+    assert_eq!(r.headers()["x-request-id"], "trace-me-1");
+    let r = client.get(host.url("/api/status")).send().await?;
+    assert_eq!(r.headers()["x-request-id"].len(), 16);
+    Ok(())
+}

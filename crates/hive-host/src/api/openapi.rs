@@ -205,13 +205,149 @@ fn healthz() {}
 #[allow(dead_code)]
 fn metrics() {}
 
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+struct TensionSample {
+    /// Unix time in milliseconds.
+    t: u64,
+    value: f64,
+}
+
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+struct TensionNow {
+    value: f64,
+    signals: std::collections::BTreeMap<String, f64>,
+    /// One sample per 5 s over the last 15 minutes, oldest first.
+    history: Vec<TensionSample>,
+}
+
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+struct SpawnRequest {
+    /// Parent node id (default: the first node, `n0`).
+    parent: Option<String>,
+    /// 1 to 64 (default 1).
+    count: Option<u32>,
+}
+
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+struct ReproduceRequest {
+    /// 1 to 64 (default 1).
+    count: Option<u32>,
+}
+
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+struct ReproduceAnswer {
+    /// True when the host starts the children (always, under a host).
+    delegated: bool,
+    children: Vec<serde_json::Value>,
+}
+
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+struct Stopped {
+    /// Ids of the nodes stopped, deepest first.
+    stopped: Vec<String>,
+}
+
+#[utoipa::path(get, path = "/api/tension", tag = "operations",
+    responses((status = 200, description = "τ, its signals and its 15-minute history", body = TensionNow)))]
+#[allow(dead_code)]
+fn tension() {}
+
+#[utoipa::path(post, path = "/api/reproduce", tag = "nodes",
+    request_body(content = ReproduceRequest, description = "Optional"),
+    responses((status = 200, description = "The daemon asked its host for children", body = ReproduceAnswer),
+               (status = 400, body = ErrorResponse), (status = 503, body = ErrorResponse)))]
+#[allow(dead_code)]
+fn reproduce() {}
+
+#[utoipa::path(get, path = "/api/nodes", tag = "nodes",
+    responses((status = 200, description = "Every node of this host, the first one first", body = [crate::hive::NodeView])))]
+#[allow(dead_code)]
+fn nodes_list() {}
+
+#[utoipa::path(post, path = "/api/nodes", tag = "nodes",
+    request_body(content = SpawnRequest, description = "Optional; default one child of the first node"),
+    responses((status = 201, description = "The new nodes, once each is running", body = [crate::hive::NodeView]),
+               (status = 400, body = ErrorResponse), (status = 404, description = "Unknown parent", body = ErrorResponse),
+               (status = 409, description = "--max-nodes reached or parent not running", body = ErrorResponse),
+               (status = 507, description = "Not enough memory", body = ErrorResponse)))]
+#[allow(dead_code)]
+fn nodes_spawn() {}
+
+#[utoipa::path(get, path = "/api/nodes/{id}", tag = "nodes",
+    params(("id" = String, Path, description = "Node id, e.g. n0")),
+    responses((status = 200, body = crate::hive::NodeView), (status = 404, body = ErrorResponse)))]
+#[allow(dead_code)]
+fn nodes_show() {}
+
+#[utoipa::path(delete, path = "/api/nodes/{id}", tag = "nodes",
+    params(("id" = String, Path)),
+    responses((status = 200, description = "The node and its subtree stopped and forgotten", body = Stopped),
+               (status = 404, body = ErrorResponse),
+               (status = 409, description = "The first node cannot be deleted", body = ErrorResponse)))]
+#[allow(dead_code)]
+fn nodes_delete() {}
+
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "Hive host API", description = "The HTTP/WebSocket API of `hive up`: one supervised libp2p node."),
-    paths(status, peers, dial, topics, subscribe, unsubscribe, publish, send, messages, outbox, events, healthz, metrics),
-    modifiers(&BearerAuth),
+    info(title = "Hive host API", description = "The HTTP/WebSocket API of `hive up`. Top-level routes address the first node; every node-level route is also served under `/api/nodes/{id}/...` for any node of the hive."),
+    paths(status, peers, dial, topics, subscribe, unsubscribe, publish, send, messages, outbox, events, healthz, metrics,
+          tension, reproduce, nodes_list, nodes_spawn, nodes_show, nodes_delete),
+    modifiers(&BearerAuth, &PerNode),
 )]
 struct ApiDoc;
+
+/// Repeats every node-level operation under `/api/nodes/{id}`, where the
+/// host serves it for that node.
+struct PerNode;
+
+impl utoipa::Modify for PerNode {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::path::{ParameterBuilder, ParameterIn};
+        use utoipa::openapi::Required;
+        let node_level: Vec<(String, utoipa::openapi::PathItem)> = openapi
+            .paths
+            .paths
+            .iter()
+            .filter(|(path, _)| {
+                (path.starts_with("/api/") && !path.starts_with("/api/nodes"))
+                    || path.as_str() == "/metrics"
+            })
+            .map(|(path, item)| {
+                let rest = path.strip_prefix("/api").unwrap_or(path);
+                (format!("/api/nodes/{{id}}{rest}"), item.clone())
+            })
+            .collect();
+        for (path, mut item) in node_level {
+            let id = ParameterBuilder::new()
+                .name("id")
+                .parameter_in(ParameterIn::Path)
+                .required(Required::True)
+                .description(Some("Node id, e.g. n1"))
+                .schema(Some(utoipa::openapi::schema::Object::with_type(
+                    utoipa::openapi::schema::Type::String,
+                )))
+                .build();
+            for op in [item.get.as_mut(), item.post.as_mut(), item.delete.as_mut()]
+                .into_iter()
+                .flatten()
+            {
+                op.parameters
+                    .get_or_insert_with(Vec::new)
+                    .insert(0, id.clone());
+                if let Some(op_id) = op.operation_id.as_mut() {
+                    op_id.push_str("_of_node");
+                }
+            }
+            openapi.paths.paths.insert(path, item);
+        }
+    }
+}
 
 /// Documents the optional bearer token.
 struct BearerAuth;
@@ -299,6 +435,14 @@ mod tests {
             "/api/outbox",
             "/healthz",
             "/metrics",
+            "/api/tension",
+            "/api/reproduce",
+            "/api/nodes",
+            "/api/nodes/{id}",
+            "/api/nodes/{id}/status",
+            "/api/nodes/{id}/topics/{topic}/publish",
+            "/api/nodes/{id}/events",
+            "/api/nodes/{id}/metrics",
         ] {
             assert!(paths.iter().any(|q| q.as_str() == p), "{p} missing");
         }
