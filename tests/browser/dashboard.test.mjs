@@ -12,6 +12,7 @@
 
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { createWriteStream, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -72,9 +73,10 @@ async function until(what, fn, timeout = UI_TIMEOUT, interval = 200) {
 // ------------------------------------------------------------------ hosts
 
 class Host {
-  constructor(name, dataDir) {
+  constructor(name, dataDir, token = null) {
     this.name = name;
     this.dataDir = dataDir;
+    this.token = token;
     this.logPath = path.join(work, `${name}.log`);
     this.child = null;
     this.api = null;
@@ -85,7 +87,7 @@ class Host {
     const log = createWriteStream(this.logPath, { flags: 'a' });
     const child = spawn(HIVE, ['up', '--http', http, '--data-dir', this.dataDir, '--no-mdns', '--listen', listen, '--daemon-bin', DAEMON], {
       stdio: ['ignore', 'pipe', 'pipe'],
-      env: { ...process.env, RUST_LOG: process.env.RUST_LOG || 'info' },
+      env: { ...process.env, RUST_LOG: process.env.RUST_LOG || 'info', ...(this.token ? { HIVE_API_TOKEN: this.token } : {}) },
     });
     this.child = child;
     children.add(child);
@@ -143,7 +145,13 @@ class Host {
     clearTimeout(timer);
   }
 
+  /** The dashboard's address (with the token, as a user would open it). */
+  get page() {
+    return `${this.api}/${this.token ? `?token=${encodeURIComponent(this.token)}` : ''}`;
+  }
+
   async req(method, p, body, headers = {}) {
+    if (this.token) headers = { ...headers, Authorization: `Bearer ${this.token}` };
     const res = await fetch(this.api + p, { method, body, headers });
     const text = await res.text();
     if (!res.ok) throw new Error(`${this.name}: ${method} ${p}: ${res.status} ${text}`);
@@ -232,7 +240,8 @@ async function noHorizontalOverflow(page, width) {
 async function main() {
   mkdirSync(SHOTS, { recursive: true });
   const a = new Host('host-a', path.join(work, 'a'));
-  const b = new Host('host-b', path.join(work, 'b'));
+  // B requires an API token: its page gets it as ?token= and must send it.
+  const b = new Host('host-b', path.join(work, 'b'), randomBytes(16).toString('hex'));
   let browser;
   let failed = false;
   const pages = {};
@@ -240,7 +249,8 @@ async function main() {
   try {
     await step('start two hosts', async () => {
       await Promise.all([a.start(), b.start()]);
-      note(`  A ${a.api}  B ${b.api}`);
+      note(`  A ${a.api}  B ${b.api} (API token required)`);
+      assert.equal((await fetch(`${b.api}/api/status`)).status, 401, 'B refuses requests without its token');
     });
 
     const stA = await a.get('/api/status');
@@ -281,7 +291,7 @@ async function main() {
         page.on('console', (m) => {
           if (m.type() === 'error' && !/Failed to load resource|WebSocket connection/.test(m.text())) note(`  console(${name}): ${m.text()}`);
         });
-        await page.goto(`${host.api}/`);
+        await page.goto(host.page);
         await page.locator('body[data-ready="true"]').waitFor({ timeout: UI_TIMEOUT });
         pages[name] = page;
       }
@@ -366,7 +376,7 @@ async function main() {
     });
 
     await step('nodes section', async () => {
-      const res = await fetch(`${a.api}/api/nodes`);
+      const res = await fetch(`${a.api}/api/nodes`); // A has no token
       await pa.locator('[data-testid="node"]').first().waitFor({ timeout: UI_TIMEOUT });
       if (res.status === 404) {
         assert.ok(await pa.locator('#nodes-actions').isHidden(), 'no spawn controls without /api/nodes');

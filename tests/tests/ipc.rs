@@ -484,3 +484,80 @@ async fn dht_provide_find_providers_and_find_peer() {
     let r = response(&mut wc).await;
     assert!(r.get("error").is_none(), "{r}");
 }
+
+/// A daemon without a host reproduces by itself: `reproduce` starts children
+/// of its own binary that join its network, and they die with it (even by
+/// `kill -9`). Its metrics op returns libp2p's families. (REQ-REPRO-5)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_daemon_on_its_own_supervises_its_children() {
+    let (dir, mut d) = daemon().await;
+    let mut ws = authed(&d).await;
+    send(
+        &mut ws,
+        json!({"type": "request", "id": 1, "op": "reproduce", "args": {"count": 2}}),
+    )
+    .await;
+    let r = response(&mut ws).await;
+    assert_eq!(r["result"]["delegated"], false, "{r}");
+    let children = r["result"]["children"].as_array().unwrap().clone();
+    assert_eq!(children.len(), 2);
+    let mut pids = Vec::new();
+    for child in &children {
+        assert!(child["data_dir"]
+            .as_str()
+            .unwrap()
+            .starts_with(&dir.path().display().to_string()));
+        assert_ne!(child["peer_id"], d.peer_id().as_str());
+        pids.push(child["pid"].as_i64().unwrap() as i32);
+    }
+    // The children join through their parent.
+    let mut joined = Err(());
+    for attempt in 0..300 {
+        send(
+            &mut ws,
+            json!({"type": "request", "id": 100 + attempt, "op": "peers"}),
+        )
+        .await;
+        let r = response(&mut ws).await;
+        if r["result"]["peers"]
+            .as_array()
+            .is_some_and(|p| p.len() >= 2)
+        {
+            joined = Ok(());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(joined.is_ok(), "children did not connect");
+
+    // Bad counts are refused; limits hold.
+    send(
+        &mut ws,
+        json!({"type": "request", "id": 3, "op": "reproduce", "args": {"count": 0}}),
+    )
+    .await;
+    let r = response(&mut ws).await;
+    assert_eq!(r["error"]["code"], "bad_args", "{r}");
+
+    send(
+        &mut ws,
+        json!({"type": "request", "id": 4, "op": "metrics"}),
+    )
+    .await;
+    let r = response(&mut ws).await;
+    let text = r["result"]["text"].as_str().unwrap();
+    assert!(text.contains("libp2p_swarm_connections"), "{text}");
+    assert!(text.trim_end().ends_with("# EOF"));
+
+    // The parent dies hard: its children follow.
+    let parent = d.child.id().unwrap() as i32;
+    hive_tests::signal(parent, libc::SIGKILL);
+    let _ = d.child.wait().await;
+    let gone = hive_tests::wait_for("children to exit with their parent", || async {
+        pids.iter()
+            .all(|p| !hive_tests::pid_alive(*p))
+            .then_some(())
+    })
+    .await;
+    assert!(gone.is_ok(), "a child outlived its parent");
+}

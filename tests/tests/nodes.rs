@@ -69,6 +69,25 @@ async fn twenty_nodes_join_one_network_and_all_receive_a_message() -> Result<()>
     }
     let all = nodes(&host).await?;
     assert_eq!(all.len(), 21);
+    // `hive nodes` draws the same hive as a tree: n0 with 20 children.
+    let out = std::process::Command::new(hive_tests::hive_bin())
+        .args(["--api", &host.api, "nodes"])
+        .output()?;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let tree = String::from_utf8(out.stdout)?;
+    let lines: Vec<&str> = tree.lines().collect();
+    assert_eq!(lines.len(), 21, "{tree}");
+    assert!(lines[0].starts_with("n0 running"), "{tree}");
+    assert!(
+        lines[1..]
+            .iter()
+            .all(|l| l.starts_with("├─ n") || l.starts_with("└─ n")),
+        "{tree}"
+    );
     assert_eq!(all[0]["id"], "n0");
     assert_eq!(all[0]["parent"], Value::Null);
     assert_eq!(all[0]["generation"], 0);
@@ -212,11 +231,16 @@ async fn nodes_reproduce_restart_stop_and_come_back() -> Result<()> {
         let n = node(&host, id).await?;
         pids.push(n["pid"].as_i64().context("no pid")? as i32);
     }
-    let r = reqwest::Client::new()
-        .delete(host.url(&format!("/api/nodes/{child}")))
-        .send()
-        .await?;
-    assert_eq!(r.status(), 200);
+    let out = std::process::Command::new(hive_tests::hive_bin())
+        .args(["--api", &host.api, "stop-node", &child])
+        .output()?;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stopped: Value = serde_json::from_slice(&out.stdout)?;
+    assert_eq!(stopped["stopped"], json!([grandchild_id, child]));
     let remaining: Vec<String> = nodes(&host)
         .await?
         .iter()

@@ -49,6 +49,26 @@ pub enum Command {
     Up(UpArgs),
     /// Show the host's status (pretty JSON).
     Status,
+    /// Start child nodes that join the network through their parent.
+    Spawn {
+        /// Parent node id [default: the first node, n0].
+        #[arg(long)]
+        parent: Option<String>,
+        /// How many children (1 to 64).
+        #[arg(long, default_value_t = 1)]
+        count: u32,
+    },
+    /// Show the host's nodes as a tree, with state, peers and tension.
+    Nodes {
+        /// Print the raw JSON list instead.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Stop a node and every node below it, and forget them.
+    StopNode {
+        /// Node id, as `hive nodes` shows it.
+        id: String,
+    },
     /// List connected peers.
     Peers,
     /// Dial a multiaddr.

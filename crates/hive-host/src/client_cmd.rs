@@ -22,7 +22,18 @@ impl Api {
         if !base.starts_with("http://") && !base.starts_with("https://") {
             bail!("--api must be an http:// URL, got {base:?}");
         }
+        // A host started with an API token wants it on every request.
+        let mut headers = reqwest::header::HeaderMap::new();
+        if let Some(token) = std::env::var("HIVE_API_TOKEN")
+            .ok()
+            .filter(|t| !t.trim().is_empty())
+        {
+            let value = reqwest::header::HeaderValue::from_str(&format!("Bearer {}", token.trim()))
+                .context("HIVE_API_TOKEN is not a valid header value")?;
+            headers.insert(reqwest::header::AUTHORIZATION, value);
+        }
         let http = reqwest::Client::builder()
+            .default_headers(headers)
             .build()
             .context("cannot build the HTTP client")?;
         Ok(Api { base, http })
@@ -102,6 +113,32 @@ pub async fn run(command: Command, api: &str) -> anyhow::Result<()> {
         Command::Up(_) => bail!("`up` is not a client command"),
         Command::Status => print_pretty(&api.get("/api/status").await?),
         Command::Peers => print_pretty(&api.get("/api/peers").await?),
+        Command::Spawn { parent, count } => {
+            let body = serde_json::json!({ "parent": parent, "count": count });
+            eprintln!("starting {count} node(s); this returns once each is running");
+            let nodes = api.post_json("/api/nodes", &body).await?;
+            print!(
+                "{}",
+                render_tree(nodes.as_array().map(Vec::as_slice).unwrap_or(&[]), true)
+            );
+            Ok(())
+        }
+        Command::Nodes { json } => {
+            let nodes = api.get("/api/nodes").await?;
+            if json {
+                print_pretty(&nodes)
+            } else {
+                print!(
+                    "{}",
+                    render_tree(nodes.as_array().map(Vec::as_slice).unwrap_or(&[]), false)
+                );
+                Ok(())
+            }
+        }
+        Command::StopNode { id } => {
+            let path = format!("/api/nodes/{}", encode_segment(&id));
+            print_line(&api.call(api.http.delete(api.url(&path))).await?)
+        }
         Command::Dial { addr } => {
             let body = serde_json::json!({ "addr": addr });
             print_line(&api.post_json("/api/dial", &body).await?)
@@ -184,6 +221,61 @@ async fn subscribe(api: &Api, topic: &str, count: Option<u64>) -> anyhow::Result
     bail!("the host closed the event stream")
 }
 
+/// Nodes as an indented tree: each under its parent, in the host's order.
+/// `flat` lists them without nesting (a spawn result holds no parents).
+fn render_tree(nodes: &[Value], flat: bool) -> String {
+    fn line(node: &Value) -> String {
+        let s = |k: &str| {
+            node.get(k)
+                .and_then(Value::as_str)
+                .unwrap_or("?")
+                .to_owned()
+        };
+        let peers = node.get("peers").and_then(Value::as_u64).unwrap_or(0);
+        let tension = node.get("tension").and_then(Value::as_f64).unwrap_or(0.0);
+        let pid = node
+            .get("pid")
+            .and_then(Value::as_u64)
+            .map(|p| p.to_string())
+            .unwrap_or_else(|| "-".into());
+        format!(
+            "{} {} peers={peers} τ={tension:.2} pid={pid} {}",
+            s("id"),
+            s("state"),
+            s("peer_id")
+        )
+    }
+    fn walk(nodes: &[Value], parent: Option<&str>, prefix: &str, out: &mut String) {
+        let children: Vec<&Value> = nodes
+            .iter()
+            .filter(|n| n.get("parent").and_then(Value::as_str) == parent)
+            .collect();
+        for (i, child) in children.iter().enumerate() {
+            let last = i + 1 == children.len();
+            let (branch, next) = match parent {
+                None => ("", String::new()),
+                Some(_) if last => ("└─ ", format!("{prefix}   ")),
+                Some(_) => ("├─ ", format!("{prefix}│  ")),
+            };
+            out.push_str(&format!("{prefix}{branch}{}\n", line(child)));
+            let id = child.get("id").and_then(Value::as_str);
+            if id.is_some() {
+                walk(nodes, id, &next, out);
+            }
+        }
+    }
+    let mut out = String::new();
+    if flat {
+        for node in nodes {
+            out.push_str(&line(node));
+            out.push('\n');
+        }
+    } else {
+        walk(nodes, None, "", &mut out);
+    }
+    out
+}
+
 async fn message_or_stdin(message: Option<String>) -> anyhow::Result<Vec<u8>> {
     match message {
         Some(m) => Ok(m.into_bytes()),
@@ -234,6 +326,24 @@ mod tests {
         assert_eq!(encode_segment("chat"), "chat");
         assert_eq!(encode_segment("a/b c"), "a%2Fb%20c");
         assert_eq!(encode_segment("é"), "%C3%A9");
+    }
+
+    #[test]
+    fn nodes_render_as_a_tree() {
+        let nodes = serde_json::json!([
+            {"id": "n0", "parent": null, "state": "running", "peers": 2, "tension": 0.0, "pid": 10, "peer_id": "A"},
+            {"id": "n1", "parent": "n0", "state": "running", "peers": 1, "tension": 0.25, "pid": 11, "peer_id": "B"},
+            {"id": "n2", "parent": "n1", "state": "restarting", "peers": 0, "tension": 1.0, "pid": null, "peer_id": "C"},
+            {"id": "n3", "parent": "n0", "state": "running", "peers": 1, "tension": 0.0, "pid": 13, "peer_id": "D"}
+        ]);
+        let text = render_tree(nodes.as_array().unwrap(), false);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 4);
+        assert!(lines[0].starts_with("n0 running peers=2"));
+        assert!(lines[1].starts_with("├─ n1 running"));
+        assert!(lines[2].starts_with("│  └─ n2 restarting"), "{text}");
+        assert!(lines[2].contains("pid=-"));
+        assert!(lines[3].starts_with("└─ n3 running"));
     }
 
     #[test]
