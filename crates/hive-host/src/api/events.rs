@@ -7,7 +7,6 @@
 //! behind gets `{"type": "lagged", "missed": n}` instead of the lost events.
 
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
-use axum::extract::Query;
 use axum::response::Response;
 use axum::Json;
 use hive_proto::{Bytes, Event};
@@ -15,7 +14,7 @@ use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use tokio::sync::broadcast;
 
-use super::{ApiError, AppState, Scoped};
+use super::{ApiError, AppState, Query, Scoped};
 use crate::store::InRow;
 use crate::supervisor::{DaemonSnapshot, HostEvent};
 

@@ -153,6 +153,12 @@ impl AppState {
 #[from_request(via(axum::Json), rejection(ApiError))]
 struct JsonBody<T>(T);
 
+/// `axum::extract::Query` whose rejections are [`ApiError`]s (a bad query
+/// string gets the same JSON error body as any other bad input).
+#[derive(FromRequestParts)]
+#[from_request(via(axum::extract::Query), rejection(ApiError))]
+struct Query<T>(T);
+
 /// `axum::extract::Path` whose rejections are [`ApiError`]s.
 #[derive(FromRequestParts)]
 #[from_request(via(axum::extract::Path), rejection(ApiError))]

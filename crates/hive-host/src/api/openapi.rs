@@ -182,7 +182,7 @@ fn messages() {}
 
 #[utoipa::path(get, path = "/api/outbox", tag = "history",
     params(("limit" = Option<u64>, Query)),
-    responses((status = 200, body = Outbox)))]
+    responses((status = 200, body = Outbox), (status = 400, body = ErrorResponse)))]
 #[allow(dead_code)]
 fn outbox() {}
 
@@ -201,7 +201,8 @@ fn events() {}
 fn healthz() {}
 
 #[utoipa::path(get, path = "/metrics", tag = "operations",
-    responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
+    responses((status = 200, description = "OpenMetrics text: the host's families, then the daemon's libp2p ones",
+               content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8")))]
 #[allow(dead_code)]
 fn metrics() {}
 

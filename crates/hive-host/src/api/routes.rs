@@ -285,7 +285,7 @@ pub struct SendQuery {
 pub async fn send(
     Scoped(state): Scoped,
     Path(peer_id): Path<String>,
-    axum::extract::Query(q): axum::extract::Query<SendQuery>,
+    super::Query(q): super::Query<SendQuery>,
     headers: axum::http::HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
@@ -358,7 +358,7 @@ pub struct OutboxBody {
 /// Messages accepted and not yet acknowledged, oldest first.
 pub async fn outbox(
     Scoped(state): Scoped,
-    axum::extract::Query(q): axum::extract::Query<OutboxQuery>,
+    super::Query(q): super::Query<OutboxQuery>,
 ) -> Result<Json<OutboxBody>, ApiError> {
     let limit = q.limit.unwrap_or(100).min(1000);
     let store = state.outbox.store();
