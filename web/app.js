@@ -192,6 +192,8 @@
       throw new ApiError(0, 'cannot reach the host');
     }
     setHostUp(true);
+    if (res.status === 401) $('auth-banner').hidden = false;
+    else if (res.ok) $('auth-banner').hidden = true;
     const text = await res.text();
     let data = null;
     try {
@@ -319,7 +321,7 @@
           : [h('li', { class: 'muted', text: 'not listening' })]),
       );
     }
-    if (daemonFresh) applyDaemon(st.daemon || {}, 'status');
+    if (daemonFresh) applyDaemon(st.daemon || {});
     setText('node-peers', st.peers);
     setText('node-topics', (st.topics || []).length);
     setText('host-version', st.version);
@@ -331,7 +333,7 @@
     renderTopics();
   }
 
-  function applyDaemon(d, source) {
+  function applyDaemon(d) {
     const state = d.state || 'unknown';
     const prev = S.daemon;
     const pid = d.pid === undefined ? prev.pid : d.pid;
@@ -375,7 +377,6 @@
     setText('daemon-pill-text', `daemon ${state}`);
     renderUptime();
     setBanner(state);
-    void source;
   }
 
   function renderUptime() {
@@ -531,6 +532,13 @@
     renderPeers();
   }
 
+  /** The id of this host's node with that peer id (n1, n2, …), if any. */
+  function hiveNode(peerId) {
+    const list = S.nodes.list;
+    const node = list && list.find((n) => n.peer_id === peerId);
+    return node ? String(node.id) : null;
+  }
+
   function connectedCell(td, p) {
     td.title = p._since ? `since ${new Date(p._since).toLocaleString()}` : '';
     td.replaceChildren(...(p._since
@@ -544,7 +552,7 @@
     setText('peers-count', peers.length);
     $('peers-empty').hidden = peers.length > 0;
     const body = $('peers-body');
-    const key = JSON.stringify(peers.map((p) => [p.peer_id, p.addrs]));
+    const key = JSON.stringify(peers.map((p) => [p.peer_id, p.addrs, hiveNode(p.peer_id)]));
     if (key !== rowsKey) {
       // Rebuilt only when peers or addresses change, so that buttons under
       // the pointer do not flicker on every refresh.
@@ -553,7 +561,8 @@
         const addrs = p.addrs || [];
         return h('tr', { 'data-testid': 'peer-row', 'data-peer-id': p.peer_id },
           h('td', { class: 'peer-cell', 'data-label': 'Peer' },
-            h('div', { class: 'copyrow' }, h('code', { class: 'mono break', title: p.peer_id, text: p.peer_id }), copyButton(p.peer_id, 'peer id'))),
+            h('div', { class: 'copyrow' }, h('code', { class: 'mono break', title: p.peer_id, text: p.peer_id }), copyButton(p.peer_id, 'peer id')),
+            hiveNode(p.peer_id) ? h('span', { class: 'badge self', title: 'a node of this host', text: `node ${hiveNode(p.peer_id)}` }) : null),
           h('td', { 'data-label': 'Addresses' }, addrs.length ? addrs.map((a) => h('code', { class: 'mono addr break', text: a })) : h('span', { class: 'muted', text: '—' })),
           h('td', { class: 'num', 'data-label': 'Latency' }, h('span', { class: 'rtt', 'data-testid': 'peer-rtt' })),
           h('td', { class: 'since', 'data-label': 'Connected' }));
@@ -566,7 +575,7 @@
       rtt.textContent = fmtRtt(p.rtt_ms);
       connectedCell(row.querySelector('.since'), p);
     });
-    const graphKey = JSON.stringify(peers.map((p) => [p.peer_id, p.rtt_ms && Math.round(p.rtt_ms)]));
+    const graphKey = JSON.stringify(peers.map((p) => [p.peer_id, p.rtt_ms && Math.round(p.rtt_ms), hiveNode(p.peer_id)]));
     if (graphKey !== S.peersKey) {
       S.peersKey = graphKey;
       renderGraph(peers);
@@ -594,9 +603,11 @@
     peers.forEach((p, i) => {
       const [px, py] = pos[i];
       const below = py >= 0;
-      kids.push(h('g', { class: 'gnode peer', 'data-peer-id': p.peer_id },
+      const own = hiveNode(p.peer_id);
+      kids.push(h('g', { class: `gnode peer${own ? ' own' : ''}`, 'data-peer-id': p.peer_id },
         h('title', { text: `${p.peer_id}\n${(p.addrs || []).join('\n')}\nlatency ${fmtRtt(p.rtt_ms)}` }),
         h('circle', { cx: px, cy: py, r, class: `rtt-${rttClass(p.rtt_ms)}` }),
+        own && r >= 13 ? h('text', { x: px, y: py + 4, 'text-anchor': 'middle', class: 'own-label', text: own }) : null,
         n <= 16 ? h('text', { x: px, y: below ? py + r + 13 : py - r - 6, 'text-anchor': 'middle', class: 'node-label', text: shortId(p.peer_id) }) : null));
     });
     kids.push(h('g', { class: 'gnode self' },
@@ -660,7 +671,7 @@
       const el = h('ol', { class: 'feed', 'data-testid': 'feed', 'data-topic': topic, 'aria-label': `messages on ${topic}`, hidden: true },
         h('li', { class: 'feed-empty muted', text: 'No messages yet.' }));
       $('topic-feeds').append(el);
-      feed = { el, count: 0, unread: 0 };
+      feed = { el, unread: 0 };
       S.feeds.set(topic, feed);
     }
     if (!S.topics.has(topic)) S.topics.set(topic, { subscribed: false, peers: null });
@@ -808,7 +819,6 @@
       from: f.from, text: f.text, data: f.data, id: f.id, time: f.received_ms || Date.now(), cursor: f.cursor, testid: 'feed-item',
     });
     insertItem(feed.el, li, f.cursor, live);
-    feed.count++;
     while (feed.el.children.length > FEED_MAX) feed.el.lastChild.remove();
     if (live && f.topic !== S.activeTopic) feed.unread++;
     renderTopics();
@@ -891,6 +901,7 @@
   function trimDm() {
     const list = $('dm-list');
     while (list.children.length > FEED_MAX) list.lastChild.remove();
+    for (const [id, li] of S.outgoing) if (!li.isConnected) S.outgoing.delete(id);
     $('dm-empty').hidden = list.children.length > 0;
   }
 
@@ -962,6 +973,7 @@
       }
     }
     renderNodes();
+    renderPeers();
   }
 
   function renderNodes() {
@@ -1012,32 +1024,40 @@
             h('div', { class: 'bar small-bar' }, h('div', { class: 'bar-fill', style: `width:${((tau || 0) * 100).toFixed(0)}%` })),
             h('span', { class: 'mono', text: tau === null ? '—' : tau.toFixed(2) })),
           n.api ? h('div', { class: 'node-actions' },
-            h('button', { type: 'button', class: 'ghost small-btn', 'data-testid': 'node-spawn', title: 'spawn child nodes under this one', onclick: () => spawnNodes(node.id) }, '+ spawn'),
-            !isRoot ? h('button', { type: 'button', class: 'ghost small-btn danger', 'data-testid': 'node-stop', onclick: () => stopNode(node.id) }, 'stop') : null) : null),
+            h('button', { type: 'button', class: 'ghost small-btn', 'data-testid': 'node-spawn', title: 'spawn child nodes under this one', onclick: (ev) => spawnNodes(node.id, ev.currentTarget) }, '+ spawn'),
+            !isRoot ? h('button', { type: 'button', class: 'ghost small-btn danger', 'data-testid': 'node-stop', title: 'stop this node and the nodes below it', onclick: (ev) => stopNode(node.id, ev.currentTarget) }, 'stop') : null) : null),
         kids.length ? h('ul', { class: 'tree' }, kids.map(item)) : null);
     };
     $('nodes-tree').replaceChildren(...roots.map(item));
   }
 
-  async function spawnNodes(parent) {
-    const count = Math.max(1, Math.min(32, parseInt($('spawn-count').value, 10) || 1));
+  async function spawnNodes(parent, button) {
+    const count = Math.max(1, Math.min(64, parseInt($('spawn-count').value, 10) || 1));
+    if (button) button.disabled = true;
+    log('info', `Spawning ${plural(count, 'node')} under ${parent}…`);
     try {
-      await api('/api/nodes', { method: 'POST', body: JSON.stringify({ parent, count }), headers: { 'Content-Type': 'application/json' } });
-      log('ok', `Spawning ${plural(count, 'node')} under ${parent}`);
+      const made = await api('/api/nodes', { method: 'POST', body: JSON.stringify({ parent, count }), headers: { 'Content-Type': 'application/json' } });
+      const ids = Array.isArray(made) ? made.map((x) => x.id).join(', ') : '';
+      log('ok', `Spawned ${ids || plural(count, 'node')} under ${parent}`);
     } catch (e) {
-      log('err', `Spawn failed: ${e.message}`);
+      log('err', `Spawn under ${parent} failed: ${e.message}`);
+    } finally {
+      if (button) button.disabled = false;
     }
-    soon('nodes', refreshNodes, 50);
+    soon('nodes', refreshNodes, 0);
   }
 
-  async function stopNode(id) {
+  async function stopNode(id, button) {
+    if (button) button.disabled = true;
     try {
-      await api(`/api/nodes/${encodeURIComponent(id)}`, { method: 'DELETE' });
-      log('info', `Stopping node ${id}`);
+      const res = await api(`/api/nodes/${encodeURIComponent(id)}`, { method: 'DELETE' });
+      const stopped = res && Array.isArray(res.stopped) ? res.stopped.join(', ') : id;
+      log('info', `Stopped ${stopped}`);
     } catch (e) {
-      log('err', `Stop failed: ${e.message}`);
+      log('err', `Stopping ${id} failed: ${e.message}`);
+      if (button) button.disabled = false;
     }
-    soon('nodes', refreshNodes, 50);
+    soon('nodes', refreshNodes, 0);
   }
 
   // ------------------------------------------------------------ events
@@ -1189,7 +1209,7 @@
     switch (f.type) {
       case 'daemon':
         S.daemonSeq++;
-        applyDaemon({ state: f.state, pid: f.pid, restarts: f.restarts }, 'events');
+        applyDaemon({ state: f.state, pid: f.pid, restarts: f.restarts });
         break;
       case 'peer_connected':
         log('ok', `Peer connected ${shortId(f.peer_id, 8)}${f.addr ? ` via ${f.addr}` : ''}`);

@@ -296,6 +296,11 @@ async function main() {
         pages[name] = page;
       }
       const { a: pa, b: pb } = pages;
+      // Without its token, B's page says what is missing.
+      const bare = await ctx.newPage();
+      await bare.goto(`${b.api}/`);
+      await bare.locator('#auth-banner').waitFor({ timeout: UI_TIMEOUT });
+      await bare.close();
       assert.equal((await pa.textContent('#node-peer-id')).trim(), idA);
       assert.equal((await pb.textContent('#node-peer-id')).trim(), idB);
       for (const page of [pa, pb]) {
@@ -350,6 +355,13 @@ async function main() {
       assert.equal(await item.getAttribute('data-kind'), 'binary');
       assert.equal((await item.locator('[data-testid="msg-body"]').textContent()).trim(), hex);
       assert.match(await item.textContent(), /9 bytes/);
+      // And typed as hex in A's page.
+      await pa.check('#publish-hex');
+      await publishInUi(pa, 'de ad be ef 00');
+      await pa.uncheck('#publish-hex');
+      const typed = feedItems(pb, TOPIC).filter({ hasText: 'de ad be ef 00' }).first();
+      await typed.waitFor({ timeout: DELIVERY_TIMEOUT });
+      assert.equal(await typed.getAttribute('data-kind'), 'binary');
     });
 
     const dm = `psst, B: ${Math.random().toString(36).slice(2)}`;
@@ -386,7 +398,27 @@ async function main() {
         const nodes = await res.json();
         const count = Array.isArray(nodes) ? nodes.length : 0;
         await until('every node in the tree', async () => (await pa.locator('[data-testid="node"]').count()) === count, UI_TIMEOUT);
-        note(`  /api/nodes lists ${count} node(s)`);
+        note(`  /api/nodes lists ${count} node(s); spawning two under the first through the page, then stopping one`);
+        const root = nodes.find((n) => n.parent === null || n.parent === undefined);
+        await pa.fill('#spawn-count', '2');
+        await pa.locator(`[data-testid="node"][data-node-id="${root.id}"] [data-testid="node-spawn"]`).first().click();
+        const kids = await until('two spawned children in /api/nodes', async () => {
+          const now = await a.get('/api/nodes');
+          const fresh = now.filter((n) => n.parent === root.id && !nodes.some((o) => o.id === n.id));
+          return fresh.length >= 2 ? fresh : null;
+        }, DELIVERY_TIMEOUT, 500);
+        const item = (id) => pa.locator(`[data-testid="node"][data-node-id="${root.id}"] [data-testid="node"][data-node-id="${id}"]`);
+        for (const kid of kids) {
+          await item(kid.id).waitFor({ timeout: UI_TIMEOUT });
+          await pa.locator(`[data-testid="node"][data-node-id="${kid.id}"][data-state="running"]`).waitFor({ timeout: DELIVERY_TIMEOUT });
+        }
+        const [gone, kept] = kids;
+        await item(gone.id).locator('[data-testid="node-stop"]').first().click();
+        await item(gone.id).waitFor({ state: 'detached', timeout: DELIVERY_TIMEOUT });
+        const after = await a.get('/api/nodes');
+        assert.ok(!after.some((n) => n.id === gone.id), 'the stopped child is gone from /api/nodes');
+        assert.ok(after.some((n) => n.id === kept.id), 'its sibling still runs');
+        assert.ok(await item(kept.id).isVisible(), 'its sibling is still in the tree');
       }
     });
 

@@ -7,9 +7,10 @@ WebSocket and keeps it alive. No trio, no second event loop in your process.
 from .daemon import Daemon, DirectInbox, Subscription
 from .errors import CallTimeout, DaemonError, DaemonGone, DaemonStartError, HiveError, HostError
 from .host import HostClient
-from .types import DirectMessage, Message, PeerInfo
+from .types import ChildNode, DirectMessage, Message, PeerInfo
 
 __all__ = [
+    "ChildNode",
     "Daemon",
     "HostClient",
     "Subscription",

@@ -20,7 +20,7 @@ from typing import Any, Dict, List, Optional, Sequence, Set
 
 from ._ipc import IpcConnection, b64, unb64
 from .errors import DaemonError, DaemonGone, DaemonStartError
-from .types import DirectMessage, Message, PeerInfo
+from .types import ChildNode, DirectMessage, Message, PeerInfo
 
 # Queue bound per subscriber: a consumer this far behind loses the oldest
 # messages (counted in `dropped`) rather than growing memory without limit.
@@ -415,6 +415,29 @@ class Daemon:
     async def get_record(self, key: bytes) -> bytes:
         result = await self._call("get_record", {"key": b64(key)})
         return unb64(str(result["value"]))
+
+    async def reproduce(self, count: int = 1, timeout: float = 60.0) -> List[ChildNode]:
+        """Start ``count`` child nodes that join this node's network.
+
+        The daemon starts and supervises them itself (each with its own
+        identity under ``<data_dir>/children/<n>``); they stop when it stops
+        and never outlive it. Returns once every child is running.
+        """
+        result = await self._call("reproduce", {"count": count}, timeout=timeout)
+        return [
+            ChildNode(
+                peer_id=str(c["peer_id"]),
+                pid=c.get("pid"),
+                data_dir=str(c["data_dir"]),
+                listen_addrs=[str(a) for a in c["listen_addrs"]],
+            )
+            for c in result["children"]
+        ]
+
+    async def metrics(self) -> str:
+        """The node's libp2p metrics as OpenMetrics text."""
+        result = await self._call("metrics")
+        return str(result["text"])
 
 
 def _has_loop() -> bool:

@@ -30,3 +30,13 @@ class PeerInfo:
     peer_id: str
     addrs: List[str] = field(default_factory=list)
     rtt_ms: Optional[float] = None
+
+
+@dataclass(frozen=True)
+class ChildNode:
+    """A node this daemon started with :meth:`Daemon.reproduce`."""
+
+    peer_id: str
+    pid: Optional[int]
+    data_dir: str
+    listen_addrs: List[str] = field(default_factory=list)

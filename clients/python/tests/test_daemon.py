@@ -129,3 +129,37 @@ async def test_bad_input_raises_clear_errors_and_the_loop_stays_healthy(binary: 
         assert (await d.status())["peer_id"] == d.peer_id
     # The loop is fine too.
     await asyncio.sleep(0)
+
+
+async def test_reproduce_starts_children_that_join_and_die_with_the_daemon(binary: str, tmp_path) -> None:
+    """A daemon under Python (no host) reproduces by itself: its children
+    join its network, and none outlives it."""
+    async with Daemon(binary=binary, listen=LOOPBACK, mdns=False, data_dir=str(tmp_path / "d")) as d:
+        children = await d.reproduce(2)
+        assert len(children) == 2
+        assert all(c.data_dir.startswith(str(tmp_path)) for c in children)
+        assert len({c.peer_id for c in children} | {d.peer_id}) == 3
+
+        async def joined() -> None:
+            while len(await d.peers()) < 2:
+                await asyncio.sleep(0.1)
+
+        await asyncio.wait_for(joined(), 30)
+        assert "libp2p_swarm_connections" in await d.metrics()
+        pids = [c.pid for c in children if c.pid]
+        assert len(pids) == 2
+
+    def alive(pid: int) -> bool:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                state = f.read().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            return False
+        return state not in ("Z", "X")
+
+    for _ in range(100):
+        if not any(alive(pid) for pid in pids):
+            break
+        await asyncio.sleep(0.1)
+    else:
+        raise AssertionError(f"children {pids} outlived their daemon")
