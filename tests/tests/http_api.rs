@@ -13,6 +13,12 @@ async fn status_health_metrics_and_errors() -> anyhow::Result<()> {
     assert_eq!(st["daemon"]["state"], "running");
     assert!(st["daemon"]["pid"].as_i64().is_some());
     assert_eq!(st["daemon"]["restarts"], 0);
+    assert!(
+        st["daemon"]["uptime_secs"]
+            .as_f64()
+            .is_some_and(|u| u >= 0.0),
+        "{st}"
+    );
     assert_eq!(st["peers"], 0);
     let tension = st["tension"].as_f64().unwrap();
     assert!((0.0..=1.0).contains(&tension), "{tension}");

@@ -124,6 +124,9 @@ async fn host_restart_on_same_data_dir_keeps_peer_id() -> anyhow::Result<()> {
     let mut host = Host::start(HostOpts::default()).await?;
     host.wait_healthy().await?;
     let first = host.peer_id().await?;
+    host.subscribe("kept").await?;
+    host.subscribe("dropped").await?;
+    host.post("/api/topics/dropped/unsubscribe", vec![]).await?;
     host.terminate().await?;
     let dir = tempfile::TempDir::new()?;
     // Move the data dir out of the old host so it can be reused.
@@ -132,6 +135,18 @@ async fn host_restart_on_same_data_dir_keeps_peer_id() -> anyhow::Result<()> {
     let again = Host::start_in(HostOpts::default(), data).await?;
     again.wait_healthy().await?;
     assert_eq!(again.peer_id().await?, first);
+    // Subscriptions outlive the host too; the new daemon has them.
+    let topics = wait_for("the subscription restored", || async {
+        let topics = again.get("/api/topics").await.ok()?;
+        let names: Vec<String> = topics
+            .as_array()?
+            .iter()
+            .filter_map(|t| t["topic"].as_str().map(str::to_owned))
+            .collect();
+        names.contains(&"kept".to_owned()).then_some(names)
+    })
+    .await?;
+    assert!(!topics.contains(&"dropped".to_owned()), "{topics:?}");
     Ok(())
 }
 

@@ -155,7 +155,8 @@ impl Store {
                 received_ms INTEGER NOT NULL,
                 UNIQUE(kind, peer, id)
             );
-            CREATE INDEX IF NOT EXISTS inbox_topic ON inbox(topic, cursor);",
+            CREATE INDEX IF NOT EXISTS inbox_topic ON inbox(topic, cursor);
+            CREATE TABLE IF NOT EXISTS topics (topic TEXT PRIMARY KEY);",
         )?;
         // The WAL and shared-memory files inherit nothing: tighten them too.
         for suffix in ["-wal", "-shm"] {
@@ -189,6 +190,30 @@ impl Store {
         .await
         .map_err(|e| StoreError::Join(e.to_string()))?
         .map_err(StoreError::from)
+    }
+
+    /// Topics the API subscribed, kept so that a restarted host subscribes
+    /// its new daemon to them again. Read once, at start-up.
+    pub fn wanted_topics(&self) -> Result<Vec<String>, StoreError> {
+        let conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        let mut stmt = conn.prepare("SELECT topic FROM topics ORDER BY topic")?;
+        let topics = stmt
+            .query_map([], |r| r.get::<_, String>(0))?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(topics)
+    }
+
+    /// Remember (or forget) a subscription across host restarts.
+    pub async fn set_topic_wanted(&self, topic: String, wanted: bool) -> Result<(), StoreError> {
+        self.call(move |c| {
+            if wanted {
+                c.execute("INSERT OR IGNORE INTO topics (topic) VALUES (?1)", [&topic])?;
+            } else {
+                c.execute("DELETE FROM topics WHERE topic = ?1", [&topic])?;
+            }
+            Ok(())
+        })
+        .await
     }
 
     /// The newest inbox cursor.

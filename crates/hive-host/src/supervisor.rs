@@ -62,6 +62,10 @@ pub struct DaemonSnapshot {
     pub state: DaemonState,
     pub pid: Option<u32>,
     pub restarts: u64,
+    /// Seconds since the current daemon became ready (absent when it is
+    /// not running).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub uptime_secs: Option<f64>,
 }
 
 /// What the host broadcasts to its own subscribers.
@@ -126,8 +130,16 @@ struct Status {
     daemon_version: Option<String>,
     /// When event-stream clients were dropped for falling behind.
     drop_times: VecDeque<Instant>,
+    /// When the current daemon became ready.
+    running_since: Option<Instant>,
     /// `(unix ms, τ)` samples, oldest first.
     tension_history: VecDeque<(u64, f64)>,
+}
+
+impl Status {
+    fn uptime_secs(&self) -> Option<f64> {
+        self.running_since.map(|t| t.elapsed().as_secs_f64())
+    }
 }
 
 struct Shared {
@@ -187,6 +199,14 @@ impl Supervisor {
         metrics: Arc<Metrics>,
     ) -> Self {
         let (events, _) = broadcast::channel(HOST_EVENT_CAPACITY);
+        // Subscriptions outlive the host: a restarted host re-subscribes.
+        let topics: BTreeSet<String> = match store.wanted_topics() {
+            Ok(topics) => topics.into_iter().collect(),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read the stored subscriptions");
+                BTreeSet::new()
+            }
+        };
         metrics.set_state(DaemonState::Starting);
         Supervisor {
             shared: Arc::new(Shared {
@@ -201,10 +221,11 @@ impl Supervisor {
                     peers: 0,
                     daemon_version: None,
                     drop_times: VecDeque::new(),
+                    running_since: None,
                     tension_history: VecDeque::with_capacity(TENSION_HISTORY_LEN),
                 }),
                 client: Mutex::new(None),
-                topics: Mutex::new(BTreeSet::new()),
+                topics: Mutex::new(topics),
                 last_peers: Mutex::new(Vec::new()),
                 events,
                 store,
@@ -228,6 +249,7 @@ impl Supervisor {
             state: s.state,
             pid: s.pid,
             restarts: s.restarts,
+            uptime_secs: s.uptime_secs(),
         }
     }
 
@@ -238,6 +260,7 @@ impl Supervisor {
                 state: s.state,
                 pid: s.pid,
                 restarts: s.restarts,
+                uptime_secs: s.uptime_secs(),
             },
             peer_id: s.peer_id.clone(),
             listen_addrs: s.listen_addrs.clone(),
@@ -265,13 +288,36 @@ impl Supervisor {
     }
 
     /// Remember a topic as wanted; returns whether it already was.
-    pub fn want_topic(&self, topic: &str) -> bool {
-        !lock(&self.shared.topics).insert(topic.to_owned())
+    /// Record a subscription (in memory and in the store); true if it was
+    /// already wanted.
+    pub async fn want_topic(&self, topic: &str) -> bool {
+        let already = !lock(&self.shared.topics).insert(topic.to_owned());
+        if !already {
+            if let Err(e) = self
+                .shared
+                .store
+                .set_topic_wanted(topic.to_owned(), true)
+                .await
+            {
+                tracing::warn!(%topic, error = %e, "cannot store the subscription");
+            }
+        }
+        already
     }
 
     /// Forget a topic; returns whether it was wanted.
-    pub fn unwant_topic(&self, topic: &str) -> bool {
-        lock(&self.shared.topics).remove(topic)
+    /// Forget a subscription; true if it was wanted.
+    pub async fn unwant_topic(&self, topic: &str) -> bool {
+        let removed = lock(&self.shared.topics).remove(topic);
+        if let Err(e) = self
+            .shared
+            .store
+            .set_topic_wanted(topic.to_owned(), false)
+            .await
+        {
+            tracing::warn!(%topic, error = %e, "cannot forget the stored subscription");
+        }
+        removed
     }
 
     pub fn metrics(&self) -> &Arc<Metrics> {
@@ -360,10 +406,12 @@ impl Supervisor {
             let mut s = lock(&self.shared.status);
             s.state = state;
             s.pid = pid;
+            s.running_since = (state == DaemonState::Running).then(Instant::now);
             DaemonSnapshot {
                 state,
                 pid,
                 restarts: s.restarts,
+                uptime_secs: s.uptime_secs(),
             }
         };
         self.shared.metrics.set_state(state);

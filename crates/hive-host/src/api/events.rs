@@ -330,6 +330,7 @@ mod tests {
             state: DaemonState::Restarting,
             pid: None,
             restarts: 2,
+            uptime_secs: None,
         }))
         .unwrap();
         assert_eq!(

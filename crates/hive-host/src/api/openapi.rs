@@ -32,6 +32,8 @@ struct DaemonInfo {
     state: String,
     pid: Option<u32>,
     restarts: u64,
+    /// Seconds since the current daemon became ready; absent unless running.
+    uptime_secs: Option<f64>,
 }
 
 #[derive(utoipa::ToSchema)]

@@ -137,7 +137,7 @@ pub async fn subscribe(
     let client = state.client()?;
     // Record the intent first: a daemon restarting right now then picks it
     // up in its re-subscribe pass.
-    let already = state.supervisor.want_topic(&topic);
+    let already = state.supervisor.want_topic(&topic).await;
     let result = client
         .request(
             Op::Subscribe {
@@ -154,7 +154,7 @@ pub async fn subscribe(
         })),
         Err(e) => {
             if !already {
-                state.supervisor.unwant_topic(&topic);
+                state.supervisor.unwant_topic(&topic).await;
             }
             Err(e.into())
         }
@@ -166,7 +166,7 @@ pub async fn unsubscribe(
     Path(topic): Path<String>,
 ) -> Result<Json<SubscriptionBody>, ApiError> {
     let client = state.client()?;
-    state.supervisor.unwant_topic(&topic);
+    state.supervisor.unwant_topic(&topic).await;
     let value = client
         .request(
             Op::Unsubscribe {
