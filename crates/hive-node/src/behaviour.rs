@@ -57,6 +57,9 @@ pub struct Behaviour {
     /// Raw streams on arbitrary protocols, for the go-daemon control
     /// protocol's STREAM_OPEN / STREAM_HANDLER.
     pub streams: libp2p_stream::Behaviour,
+    /// Raw streams on names without a leading slash (hivemind's unary
+    /// handlers), which `libp2p_stream` cannot express.
+    pub named: crate::named::Behaviour,
 }
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -68,6 +71,7 @@ impl Behaviour {
         key: &Keypair,
         config: &NodeConfig,
         registry: &mut prometheus_client::registry::Registry,
+        named: crate::named::Behaviour,
     ) -> Result<Self, BoxError> {
         let peer_id = key.public().to_peer_id();
 
@@ -141,6 +145,7 @@ impl Behaviour {
             direct,
             hping,
             streams: libp2p_stream::Behaviour::new(),
+            named,
         })
     }
 }

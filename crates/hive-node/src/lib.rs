@@ -6,6 +6,7 @@
 pub mod behaviour;
 pub mod config;
 pub mod envelope;
+pub mod named;
 pub mod node;
 
 pub use config::{NodeConfig, DEFAULT_MAX_MESSAGE_SIZE};

@@ -9,6 +9,7 @@
 //! reply that never comes is an error, not a hang.
 
 use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
@@ -63,6 +64,8 @@ enum Command {
     Op { op: Op, reply: Reply },
 }
 
+type NamedInbound = Arc<std::sync::Mutex<Option<mpsc::Receiver<(PeerId, String, libp2p::Stream)>>>>;
+
 /// A cheap, cloneable handle to a running node.
 #[derive(Clone)]
 pub struct NodeHandle {
@@ -72,6 +75,9 @@ pub struct NodeHandle {
     listen_addrs: Vec<String>,
     shutdown: watch::Receiver<bool>,
     streams: libp2p_stream::Control,
+    named: crate::named::NamedStreams,
+    /// Inbound named streams; one consumer takes them (the control server).
+    named_inbound: NamedInbound,
 }
 
 impl NodeHandle {
@@ -79,6 +85,20 @@ impl NodeHandle {
     /// of the JSON IPC).
     pub fn stream_control(&self) -> libp2p_stream::Control {
         self.streams.clone()
+    }
+
+    /// Streams on protocol names of any spelling (see [`crate::named`]).
+    pub fn named_streams(&self) -> crate::named::NamedStreams {
+        self.named.clone()
+    }
+
+    /// The inbound named streams, for the one consumer that serves them;
+    /// `None` once taken.
+    pub fn take_named_inbound(&self) -> Option<mpsc::Receiver<(PeerId, String, libp2p::Stream)>> {
+        self.named_inbound
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
     }
 
     pub fn peer_id(&self) -> PeerId {
@@ -237,6 +257,7 @@ impl Node {
     pub async fn start(config: NodeConfig) -> Result<NodeHandle, NodeError> {
         let behaviour_config = config.clone();
         let mut registry = Registry::default();
+        let (named_behaviour, named, named_inbound) = crate::named::new();
         let mut swarm = libp2p::SwarmBuilder::with_existing_identity(config.keypair.clone())
             .with_tokio()
             .with_tcp(
@@ -248,7 +269,9 @@ impl Node {
             .with_quic()
             .with_dns()
             .map_err(|e| NodeError::Build(e.to_string()))?
-            .with_behaviour(|key| Behaviour::new(key, &behaviour_config, &mut registry))
+            .with_behaviour(|key| {
+                Behaviour::new(key, &behaviour_config, &mut registry, named_behaviour)
+            })
             .map_err(|e| NodeError::Build(e.to_string()))?
             .with_swarm_config(|c| c.with_idle_connection_timeout(config.idle_timeout))
             .build();
@@ -312,6 +335,8 @@ impl Node {
             listen_addrs: listen_addrs.iter().map(|a| with_p2p(a, peer_id)).collect(),
             shutdown: shutdown_rx,
             streams: swarm.behaviour().streams.new_control(),
+            named,
+            named_inbound: Arc::new(std::sync::Mutex::new(Some(named_inbound))),
         };
         let metrics = Metrics::new(&mut registry);
         let mut node = Node {

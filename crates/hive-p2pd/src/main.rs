@@ -108,13 +108,26 @@ async fn run(mut cli: Cli, go: Option<compat::GoOptions>) -> Result<()> {
         None
     };
 
-    let data_dir = cli.data_dir.clone().unwrap_or_else(default_data_dir);
+    // Like the go daemon, a daemon started with its flags and no `-id` gets
+    // a fresh identity each time and keeps nothing: harnesses start several
+    // side by side and expect distinct peers.
+    let ephemeral = go.is_some() && cli.key_file.is_none() && cli.data_dir.is_none();
+    let data_dir = match (&cli.data_dir, ephemeral) {
+        (Some(dir), _) => dir.clone(),
+        (None, true) => std::env::temp_dir().join(format!("hive-p2pd-{}", std::process::id())),
+        (None, false) => default_data_dir(),
+    };
     identity::ensure_private_dir(&data_dir)?;
-    let key_file = cli
-        .key_file
-        .clone()
-        .unwrap_or_else(|| data_dir.join("identity.key"));
-    let keypair = identity::load_or_create_keypair(&key_file)?;
+    let _cleanup = ephemeral.then(|| RemoveOnDrop(data_dir.clone()));
+    let keypair = if ephemeral {
+        libp2p::identity::Keypair::generate_ed25519()
+    } else {
+        let key_file = cli
+            .key_file
+            .clone()
+            .unwrap_or_else(|| data_dir.join("identity.key"));
+        identity::load_or_create_keypair(&key_file)?
+    };
     let token = identity::load_token(
         std::env::var(ENV_IPC_TOKEN).ok(),
         cli.token_file.as_deref(),
@@ -217,4 +230,13 @@ async fn run(mut cli: Cli, go: Option<compat::GoOptions>) -> Result<()> {
     let _ = tokio::time::timeout(Duration::from_millis(500), server).await;
     tokio::time::sleep(Duration::from_millis(100)).await;
     Ok(())
+}
+
+/// Removes a directory when dropped (an ephemeral daemon's scratch space).
+struct RemoveOnDrop(std::path::PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }

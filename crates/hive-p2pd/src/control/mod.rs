@@ -14,6 +14,7 @@
 
 mod framing;
 pub mod pb;
+mod persistent;
 mod streams;
 
 use std::sync::Arc;
@@ -123,6 +124,8 @@ pub async fn bind(addr: &ControlAddr) -> Result<(ControlListener, ControlAddr)> 
 pub struct Control {
     node: NodeHandle,
     handlers: streams::Handlers,
+    /// hivemind's unary handlers and calls (persistent connections).
+    unary: Arc<persistent::Unary>,
 }
 
 impl ControlListener {
@@ -130,6 +133,7 @@ impl ControlListener {
     pub async fn serve(self, node: NodeHandle, mut shutdown: watch::Receiver<bool>) {
         let control = Arc::new(Control {
             handlers: streams::Handlers::new(node.clone()),
+            unary: persistent::Unary::start(node.named_streams(), node.take_named_inbound()),
             node,
         });
         loop {
@@ -285,13 +289,23 @@ where
         },
         Some(RequestType::RemoveStreamHandler) => match request.remove_stream_handler {
             Some(h) => control.handlers.remove(h),
-            None => pb::Response::error("REMOVE_STREAM_HANDLER needs a removeStreamHandler request"),
+            None => {
+                pb::Response::error("REMOVE_STREAM_HANDLER needs a removeStreamHandler request")
+            }
         },
         Some(RequestType::PersistentConnUpgradeOrPeerstore) => match request.peer_store {
             Some(ps) => peerstore(node, ps).await,
-            None => pb::Response::error(
-                "PERSISTENT_CONN_UPGRADE (hivemind unary handlers) is not supported by this hive-p2pd yet",
-            ),
+            // hivemind's PERSISTENT_CONN_UPGRADE: OK, then the connection
+            // carries unary handlers and calls for as long as it lives.
+            None => {
+                if write_frame(&mut stream, &pb::Response::ok().encode_to_vec())
+                    .await
+                    .is_ok()
+                {
+                    persistent::serve(control.unary.clone(), stream).await;
+                }
+                return;
+            }
         },
         None => pb::Response::error(format!("unknown request type {}", request.r#type)),
     };

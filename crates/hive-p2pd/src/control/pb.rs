@@ -6,8 +6,8 @@
 //! clients (p2pclient, @libp2p/daemon-client) do not send `balanced`, and a
 //! daemon that insisted on it would close their connections.
 //!
-//! hivemind's persistent-connection messages (unary handlers) are not here
-//! yet: PERSISTENT_CONN_UPGRADE is answered with a clear error.
+//! hivemind's persistent-connection messages (unary handlers) follow its
+//! fork's `p2pd.proto`.
 
 #![allow(clippy::derive_partial_eq_without_eq)]
 
@@ -299,3 +299,104 @@ pub struct PeerstoreResponse {
     #[prost(string, repeated, tag = "2")]
     pub protos: Vec<String>,
 }
+
+/// One message from a client on a persistent connection (hivemind's fork),
+/// and, between daemons, the request and the answer of a unary call.
+#[derive(Clone, PartialEq, Message)]
+pub struct PersistentConnectionRequest {
+    /// A UUID's 16 bytes, chosen by the client.
+    #[prost(bytes = "vec", required, tag = "1")]
+    pub call_id: Vec<u8>,
+    #[prost(oneof = "persistent_request::Message", tags = "2, 6, 3, 4, 5")]
+    pub message: Option<persistent_request::Message>,
+}
+
+pub mod persistent_request {
+    #[derive(Clone, PartialEq, prost::Oneof)]
+    pub enum Message {
+        #[prost(message, tag = "2")]
+        AddUnaryHandler(super::AddUnaryHandlerRequest),
+        #[prost(message, tag = "6")]
+        RemoveUnaryHandler(super::RemoveUnaryHandlerRequest),
+        #[prost(message, tag = "3")]
+        CallUnary(super::CallUnaryRequest),
+        #[prost(message, tag = "4")]
+        UnaryResponse(super::CallUnaryResponse),
+        #[prost(message, tag = "5")]
+        Cancel(super::Cancel),
+    }
+}
+
+/// One message from the daemon on a persistent connection.
+#[derive(Clone, PartialEq, Message)]
+pub struct PersistentConnectionResponse {
+    #[prost(bytes = "vec", required, tag = "1")]
+    pub call_id: Vec<u8>,
+    #[prost(oneof = "persistent_response::Message", tags = "2, 3, 4, 5")]
+    pub message: Option<persistent_response::Message>,
+}
+
+pub mod persistent_response {
+    #[derive(Clone, PartialEq, prost::Oneof)]
+    pub enum Message {
+        #[prost(message, tag = "2")]
+        CallUnaryResponse(super::CallUnaryResponse),
+        #[prost(message, tag = "3")]
+        RequestHandling(super::CallUnaryRequest),
+        #[prost(message, tag = "4")]
+        DaemonError(super::DaemonError),
+        #[prost(message, tag = "5")]
+        Cancel(super::Cancel),
+    }
+}
+
+#[derive(Clone, PartialEq, Message)]
+pub struct CallUnaryRequest {
+    /// The callee when a client calls; the caller when the daemon hands a
+    /// call to a handler.
+    #[prost(bytes = "vec", required, tag = "1")]
+    pub peer: Vec<u8>,
+    #[prost(string, required, tag = "2")]
+    pub proto: String,
+    #[prost(bytes = "vec", required, tag = "3")]
+    pub data: Vec<u8>,
+}
+
+#[derive(Clone, PartialEq, Message)]
+pub struct CallUnaryResponse {
+    #[prost(oneof = "call_unary_response::Result", tags = "1, 2")]
+    pub result: Option<call_unary_response::Result>,
+}
+
+pub mod call_unary_response {
+    #[derive(Clone, PartialEq, prost::Oneof)]
+    pub enum Result {
+        #[prost(bytes = "vec", tag = "1")]
+        Response(Vec<u8>),
+        #[prost(bytes = "vec", tag = "2")]
+        Error(Vec<u8>),
+    }
+}
+
+#[derive(Clone, PartialEq, Message)]
+pub struct AddUnaryHandlerRequest {
+    #[prost(string, required, tag = "1")]
+    pub proto: String,
+    #[prost(bool, optional, tag = "2")]
+    pub balanced: Option<bool>,
+}
+
+#[derive(Clone, PartialEq, Message)]
+pub struct RemoveUnaryHandlerRequest {
+    #[prost(string, required, tag = "1")]
+    pub proto: String,
+}
+
+#[derive(Clone, PartialEq, Message)]
+pub struct DaemonError {
+    #[prost(string, optional, tag = "1")]
+    pub message: Option<String>,
+}
+
+#[derive(Clone, PartialEq, Message)]
+pub struct Cancel {}
