@@ -167,6 +167,12 @@ pub struct UpArgs {
     /// Most nodes this host supervises [default: what the machine's memory holds, 4 to 256].
     #[arg(long, value_name = "N")]
     pub max_nodes: Option<usize>,
+    /// Publish bare payloads by default, for networks with libp2p peers that
+    /// are not Hive nodes (they see Hive's envelope bytes otherwise). Hive
+    /// receivers then cannot drop a message re-sent after a crash as a
+    /// duplicate. Per request: `?envelope=true|false`.
+    #[arg(long)]
+    pub plain_pubsub: bool,
     /// Connected peers a node should have; fewer raise its tension (0 = no target).
     #[arg(long, value_name = "N", default_value_t = 1)]
     pub peer_target: usize,

@@ -178,14 +178,16 @@ impl Outbox {
         let mut claimed_peers = HashSet::new();
         for item in due {
             match item.kind {
-                OutKind::Publish => {
+                OutKind::Publish | OutKind::PublishPlain => {
                     if blocked_topics.contains(&item.target) {
                         continue;
                     }
                     let op = Op::Publish {
                         topic: item.target.clone(),
                         data: item.data.clone().into(),
-                        id: Some(item.id.clone()),
+                        // The envelope carries the stable id; plain messages
+                        // get gossipsub's own.
+                        id: (item.kind == OutKind::Publish).then(|| item.id.clone()),
                     };
                     let trace = format!("msg:{}", item.id);
                     let answer =
@@ -295,7 +297,7 @@ impl Outbox {
         item: &OutItem,
         why: &str,
     ) -> Result<(), crate::store::StoreError> {
-        let topic = (item.kind == OutKind::Publish).then(|| item.target.clone());
+        let topic = item.kind.is_publish().then(|| item.target.clone());
         let cursor = self
             .store
             .insert_inbound(

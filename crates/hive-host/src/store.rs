@@ -37,7 +37,12 @@ pub enum StoreError {
 /// What an outbox row carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OutKind {
+    /// Published in Hive's envelope, so that the message keeps its id
+    /// across retries and Hive receivers drop duplicates.
     Publish,
+    /// Published as the bare payload, for topics shared with peers that are
+    /// not Hive nodes (they would see the envelope's bytes).
+    PublishPlain,
     Direct,
 }
 
@@ -45,15 +50,21 @@ impl OutKind {
     fn as_str(self) -> &'static str {
         match self {
             OutKind::Publish => "publish",
+            OutKind::PublishPlain => "publish_plain",
             OutKind::Direct => "direct",
         }
     }
     fn parse(s: &str) -> OutKind {
-        if s == "direct" {
-            OutKind::Direct
-        } else {
-            OutKind::Publish
+        match s {
+            "direct" => OutKind::Direct,
+            "publish_plain" => OutKind::PublishPlain,
+            _ => OutKind::Publish,
         }
+    }
+
+    /// A pubsub message, enveloped or not.
+    pub fn is_publish(self) -> bool {
+        matches!(self, OutKind::Publish | OutKind::PublishPlain)
     }
 }
 

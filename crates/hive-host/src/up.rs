@@ -102,6 +102,7 @@ pub async fn run(args: UpArgs, log_format: LogFormat) -> anyhow::Result<()> {
             publish_ttl_ms: (args.publish_ttl as i64).saturating_mul(1000),
             max_outbox: args.max_outbox,
             max_ws_clients: args.max_ws_clients,
+            plain_pubsub: args.plain_pubsub,
         }),
     });
     let app = api::with_node_paths(app);

@@ -62,6 +62,8 @@ pub struct ApiLimits {
     pub max_outbox: u64,
     /// Concurrent event-stream clients beyond which new ones get 503.
     pub max_ws_clients: i64,
+    /// Publish bare payloads unless a request asks for the envelope.
+    pub plain_pubsub: bool,
 }
 
 /// Most bytes in a topic name.

@@ -154,6 +154,7 @@ fn unsubscribe() {}
 
 #[utoipa::path(post, path = "/api/topics/{topic}/publish", tag = "pubsub",
     params(("topic" = String, Path),
+           ("envelope" = Option<bool>, Query, description = "false: publish the bare bytes (for non-Hive libp2p peers); true: Hive's envelope, which keeps the id across retries so Hive receivers drop duplicates. Default: enveloped unless the host runs with --plain-pubsub"),
            ("Idempotency-Key" = Option<String>, Header, description = "1-64 printable ASCII; a retry with the same key is not queued twice")),
     request_body(content = Vec<u8>, content_type = "application/octet-stream", description = "The message: raw bytes"),
     responses((status = 200, description = "Durably queued", body = MessageId),

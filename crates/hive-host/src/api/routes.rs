@@ -230,25 +230,34 @@ fn idempotency_key(headers: &axum::http::HeaderMap) -> Result<Option<String>, Ap
 /// The body is the message: raw bytes of any content type. Answered once
 /// the message is durably in the outbox; it reaches the daemon in order,
 /// and is retried across daemon and host restarts until acknowledged.
+#[derive(Debug, Deserialize)]
+pub struct PublishQuery {
+    /// `false` publishes the bare bytes (for topics shared with libp2p peers
+    /// that are not Hive nodes); `true` wraps them in Hive's envelope, which
+    /// keeps the message id across retries. Default: the host's
+    /// `--plain-pubsub` setting (enveloped unless it is given).
+    envelope: Option<bool>,
+}
+
 pub async fn publish(
     Scoped(state): Scoped,
     Path(topic): Path<String>,
+    super::Query(q): super::Query<PublishQuery>,
     headers: axum::http::HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<PublishResult>, ApiError> {
     super::check_topic(&topic)?;
     let key = idempotency_key(&headers)?;
     let data = admit(&state, body).await?;
+    let kind = if q.envelope.unwrap_or(!state.limits.plain_pubsub) {
+        OutKind::Publish
+    } else {
+        OutKind::PublishPlain
+    };
     let pushed = state
         .outbox
         .store()
-        .push(
-            OutKind::Publish,
-            topic,
-            data.to_vec(),
-            state.limits.publish_ttl_ms,
-            key,
-        )
+        .push(kind, topic, data.to_vec(), state.limits.publish_ttl_ms, key)
         .await?;
     if pushed.inserted {
         // The span carries the request id; the daemon logs the message as
