@@ -8,6 +8,7 @@ pub mod config;
 pub mod envelope;
 pub mod named;
 pub mod node;
+pub mod unslash;
 
 pub use config::{NodeConfig, DEFAULT_MAX_MESSAGE_SIZE};
 pub use node::{Node, NodeError, NodeHandle};

@@ -12,6 +12,9 @@
 //! - `Handler` offers the accepted names on inbound substreams and opens
 //!   outbound substreams on request.
 //! - `Names` is the upgrade: it negotiates one name and yields the stream.
+//!
+//! Bare names travel as aliases inside the process and are translated on the
+//! wire by [`crate::unslash`].
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::convert::Infallible;
@@ -104,12 +107,16 @@ pub struct NamedStreams {
 impl NamedStreams {
     /// Start accepting inbound streams on `name`.
     pub fn accept(&self, name: &str) {
-        lock(&self.shared).accepted.insert(name.to_owned());
+        lock(&self.shared)
+            .accepted
+            .insert(crate::unslash::alias(name));
     }
 
     /// Stop accepting inbound streams on `name`.
     pub fn refuse(&self, name: &str) {
-        lock(&self.shared).accepted.remove(name);
+        lock(&self.shared)
+            .accepted
+            .remove(&crate::unslash::alias(name));
     }
 
     /// Open a stream to `peer` on `name`, dialing it from its known
@@ -117,7 +124,7 @@ impl NamedStreams {
     pub async fn open(&self, peer: PeerId, name: &str) -> Result<Stream, OpenError> {
         let (reply, answer) = oneshot::channel();
         let request = OpenRequest {
-            name: name.to_owned(),
+            name: crate::unslash::alias(name),
             reply,
         };
         {
@@ -382,6 +389,7 @@ impl ConnectionHandler for Handler {
                 ..
             }) => {
                 let sender = lock(&self.shared).inbound.clone();
+                let name = crate::unslash::bare(&name).to_owned();
                 if sender.try_send((self.peer, name.clone(), stream)).is_err() {
                     tracing::warn!(peer = %self.peer, %name, "inbound named stream dropped: consumer busy or gone");
                 }
@@ -398,7 +406,7 @@ impl ConnectionHandler for Handler {
                 if let Some(request) = self.in_progress.remove(&token) {
                     let error = match error {
                         StreamUpgradeError::NegotiationFailed => {
-                            OpenError::Unsupported(request.name.clone())
+                            OpenError::Unsupported(crate::unslash::bare(&request.name).to_owned())
                         }
                         StreamUpgradeError::Timeout => {
                             OpenError::Io(io::Error::from(io::ErrorKind::TimedOut))

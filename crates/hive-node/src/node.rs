@@ -258,15 +258,27 @@ impl Node {
         let behaviour_config = config.clone();
         let mut registry = Registry::default();
         let (named_behaviour, named, named_inbound) = crate::named::new();
+        use libp2p::Transport as _;
+        // TCP+Noise+Yamux and QUIC, each muxer wrapped so that protocol
+        // names without a leading slash can be negotiated (see `unslash`).
         let mut swarm = libp2p::SwarmBuilder::with_existing_identity(config.keypair.clone())
             .with_tokio()
-            .with_tcp(
-                tcp::Config::new().nodelay(true),
-                noise::Config::new,
-                yamux::Config::default,
-            )
+            .with_other_transport(|key| {
+                let noise = noise::Config::new(key)?;
+                Ok::<_, Box<dyn std::error::Error + Send + Sync>>(
+                    tcp::tokio::Transport::new(tcp::Config::new().nodelay(true))
+                        .upgrade(libp2p::core::upgrade::Version::V1Lazy)
+                        .authenticate(noise)
+                        .multiplex(yamux::Config::default())
+                        .map(|(peer, muxer), _| (peer, crate::unslash::Unslash::new(muxer))),
+                )
+            })
             .map_err(|e| NodeError::Build(e.to_string()))?
-            .with_quic()
+            .with_other_transport(|key| {
+                libp2p::quic::tokio::Transport::new(libp2p::quic::Config::new(key))
+                    .map(|(peer, connection), _| (peer, crate::unslash::Unslash::new(connection)))
+            })
+            .map_err(|e| NodeError::Build(e.to_string()))?
             .with_dns()
             .map_err(|e| NodeError::Build(e.to_string()))?
             .with_behaviour(|key| {

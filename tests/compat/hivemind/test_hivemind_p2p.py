@@ -127,3 +127,33 @@ async def test_handler_errors_removal_and_unknown_handlers_are_reported() -> Non
     finally:
         await a.shutdown()
         await b.shutdown()
+
+
+async def test_unary_calls_cross_between_hive_p2pd_and_the_go_daemon() -> None:
+    """One instance on hivemind's go p2pd, one on hive-p2pd: each calls the
+    other's handler, so the wire format of unary calls between daemons
+    (one framed request and one framed answer on a stream named after the
+    handler) matches go's."""
+    import hivemind.p2p.p2p_daemon as daemon_module
+
+    daemon_module.P2PD_FILENAME = "p2pd-go"
+    try:
+        go = await P2P.create()
+    finally:
+        daemon_module.P2PD_FILENAME = "p2pd"
+    hive = await P2P.create(initial_peers=await go.get_visible_maddrs())
+    try:
+        async def square(request, context):
+            return test_pb2.TestResponse(number=request.number ** 2)
+
+        async def whoami(request, context):
+            assert context.remote_id == go.peer_id
+            return test_pb2.TestResponse(number=request.number + 1)
+
+        await go.add_protobuf_handler("Go.rpc_square", square, test_pb2.TestRequest)
+        await hive.add_protobuf_handler("Hive.rpc_next", whoami, test_pb2.TestRequest)
+        assert await b_call(hive, go.peer_id, "Go.rpc_square", 9) == 81
+        assert await b_call(go, hive.peer_id, "Hive.rpc_next", 41) == 42
+    finally:
+        await go.shutdown()
+        await hive.shutdown()
