@@ -157,3 +157,35 @@ async def test_unary_calls_cross_between_hive_p2pd_and_the_go_daemon() -> None:
     finally:
         await go.shutdown()
         await hive.shutdown()
+
+
+async def test_streaming_handlers_with_bare_names() -> None:
+    """hivemind's streaming RPCs use STREAM_HANDLER/STREAM_OPEN with the same
+    bare names, through the handler socket hivemind listens on."""
+    a, b = await _pair()
+    try:
+
+        async def running_sum(requests, context):
+            total = 0
+            async for request in requests:
+                total += request.number
+                yield test_pb2.TestResponse(number=total)
+
+        await b.add_protobuf_handler(
+            "TestServicer.rpc_sum", running_sum, test_pb2.TestRequest, stream_input=True, stream_output=True
+        )
+
+        async def numbers():
+            for n in range(1, 6):
+                yield test_pb2.TestRequest(number=n)
+
+        responses = await b_iterate(a, b.peer_id, "TestServicer.rpc_sum", numbers())
+        assert responses == [1, 3, 6, 10, 15]
+    finally:
+        await a.shutdown()
+        await b.shutdown()
+
+
+async def b_iterate(caller, peer_id, name, requests):
+    stream = await caller.iterate_protobuf_handler(peer_id, name, requests, test_pb2.TestResponse)
+    return [response.number async for response in stream]

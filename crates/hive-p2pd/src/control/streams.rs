@@ -72,10 +72,15 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// The in-process protocol for a client's name: names without a leading
+/// slash (hivemind's) travel under an alias that `hive_node::unslash`
+/// translates on the wire.
 fn protocol(name: &str) -> Result<StreamProtocol, String> {
-    StreamProtocol::try_from_owned(name.to_owned()).map_err(|_| {
-        format!("protocol {name:?}: ids without a leading slash are not supported by this hive-p2pd yet")
-    })
+    if name.is_empty() {
+        return Err("an empty protocol name".into());
+    }
+    StreamProtocol::try_from_owned(hive_node::unslash::alias(name))
+        .map_err(|e| format!("protocol {name:?}: {e}"))
 }
 
 impl Handlers {
