@@ -124,18 +124,18 @@ impl IpcStats {
 
 /// Decrements the in-flight count however a request ends (answer, timeout,
 /// or the caller's future being dropped).
-struct InFlight<'a>(&'a AtomicUsize);
+struct InFlight(Arc<IpcStats>);
 
-impl<'a> InFlight<'a> {
-    fn new(counter: &'a AtomicUsize) -> Self {
-        counter.fetch_add(1, Ordering::Relaxed);
-        InFlight(counter)
+impl InFlight {
+    fn new(stats: &Arc<IpcStats>) -> Self {
+        stats.in_flight.fetch_add(1, Ordering::Relaxed);
+        InFlight(stats.clone())
     }
 }
 
-impl Drop for InFlight<'_> {
+impl Drop for InFlight {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -275,6 +275,19 @@ impl IpcClient {
 
     /// Send one operation and wait for its result (the `result` object).
     pub async fn request(&self, op: Op, timeout: Duration) -> Result<Value, IpcError> {
+        self.send(op, timeout)?.await
+    }
+
+    /// Send one operation now and return the wait for its result. Frames go
+    /// out in the order `send` is called, so a caller can keep many
+    /// operations in flight and still have them take effect in order (the
+    /// daemon hands operations to its node in arrival order).
+    pub fn send(
+        &self,
+        op: Op,
+        timeout: Duration,
+    ) -> Result<impl std::future::Future<Output = Result<Value, IpcError>> + Send + 'static, IpcError>
+    {
         let name = op.name();
         let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
@@ -299,7 +312,6 @@ impl IpcClient {
                 });
             }
         };
-        let _in_flight = InFlight::new(&self.inner.stats.in_flight);
         let started = Instant::now();
         if self
             .inner
@@ -310,23 +322,29 @@ impl IpcClient {
             self.forget(id);
             return Err(IpcError::LinkClosed(self.close_reason()));
         }
-        match tokio::time::timeout(timeout, rx).await {
-            Ok(Ok(reply)) => {
-                self.inner.stats.record(name, started.elapsed());
-                reply
+        let this = self.clone();
+        // Counted until the answer arrives or the wait is dropped.
+        let in_flight = InFlight::new(&self.inner.stats);
+        Ok(async move {
+            let _in_flight = in_flight;
+            match tokio::time::timeout(timeout, rx).await {
+                Ok(Ok(reply)) => {
+                    this.inner.stats.record(name, started.elapsed());
+                    reply
+                }
+                Ok(Err(_)) => Err(IpcError::LinkClosed(this.close_reason())),
+                Err(_) => {
+                    this.forget(id);
+                    // A timeout is a (very slow) round trip as far as the
+                    // latency signal is concerned: a hung daemon must show.
+                    this.inner.stats.record(name, started.elapsed());
+                    Err(IpcError::Timeout {
+                        op: name,
+                        after: timeout,
+                    })
+                }
             }
-            Ok(Err(_)) => Err(IpcError::LinkClosed(self.close_reason())),
-            Err(_) => {
-                self.forget(id);
-                // A timeout is a (very slow) round trip as far as the
-                // latency signal is concerned: a hung daemon must show.
-                self.inner.stats.record(name, started.elapsed());
-                Err(IpcError::Timeout {
-                    op: name,
-                    after: timeout,
-                })
-            }
-        }
+        })
     }
 
     /// [`request`](Self::request) and decode the result into its type.

@@ -174,12 +174,16 @@ impl Outbox {
     /// One pass over the due rows.
     async fn pass(&self, client: &IpcClient) -> Result<(), crate::store::StoreError> {
         let due = self.store.due(BATCH).await?;
-        let mut blocked_topics = HashSet::new();
         let mut claimed_peers = HashSet::new();
+        // Publishes are pipelined: every due one is sent at once, in order
+        // (the daemon applies them in arrival order), then the answers are
+        // settled in that order and acknowledged in one transaction.
+        let mut publishing = Vec::new();
+        let mut daemon_gone = false;
         for item in due {
             match item.kind {
                 OutKind::Publish | OutKind::PublishPlain => {
-                    if blocked_topics.contains(&item.target) {
+                    if daemon_gone {
                         continue;
                     }
                     let op = Op::Publish {
@@ -190,21 +194,10 @@ impl Outbox {
                         id: (item.kind == OutKind::Publish).then(|| item.id.clone()),
                     };
                     let trace = format!("msg:{}", item.id);
-                    let answer =
-                        crate::trace::scope(trace, client.request(op, PUBLISH_TIMEOUT)).await;
-                    match verdict(answer) {
-                        Verdict::Delivered => {
-                            self.store.ack(item.seq).await?;
-                            self.supervisor.metrics().published.inc();
-                        }
-                        Verdict::Retry(why) => {
-                            blocked_topics.insert(item.target.clone());
-                            let next = now_ms() + backoff_ms(item.attempts);
-                            self.store.retry(item.seq, next, why).await?;
-                        }
-                        Verdict::Refused(why) => self.refuse(item, why).await?,
+                    match crate::trace::sync_scope(trace, || client.send(op, PUBLISH_TIMEOUT)) {
+                        Ok(answer) => publishing.push((item, answer)),
                         // The rest waits for the next daemon.
-                        Verdict::NoDaemon => return Ok(()),
+                        Err(_) => daemon_gone = true,
                     }
                 }
                 OutKind::Direct => {
@@ -228,6 +221,27 @@ impl Outbox {
                 }
             }
         }
+        let mut delivered = Vec::new();
+        let mut retried_topics = HashSet::new();
+        for (item, answer) in publishing {
+            match verdict(answer.await) {
+                Verdict::Delivered => {
+                    delivered.push(item.seq);
+                    self.supervisor.metrics().published.inc();
+                }
+                Verdict::Retry(why) => {
+                    if retried_topics.insert(item.target.clone()) {
+                        tracing::debug!(topic = %item.target, %why, "publish deferred");
+                    }
+                    let next = now_ms() + backoff_ms(item.attempts);
+                    self.store.retry(item.seq, next, why).await?;
+                }
+                Verdict::Refused(why) => self.refuse(item, why).await?,
+                // Left unacknowledged: the next daemon gets it.
+                Verdict::NoDaemon => {}
+            }
+        }
+        self.store.ack_many(delivered).await?;
         Ok(())
     }
 

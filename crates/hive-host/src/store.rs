@@ -126,6 +126,9 @@ pub fn now_ms() -> i64 {
 pub struct Store {
     conn: Arc<Mutex<Connection>>,
     last_cursor: Arc<AtomicU64>,
+    /// Unacknowledged outbox rows, kept in memory: the API checks it on
+    /// every publish, and counting rows there would cost a scan each time.
+    unacked: Arc<std::sync::atomic::AtomicI64>,
 }
 
 impl Store {
@@ -167,7 +170,8 @@ impl Store {
                 UNIQUE(kind, peer, id)
             );
             CREATE INDEX IF NOT EXISTS inbox_topic ON inbox(topic, cursor);
-            CREATE TABLE IF NOT EXISTS topics (topic TEXT PRIMARY KEY);",
+            CREATE TABLE IF NOT EXISTS topics (topic TEXT PRIMARY KEY);
+            CREATE INDEX IF NOT EXISTS outbox_unacked ON outbox(seq) WHERE acked_ms IS NULL;",
         )?;
         // The WAL and shared-memory files inherit nothing: tighten them too.
         for suffix in ["-wal", "-shm"] {
@@ -182,9 +186,15 @@ impl Store {
         let last: i64 = conn.query_row("SELECT COALESCE(MAX(cursor), 0) FROM inbox", [], |r| {
             r.get(0)
         })?;
+        let unacked: i64 = conn.query_row(
+            "SELECT COUNT(*) FROM outbox WHERE acked_ms IS NULL",
+            [],
+            |r| r.get(0),
+        )?;
         Ok(Store {
             conn: Arc::new(Mutex::new(conn)),
             last_cursor: Arc::new(AtomicU64::new(last as u64)),
+            unacked: Arc::new(std::sync::atomic::AtomicI64::new(unacked)),
         })
     }
 
@@ -245,6 +255,7 @@ impl Store {
         key: Option<String>,
     ) -> Result<Pushed, StoreError> {
         let id = key.unwrap_or_else(|| hex::encode(rand::random::<[u8; 16]>()));
+        let unacked = self.unacked.clone();
         self.call(move |c| {
             let now = now_ms();
             let inserted = c.execute(
@@ -252,6 +263,9 @@ impl Store {
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0)",
                 params![id, kind.as_str(), target, data, now, now + ttl_ms],
             )? == 1;
+            if inserted {
+                unacked.fetch_add(1, Ordering::AcqRel);
+            }
             let pending = inserted
                 || c.query_row(
                     "SELECT acked_ms IS NULL FROM outbox WHERE id = ?1",
@@ -296,25 +310,35 @@ impl Store {
 
     /// Unacknowledged rows.
     pub async fn depth(&self) -> Result<u64, StoreError> {
-        self.call(|c| {
-            c.query_row(
-                "SELECT COUNT(*) FROM outbox WHERE acked_ms IS NULL",
-                [],
-                |r| r.get::<_, i64>(0),
-            )
-        })
-        .await
-        .map(|n| n as u64)
+        Ok(self.unacked.load(Ordering::Acquire).max(0) as u64)
     }
 
     /// The daemon acknowledged this row.
     pub async fn ack(&self, seq: i64) -> Result<(), StoreError> {
+        self.ack_many(vec![seq]).await
+    }
+
+    /// The daemon acknowledged these rows: one transaction for all.
+    pub async fn ack_many(&self, seqs: Vec<i64>) -> Result<(), StoreError> {
+        if seqs.is_empty() {
+            return Ok(());
+        }
+        let unacked = self.unacked.clone();
         self.call(move |c| {
-            c.execute(
-                "UPDATE outbox SET acked_ms = ?2 WHERE seq = ?1",
-                params![seq, now_ms()],
-            )
-            .map(drop)
+            let tx = c.transaction()?;
+            let now = now_ms();
+            let mut changed = 0;
+            {
+                let mut stmt = tx.prepare_cached(
+                    "UPDATE outbox SET acked_ms = ?2 WHERE seq = ?1 AND acked_ms IS NULL",
+                )?;
+                for seq in seqs {
+                    changed += stmt.execute(params![seq, now])?;
+                }
+            }
+            tx.commit()?;
+            unacked.fetch_sub(changed as i64, Ordering::AcqRel);
+            Ok(())
         })
         .await
     }
@@ -345,11 +369,14 @@ impl Store {
     }
 
     async fn resend_acked_since(&self, since_ms: i64) -> Result<usize, StoreError> {
+        let unacked = self.unacked.clone();
         self.call(move |c| {
-            c.execute(
+            let n = c.execute(
                 "UPDATE outbox SET acked_ms = NULL, next_ms = 0 WHERE acked_ms IS NOT NULL AND acked_ms >= ?1",
                 params![since_ms],
-            )
+            )?;
+            unacked.fetch_add(n as i64, Ordering::AcqRel);
+            Ok(n)
         })
         .await
     }
@@ -357,7 +384,8 @@ impl Store {
     /// Remove rows acknowledged before the window, and take out the rows
     /// whose time to live ran out (returned, to be reported).
     pub async fn sweep(&self) -> Result<Vec<OutItem>, StoreError> {
-        self.call(|c| {
+        let unacked = self.unacked.clone();
+        self.call(move |c| {
             let now = now_ms();
             let tx = c.transaction()?;
             tx.execute(
@@ -372,11 +400,12 @@ impl Store {
                 let rows = stmt.query_map(params![now], out_item)?;
                 rows.collect::<Result<_, _>>()?
             };
-            tx.execute(
+            let removed = tx.execute(
                 "DELETE FROM outbox WHERE acked_ms IS NULL AND expires_ms <= ?1",
                 params![now],
             )?;
             tx.commit()?;
+            unacked.fetch_sub(removed as i64, Ordering::AcqRel);
             Ok(expired)
         })
         .await
@@ -385,9 +414,14 @@ impl Store {
     /// Drop a row that can never be delivered (the daemon refused it for
     /// good); returned for reporting.
     pub async fn fail(&self, seq: i64) -> Result<(), StoreError> {
+        let unacked = self.unacked.clone();
         self.call(move |c| {
-            c.execute("DELETE FROM outbox WHERE seq = ?1", params![seq])
-                .map(drop)
+            let removed = c.execute(
+                "DELETE FROM outbox WHERE seq = ?1 AND acked_ms IS NULL",
+                params![seq],
+            )?;
+            unacked.fetch_sub(removed as i64, Ordering::AcqRel);
+            Ok(())
         })
         .await
     }
@@ -566,6 +600,58 @@ mod tests {
         use std::os::unix::fs::PermissionsExt;
         let mode = std::fs::metadata(&path).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o600);
+    }
+
+    #[tokio::test]
+    async fn the_depth_counter_agrees_with_the_rows() {
+        let dir = tempfile::TempDir::new().unwrap();
+        let path = dir.path().join("hive.db");
+        let store = Store::open(&path).unwrap();
+        let count = |store: &Store| {
+            let conn = store.conn.lock().unwrap();
+            conn.query_row(
+                "SELECT COUNT(*) FROM outbox WHERE acked_ms IS NULL",
+                [],
+                |r| r.get::<_, i64>(0),
+            )
+            .unwrap() as u64
+        };
+        for i in 0..10 {
+            store
+                .push(OutKind::Publish, "t".into(), vec![i], 60_000, None)
+                .await
+                .unwrap();
+        }
+        // A retried key is not a new row.
+        for _ in 0..2 {
+            store
+                .push(
+                    OutKind::PublishPlain,
+                    "t".into(),
+                    b"k".to_vec(),
+                    60_000,
+                    Some("key".into()),
+                )
+                .await
+                .unwrap();
+        }
+        assert_eq!(store.depth().await.unwrap(), 11);
+        let due = store.due(100).await.unwrap();
+        store
+            .ack_many(due.iter().take(6).map(|r| r.seq).collect())
+            .await
+            .unwrap();
+        // Acknowledging twice changes nothing.
+        store.ack(due[0].seq).await.unwrap();
+        store.fail(due[7].seq).await.unwrap();
+        assert_eq!(store.depth().await.unwrap(), count(&store));
+        assert_eq!(store.depth().await.unwrap(), 4);
+        store.resend_recent().await.unwrap();
+        assert_eq!(store.depth().await.unwrap(), 10);
+        drop(store);
+        let again = Store::open(&path).unwrap();
+        assert_eq!(again.depth().await.unwrap(), 10);
+        assert_eq!(count(&again), 10);
     }
 
     #[tokio::test]

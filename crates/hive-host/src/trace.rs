@@ -36,6 +36,11 @@ pub async fn scope<F: Future>(trace: String, fut: F) -> F::Output {
     TRACE_ID.scope(trace, fut).await
 }
 
+/// Run `f` (synchronous) with `trace` as its trace id.
+pub fn sync_scope<R>(trace: String, f: impl FnOnce() -> R) -> R {
+    TRACE_ID.sync_scope(trace, f)
+}
+
 /// A caller's id is kept when it is short and made of `[A-Za-z0-9._:-]`,
 /// so that it cannot forge log lines; otherwise a new one is made.
 fn accept(candidate: Option<&HeaderValue>) -> String {

@@ -112,12 +112,34 @@ impl NodeHandle {
 
     /// Run one operation and wait for its result (bounded by a timeout).
     pub async fn request(&self, op: Op) -> Result<Value, ErrorBody> {
+        self.submit(op).await?.result().await
+    }
+
+    /// Hand an operation to the node now and return its pending answer.
+    /// Operations submitted one after another reach the node in that order,
+    /// even when their answers are awaited concurrently: a client that
+    /// pipelines publishes sees them go out in the order it sent them.
+    pub async fn submit(&self, op: Op) -> Result<PendingOp, ErrorBody> {
         let name = op.name();
         let (reply, rx) = oneshot::channel();
         self.commands
             .send(Command::Op { op, reply })
             .await
             .map_err(|_| ErrorBody::new(ErrorCode::ShuttingDown, "the node has stopped"))?;
+        Ok(PendingOp { name, rx })
+    }
+}
+
+/// The answer to a submitted operation, still to come.
+pub struct PendingOp {
+    name: &'static str,
+    rx: oneshot::Receiver<Result<Value, ErrorBody>>,
+}
+
+impl PendingOp {
+    /// Wait for the answer (bounded by a timeout).
+    pub async fn result(self) -> Result<Value, ErrorBody> {
+        let PendingOp { name, rx } = self;
         match tokio::time::timeout(OP_TIMEOUT, rx).await {
             Ok(Ok(result)) => result,
             Ok(Err(_)) => Err(ErrorBody::new(
@@ -130,7 +152,9 @@ impl NodeHandle {
             )),
         }
     }
+}
 
+impl NodeHandle {
     /// A new receiver of every event the node emits from now on.
     pub fn subscribe_events(&self) -> broadcast::Receiver<Event> {
         self.events.subscribe()

@@ -245,11 +245,18 @@ where
                     op = op_name,
                     trace = trace.as_deref().unwrap_or("")
                 );
+                // Node operations are handed over here, in the order they
+                // arrived, so pipelined requests take effect in order; only
+                // their answers are awaited concurrently.
+                let submitted = match op {
+                    Op::Reproduce { count } => Err(count),
+                    op => Ok(ctx.node.submit(op).await),
+                };
                 tokio::spawn(
                     async move {
                         tracing::debug!("request");
-                        let answer = match op {
-                            Op::Reproduce { count } => ctx
+                        let answer = match submitted {
+                            Err(count) => ctx
                                 .reproducer
                                 .reproduce(&ctx.node, count)
                                 .await
@@ -258,7 +265,8 @@ where
                                         ErrorBody::new(ErrorCode::Internal, e.to_string())
                                     })
                                 }),
-                            op => ctx.node.request(op).await,
+                            Ok(Ok(pending)) => pending.result().await,
+                            Ok(Err(e)) => Err(e),
                         };
                         let response = match answer {
                             Ok(result) => Response::ok(id, result),
