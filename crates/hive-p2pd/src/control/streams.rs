@@ -72,6 +72,20 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// Bytes copied per read in each direction between a client's socket and a
+/// libp2p stream: tokio's default of 8 KiB costs a wake-up per 8 KiB on bulk
+/// transfers.
+const PIPE_BUFFER: usize = 256 * 1024;
+
+/// Copy both ways until both sides are done.
+async fn pipe<A, B>(a: &mut A, b: &mut B) -> std::io::Result<(u64, u64)>
+where
+    A: AsyncRead + AsyncWrite + Unpin + ?Sized,
+    B: AsyncRead + AsyncWrite + Unpin + ?Sized,
+{
+    tokio::io::copy_bidirectional_with_sizes(a, b, PIPE_BUFFER, PIPE_BUFFER).await
+}
+
 /// The in-process protocol for a client's name: names without a leading
 /// slash (hivemind's) travel under an alias that `hive_node::unslash`
 /// translates on the wire.
@@ -210,13 +224,13 @@ where
         HandlerAddr::Unix(path) => {
             let mut conn = tokio::net::UnixStream::connect(path).await?;
             write_frame(&mut conn, &info.encode_to_vec()).await?;
-            let _ = tokio::io::copy_bidirectional(&mut conn, stream).await;
+            let _ = pipe(&mut conn, stream).await;
         }
         HandlerAddr::Tcp(sock) => {
             let mut conn = tokio::net::TcpStream::connect(sock).await?;
             let _ = conn.set_nodelay(true);
             write_frame(&mut conn, &info.encode_to_vec()).await?;
-            let _ = tokio::io::copy_bidirectional(&mut conn, stream).await;
+            let _ = pipe(&mut conn, stream).await;
         }
     }
     Ok(())
@@ -293,7 +307,7 @@ where
                 return;
             }
             let mut stream = stream.compat();
-            let _ = tokio::io::copy_bidirectional(&mut client, &mut stream).await;
+            let _ = pipe(&mut client, &mut stream).await;
         }
         Err(e) => {
             let _ = write_frame(&mut client, &pb::Response::error(e).encode_to_vec()).await;
