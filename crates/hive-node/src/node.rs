@@ -283,20 +283,16 @@ impl Node {
         let mut registry = Registry::default();
         let (named_behaviour, named, named_inbound) = crate::named::new();
         use libp2p::Transport as _;
-        // TCP+Noise+Yamux and QUIC, each muxer wrapped so that protocol
-        // names without a leading slash can be negotiated (see `unslash`).
+        // TCP with TLS or Noise (as go's daemon offers both) and Yamux, and
+        // QUIC; each muxer wrapped so that protocol names without a leading
+        // slash can be negotiated (see `unslash`).
         let mut swarm = libp2p::SwarmBuilder::with_existing_identity(config.keypair.clone())
             .with_tokio()
-            .with_other_transport(|key| {
-                let noise = noise::Config::new(key)?;
-                Ok::<_, Box<dyn std::error::Error + Send + Sync>>(
-                    tcp::tokio::Transport::new(tcp::Config::new().nodelay(true))
-                        .upgrade(libp2p::core::upgrade::Version::V1Lazy)
-                        .authenticate(noise)
-                        .multiplex(yamux::Config::default())
-                        .map(|(peer, muxer), _| (peer, crate::unslash::Unslash::new(muxer))),
-                )
-            })
+            .with_tcp(
+                tcp::Config::new().nodelay(true),
+                (libp2p::tls::Config::new, noise::Config::new),
+                || crate::unslash::UnslashUpgrade(yamux::Config::default()),
+            )
             .map_err(|e| NodeError::Build(e.to_string()))?
             .with_other_transport(|key| {
                 libp2p::quic::tokio::Transport::new(libp2p::quic::Config::new(key))

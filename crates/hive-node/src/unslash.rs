@@ -21,8 +21,9 @@ use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use futures::{AsyncRead, AsyncWrite};
+use futures::{AsyncRead, AsyncWrite, TryFutureExt};
 use libp2p::core::muxing::{StreamMuxer, StreamMuxerEvent};
+use libp2p::core::upgrade::{InboundConnectionUpgrade, OutboundConnectionUpgrade, UpgradeInfo};
 
 /// In-process spelling of a bare protocol name.
 pub const ALIAS_PREFIX: &str = "/hive-bare/";
@@ -43,6 +44,44 @@ pub fn alias(name: &str) -> String {
 /// The wire name for an in-process name.
 pub fn bare(name: &str) -> &str {
     name.strip_prefix(ALIAS_PREFIX).unwrap_or(name)
+}
+
+/// Wraps a muxer upgrade (yamux's) so that the muxer it yields translates
+/// bare names; for transports built by `SwarmBuilder::with_tcp`.
+#[derive(Debug, Clone)]
+pub struct UnslashUpgrade<U>(pub U);
+
+impl<U: UpgradeInfo> UpgradeInfo for UnslashUpgrade<U> {
+    type Info = U::Info;
+    type InfoIter = U::InfoIter;
+
+    fn protocol_info(&self) -> Self::InfoIter {
+        self.0.protocol_info()
+    }
+}
+
+impl<C, U: InboundConnectionUpgrade<C>> InboundConnectionUpgrade<C> for UnslashUpgrade<U> {
+    type Output = Unslash<U::Output>;
+    type Error = U::Error;
+    type Future = futures::future::MapOk<U::Future, fn(U::Output) -> Unslash<U::Output>>;
+
+    fn upgrade_inbound(self, socket: C, info: Self::Info) -> Self::Future {
+        self.0
+            .upgrade_inbound(socket, info)
+            .map_ok(Unslash::new as fn(U::Output) -> Unslash<U::Output>)
+    }
+}
+
+impl<C, U: OutboundConnectionUpgrade<C>> OutboundConnectionUpgrade<C> for UnslashUpgrade<U> {
+    type Output = Unslash<U::Output>;
+    type Error = U::Error;
+    type Future = futures::future::MapOk<U::Future, fn(U::Output) -> Unslash<U::Output>>;
+
+    fn upgrade_outbound(self, socket: C, info: Self::Info) -> Self::Future {
+        self.0
+            .upgrade_outbound(socket, info)
+            .map_ok(Unslash::new as fn(U::Output) -> Unslash<U::Output>)
+    }
 }
 
 /// Wraps a stream muxer so that its substreams translate bare names.

@@ -36,6 +36,9 @@ fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
 pub fn load_or_create_keypair(path: &Path) -> Result<Keypair> {
     if path.exists() {
         let bytes = fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+        if let Some(keypair) = legacy_ed25519(&bytes) {
+            return Ok(keypair);
+        }
         return Keypair::from_protobuf_encoding(&bytes).with_context(|| {
             format!(
                 "{} is not a libp2p private key (protobuf encoding); move it away to create a new identity",
@@ -53,6 +56,24 @@ pub fn load_or_create_keypair(path: &Path) -> Result<Keypair> {
     write_private(path, &bytes)?;
     tracing::info!(path = %path.display(), "created a new identity");
     Ok(keypair)
+}
+
+/// An Ed25519 `PrivateKey` protobuf whose data is 96 bytes: the older
+/// encoding (32-byte seed, then the public key, then the public key again)
+/// that go- and js-libp2p still write and accept. rust-libp2p reads only the
+/// 64-byte form, so the seed is taken and checked against the public key.
+fn legacy_ed25519(bytes: &[u8]) -> Option<Keypair> {
+    // Field 1 (key type, varint 1 = Ed25519), field 2 (length-delimited data).
+    let rest = bytes.strip_prefix(&[0x08, 0x01, 0x12])?;
+    let (len, rest) = (*rest.first()? as usize, &rest[1..]);
+    if len != 96 || rest.len() != 96 {
+        return None;
+    }
+    let mut seed = [0u8; 32];
+    seed.copy_from_slice(&rest[..32]);
+    let secret = libp2p::identity::ed25519::SecretKey::try_from_bytes(&mut seed).ok()?;
+    let keypair = libp2p::identity::ed25519::Keypair::from(secret);
+    (keypair.public().to_bytes()[..] == rest[32..64]).then(|| keypair.into())
 }
 
 /// The IPC token: from the environment, else a token file, else a new random
@@ -130,5 +151,30 @@ mod tests {
             .permissions()
             .mode();
         assert_eq!(mode & 0o777, 0o600);
+    }
+}
+
+#[cfg(test)]
+mod legacy_tests {
+    use super::*;
+
+    #[test]
+    fn the_96_byte_ed25519_encoding_is_read_and_checked() {
+        let keypair = libp2p::identity::ed25519::Keypair::generate();
+        let mut data = keypair.secret().as_ref().to_vec();
+        data.extend_from_slice(&keypair.public().to_bytes());
+        data.extend_from_slice(&keypair.public().to_bytes());
+        let mut file = vec![0x08, 0x01, 0x12, 96];
+        file.extend_from_slice(&data);
+        let read = legacy_ed25519(&file).expect("readable");
+        let expected: Keypair = keypair.clone().into();
+        assert_eq!(read.public().to_peer_id(), expected.public().to_peer_id());
+        // A mismatched public key is not accepted.
+        file[4 + 40] ^= 1;
+        assert!(legacy_ed25519(&file).is_none());
+        // The 64-byte form is left to rust-libp2p.
+        let modern = expected.to_protobuf_encoding().unwrap();
+        assert!(legacy_ed25519(&modern).is_none());
+        assert!(Keypair::from_protobuf_encoding(&modern).is_ok());
     }
 }

@@ -72,6 +72,29 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// Open a stream, giving a peer whose connection is still coming up (or
+/// whose addresses are not learned yet) a few seconds: a client that starts
+/// two daemons, bootstraps one from the other and opens a stream at once
+/// must not lose that race. A peer that does not speak the protocol fails
+/// at once.
+async fn open_soon(
+    node: &NodeHandle,
+    peer: PeerId,
+    proto: StreamProtocol,
+) -> Result<libp2p::Stream, libp2p_stream::OpenStreamError> {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        match node.stream_control().open_stream(peer, proto.clone()).await {
+            Err(libp2p_stream::OpenStreamError::Io(_))
+                if tokio::time::Instant::now() < deadline =>
+            {
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            }
+            other => return other,
+        }
+    }
+}
+
 /// Bytes copied per read in each direction between a client's socket and a
 /// libp2p stream: tokio's default of 8 KiB costs a wake-up per 8 KiB on bulk
 /// transfers.
@@ -278,9 +301,7 @@ where
                     .map(|t| t as u64)
                     .unwrap_or(60),
             );
-            match tokio::time::timeout(timeout, node.stream_control().open_stream(peer, proto))
-                .await
-            {
+            match tokio::time::timeout(timeout, open_soon(node, peer, proto)).await {
                 Ok(Ok(stream)) => return Ok((peer, name.clone(), stream)),
                 Ok(Err(e)) => last = e.to_string(),
                 Err(_) => last = format!("timed out after {timeout:?}"),
