@@ -1,0 +1,1 @@
+"""The Hive benchmark driver (see bench/run)."""
