@@ -1,0 +1,106 @@
+"""`hive up --nodes N`: a whole hive on this machine, through the host.
+
+Starts one host that grows to N nodes (the first and N-1 children, each a
+supervised hive-p2pd), and measures: time from start to every node running,
+total resident memory of the host and all its daemons, and the delivery of
+one message published on the first node to every other node (read back from
+each node's stored history, /api/nodes/{id}/messages). Standard library only.
+
+    python3 bench/hive_nodes.py --hive target-bench/release/hive --nodes 100
+
+Prints one JSON object.
+"""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+
+
+def call(api, method, path, body=None, timeout=120):
+    data = body if isinstance(body, bytes) or body is None else json.dumps(body).encode()
+    req = urllib.request.Request(api + path, data=data, method=method)
+    if isinstance(body, dict):
+        req.add_header("content-type", "application/json")
+    with urllib.request.urlopen(req, timeout=timeout) as r:
+        return json.loads(r.read() or b"null")
+
+
+def rss_kib(pid):
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--hive", required=True)
+    p.add_argument("--nodes", type=int, default=100)
+    p.add_argument("--timeout", type=float, default=600)
+    args = p.parse_args()
+    data = tempfile.mkdtemp(prefix="hive-nodes-bench-")
+    t0 = time.monotonic()
+    host = subprocess.Popen(
+        [args.hive, "up", "--http", "127.0.0.1:0", "--data-dir", data, "--no-mdns",
+         "--listen", "/ip4/127.0.0.1/tcp/0", "--nodes", str(args.nodes),
+         "--max-nodes", str(max(args.nodes, 4))],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+    )
+    result = {"nodes": args.nodes}
+    try:
+        api = json.loads(host.stdout.readline())["http"]
+        while True:
+            nodes = call(api, "GET", "/api/nodes")
+            running = [n for n in nodes if n["state"] == "running"]
+            if len(running) >= args.nodes:
+                break
+            if time.monotonic() - t0 > args.timeout:
+                raise SystemExit(f"only {len(running)} of {args.nodes} nodes running after {args.timeout} s")
+            time.sleep(0.2)
+        result["all_running_s"] = round(time.monotonic() - t0, 2)
+        pids = [host.pid] + [n["pid"] for n in nodes if n["pid"]]
+        result["rss_total_mb"] = round(sum(rss_kib(pid) for pid in pids) / 1024, 1)
+        result["rss_per_daemon_mb"] = round(sum(rss_kib(pid) for pid in pids[1:]) / 1024 / max(1, len(pids) - 1), 1)
+        ids = [n["id"] for n in nodes]
+        with ThreadPoolExecutor(16) as pool:
+            list(pool.map(lambda i: call(api, "POST", f"/api/nodes/{i}/topics/hive-bench/subscribe", b""), ids))
+        # Let the subscriptions spread through the mesh before publishing.
+        time.sleep(5)
+        sent = time.monotonic()
+        msg = call(api, "POST", "/api/topics/hive-bench/publish", f"to all {args.nodes}".encode())
+        pending = set(ids[1:])
+        arrival = {}
+        while pending and time.monotonic() - sent < 60:
+            def has(i):
+                page = call(api, "GET", f"/api/nodes/{i}/messages?topic=hive-bench&limit=10")
+                return i, any(m.get("id") == msg["id"] for m in page["messages"])
+            with ThreadPoolExecutor(16) as pool:
+                for i, ok in pool.map(has, list(pending)):
+                    if ok:
+                        pending.discard(i)
+                        arrival[i] = time.monotonic() - sent
+            time.sleep(0.1)
+        result["delivered"] = f"{len(arrival)}/{len(ids) - 1}"
+        # Polled, so an upper bound on the true time.
+        result["all_delivered_within_s"] = round(max(arrival.values()), 2) if arrival else None
+    finally:
+        host.terminate()
+        try:
+            host.wait(30)
+        except subprocess.TimeoutExpired:
+            host.kill()
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
