@@ -266,3 +266,24 @@ async fn nodes_reproduce_restart_stop_and_come_back() -> Result<()> {
     .await?;
     Ok(())
 }
+
+/// `hive up --nodes N` grows the hive by itself once the first node runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn up_with_nodes_starts_the_whole_hive() -> Result<()> {
+    let host = Host::start(HostOpts {
+        extra_args: vec!["--nodes".into(), "4".into()],
+        ..Default::default()
+    })
+    .await?;
+    host.wait_healthy().await?;
+    let all = wait_for("four running nodes", || async {
+        let all = nodes(&host).await.ok()?;
+        (all.len() == 4 && all.iter().all(|n| n["state"] == "running")).then_some(all)
+    })
+    .await?;
+    assert!(all[1..]
+        .iter()
+        .all(|n| n["parent"] == "n0" && n["generation"] == 1));
+    assert_eq!(daemons_of(&host).len(), 4);
+    Ok(())
+}

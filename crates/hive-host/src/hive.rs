@@ -534,6 +534,14 @@ impl Hive {
             .map_err(|e| HiveError::Io(format!("cannot store the node list: {e}")))
     }
 
+    /// Wait (up to a minute) until the node `id` runs; false if it does not.
+    pub async fn wait_running_id(&self, id: &str) -> bool {
+        match self.get(id) {
+            Some(node) => self.wait_running(&node).await,
+            None => false,
+        }
+    }
+
     async fn wait_running(&self, node: &NodeRuntime) -> bool {
         let mut events = node.supervisor.subscribe_events();
         let deadline = tokio::time::Instant::now() + READY_WAIT;

@@ -173,6 +173,11 @@ async fn grow(hive: &Hive, wanted: usize) {
     if wanted <= have {
         return;
     }
+    // Children join through the first node: it must be up first.
+    if !hive.wait_running_id(hive::ROOT_ID).await {
+        eprintln!("hive: the first node is not running; not starting more nodes");
+        return;
+    }
     let missing = wanted - have;
     eprintln!("hive: starting {missing} more node(s) for --nodes {wanted}");
     let mut done = 0;
