@@ -95,13 +95,14 @@ def machine(env: Env) -> dict:
 async def main_async(args) -> int:
     env = env_from_os(args.quick)
     results_path = Path(args.results)
-    results = {"mode": "quick" if args.quick else "full", "machine": machine(env), "workloads": {}, "timing_s": {}, "load": {}, "when": {}}
+    results = {"mode": "quick" if args.quick else "full", "machine": machine(env), "workloads": {}, "timing_s": {}, "load": {}, "when": {}, "invocations": []}
     if args.merge and results_path.exists():
         # Re-run some workloads (--only) into an earlier run's results.
         old = json.loads(results_path.read_text())
-        for k in ("workloads", "timing_s", "load", "when"):
+        for k in ("workloads", "timing_s", "load", "when", "invocations"):
             results[k] = old.get(k, {})
         results["timing_s"].pop("total", None)
+    results.setdefault("invocations", []).append(time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()))
     wanted = [w for w in ORDER if not args.only or w in args.only.split(",")]
     funcs = {
         "startup": workloads.startup,

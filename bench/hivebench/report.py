@@ -71,13 +71,12 @@ def render(res: dict) -> str:
     out = []
     out.append("# Benchmarks\n")
     when = res.get("when") or {}
-    starts = sorted(set(when.values()))
-    if len(starts) > 1:
-        by = {t: [k for k, v in when.items() if v == t] for t in starts}
-        at = "; ".join(f"{', '.join(ks)} from {t}" for t, ks in by.items())
-        runs = f"in more than one invocation (`--merge`): {at}"
+    inv = res.get("invocations") or [m["date"]]
+    at = ", ".join(f"{k} {v[11:16]}" for k, v in when.items())
+    if len(inv) > 1:
+        runs = f"in {len(inv)} invocations merged with `--merge` ({', '.join(inv)}); workloads started at: {at}"
     else:
-        runs = f"on {starts[0] if starts else m['date']}, in one invocation"
+        runs = f"in one invocation started {inv[0]}" + (f" (workloads started at: {at} UTC)" if at else "")
     out.append(
         f"Produced by `bench/run` (mode: **{res['mode']}**) {runs}. Within a workload, Hive and each anchor were "
         "measured on the same machine one after another (or paired, where said), one workload at a time. "
@@ -183,7 +182,7 @@ def targets(w) -> str:
     hc, gc, hi, py = (two.get(k) for k in ("hive-control", "go-control", "hive-ipc", "py-libp2p"))
     if hc and gc and not skipped(hc) and not skipped(gc):
         a, b = hc["max_no_loss_rate"], gc["max_no_loss_rate"]
-        note = " (Hive's figure is the Python client's ceiling)" if hc.get("publisher_bound") else ""
+        note = " (Hive: publishing could go no faster, nothing lost)" if hc.get("publisher_bound") else ""
         rows.append(
             [
                 "pubsub rate ≥ 2× go (same client, control protocol)",
