@@ -283,14 +283,16 @@ impl Node {
         let mut registry = Registry::default();
         let (named_behaviour, named, named_inbound) = crate::named::new();
         use libp2p::Transport as _;
-        // TCP with TLS or Noise (as go's daemon offers both) and Yamux, and
+        // TCP with Noise or TLS (go's daemon offers both) and Yamux, and
         // QUIC; each muxer wrapped so that protocol names without a leading
-        // slash can be negotiated (see `unslash`).
+        // slash can be negotiated (see `unslash`). Noise is proposed first:
+        // with TLS first a CONNECT between two daemons took about 50 ms here
+        // instead of 3; peers that speak only TLS still get it.
         let mut swarm = libp2p::SwarmBuilder::with_existing_identity(config.keypair.clone())
             .with_tokio()
             .with_tcp(
                 tcp::Config::new().nodelay(true),
-                (libp2p::tls::Config::new, noise::Config::new),
+                (noise::Config::new, libp2p::tls::Config::new),
                 || crate::unslash::UnslashUpgrade(yamux::Config::default()),
             )
             .map_err(|e| NodeError::Build(e.to_string()))?
