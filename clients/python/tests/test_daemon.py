@@ -23,6 +23,14 @@ async def pair(binary: str):
     await a.start()
     b = Daemon(binary=binary, listen=LOOPBACK, mdns=False, bootstrap=[a.listen_addrs[0]])
     await b.start()
+
+    # b dials a in the background once it is ready; a learns b's addresses
+    # only from that connection, so wait for it before calling across.
+    async def connected() -> None:
+        while not any(p.peer_id == b.peer_id for p in await a.peers()):
+            await asyncio.sleep(0.05)
+
+    await asyncio.wait_for(connected(), 30)
     return a, b
 
 
