@@ -128,15 +128,6 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-fn state_name(state: DaemonState) -> &'static str {
-    match state {
-        DaemonState::Starting => "starting",
-        DaemonState::Running => "running",
-        DaemonState::Restarting => "restarting",
-        DaemonState::Stopped => "stopped",
-    }
-}
-
 /// A default for `--max-nodes`: what the machine's memory holds at
 /// [`NODE_MEMORY`] a node after the reserve, between 4 and 256.
 pub fn default_max_nodes() -> usize {
@@ -387,7 +378,7 @@ impl Hive {
             peer_id: status.peer_id,
             parent: node.record.parent.clone(),
             generation: node.record.generation,
-            state: state_name(status.daemon.state).to_owned(),
+            state: status.daemon.state.as_str().to_owned(),
             pid: status.daemon.pid,
             restarts: status.daemon.restarts,
             peers: status.peers,

@@ -56,6 +56,18 @@ pub enum DaemonState {
     Stopped,
 }
 
+impl DaemonState {
+    /// The name the API uses (the same as its JSON form).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DaemonState::Starting => "starting",
+            DaemonState::Running => "running",
+            DaemonState::Restarting => "restarting",
+            DaemonState::Stopped => "stopped",
+        }
+    }
+}
+
 /// The supervision state as the API shows it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct DaemonSnapshot {

@@ -25,7 +25,7 @@ use std::sync::Arc;
 
 use crate::ipc_client::IpcClient;
 use crate::outbox::Outbox;
-use crate::supervisor::{DaemonState, Supervisor};
+use crate::supervisor::Supervisor;
 
 /// Largest request body (a published or sent message) the API accepts.
 pub const MAX_BODY_BYTES: usize = 2 * 1024 * 1024;
@@ -135,17 +135,18 @@ async fn auth(
 }
 
 impl AppState {
+    /// τ of the addressed node, counting the nodes below it.
+    fn tension(&self) -> crate::tension::Tension {
+        match self.hive.get(&self.node_id) {
+            Some(node) => self.hive.tension(&node),
+            None => self.supervisor.tension(),
+        }
+    }
+
     /// The daemon's IPC link, or 503 when the daemon is not running.
     fn client(&self) -> Result<IpcClient, ApiError> {
         self.supervisor.client().ok_or_else(|| {
-            let state = self.supervisor.snapshot().state;
-            let state = match state {
-                DaemonState::Starting => "starting",
-                DaemonState::Running => "running",
-                DaemonState::Restarting => "restarting",
-                DaemonState::Stopped => "stopped",
-            };
-            ApiError::DaemonDown(state.to_owned())
+            ApiError::DaemonDown(self.supervisor.snapshot().state.as_str().to_owned())
         })
     }
 }

@@ -46,10 +46,7 @@ pub async fn status(Scoped(state): Scoped) -> Json<StatusBody> {
         None => None,
     };
     let known = sup.status();
-    let tension = match state.hive.get(&state.node_id) {
-        Some(node) => state.hive.tension(&node),
-        None => sup.tension(),
-    };
+    let tension = state.tension();
     let body = match live {
         Some(st) => StatusBody {
             peer_id: st.peer_id,
@@ -405,10 +402,7 @@ pub async fn healthz(Scoped(state): Scoped) -> (StatusCode, &'static str) {
 /// `GET /api/tension`: τ now, its signals, and its history (one sample per
 /// 5 s over the last 15 minutes, oldest first).
 pub async fn tension(Scoped(state): Scoped) -> Json<Value> {
-    let now = match state.hive.get(&state.node_id) {
-        Some(node) => state.hive.tension(&node),
-        None => state.supervisor.tension(),
-    };
+    let now = state.tension();
     let history: Vec<Value> = state
         .supervisor
         .tension_history()
@@ -429,10 +423,7 @@ const DAEMON_METRICS_TIMEOUT: Duration = Duration::from_secs(2);
 /// (fetched over the IPC), as one OpenMetrics document.
 pub async fn metrics(Scoped(state): Scoped) -> Result<Response, ApiError> {
     let sup = &state.supervisor;
-    let tension = match state.hive.get(&state.node_id) {
-        Some(node) => state.hive.tension(&node),
-        None => sup.tension(),
-    };
+    let tension = state.tension();
     sup.metrics().set_tension(&tension);
     sup.metrics().set_process(sup.snapshot().pid);
     let mut text = sup
