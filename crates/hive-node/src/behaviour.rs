@@ -1,16 +1,18 @@
 //! The composed libp2p behaviour of a Hive node and its wire messages.
 
+use std::num::NonZeroU32;
 use std::time::Duration;
 
 use libp2p::identity::Keypair;
 use libp2p::swarm::behaviour::toggle::Toggle;
 use libp2p::swarm::NetworkBehaviour;
 use libp2p::{
-    connection_limits, gossipsub, identify, kad, mdns, ping, request_response, StreamProtocol,
+    connection_limits, gossipsub, identify, kad, mdns, ping, relay, request_response,
+    StreamProtocol,
 };
 use serde::{Deserialize, Serialize};
 
-use crate::config::NodeConfig;
+use crate::config::{NodeConfig, Reachability, RelayService};
 
 /// Protocol of direct messages between Hive daemons.
 pub const DIRECT_PROTOCOL: StreamProtocol = StreamProtocol::new("/hive/direct/1.0.0");
@@ -60,6 +62,8 @@ pub struct Behaviour {
     /// Raw streams on names without a leading slash (hivemind's unary
     /// handlers), which `libp2p_stream` cannot express.
     pub named: crate::named::Behaviour,
+    /// The relay service (circuit relay v2 HOP), when this node is a relay.
+    pub relay: Toggle<relay::Behaviour>,
 }
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -72,6 +76,7 @@ impl Behaviour {
         config: &NodeConfig,
         registry: &mut prometheus_client::registry::Registry,
         named: crate::named::Behaviour,
+        streams: libp2p_stream::Behaviour,
     ) -> Result<Self, BoxError> {
         let peer_id = key.public().to_peer_id();
 
@@ -135,6 +140,16 @@ impl Behaviour {
             request_response::Config::default().with_request_timeout(Duration::from_secs(20)),
         );
 
+        let relay = config.relay_service.as_ref().map(|service| {
+            let mut relay = relay::Behaviour::new(peer_id, relay_config(service));
+            match service.reachability {
+                Reachability::Auto => relay.set_status(None),
+                Reachability::Public => relay.set_status(Some(relay::Status::Enable)),
+                Reachability::Private => relay.set_status(Some(relay::Status::Disable)),
+            }
+            relay
+        });
+
         Ok(Behaviour {
             limits,
             identify,
@@ -144,8 +159,29 @@ impl Behaviour {
             mdns: Toggle::from(mdns),
             direct,
             hping,
-            streams: libp2p_stream::Behaviour::new(),
+            streams,
             named,
+            relay: Toggle::from(relay),
         })
     }
+}
+
+/// rust-libp2p's relay configuration from Hive's limits. Its default rate
+/// limiters count per IP address too; every peer of a test on loopback, or
+/// behind one NAT, shares one, so only the per-peer limits are kept.
+fn relay_config(service: &RelayService) -> relay::Config {
+    let per_peer = NonZeroU32::new(30).unwrap_or(NonZeroU32::MIN);
+    relay::Config {
+        max_reservations: service.max_reservations,
+        max_reservations_per_peer: service.max_reservations_per_peer,
+        max_circuits: service.max_circuits,
+        max_circuits_per_peer: service.max_circuits_per_peer,
+        max_circuit_duration: service.max_circuit_duration,
+        max_circuit_bytes: service.max_circuit_bytes,
+        reservation_rate_limiters: Vec::new(),
+        circuit_src_rate_limiters: Vec::new(),
+        ..relay::Config::default()
+    }
+    .reservation_rate_per_peer(per_peer, Duration::from_secs(60))
+    .circuit_src_per_peer(per_peer, Duration::from_secs(60))
 }

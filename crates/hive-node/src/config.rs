@@ -26,6 +26,57 @@ pub struct NodeConfig {
     /// How long a connection with no open stream is kept. Long, because
     /// gossipsub meshes and direct messages want warm connections.
     pub idle_timeout: Duration,
+    /// Addresses others reach this node at, taken as confirmed external
+    /// addresses (announced by identify; they let a relay service offer
+    /// itself).
+    pub external_addrs: Vec<Multiaddr>,
+    /// Reach peers through relays (circuit addresses) and accept circuits
+    /// that relays open to this node.
+    pub relay_client: bool,
+    /// Serve as a relay for others; `None`: not a relay.
+    pub relay_service: Option<RelayService>,
+}
+
+/// Whether this node believes others can reach it directly. A relay service
+/// only offers itself when they can (as go-libp2p's does).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Reachability {
+    /// Decided by confirmed external addresses.
+    #[default]
+    Auto,
+    /// Taken as reachable (go's `-forceReachabilityPublic`).
+    Public,
+    /// Taken as unreachable (go's `-forceReachabilityPrivate`).
+    Private,
+}
+
+/// Limits of the relay service (circuit relay v2, HOP side).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RelayService {
+    pub reachability: Reachability,
+    pub max_reservations: usize,
+    pub max_reservations_per_peer: usize,
+    pub max_circuits: usize,
+    pub max_circuits_per_peer: usize,
+    pub max_circuit_duration: Duration,
+    /// Bytes relayed in each direction of one circuit before it is reset.
+    pub max_circuit_bytes: u64,
+}
+
+impl Default for RelayService {
+    /// go-libp2p-daemon's defaults (`-relayMaxReservations`,
+    /// `-relayMaxCircuits`, `-relayDataLimit`).
+    fn default() -> Self {
+        RelayService {
+            reachability: Reachability::Auto,
+            max_reservations: 128,
+            max_reservations_per_peer: 4,
+            max_circuits: 1024,
+            max_circuits_per_peer: 16,
+            max_circuit_duration: Duration::from_secs(2 * 60),
+            max_circuit_bytes: 4 << 30,
+        }
+    }
 }
 
 impl NodeConfig {
@@ -39,6 +90,9 @@ impl NodeConfig {
             max_connections: 512,
             max_connections_per_peer: 8,
             idle_timeout: Duration::from_secs(300),
+            external_addrs: Vec::new(),
+            relay_client: true,
+            relay_service: None,
         }
     }
 }
@@ -51,6 +105,8 @@ impl std::fmt::Debug for NodeConfig {
             .field("bootstrap", &self.bootstrap)
             .field("mdns", &self.mdns)
             .field("max_message_size", &self.max_message_size)
+            .field("relay_client", &self.relay_client)
+            .field("relay_service", &self.relay_service)
             .finish_non_exhaustive()
     }
 }

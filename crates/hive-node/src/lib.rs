@@ -4,6 +4,7 @@
 //! the `hive-proto` types it answers with.
 
 pub mod behaviour;
+pub mod circuit;
 pub mod config;
 pub mod envelope;
 pub mod named;

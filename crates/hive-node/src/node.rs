@@ -211,6 +211,8 @@ pub struct Node {
     started: Instant,
     peer_id: PeerId,
     max_message_size: usize,
+    /// Circuit addresses may be dialed.
+    relay_client: bool,
     listen_addrs: Vec<Multiaddr>,
     peers: HashMap<PeerId, PeerState>,
     /// Listen addresses peers announced through identify.
@@ -265,10 +267,14 @@ fn peer_of(addr: &Multiaddr) -> Option<PeerId> {
     }
 }
 
+/// The address without its trailing `/p2p/PEER`. Only the last one goes: in
+/// a circuit address the relay's `/p2p` part is part of the route.
 fn without_p2p(addr: &Multiaddr) -> Multiaddr {
-    addr.iter()
-        .filter(|p| !matches!(p, Protocol::P2p(_)))
-        .collect()
+    let mut addr = addr.clone();
+    if let Some(Protocol::P2p(_)) = addr.iter().last() {
+        addr.pop();
+    }
+    addr
 }
 
 fn with_p2p(addr: &Multiaddr, peer: PeerId) -> String {
@@ -282,6 +288,9 @@ impl Node {
         let behaviour_config = config.clone();
         let mut registry = Registry::default();
         let (named_behaviour, named, named_inbound) = crate::named::new();
+        let streams = libp2p_stream::Behaviour::new();
+        let mut stream_control = streams.new_control();
+        let (circuits, inbound_circuits) = crate::circuit::new_transport(stream_control.clone());
         use libp2p::Transport as _;
         // TCP with Noise or TLS (go's daemon offers both) and Yamux, and
         // QUIC; each muxer wrapped so that protocol names without a leading
@@ -301,10 +310,24 @@ impl Node {
                     .map(|(peer, connection), _| (peer, crate::unslash::Unslash::new(connection)))
             })
             .map_err(|e| NodeError::Build(e.to_string()))?
+            // Circuits through relays, secured and multiplexed like TCP.
+            .with_other_transport(|key| -> Result<_, crate::behaviour::BoxError> {
+                Ok(circuits
+                    .upgrade(libp2p::core::upgrade::Version::V1Lazy)
+                    .authenticate(noise::Config::new(key)?)
+                    .multiplex(crate::unslash::UnslashUpgrade(yamux::Config::default())))
+            })
+            .map_err(|e| NodeError::Build(e.to_string()))?
             .with_dns()
             .map_err(|e| NodeError::Build(e.to_string()))?
             .with_behaviour(|key| {
-                Behaviour::new(key, &behaviour_config, &mut registry, named_behaviour)
+                Behaviour::new(
+                    key,
+                    &behaviour_config,
+                    &mut registry,
+                    named_behaviour,
+                    streams,
+                )
             })
             .map_err(|e| NodeError::Build(e.to_string()))?
             .with_swarm_config(|c| c.with_idle_connection_timeout(config.idle_timeout))
@@ -359,6 +382,20 @@ impl Node {
             }
         }
 
+        for addr in &config.external_addrs {
+            swarm.add_external_address(addr.clone());
+        }
+        if config.relay_client {
+            // Circuits from any relay; this listener announces no address.
+            swarm
+                .listen_on(crate::circuit::any_relay_listen_addr())
+                .map_err(|e| NodeError::Build(format!("circuit listener: {e}")))?;
+            let stops = stream_control
+                .accept(crate::circuit::STOP_PROTOCOL)
+                .map_err(|e| NodeError::Build(format!("circuit STOP handler: {e}")))?;
+            tokio::spawn(crate::circuit::accept_stops(stops, inbound_circuits));
+        }
+
         let (events, _) = broadcast::channel(EVENT_CAPACITY);
         let (commands_tx, commands) = mpsc::channel(1024);
         let (shutdown, shutdown_rx) = watch::channel(false);
@@ -368,7 +405,7 @@ impl Node {
             peer_id,
             listen_addrs: listen_addrs.iter().map(|a| with_p2p(a, peer_id)).collect(),
             shutdown: shutdown_rx,
-            streams: swarm.behaviour().streams.new_control(),
+            streams: stream_control,
             named,
             named_inbound: Arc::new(std::sync::Mutex::new(Some(named_inbound))),
         };
@@ -383,6 +420,7 @@ impl Node {
             started: Instant::now(),
             peer_id,
             max_message_size: config.max_message_size,
+            relay_client: config.relay_client,
             listen_addrs,
             peers: HashMap::new(),
             peer_listen_addrs: HashMap::new(),
@@ -709,10 +747,17 @@ impl Node {
                     }));
                     return;
                 }
-                self.swarm
-                    .behaviour_mut()
-                    .kad
-                    .add_address(&peer, without_p2p(&addr));
+                if crate::circuit::is_circuit(&addr) {
+                    if let Err(e) = self.prepare_circuit(&addr) {
+                        let _ = reply.send(Err(e));
+                        return;
+                    }
+                } else {
+                    self.swarm
+                        .behaviour_mut()
+                        .kad
+                        .add_address(&peer, without_p2p(&addr));
+                }
                 DialOpts::peer_id(peer)
                     .addresses(vec![without_p2p(&addr)])
                     .condition(PeerCondition::Always)
@@ -734,6 +779,46 @@ impl Node {
                 )));
             }
         }
+    }
+
+    /// Before dialing through a relay: check the address, and start a
+    /// connection to the relay when there is none (the circuit transport
+    /// opens its HOP stream over it, waiting for it if need be).
+    fn prepare_circuit(&mut self, addr: &Multiaddr) -> Result<(), ErrorBody> {
+        if !self.relay_client {
+            return Err(err(
+                ErrorCode::DialFailed,
+                format!("cannot dial {addr}: this node does not use relays (relay client off)"),
+            ));
+        }
+        let circuit = crate::circuit::parse_circuit_addr(addr).ok_or_else(|| {
+            err(
+                ErrorCode::BadArgs,
+                format!(
+                    "{addr} is not a circuit address: expected RELAY-ADDR/p2p/RELAY-ID/p2p-circuit/p2p/PEER-ID"
+                ),
+            )
+        })?;
+        if circuit.dst == self.peer_id {
+            return Err(err(
+                ErrorCode::BadArgs,
+                "cannot dial this node itself through a relay",
+            ));
+        }
+        if !self.peers.contains_key(&circuit.relay) && !circuit.relay_addr.is_empty() {
+            self.swarm
+                .behaviour_mut()
+                .kad
+                .add_address(&circuit.relay, circuit.relay_addr.clone());
+            let opts = DialOpts::peer_id(circuit.relay)
+                .addresses(vec![circuit.relay_addr])
+                .condition(PeerCondition::DisconnectedAndNotDialing)
+                .build();
+            if let Err(e) = self.swarm.dial(opts) {
+                tracing::debug!(relay = %circuit.relay, error = %e, "relay dial not started");
+            }
+        }
+        Ok(())
     }
 
     fn publish(
@@ -922,9 +1007,11 @@ impl Node {
             BehaviourEvent::Identify(e) => self.metrics.record(e),
             BehaviourEvent::Ping(e) => self.metrics.record(e),
             BehaviourEvent::Kad(e) => self.metrics.record(e),
+            BehaviourEvent::Relay(e) => self.metrics.record(e),
             _ => {}
         }
         match event {
+            BehaviourEvent::Relay(event) => tracing::debug!(?event, "relay service"),
             BehaviourEvent::Gossipsub(event) => self.handle_gossipsub(event),
             BehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. }) => {
                 let addrs: Vec<Multiaddr> = info

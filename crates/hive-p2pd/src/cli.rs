@@ -29,6 +29,21 @@ pub struct Cli {
     #[arg(long = "bootstrap", value_name = "MULTIADDR")]
     pub bootstrap: Vec<Multiaddr>,
 
+    /// Address at which others reach this node (repeatable), for example a
+    /// public address forwarded to a listen address. Taken as confirmed:
+    /// it is announced to peers and lets a relay service offer itself.
+    #[arg(long = "announce", value_name = "MULTIADDR")]
+    pub announce: Vec<Multiaddr>,
+
+    /// Serve as a circuit relay (v2) for other peers, even before an
+    /// external address is confirmed.
+    #[arg(long)]
+    pub relay_service: bool,
+
+    /// Neither dial peers through relays nor accept circuits from them.
+    #[arg(long)]
+    pub no_relay_client: bool,
+
     /// Turn off mDNS discovery of peers on the local network.
     #[arg(long)]
     pub no_mdns: bool,

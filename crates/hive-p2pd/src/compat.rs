@@ -11,6 +11,8 @@ use std::path::PathBuf;
 use anyhow::{anyhow, bail, Result};
 use libp2p::Multiaddr;
 
+use hive_node::config::{Reachability, RelayService};
+
 use crate::control::ControlAddr;
 
 /// Flags that take no value.
@@ -37,6 +39,7 @@ const BOOL_FLAGS: &[&str] = &[
     "relayDiscovery",
     "forceReachabilityPublic",
     "forceReachabilityPrivate",
+    "relayService",
 ];
 
 /// Flags that take a value.
@@ -57,6 +60,10 @@ const VALUE_FLAGS: &[&str] = &[
     "trustedRelays",
     "gossipsubHeartbeatInterval",
     "gossipsubHeartbeatInitialDelay",
+    "relayBufferSize",
+    "relayDataLimit",
+    "relayMaxCircuits",
+    "relayMaxReservations",
 ];
 
 /// What the go-style flags asked for.
@@ -76,6 +83,23 @@ pub struct GoOptions {
     pub no_listen: bool,
     /// `-connHi`.
     pub max_connections: Option<u32>,
+    /// `-announceAddrs`: taken as this node's confirmed external addresses.
+    pub announce: Vec<Multiaddr>,
+    /// `-relay` (default on): dial and accept circuits.
+    pub relay: bool,
+    /// `-relayService` (default on, with `-relay`): serve as a relay once
+    /// reachable (see `reachability`).
+    pub relay_service: bool,
+    /// `-forceReachabilityPublic` / `-forceReachabilityPrivate`.
+    pub reachability: Reachability,
+    /// `-relayDataLimit`, `-relayMaxCircuits`, `-relayMaxReservations`.
+    pub relay_limits: RelayService,
+}
+
+fn parse_number<T: std::str::FromStr>(name: &str, value: &str) -> Result<T> {
+    value
+        .parse()
+        .map_err(|_| anyhow!("-{name} {value:?} is not a number"))
 }
 
 fn parse_bool(name: &str, value: &str) -> Result<bool> {
@@ -137,6 +161,11 @@ pub fn split_args(args: Vec<String>) -> Result<(Vec<String>, Option<GoOptions>)>
             key_file: None,
             no_listen: false,
             max_connections: None,
+            announce: Vec::new(),
+            relay: true,
+            relay_service: true,
+            reachability: Reachability::Auto,
+            relay_limits: RelayService::default(),
         });
         if BOOL_FLAGS.contains(&name.as_str()) {
             let on = match &inline {
@@ -146,6 +175,10 @@ pub fn split_args(args: Vec<String>) -> Result<(Vec<String>, Option<GoOptions>)>
             match name.as_str() {
                 "q" => opts.quiet = on,
                 "noListenAddrs" => opts.no_listen = on,
+                "relay" => opts.relay = on,
+                "relayService" => opts.relay_service = on,
+                "forceReachabilityPublic" if on => opts.reachability = Reachability::Public,
+                "forceReachabilityPrivate" if on => opts.reachability = Reachability::Private,
                 "pubsubSign" if !on => {
                     bail!("-pubsubSign=false: hive-p2pd always signs pubsub messages (unsigned pubsub is not supported)")
                 }
@@ -166,12 +199,14 @@ pub fn split_args(args: Vec<String>) -> Result<(Vec<String>, Option<GoOptions>)>
                 "hostAddrs" => opts.host_addrs = comma_addrs(&name, &value)?,
                 "bootstrapPeers" => opts.bootstrap = comma_addrs(&name, &value)?,
                 "id" => opts.key_file = Some(PathBuf::from(value)),
-                "connHi" => {
-                    opts.max_connections = Some(
-                        value
-                            .parse()
-                            .map_err(|_| anyhow!("-connHi {value:?} is not a number"))?,
-                    )
+                "announceAddrs" => opts.announce = comma_addrs(&name, &value)?,
+                "connHi" => opts.max_connections = Some(parse_number(&name, &value)?),
+                "relayDataLimit" => opts.relay_limits.max_circuit_bytes = parse_number(&name, &value)?,
+                "relayMaxCircuits" => {
+                    opts.relay_limits.max_circuits_per_peer = parse_number(&name, &value)?
+                }
+                "relayMaxReservations" => {
+                    opts.relay_limits.max_reservations = parse_number(&name, &value)?
                 }
                 "pubsubRouter" if value != "gossipsub" => bail!(
                     "-pubsubRouter {value}: hive-p2pd runs gossipsub only"
@@ -227,6 +262,33 @@ mod tests {
         );
         assert_eq!(go.host_addrs, vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()]);
         assert!(!go.quiet);
+        assert!(go.relay && go.relay_service);
+        assert_eq!(go.reachability, Reachability::Auto);
+    }
+
+    #[test]
+    fn relay_flags_configure_the_relay() {
+        let (_, go) = split_args(args(&[
+            "p2pd",
+            "-relay",
+            "-forceReachabilityPublic",
+            "-relayDataLimit=1024",
+            "-relayMaxCircuits",
+            "3",
+            "-relayMaxReservations=7",
+            "-announceAddrs=/ip4/192.0.2.1/tcp/4001",
+        ]))
+        .unwrap();
+        let go = go.unwrap();
+        assert_eq!(go.reachability, Reachability::Public);
+        assert_eq!(go.relay_limits.max_circuit_bytes, 1024);
+        assert_eq!(go.relay_limits.max_circuits_per_peer, 3);
+        assert_eq!(go.relay_limits.max_reservations, 7);
+        assert_eq!(go.announce.len(), 1);
+        let (_, go) = split_args(args(&["p2pd", "-relay=false"])).unwrap();
+        assert!(!go.unwrap().relay);
+        let e = split_args(args(&["p2pd", "-relayMaxCircuits=lots"])).unwrap_err();
+        assert!(e.to_string().contains("not a number"), "{e}");
     }
 
     #[test]

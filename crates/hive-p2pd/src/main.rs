@@ -20,6 +20,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::Parser;
+use hive_node::config::{Reachability, RelayService};
 use hive_node::{Node, NodeConfig};
 use hive_proto::{ReadyLine, ENV_EXIT_WITH_PARENT, ENV_IPC_TOKEN, PROTOCOL_VERSION};
 use libp2p::Multiaddr;
@@ -99,6 +100,8 @@ async fn run(mut cli: Cli, go: Option<compat::GoOptions>) -> Result<()> {
         if let Some(n) = go.max_connections {
             cli.max_connections = n;
         }
+        cli.announce.extend(go.announce.iter().cloned());
+        cli.no_relay_client |= !go.relay;
     }
     let exit_with_parent =
         cli.exit_with_parent || std::env::var(ENV_EXIT_WITH_PARENT).is_ok_and(|v| v == "1");
@@ -146,6 +149,21 @@ async fn run(mut cli: Cli, go: Option<compat::GoOptions>) -> Result<()> {
     config.mdns = !cli.no_mdns;
     config.max_message_size = cli.max_message_size;
     config.max_connections = cli.max_connections;
+    config.external_addrs = cli.announce.clone();
+    config.relay_client = !cli.no_relay_client;
+    config.relay_service = match &go {
+        // go's daemon: a relay service unless turned off, offered once the
+        // node is reachable (or forced to count as reachable).
+        Some(go) if go.relay && go.relay_service => Some(RelayService {
+            reachability: go.reachability,
+            ..go.relay_limits.clone()
+        }),
+        Some(_) => None,
+        None => cli.relay_service.then(|| RelayService {
+            reachability: Reachability::Public,
+            ..RelayService::default()
+        }),
+    };
     let node = Node::start(config).await?;
 
     let listener = ipc::bind(&cli.ipc).await?;

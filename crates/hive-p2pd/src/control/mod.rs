@@ -352,7 +352,12 @@ async fn connect(node: &NodeHandle, request: Option<pb::ConnectRequest>) -> pb::
             last_error = "invalid multiaddr".into();
             continue;
         };
-        let addr = addr.with(libp2p::multiaddr::Protocol::P2p(peer));
+        // Clients send addresses with or without the peer's /p2p part
+        // (circuit addresses always end in it).
+        let addr = match addr.iter().last() {
+            Some(libp2p::multiaddr::Protocol::P2p(_)) => addr,
+            _ => addr.with(libp2p::multiaddr::Protocol::P2p(peer)),
+        };
         match node
             .request(Op::Dial {
                 addr: addr.to_string(),
