@@ -98,6 +98,10 @@ impl Behaviour {
             .max_transmit_size(config.max_message_size + 16 * 1024)
             .heartbeat_interval(Duration::from_millis(700))
             .message_id_fn(crate::envelope::message_id)
+            // Peers that speak only floodsub (go's and js's daemons with
+            // `-pubsubRouter=floodsub`) get every message of the topics
+            // they subscribe to; gossipsub peers still negotiate meshsub.
+            .support_floodsub()
             .build()
             .map_err(|e| format!("gossipsub config: {e}"))?;
         let gossipsub = gossipsub::Behaviour::new(

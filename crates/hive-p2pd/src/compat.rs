@@ -208,8 +208,11 @@ pub fn split_args(args: Vec<String>) -> Result<(Vec<String>, Option<GoOptions>)>
                 "relayMaxReservations" => {
                     opts.relay_limits.max_reservations = parse_number(&name, &value)?
                 }
-                "pubsubRouter" if value != "gossipsub" => bail!(
-                    "-pubsubRouter {value}: hive-p2pd runs gossipsub only"
+                // Gossipsub that also speaks floodsub serves both: floodsub
+                // peers are flooded, gossipsub peers (hive-p2pd included)
+                // negotiate meshsub.
+                "pubsubRouter" if value != "gossipsub" && value != "floodsub" => bail!(
+                    "-pubsubRouter {value}: hive-p2pd runs gossipsub, which also speaks floodsub to floodsub peers; use gossipsub or floodsub"
                 ),
                 "metricsAddr" => bail!(
                     "-metricsAddr is not supported by hive-p2pd; the `hive` host serves Prometheus metrics at /metrics"
@@ -314,8 +317,9 @@ mod tests {
     fn unsupported_flags_get_clear_errors() {
         let e = split_args(args(&["p2pd", "-frobnicate"])).unwrap_err();
         assert!(e.to_string().contains("unknown flag -frobnicate"), "{e}");
-        let e = split_args(args(&["p2pd", "-pubsubRouter=floodsub"])).unwrap_err();
-        assert!(e.to_string().contains("gossipsub only"), "{e}");
+        let e = split_args(args(&["p2pd", "-pubsubRouter=randomsub"])).unwrap_err();
+        assert!(e.to_string().contains("gossipsub or floodsub"), "{e}");
+        assert!(split_args(args(&["p2pd", "-pubsubRouter=floodsub"])).is_ok());
         let e = split_args(args(&["p2pd", "-b=maybe"])).unwrap_err();
         assert!(e.to_string().contains("boolean"), "{e}");
         assert!(split_args(args(&["p2pd", "-listen"])).is_err());
