@@ -154,6 +154,30 @@ def test_dht_put_get_and_find_peer(daemons):
     anyio.run(main)
 
 
+def test_dht_closest_peers_found_through_a_third(daemons):
+    """GET_CLOSEST_PEERS from c, which knows only b, finds a (b's peer)."""
+    a, b = daemons
+    c = Daemon(a.dir.parent, "c", bootstrap=f"{b.addr}/p2p/{b.peer_id}")
+    try:
+
+        async def main():
+            cc = c.client("hc.sock")
+
+            async def found():
+                peers = await cc.dht_get_closest_peers(ID.from_base58(a.peer_id).to_bytes())
+                return a.peer_id in [p.to_base58() for p in peers]
+
+            await eventually(found, "a among the peers closest to a, asked from c")
+            # Like go's daemon, FIND_PEERS_CONNECTED_TO_PEER is refused
+            # with a clear message rather than left hanging.
+            with pytest.raises(Exception, match="not supported"):
+                await cc.dht_find_peers_connected_to_peer(ID.from_base58(a.peer_id))
+
+        anyio.run(main)
+    finally:
+        c.stop()
+
+
 def test_pubsub_between_daemons_and_with_the_websocket_ipc(daemons):
     a, b = daemons
     topic = "compat-topic"

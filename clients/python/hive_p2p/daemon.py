@@ -409,6 +409,12 @@ class Daemon:
         result = await self._call("find_providers", {"key": b64(key)})
         return [PeerInfo(peer_id=p["peer_id"], addrs=list(p["addrs"])) for p in result["providers"]]
 
+    async def closest_peers(self, key: bytes) -> List[PeerInfo]:
+        """The peers closest to ``key`` in the DHT (a peer's id bytes for
+        the peers closest to that peer), closest first."""
+        result = await self._call("closest_peers", {"key": b64(key)})
+        return [PeerInfo(peer_id=p["peer_id"], addrs=list(p["addrs"])) for p in result["peers"]]
+
     async def put_record(self, key: bytes, value: bytes) -> None:
         await self._call("put_record", {"key": b64(key), "value": b64(value)})
 

@@ -76,6 +76,7 @@ async def test_two_hundred_concurrent_calls(binary: str) -> None:
         assert await a.ping(b.peer_id) >= 0
         await a.put_record(b"k", b"v")
         assert await b.get_record(b"k") == b"v"
+        assert a.peer_id in [p.peer_id for p in await b.closest_peers(b"k")]
     finally:
         await a.aclose()
         await b.aclose()

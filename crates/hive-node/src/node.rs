@@ -14,10 +14,10 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use hive_proto::{
-    Bytes, DialResult, Empty, ErrorBody, ErrorCode, Event, FindPeerResult, FindProvidersResult,
-    GetRecordResult, ListenAddrsResult, MetricsResult, Op, PeerInfo, PeersResult, PingResult,
-    PublishResult, SendResult, StatusResult, SubscribeResult, TopicInfo, TopicPeersResult,
-    TopicsResult,
+    Bytes, ClosestPeersResult, DialResult, Empty, ErrorBody, ErrorCode, Event, FindPeerResult,
+    FindProvidersResult, GetRecordResult, ListenAddrsResult, MetricsResult, Op, PeerInfo,
+    PeersResult, PingResult, PublishResult, SendResult, StatusResult, SubscribeResult, TopicInfo,
+    TopicPeersResult, TopicsResult,
 };
 use libp2p::metrics::{Metrics, Recorder};
 use libp2p::multiaddr::Protocol;
@@ -195,6 +195,7 @@ enum KadPending {
         providers: HashSet<PeerId>,
         reply: Reply,
     },
+    ClosestPeers(Reply),
     PutRecord(Reply),
     GetRecord(Reply),
 }
@@ -654,6 +655,15 @@ impl Node {
                     }
                     Err(e) => Err(err(ErrorCode::Internal, format!("provide failed: {e}"))),
                 }
+            }
+            Op::ClosestPeers { key } => {
+                let id = self
+                    .swarm
+                    .behaviour_mut()
+                    .kad
+                    .get_closest_peers(key.0.to_vec());
+                self.pending_kad.insert(id, KadPending::ClosestPeers(reply));
+                return;
             }
             Op::FindProviders { key } => {
                 let id = self
@@ -1266,6 +1276,25 @@ impl Node {
                     self.pending_kad
                         .insert(id, KadPending::FindPeer { target, reply });
                 }
+            }
+            (KadPending::ClosestPeers(reply), kad::QueryResult::GetClosestPeers(result)) => {
+                // A query that timed out still found what it found.
+                let peers = match result {
+                    Ok(ok) => ok.peers,
+                    Err(kad::GetClosestPeersError::Timeout { peers, .. }) => peers,
+                };
+                let peers = peers
+                    .into_iter()
+                    .map(|found| FindPeerResult {
+                        peer_id: found.peer_id.to_string(),
+                        addrs: found
+                            .addrs
+                            .iter()
+                            .map(|a| with_p2p(a, found.peer_id))
+                            .collect(),
+                    })
+                    .collect();
+                let _ = reply.send(json(&ClosestPeersResult { peers }));
             }
             (KadPending::Provide(reply), kad::QueryResult::StartProviding(result)) => {
                 let _ = reply.send(match result {

@@ -63,6 +63,10 @@ pub enum Op {
     Provide { key: Bytes },
     /// Kademlia: find providers of `key`. Result: [`FindProvidersResult`].
     FindProviders { key: Bytes },
+    /// Kademlia: the peers closest to `key` (the raw key; a peer's id bytes
+    /// for the peers closest to that peer), found by a network query.
+    /// Result: [`ClosestPeersResult`].
+    ClosestPeers { key: Bytes },
     /// Kademlia: store a record. Result: [`Empty`].
     PutRecord { key: Bytes, value: Bytes },
     /// Kademlia: fetch a record. Result: [`GetRecordResult`].
@@ -105,6 +109,7 @@ impl Op {
             Op::FindPeer { .. } => "find_peer",
             Op::Provide { .. } => "provide",
             Op::FindProviders { .. } => "find_providers",
+            Op::ClosestPeers { .. } => "closest_peers",
             Op::PutRecord { .. } => "put_record",
             Op::GetRecord { .. } => "get_record",
             Op::Ping { .. } => "ping",
@@ -130,6 +135,7 @@ impl Op {
         "find_peer",
         "provide",
         "find_providers",
+        "closest_peers",
         "put_record",
         "get_record",
         "ping",
@@ -259,6 +265,12 @@ pub struct FindPeerResult {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FindProvidersResult {
     pub providers: Vec<FindPeerResult>,
+}
+
+/// Closest first.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClosestPeersResult {
+    pub peers: Vec<FindPeerResult>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

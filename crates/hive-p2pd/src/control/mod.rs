@@ -23,8 +23,8 @@ use std::time::Duration;
 use anyhow::{bail, Context as _, Result};
 use hive_node::NodeHandle;
 use hive_proto::{
-    Bytes, ErrorBody, Event, FindPeerResult, FindProvidersResult, GetRecordResult, Op, PeersResult,
-    StatusResult, TopicPeersResult, TopicsResult,
+    Bytes, ClosestPeersResult, ErrorBody, Event, FindPeerResult, FindProvidersResult,
+    GetRecordResult, Op, PeersResult, StatusResult, TopicPeersResult, TopicsResult,
 };
 use libp2p::{Multiaddr, PeerId};
 use prost::Message as _;
@@ -550,12 +550,14 @@ where
             Some(Err(e)) => pb::Response::error(e),
             None => pb::Response::error("GET_PUBLIC_KEY needs a peer"),
         },
-        Ok(T::FindProviders) | Ok(T::SearchValue) => {
+        Ok(T::FindProviders) | Ok(T::SearchValue) | Ok(T::GetClosestPeers) => {
             return dht_stream(node, dht, stream).await;
         }
-        Ok(other) => {
-            pb::Response::error(format!("DHT {other:?} is not supported by hive-p2pd yet"))
-        }
+        // go's daemon answers "not supported" too: Kademlia has no query for
+        // the peers connected to a peer.
+        Ok(T::FindPeersConnectedToPeer) => pb::Response::error(
+            "FIND_PEERS_CONNECTED_TO_PEER is not supported: the DHT has no such query (go-libp2p-daemon refuses it too)",
+        ),
         Err(_) => pb::Response::error(format!("unknown DHT request type {}", dht.r#type)),
     };
     let _ = write_frame(&mut stream, &single.encode_to_vec()).await;
@@ -585,6 +587,26 @@ where
                     r#type: R::Value as i32,
                     peer: Some(peer),
                     value: None,
+                })
+                .collect()
+        }),
+        // Each value is a peer id's bytes, closest first (as go's daemon
+        // answers).
+        Ok(T::GetClosestPeers) => ask::<ClosestPeersResult>(
+            node,
+            Op::ClosestPeers {
+                key: Bytes(dht.key.clone().unwrap_or_default()),
+            },
+        )
+        .await
+        .map(|r| {
+            r.peers
+                .iter()
+                .filter_map(|p| p.peer_id.parse::<PeerId>().ok())
+                .map(|peer| pb::DhtResponse {
+                    r#type: R::Value as i32,
+                    peer: None,
+                    value: Some(peer.to_bytes()),
                 })
                 .collect()
         }),
