@@ -7,8 +7,8 @@ use libp2p::identity::Keypair;
 use libp2p::swarm::behaviour::toggle::Toggle;
 use libp2p::swarm::NetworkBehaviour;
 use libp2p::{
-    connection_limits, gossipsub, identify, kad, mdns, ping, relay, request_response,
-    StreamProtocol,
+    autonat, connection_limits, gossipsub, identify, kad, mdns, ping, relay, request_response,
+    upnp, StreamProtocol,
 };
 use serde::{Deserialize, Serialize};
 
@@ -64,6 +64,10 @@ pub struct Behaviour {
     pub named: crate::named::Behaviour,
     /// The relay service (circuit relay v2 HOP), when this node is a relay.
     pub relay: Toggle<relay::Behaviour>,
+    /// AutoNAT v1: are the listen addresses reachable from outside?
+    pub autonat: Toggle<autonat::Behaviour>,
+    /// Port forwarding on the local gateway (UPnP IGD).
+    pub upnp: Toggle<upnp::tokio::Behaviour>,
 }
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -146,11 +150,14 @@ impl Behaviour {
 
         let relay = config.relay_service.as_ref().map(|service| {
             let mut relay = relay::Behaviour::new(peer_id, relay_config(service));
-            match service.reachability {
-                Reachability::Auto => relay.set_status(None),
-                Reachability::Public => relay.set_status(Some(relay::Status::Enable)),
-                Reachability::Private => relay.set_status(Some(relay::Status::Disable)),
-            }
+            // Under `Auto` the node decides from its direct external
+            // addresses (see `Node::update_reachability`): rust-libp2p's own
+            // rule would also count relayed ones.
+            let status = match config.reachability {
+                Reachability::Public => relay::Status::Enable,
+                Reachability::Auto | Reachability::Private => relay::Status::Disable,
+            };
+            relay.set_status(Some(status));
             relay
         });
 
@@ -166,6 +173,12 @@ impl Behaviour {
             streams,
             named,
             relay: Toggle::from(relay),
+            autonat: Toggle::from(
+                config
+                    .autonat
+                    .then(|| autonat::Behaviour::new(peer_id, autonat::Config::default())),
+            ),
+            upnp: Toggle::from(config.upnp.then(upnp::tokio::Behaviour::default)),
         })
     }
 }

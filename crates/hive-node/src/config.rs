@@ -35,6 +35,28 @@ pub struct NodeConfig {
     pub relay_client: bool,
     /// Serve as a relay for others; `None`: not a relay.
     pub relay_service: Option<RelayService>,
+    /// Keep reservations on relays, so that peers that cannot dial this
+    /// node reach it through them; `None`: no reservations.
+    pub auto_relay: Option<AutoRelay>,
+    /// Whether others can dial this node directly: decides whether a relay
+    /// service offers itself and whether [`AutoRelay`] reserves.
+    pub reachability: Reachability,
+    /// Run AutoNAT (v1): ask peers to dial back the listen addresses, and
+    /// dial back for them. Confirmed addresses become external addresses.
+    pub autonat: bool,
+    /// Ask the local gateway (UPnP IGD) to forward the TCP listen ports.
+    pub upnp: bool,
+}
+
+/// Relays to keep a slot on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AutoRelay {
+    /// Each with its `/p2p/PEER` part: dialed at start and re-dialed while
+    /// a slot is wanted.
+    pub relays: Vec<Multiaddr>,
+    /// Reserve only while the node is not reachable directly (go's
+    /// autorelay); otherwise always (an explicit `--relay`).
+    pub only_when_private: bool,
 }
 
 /// Whether this node believes others can reach it directly. A relay service
@@ -53,7 +75,6 @@ pub enum Reachability {
 /// Limits of the relay service (circuit relay v2, HOP side).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RelayService {
-    pub reachability: Reachability,
     pub max_reservations: usize,
     pub max_reservations_per_peer: usize,
     pub max_circuits: usize,
@@ -65,15 +86,14 @@ pub struct RelayService {
 
 impl Default for RelayService {
     /// go-libp2p-daemon's defaults (`-relayMaxReservations`,
-    /// `-relayMaxCircuits`, `-relayDataLimit`).
+    /// `-relayMaxCircuits`, `-relayTimeLimit`, `-relayDataLimit`).
     fn default() -> Self {
         RelayService {
-            reachability: Reachability::Auto,
             max_reservations: 128,
             max_reservations_per_peer: 4,
             max_circuits: 1024,
             max_circuits_per_peer: 16,
-            max_circuit_duration: Duration::from_secs(2 * 60),
+            max_circuit_duration: Duration::from_secs(30 * 60),
             max_circuit_bytes: 4 << 30,
         }
     }
@@ -93,6 +113,10 @@ impl NodeConfig {
             external_addrs: Vec::new(),
             relay_client: true,
             relay_service: None,
+            auto_relay: None,
+            reachability: Reachability::Auto,
+            autonat: false,
+            upnp: false,
         }
     }
 }
@@ -107,6 +131,10 @@ impl std::fmt::Debug for NodeConfig {
             .field("max_message_size", &self.max_message_size)
             .field("relay_client", &self.relay_client)
             .field("relay_service", &self.relay_service)
+            .field("auto_relay", &self.auto_relay)
+            .field("reachability", &self.reachability)
+            .field("autonat", &self.autonat)
+            .field("upnp", &self.upnp)
             .finish_non_exhaustive()
     }
 }

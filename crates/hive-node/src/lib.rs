@@ -9,7 +9,8 @@ pub mod config;
 pub mod envelope;
 pub mod named;
 pub mod node;
+pub mod relays;
 pub mod unslash;
 
 pub use config::{NodeConfig, DEFAULT_MAX_MESSAGE_SIZE};
-pub use node::{Node, NodeError, NodeHandle};
+pub use node::{without_p2p, Node, NodeError, NodeHandle};

@@ -33,8 +33,9 @@ use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use crate::behaviour::{
     Behaviour, BehaviourEvent, DirectAck, DirectRequest, PingRequest, PingResponse,
 };
-use crate::config::NodeConfig;
+use crate::config::{NodeConfig, Reachability};
 use crate::envelope;
+use crate::relays::{AddrChange, Relays, ReservationOutcome};
 
 /// Capacity of the event broadcast each IPC connection subscribes to.
 pub const EVENT_CAPACITY: usize = 8192;
@@ -214,6 +215,10 @@ pub struct Node {
     max_message_size: usize,
     /// Circuit addresses may be dialed.
     relay_client: bool,
+    reachability: Reachability,
+    /// Slots on relays (see `relays`).
+    relays: Relays,
+    relay_outcomes: mpsc::UnboundedReceiver<ReservationOutcome>,
     listen_addrs: Vec<Multiaddr>,
     peers: HashMap<PeerId, PeerState>,
     /// Listen addresses peers announced through identify.
@@ -270,7 +275,7 @@ fn peer_of(addr: &Multiaddr) -> Option<PeerId> {
 
 /// The address without its trailing `/p2p/PEER`. Only the last one goes: in
 /// a circuit address the relay's `/p2p` part is part of the route.
-fn without_p2p(addr: &Multiaddr) -> Multiaddr {
+pub fn without_p2p(addr: &Multiaddr) -> Multiaddr {
     let mut addr = addr.clone();
     if let Some(Protocol::P2p(_)) = addr.iter().last() {
         addr.pop();
@@ -397,6 +402,9 @@ impl Node {
             tokio::spawn(crate::circuit::accept_stops(stops, inbound_circuits));
         }
 
+        let (relays, relay_outcomes) =
+            Relays::new(config.auto_relay.as_ref(), stream_control.clone());
+
         let (events, _) = broadcast::channel(EVENT_CAPACITY);
         let (commands_tx, commands) = mpsc::channel(1024);
         let (shutdown, shutdown_rx) = watch::channel(false);
@@ -422,6 +430,9 @@ impl Node {
             peer_id,
             max_message_size: config.max_message_size,
             relay_client: config.relay_client,
+            reachability: config.reachability,
+            relays,
+            relay_outcomes,
             listen_addrs,
             peers: HashMap::new(),
             peer_listen_addrs: HashMap::new(),
@@ -437,6 +448,7 @@ impl Node {
         for addr in &config.bootstrap {
             node.dial_bootstrap(addr);
         }
+        node.maintain_relays();
         tokio::spawn(node.run());
         Ok(handle)
     }
@@ -486,7 +498,15 @@ impl Node {
         maintenance.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
-                _ = maintenance.tick() => self.redial_bootstrap_peers(),
+                _ = maintenance.tick() => {
+                    self.redial_bootstrap_peers();
+                    self.maintain_relays();
+                }
+                Some(outcome) = self.relay_outcomes.recv() => {
+                    if let Some(change) = self.relays.on_outcome(outcome) {
+                        self.apply_addr_change(change);
+                    }
+                }
                 command = self.commands.recv() => match command {
                     Some(Command::Op { op, reply }) => self.handle_op(op, reply),
                     None => break,
@@ -502,11 +522,96 @@ impl Node {
         let _ = self.events.send(event);
     }
 
+    /// Listen addresses, then external ones (announced, confirmed by
+    /// AutoNAT or UPnP, and relayed): what others can dial.
     fn own_addrs(&self) -> Vec<String> {
-        self.listen_addrs
+        let mut addrs: Vec<String> = self
+            .listen_addrs
             .iter()
             .map(|a| with_p2p(a, self.peer_id))
-            .collect()
+            .collect();
+        for addr in self.swarm.external_addresses() {
+            let addr = with_p2p(addr, self.peer_id);
+            if !addrs.contains(&addr) {
+                addrs.push(addr);
+            }
+        }
+        addrs
+    }
+
+    /// Whether others can dial this node directly.
+    fn reachable(&self) -> bool {
+        match self.reachability {
+            Reachability::Public => true,
+            Reachability::Private => false,
+            Reachability::Auto => self
+                .swarm
+                .external_addresses()
+                .any(|a| !crate::circuit::is_circuit(a)),
+        }
+    }
+
+    /// Dial candidate relays, renew or retry slots, give them up once the
+    /// node is reachable directly.
+    fn maintain_relays(&mut self) {
+        let reachable = self.reachable();
+        let to_dial: Vec<(PeerId, Multiaddr)> = self
+            .relays
+            .to_dial(reachable, |p| self.peers.contains_key(p))
+            .collect();
+        for (relay, addr) in to_dial {
+            self.swarm
+                .behaviour_mut()
+                .kad
+                .add_address(&relay, addr.clone());
+            let opts = DialOpts::peer_id(relay)
+                .addresses(vec![addr])
+                .condition(PeerCondition::DisconnectedAndNotDialing)
+                .build();
+            if let Err(e) = self.swarm.dial(opts) {
+                tracing::trace!(%relay, error = %e, "relay dial not started");
+            }
+        }
+        let peers = &self.peers;
+        let changes = self.relays.tick(reachable, |p| peers.contains_key(p));
+        for change in changes {
+            self.apply_addr_change(change);
+        }
+    }
+
+    /// Announce or withdraw a relayed address.
+    fn apply_addr_change(&mut self, change: AddrChange) {
+        match change {
+            AddrChange::Add(addr) => {
+                self.swarm.add_external_address(addr.clone());
+                self.emit(Event::NewListenAddr {
+                    addr: with_p2p(&addr, self.peer_id),
+                });
+            }
+            AddrChange::Remove(addr) => {
+                self.swarm.remove_external_address(&addr);
+                self.emit(Event::ExpiredListenAddr {
+                    addr: with_p2p(&addr, self.peer_id),
+                });
+            }
+        }
+        self.update_relay_service();
+    }
+
+    /// Under `Auto`, the relay service offers itself exactly while the node
+    /// has a direct (not relayed) external address.
+    fn update_relay_service(&mut self) {
+        if self.reachability != Reachability::Auto {
+            return;
+        }
+        let status = if self.reachable() {
+            libp2p::relay::Status::Enable
+        } else {
+            libp2p::relay::Status::Disable
+        };
+        if let Some(relay) = self.swarm.behaviour_mut().relay.as_mut() {
+            relay.set_status(Some(status));
+        }
     }
 
     fn peer_info(&self, peer: &PeerId, state: Option<&PeerState>) -> PeerInfo {
@@ -955,6 +1060,8 @@ impl Node {
                 });
                 state.connections.insert(connection_id, addr.clone());
                 if num_established.get() == 1 {
+                    let reachable = self.reachable();
+                    self.relays.on_connected(peer_id, reachable);
                     tracing::info!(%peer_id, %addr, "peer connected");
                     self.emit(Event::PeerConnected {
                         peer_id: peer_id.to_string(),
@@ -986,6 +1093,9 @@ impl Node {
                 }
                 if num_established == 0 {
                     self.peers.remove(&peer_id);
+                    if let Some(change) = self.relays.on_disconnected(&peer_id) {
+                        self.apply_addr_change(change);
+                    }
                     tracing::info!(%peer_id, "peer disconnected");
                     self.emit(Event::PeerDisconnected {
                         peer_id: peer_id.to_string(),
@@ -1007,6 +1117,14 @@ impl Node {
                     }
                 }
             }
+            SwarmEvent::ExternalAddrConfirmed { address } => {
+                tracing::info!(%address, "external address confirmed");
+                self.update_relay_service();
+            }
+            SwarmEvent::ExternalAddrExpired { address } => {
+                tracing::info!(%address, "external address expired");
+                self.update_relay_service();
+            }
             other => tracing::trace!(?other, "swarm event"),
         }
     }
@@ -1022,6 +1140,8 @@ impl Node {
         }
         match event {
             BehaviourEvent::Relay(event) => tracing::debug!(?event, "relay service"),
+            BehaviourEvent::Autonat(event) => tracing::info!(?event, "autonat"),
+            BehaviourEvent::Upnp(event) => tracing::info!(?event, "upnp"),
             BehaviourEvent::Gossipsub(event) => self.handle_gossipsub(event),
             BehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. }) => {
                 let addrs: Vec<Multiaddr> = info

@@ -40,6 +40,22 @@ pub struct Cli {
     #[arg(long)]
     pub relay_service: bool,
 
+    /// Keep a slot on this relay (repeatable; RELAY-ADDR/p2p/RELAY-ID), so
+    /// that peers that cannot dial this node reach it at
+    /// RELAY-ADDR/p2p/RELAY-ID/p2p-circuit/p2p/THIS-ID. Slots are renewed
+    /// before they end and taken again after the relay comes back.
+    #[arg(long = "relay", value_name = "MULTIADDR")]
+    pub relays: Vec<Multiaddr>,
+
+    /// Run AutoNAT: ask peers to dial the listen addresses back and do the
+    /// same for them; confirmed addresses are announced.
+    #[arg(long)]
+    pub autonat: bool,
+
+    /// Ask the local gateway (UPnP IGD) to forward the listen ports.
+    #[arg(long)]
+    pub upnp: bool,
+
     /// Neither dial peers through relays nor accept circuits from them.
     #[arg(long)]
     pub no_relay_client: bool,

@@ -7,6 +7,7 @@
 //! (parsed by clap), so both kinds can be mixed on one command line.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::{anyhow, bail, Result};
 use libp2p::Multiaddr;
@@ -64,6 +65,7 @@ const VALUE_FLAGS: &[&str] = &[
     "relayDataLimit",
     "relayMaxCircuits",
     "relayMaxReservations",
+    "relayTimeLimit",
 ];
 
 /// What the go-style flags asked for.
@@ -92,8 +94,56 @@ pub struct GoOptions {
     pub relay_service: bool,
     /// `-forceReachabilityPublic` / `-forceReachabilityPrivate`.
     pub reachability: Reachability,
-    /// `-relayDataLimit`, `-relayMaxCircuits`, `-relayMaxReservations`.
+    /// `-relayDataLimit`, `-relayMaxCircuits`, `-relayMaxReservations`,
+    /// `-relayTimeLimit`.
     pub relay_limits: RelayService,
+    /// `-autoRelay`: keep slots on the trusted relays while not reachable.
+    pub auto_relay: bool,
+    /// `-trustedRelays` (the bootstrap peers when absent).
+    pub trusted_relays: Vec<Multiaddr>,
+    /// `-autonat`.
+    pub autonat: bool,
+    /// `-natPortMap`.
+    pub nat_port_map: bool,
+    /// `-idleTimeout`: exit when no persistent connection has been open for
+    /// this long (zero: never).
+    pub idle_timeout: Duration,
+}
+
+/// Go's `time.Duration` syntax (`30s`, `1m30s`, `1.5h`, `250ms`); a bare
+/// number is taken as seconds, as the go daemon's help text words it.
+pub fn parse_go_duration(name: &str, value: &str) -> Result<Duration> {
+    let bad = || anyhow!("-{name} {value:?} is not a duration (for example 30s, 2m, 1h30m)");
+    if value.is_empty() {
+        return Err(bad());
+    }
+    if let Ok(secs) = value.parse::<f64>() {
+        return Duration::try_from_secs_f64(secs).map_err(|_| bad());
+    }
+    let mut total = 0f64;
+    let mut rest = value;
+    while !rest.is_empty() {
+        let digits = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .ok_or_else(bad)?;
+        let number: f64 = rest[..digits].parse().map_err(|_| bad())?;
+        rest = &rest[digits..];
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
+        let seconds = match &rest[..unit_len] {
+            "ns" => 1e-9,
+            "us" | "µs" => 1e-6,
+            "ms" => 1e-3,
+            "s" => 1.0,
+            "m" => 60.0,
+            "h" => 3600.0,
+            _ => return Err(bad()),
+        };
+        total += number * seconds;
+        rest = &rest[unit_len..];
+    }
+    Duration::try_from_secs_f64(total).map_err(|_| bad())
 }
 
 fn parse_number<T: std::str::FromStr>(name: &str, value: &str) -> Result<T> {
@@ -166,6 +216,11 @@ pub fn split_args(args: Vec<String>) -> Result<(Vec<String>, Option<GoOptions>)>
             relay_service: true,
             reachability: Reachability::Auto,
             relay_limits: RelayService::default(),
+            auto_relay: false,
+            trusted_relays: Vec::new(),
+            autonat: false,
+            nat_port_map: false,
+            idle_timeout: Duration::ZERO,
         });
         if BOOL_FLAGS.contains(&name.as_str()) {
             let on = match &inline {
@@ -177,6 +232,9 @@ pub fn split_args(args: Vec<String>) -> Result<(Vec<String>, Option<GoOptions>)>
                 "noListenAddrs" => opts.no_listen = on,
                 "relay" => opts.relay = on,
                 "relayService" => opts.relay_service = on,
+                "autoRelay" => opts.auto_relay = on,
+                "autonat" => opts.autonat = on,
+                "natPortMap" => opts.nat_port_map = on,
                 "forceReachabilityPublic" if on => opts.reachability = Reachability::Public,
                 "forceReachabilityPrivate" if on => opts.reachability = Reachability::Private,
                 "pubsubSign" if !on => {
@@ -208,6 +266,20 @@ pub fn split_args(args: Vec<String>) -> Result<(Vec<String>, Option<GoOptions>)>
                 "relayMaxReservations" => {
                     opts.relay_limits.max_reservations = parse_number(&name, &value)?
                 }
+                "relayTimeLimit" => {
+                    opts.relay_limits.max_circuit_duration = parse_go_duration(&name, &value)?
+                }
+                "trustedRelays" => {
+                    opts.trusted_relays = comma_addrs(&name, &value)?;
+                    if let Some(addr) = opts
+                        .trusted_relays
+                        .iter()
+                        .find(|a| !matches!(a.iter().last(), Some(libp2p::multiaddr::Protocol::P2p(_))))
+                    {
+                        bail!("-trustedRelays: {addr} has no /p2p/PEER-ID part; a relay is known by its peer id");
+                    }
+                }
+                "idleTimeout" => opts.idle_timeout = parse_go_duration(&name, &value)?,
                 // Gossipsub that also speaks floodsub serves both: floodsub
                 // peers are flooded, gossipsub peers (hive-p2pd included)
                 // negotiate meshsub.
@@ -288,6 +360,10 @@ mod tests {
         assert_eq!(go.relay_limits.max_circuits_per_peer, 3);
         assert_eq!(go.relay_limits.max_reservations, 7);
         assert_eq!(go.announce.len(), 1);
+        assert_eq!(
+            go.relay_limits.max_circuit_duration,
+            RelayService::default().max_circuit_duration
+        );
         let (_, go) = split_args(args(&["p2pd", "-relay=false"])).unwrap();
         assert!(!go.unwrap().relay);
         let e = split_args(args(&["p2pd", "-relayMaxCircuits=lots"])).unwrap_err();
@@ -323,6 +399,29 @@ mod tests {
         let e = split_args(args(&["p2pd", "-b=maybe"])).unwrap_err();
         assert!(e.to_string().contains("boolean"), "{e}");
         assert!(split_args(args(&["p2pd", "-listen"])).is_err());
+    }
+
+    #[test]
+    fn go_durations_parse() {
+        let d = |v: &str| parse_go_duration("x", v);
+        assert_eq!(d("30s").unwrap(), Duration::from_secs(30));
+        assert_eq!(d("1m30s").unwrap(), Duration::from_secs(90));
+        assert_eq!(d("1.5h").unwrap(), Duration::from_secs(5400));
+        assert_eq!(d("250ms").unwrap(), Duration::from_millis(250));
+        assert_eq!(d("0").unwrap(), Duration::ZERO);
+        assert_eq!(d("45").unwrap(), Duration::from_secs(45));
+        for bad in ["", "s", "10x", "1m-3s", "-5"] {
+            assert!(d(bad).is_err(), "{bad:?}");
+        }
+        let (_, go) = split_args(args(&["p2pd", "-idleTimeout=2m", "-relayTimeLimit=1h"])).unwrap();
+        let go = go.unwrap();
+        assert_eq!(go.idle_timeout, Duration::from_secs(120));
+        assert_eq!(
+            go.relay_limits.max_circuit_duration,
+            Duration::from_secs(3600)
+        );
+        let e = split_args(args(&["p2pd", "-trustedRelays=/ip4/127.0.0.1/tcp/1"])).unwrap_err();
+        assert!(e.to_string().contains("/p2p/"), "{e}");
     }
 
     #[test]

@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::Parser;
-use hive_node::config::{Reachability, RelayService};
+use hive_node::config::{AutoRelay, Reachability, RelayService};
 use hive_node::{Node, NodeConfig};
 use hive_proto::{ReadyLine, ENV_EXIT_WITH_PARENT, ENV_IPC_TOKEN, PROTOCOL_VERSION};
 use libp2p::Multiaddr;
@@ -151,19 +151,53 @@ async fn run(mut cli: Cli, go: Option<compat::GoOptions>) -> Result<()> {
     config.max_connections = cli.max_connections;
     config.external_addrs = cli.announce.clone();
     config.relay_client = !cli.no_relay_client;
-    config.relay_service = match &go {
+    config.autonat = cli.autonat;
+    config.upnp = cli.upnp;
+    for relay in &cli.relays {
+        if !matches!(
+            relay.iter().last(),
+            Some(libp2p::multiaddr::Protocol::P2p(_))
+        ) {
+            anyhow::bail!("--relay {relay}: the address needs its /p2p/RELAY-ID part");
+        }
+    }
+    match &go {
         // go's daemon: a relay service unless turned off, offered once the
-        // node is reachable (or forced to count as reachable).
-        Some(go) if go.relay && go.relay_service => Some(RelayService {
-            reachability: go.reachability,
-            ..go.relay_limits.clone()
-        }),
-        Some(_) => None,
-        None => cli.relay_service.then(|| RelayService {
-            reachability: Reachability::Public,
-            ..RelayService::default()
-        }),
-    };
+        // node is reachable (or forced to count as reachable); autorelay
+        // reserves on the trusted relays, by default the bootstrap peers,
+        // while the node is not reachable.
+        Some(go) => {
+            config.reachability = go.reachability;
+            config.autonat |= go.autonat;
+            config.upnp |= go.nat_port_map;
+            if go.relay && go.relay_service {
+                config.relay_service = Some(go.relay_limits.clone());
+            }
+            if go.relay && go.auto_relay {
+                let trusted = if go.trusted_relays.is_empty() {
+                    go.bootstrap.clone()
+                } else {
+                    go.trusted_relays.clone()
+                };
+                config.auto_relay = Some(AutoRelay {
+                    relays: trusted,
+                    only_when_private: true,
+                });
+            }
+        }
+        None => {
+            if cli.relay_service {
+                config.reachability = Reachability::Public;
+                config.relay_service = Some(RelayService::default());
+            }
+        }
+    }
+    if !cli.relays.is_empty() {
+        config.auto_relay = Some(AutoRelay {
+            relays: cli.relays.clone(),
+            only_when_private: false,
+        });
+    }
     let node = Node::start(config).await?;
 
     let listener = ipc::bind(&cli.ipc).await?;
@@ -197,14 +231,16 @@ async fn run(mut cli: Cli, go: Option<compat::GoOptions>) -> Result<()> {
         token,
         max_frame_bytes: cli.max_frame_bytes,
     });
+    let (persistent_open, persistent_watch) = control::persistent_counter();
     let control = match &go {
         Some(go) => {
             let (control, bound) = control::bind(&go.control).await?;
-            tokio::spawn(control.serve(node.clone(), shutdown_rx.clone()));
+            tokio::spawn(control.serve(node.clone(), persistent_open, shutdown_rx.clone()));
             Some(bound)
         }
         None => None,
     };
+    let idle_timeout = go.as_ref().map(|g| g.idle_timeout).unwrap_or_default();
     let server = tokio::spawn(listener.serve(ctx, shutdown_rx));
 
     {
@@ -236,8 +272,16 @@ async fn run(mut cli: Cli, go: Option<compat::GoOptions>) -> Result<()> {
             None => std::future::pending().await,
         }
     };
+    let idle = async {
+        if idle_timeout.is_zero() {
+            std::future::pending().await
+        } else {
+            control::idle(persistent_watch, idle_timeout).await
+        }
+    };
     tokio::select! {
         _ = sigterm.recv() => tracing::info!("SIGTERM: shutting down"),
+        _ = idle => tracing::info!(?idle_timeout, "-idleTimeout: no persistent connection for that long; shutting down"),
         _ = sigint.recv() => tracing::info!("SIGINT: shutting down"),
         _ = node.shutdown_requested() => tracing::info!("shutdown requested over the IPC"),
         _ = parent_gone => tracing::warn!("parent process died: shutting down"),

@@ -126,15 +126,63 @@ pub struct Control {
     handlers: streams::Handlers,
     /// hivemind's unary handlers and calls (persistent connections).
     unary: Arc<persistent::Unary>,
+    /// How many persistent connections are open (for `-idleTimeout`).
+    persistent_open: watch::Sender<usize>,
+}
+
+/// Open persistent connections, counted for `-idleTimeout`.
+pub fn persistent_counter() -> (watch::Sender<usize>, watch::Receiver<usize>) {
+    watch::channel(0)
+}
+
+/// Completes once no persistent connection has been open for `timeout`
+/// (go's `-idleTimeout`: a daemon whose client died without stopping it
+/// does not linger). The clock starts at start-up and again each time the
+/// last persistent connection closes.
+pub async fn idle(mut open: watch::Receiver<usize>, timeout: Duration) {
+    loop {
+        while *open.borrow_and_update() > 0 {
+            if open.changed().await.is_err() {
+                return std::future::pending().await;
+            }
+        }
+        match tokio::time::timeout(timeout, open.changed()).await {
+            Err(_) => return,
+            Ok(Err(_)) => return std::future::pending().await,
+            Ok(Ok(())) => continue,
+        }
+    }
+}
+
+/// Counts one persistent connection while it lives.
+struct OpenGuard(watch::Sender<usize>);
+
+impl OpenGuard {
+    fn new(counter: &watch::Sender<usize>) -> Self {
+        counter.send_modify(|n| *n += 1);
+        OpenGuard(counter.clone())
+    }
+}
+
+impl Drop for OpenGuard {
+    fn drop(&mut self) {
+        self.0.send_modify(|n| *n = n.saturating_sub(1));
+    }
 }
 
 impl ControlListener {
     /// Serve clients until `shutdown` turns true.
-    pub async fn serve(self, node: NodeHandle, mut shutdown: watch::Receiver<bool>) {
+    pub async fn serve(
+        self,
+        node: NodeHandle,
+        persistent_open: watch::Sender<usize>,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
         let control = Arc::new(Control {
             handlers: streams::Handlers::new(node.clone()),
             unary: persistent::Unary::start(node.named_streams(), node.take_named_inbound()),
             node,
+            persistent_open,
         });
         loop {
             tokio::select! {
@@ -178,17 +226,13 @@ fn peer_from(bytes: &[u8]) -> Result<PeerId, String> {
     PeerId::from_bytes(bytes).map_err(|e| format!("invalid peer id: {e}"))
 }
 
-/// Own addresses as binary multiaddrs without the `/p2p` suffix.
+/// Own addresses as binary multiaddrs without the `/p2p` suffix (a
+/// relayed address keeps its relay's).
 fn addr_bytes(addrs: &[String]) -> Vec<Vec<u8>> {
     addrs
         .iter()
         .filter_map(|a| a.parse::<Multiaddr>().ok())
-        .map(|a| {
-            a.iter()
-                .filter(|p| !matches!(p, libp2p::multiaddr::Protocol::P2p(_)))
-                .collect::<Multiaddr>()
-                .to_vec()
-        })
+        .map(|a| hive_node::without_p2p(&a).to_vec())
         .collect()
 }
 
@@ -302,6 +346,7 @@ where
                     .await
                     .is_ok()
                 {
+                    let _open = OpenGuard::new(&control.persistent_open);
                     persistent::serve(control.unary.clone(), stream).await;
                 }
                 return;
@@ -694,6 +739,27 @@ async fn peerstore(node: &NodeHandle, req: pb::PeerstoreRequest) -> pb::Response
             }
         }
         Err(e) => pb::Response::error(e),
+    }
+}
+
+#[cfg(test)]
+mod idle_tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn idle_fires_only_after_a_whole_period_without_persistent_connections() {
+        let (tx, rx) = persistent_counter();
+        let watchdog = tokio::spawn(idle(rx, Duration::from_secs(30)));
+        tokio::time::sleep(Duration::from_secs(20)).await;
+        let guard = OpenGuard::new(&tx);
+        // Open for longer than the timeout: no exit.
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        assert!(!watchdog.is_finished());
+        drop(guard);
+        tokio::time::sleep(Duration::from_secs(20)).await;
+        assert!(!watchdog.is_finished());
+        tokio::time::sleep(Duration::from_secs(11)).await;
+        assert!(watchdog.is_finished());
     }
 }
 

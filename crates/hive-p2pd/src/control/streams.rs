@@ -270,12 +270,7 @@ async fn remote_addr(node: &NodeHandle, peer: &PeerId) -> Vec<u8> {
         .find(|p| p.peer_id == peer.to_string())
         .and_then(|p| p.addrs.first())
         .and_then(|a| a.parse::<Multiaddr>().ok())
-        .map(|a| {
-            a.iter()
-                .filter(|p| !matches!(p, libp2p::multiaddr::Protocol::P2p(_)))
-                .collect::<Multiaddr>()
-                .to_vec()
-        })
+        .map(|a| hive_node::without_p2p(&a).to_vec())
         .unwrap_or_default()
 }
 

@@ -1,0 +1,144 @@
+"""Circuit relay v2 with the go daemon's flags: a hive-p2pd that nobody can
+dial (-noListenAddrs) keeps a slot on a relay by itself (-autoRelay with
+-trustedRelays), announces the relayed address, and a third daemon reaches
+it through the relay and talks to its stream handler. The relay is
+hive-p2pd or go's p2pd (from the hivemind wheel), started as the interop
+suite starts relays (-relay -forceReachabilityPublic).
+"""
+
+import os
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import anyio
+import pytest
+from multiaddr import Multiaddr
+from p2pclient import Client
+from p2pclient.libp2p_stubs.peer.id import ID
+
+from test_p2pclient import DAEMON, eventually
+
+GO_P2PD = os.environ.get("HIVE_GO_P2PD", "")
+
+
+class Proc:
+    """A daemon started with go-daemon flags; reads its start-up lines."""
+
+    def __init__(self, binary: str, tmp: Path, name: str, extra=(), listen=True):
+        self.dir = tmp / name
+        self.dir.mkdir()
+        self.sock = self.dir / "p2pd.sock"
+        args = [binary, f"-listen=/unix{self.sock}", "-b=false", *extra]
+        args.append("-hostAddrs=/ip4/127.0.0.1/tcp/0" if listen else "-noListenAddrs")
+        if binary == str(DAEMON):
+            args += ["--data-dir", str(self.dir / "data")]
+        env = dict(os.environ, HIVE_IPC_TOKEN="relay", RUST_LOG="warn")
+        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, env=env, text=True)
+        while True:
+            line = self.proc.stdout.readline()
+            assert line, f"{binary} exited before its start-up lines"
+            if line.startswith("Peer ID:"):
+                self.peer_id = line.split(":", 1)[1].strip()
+            if line.startswith("Peer Addrs:"):
+                break
+        self.addr = self.proc.stdout.readline().strip() if listen else None
+
+    def client(self, listen: str) -> Client:
+        return Client(
+            control_maddr=Multiaddr(f"/unix{self.sock}"),
+            listen_maddr=Multiaddr(f"/unix{self.dir / listen}"),
+        )
+
+    def stop(self):
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+@pytest.fixture
+def tmp():
+    path = Path(tempfile.mkdtemp(prefix="hive-relay-"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.mark.parametrize("relay_impl", ["hive", "go"])
+def test_auto_relay_slot_is_announced_and_dialed_through(tmp, relay_impl):
+    if relay_impl == "go":
+        assert GO_P2PD and Path(GO_P2PD).exists(), "HIVE_GO_P2PD must name the go daemon"
+    relay_bin = GO_P2PD if relay_impl == "go" else str(DAEMON)
+    procs = []
+    try:
+        relay = Proc(relay_bin, tmp, "relay", extra=("-relay", "-forceReachabilityPublic"))
+        procs.append(relay)
+        relay_addr = f"{relay.addr}/p2p/{relay.peer_id}"
+        hidden = Proc(
+            str(DAEMON),
+            tmp,
+            "hidden",
+            extra=("-autoRelay", f"-trustedRelays={relay_addr}"),
+            listen=False,
+        )
+        procs.append(hidden)
+        caller = Proc(str(DAEMON), tmp, "caller")
+        procs.append(caller)
+
+        async def main():
+            ch, cc = hidden.client("h.sock"), caller.client("c.sock")
+
+            async def relayed_addr():
+                _, addrs = await ch.identify()
+                circuits = [a for a in addrs if "/p2p-circuit" in str(a)]
+                return circuits[0] if circuits else None
+
+            addr = await eventually(relayed_addr, "the hidden daemon announces a relayed address")
+            assert str(addr).startswith(relay_addr + "/p2p-circuit"), addr
+
+            async with ch.listen():
+
+                async def echo(info, stream):
+                    data = await stream.receive(1024)
+                    await stream.send(data)
+                    await stream.aclose()
+
+                await ch.stream_handler("/echo/1.0.0", echo)
+                await cc.connect(ID.from_base58(hidden.peer_id), [addr])
+                _, stream = await cc.stream_open(ID.from_base58(hidden.peer_id), ["/echo/1.0.0"])
+                await stream.send(b"through the relay")
+                got = await stream.receive(1024)
+                assert got == b"through the relay"
+                await stream.aclose()
+
+        anyio.run(main)
+    finally:
+        for p in procs:
+            p.stop()
+
+
+def test_circuit_to_a_peer_without_a_slot_names_the_relays_refusal(tmp):
+    """The relay's status code reaches the caller (the interop suite matches
+    NO_RESERVATION in the error)."""
+    procs = []
+    try:
+        relay = Proc(str(DAEMON), tmp, "relay", extra=("-relay", "-forceReachabilityPublic"))
+        procs.append(relay)
+        target = Proc(str(DAEMON), tmp, "target", listen=False)
+        procs.append(target)
+        caller = Proc(str(DAEMON), tmp, "caller")
+        procs.append(caller)
+
+        async def main():
+            ct, cc = target.client("t.sock"), caller.client("c.sock")
+            await ct.connect(ID.from_base58(relay.peer_id), [Multiaddr(relay.addr)])
+            addr = Multiaddr(f"{relay.addr}/p2p/{relay.peer_id}/p2p-circuit")
+            with pytest.raises(Exception, match="NO_RESERVATION"):
+                await cc.connect(ID.from_base58(target.peer_id), [addr])
+
+        anyio.run(main)
+    finally:
+        for p in procs:
+            p.stop()
