@@ -90,7 +90,8 @@ impl Relays {
 
     /// Whether slots are wanted, given whether the node is reachable.
     pub fn wanted(&self, reachable: bool) -> bool {
-        !self.candidates.is_empty() && !(self.only_when_private && reachable)
+        let unwanted = self.only_when_private && reachable;
+        !self.candidates.is_empty() && !unwanted
     }
 
     /// Candidates with no connection that should be dialed.
