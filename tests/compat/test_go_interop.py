@@ -5,63 +5,19 @@ through its control socket. Streams and gossipsub cross implementations.
 The go binary is fetched by tests/compat/run (HIVE_GO_P2PD names it).
 """
 
-import os
 import shutil
-import subprocess
 import tempfile
 from pathlib import Path
 
 import anyio
 import pytest
 from multiaddr import Multiaddr
-from p2pclient import Client
 from p2pclient.libp2p_stubs.peer.id import ID
 from p2pclient.pb import p2pd_pb2 as pb
 from p2pclient.utils import read_pbmsg_safe
 
-from test_p2pclient import DAEMON, eventually
-
-GO_P2PD = os.environ.get("HIVE_GO_P2PD", "")
-
-
-class Proc:
-    """A daemon started with go-daemon flags; reads the start-up lines."""
-
-    def __init__(self, binary: str, tmp: Path, name: str, extra=()):
-        self.dir = tmp / name
-        self.dir.mkdir()
-        self.sock = self.dir / "p2pd.sock"
-        args = [
-            binary,
-            f"-listen=/unix{self.sock}",
-            "-hostAddrs=/ip4/127.0.0.1/tcp/0",
-            "-pubsub",
-            "-b=false",
-            *extra,
-        ]
-        env = dict(os.environ, HIVE_IPC_TOKEN="interop", RUST_LOG="warn")
-        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, env=env, text=True)
-        while True:
-            line = self.proc.stdout.readline()
-            assert line, f"{binary} exited before its start-up lines"
-            if line.startswith("Peer ID:"):
-                self.peer_id = line.split(":", 1)[1].strip()
-            if line.startswith("Peer Addrs:"):
-                break
-        self.addr = self.proc.stdout.readline().strip()
-
-    def client(self, listen: str) -> Client:
-        return Client(
-            control_maddr=Multiaddr(f"/unix{self.sock}"),
-            listen_maddr=Multiaddr(f"/unix{self.dir / listen}"),
-        )
-
-    def stop(self):
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
+from procs import DAEMON, GO_P2PD, Proc
+from test_p2pclient import eventually
 
 
 @pytest.fixture
@@ -71,7 +27,7 @@ def pair():
     )
     tmp = Path(tempfile.mkdtemp(prefix="hive-interop-"))
     go = Proc(GO_P2PD, tmp, "go")
-    hive = Proc(str(DAEMON), tmp, "hive", extra=("--data-dir", str(tmp / "hive")))
+    hive = Proc(str(DAEMON), tmp, "hive")
     yield go, hive
     go.stop()
     hive.stop()

@@ -6,57 +6,17 @@ hive-p2pd or go's p2pd (from the hivemind wheel), started as the interop
 suite starts relays (-relay -forceReachabilityPublic).
 """
 
-import os
 import shutil
-import subprocess
 import tempfile
 from pathlib import Path
 
 import anyio
 import pytest
 from multiaddr import Multiaddr
-from p2pclient import Client
 from p2pclient.libp2p_stubs.peer.id import ID
 
-from test_p2pclient import DAEMON, eventually
-
-GO_P2PD = os.environ.get("HIVE_GO_P2PD", "")
-
-
-class Proc:
-    """A daemon started with go-daemon flags; reads its start-up lines."""
-
-    def __init__(self, binary: str, tmp: Path, name: str, extra=(), listen=True):
-        self.dir = tmp / name
-        self.dir.mkdir()
-        self.sock = self.dir / "p2pd.sock"
-        args = [binary, f"-listen=/unix{self.sock}", "-b=false", *extra]
-        args.append("-hostAddrs=/ip4/127.0.0.1/tcp/0" if listen else "-noListenAddrs")
-        if binary == str(DAEMON):
-            args += ["--data-dir", str(self.dir / "data")]
-        env = dict(os.environ, HIVE_IPC_TOKEN="relay", RUST_LOG="warn")
-        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, env=env, text=True)
-        while True:
-            line = self.proc.stdout.readline()
-            assert line, f"{binary} exited before its start-up lines"
-            if line.startswith("Peer ID:"):
-                self.peer_id = line.split(":", 1)[1].strip()
-            if line.startswith("Peer Addrs:"):
-                break
-        self.addr = self.proc.stdout.readline().strip() if listen else None
-
-    def client(self, listen: str) -> Client:
-        return Client(
-            control_maddr=Multiaddr(f"/unix{self.sock}"),
-            listen_maddr=Multiaddr(f"/unix{self.dir / listen}"),
-        )
-
-    def stop(self):
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
+from procs import DAEMON, GO_P2PD, Proc
+from test_p2pclient import eventually
 
 
 @pytest.fixture

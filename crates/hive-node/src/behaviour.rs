@@ -98,9 +98,14 @@ impl Behaviour {
         let ping = ping::Behaviour::new(ping::Config::new().with_interval(Duration::from_secs(15)));
 
         let gossipsub_config = gossipsub::ConfigBuilder::default()
-            .validation_mode(gossipsub::ValidationMode::Strict)
+            .validation_mode(if config.pubsub_strict {
+                gossipsub::ValidationMode::Strict
+            } else {
+                gossipsub::ValidationMode::Permissive
+            })
             .max_transmit_size(config.max_message_size + 16 * 1024)
-            .heartbeat_interval(Duration::from_millis(700))
+            .heartbeat_interval(config.gossipsub_heartbeat)
+            .heartbeat_initial_delay(config.gossipsub_initial_delay)
             .message_id_fn(crate::envelope::message_id)
             // Peers that speak only floodsub (go's and js's daemons with
             // `-pubsubRouter=floodsub`) get every message of the topics
@@ -109,7 +114,11 @@ impl Behaviour {
             .build()
             .map_err(|e| format!("gossipsub config: {e}"))?;
         let gossipsub = gossipsub::Behaviour::new(
-            gossipsub::MessageAuthenticity::Signed(key.clone()),
+            if config.pubsub_sign {
+                gossipsub::MessageAuthenticity::Signed(key.clone())
+            } else {
+                gossipsub::MessageAuthenticity::Author(peer_id)
+            },
             gossipsub_config,
         )?
         .with_metrics(
@@ -124,7 +133,11 @@ impl Behaviour {
         // Without a confirmed external address Kademlia stays a client and
         // answers nobody; on loopback and private networks there never is
         // one, so serve unconditionally.
-        kad.set_mode(Some(kad::Mode::Server));
+        kad.set_mode(Some(if config.dht_client {
+            kad::Mode::Client
+        } else {
+            kad::Mode::Server
+        }));
 
         let mdns = if config.mdns {
             Some(mdns::tokio::Behaviour::new(

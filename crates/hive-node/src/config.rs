@@ -46,6 +46,20 @@ pub struct NodeConfig {
     pub autonat: bool,
     /// Ask the local gateway (UPnP IGD) to forward the TCP listen ports.
     pub upnp: bool,
+    /// Kademlia as a client only: it queries but answers nobody (go's
+    /// `-dhtClient`). Otherwise it serves, even without a confirmed
+    /// external address.
+    pub dht_client: bool,
+    /// Sign published gossipsub messages (without: they carry this node as
+    /// author and no signature).
+    pub pubsub_sign: bool,
+    /// Refuse gossipsub messages without a valid signature (without: check
+    /// signatures that are present, accept unsigned messages).
+    pub pubsub_strict: bool,
+    /// Gossipsub heartbeat period.
+    pub gossipsub_heartbeat: Duration,
+    /// Delay before the first gossipsub heartbeat.
+    pub gossipsub_initial_delay: Duration,
 }
 
 /// Relays to keep a slot on.
@@ -117,6 +131,11 @@ impl NodeConfig {
             reachability: Reachability::Auto,
             autonat: false,
             upnp: false,
+            dht_client: false,
+            pubsub_sign: true,
+            pubsub_strict: true,
+            gossipsub_heartbeat: Duration::from_millis(700),
+            gossipsub_initial_delay: Duration::from_secs(5),
         }
     }
 }

@@ -66,6 +66,15 @@ const VALUE_FLAGS: &[&str] = &[
     "relayMaxCircuits",
     "relayMaxReservations",
     "relayTimeLimit",
+    "muxer",
+];
+
+/// go-daemon flags that hive-p2pd refuses, and why.
+const REFUSED_FLAGS: &[(&str, &str)] = &[
+    ("f", "hive-p2pd takes no JSON config file; pass the flags themselves"),
+    ("i", "hive-p2pd reads no JSON config from stdin; pass the flags themselves"),
+    ("pprof", "hive-p2pd has no Go pprof handler; use its --log-format json traces and the host's /metrics"),
+    ("pprofPort", "hive-p2pd has no Go pprof handler"),
 ];
 
 /// What the go-style flags asked for.
@@ -108,6 +117,43 @@ pub struct GoOptions {
     /// `-idleTimeout`: exit when no persistent connection has been open for
     /// this long (zero: never).
     pub idle_timeout: Duration,
+    /// `-dhtClient` (without `-dht`/`-dhtServer`).
+    pub dht_client: bool,
+    /// `-pubsubSign`.
+    pub pubsub_sign: bool,
+    /// `-pubsubSignStrict`.
+    pub pubsub_strict: bool,
+    /// `-gossipsubHeartbeatInterval`.
+    pub gossipsub_heartbeat: Option<Duration>,
+    /// `-gossipsubHeartbeatInitialDelay`.
+    pub gossipsub_initial_delay: Option<Duration>,
+    /// `-metricsAddr`: where to serve Prometheus metrics.
+    pub metrics_addr: Option<std::net::SocketAddr>,
+}
+
+/// `-metricsAddr` as go takes it (`host:port`, `:port` for every
+/// interface) or as a multiaddr (`/ip4/127.0.0.1/tcp/9090`).
+fn parse_socket_addr(name: &str, value: &str) -> Result<std::net::SocketAddr> {
+    use libp2p::multiaddr::Protocol;
+    let bad = || anyhow!("-{name} {value:?}: expected host:port or /ip4/…/tcp/PORT");
+    if let Some(port) = value.strip_prefix(':') {
+        let port: u16 = port.parse().map_err(|_| bad())?;
+        return Ok(std::net::SocketAddr::from(([0, 0, 0, 0], port)));
+    }
+    if value.starts_with('/') {
+        let addr: Multiaddr = value.parse().map_err(|_| bad())?;
+        let mut iter = addr.iter();
+        let ip: std::net::IpAddr = match iter.next() {
+            Some(Protocol::Ip4(ip)) => ip.into(),
+            Some(Protocol::Ip6(ip)) => ip.into(),
+            _ => return Err(bad()),
+        };
+        return match (iter.next(), iter.next()) {
+            (Some(Protocol::Tcp(port)), None) => Ok((ip, port).into()),
+            _ => Err(bad()),
+        };
+    }
+    value.parse().map_err(|_| bad())
 }
 
 /// Go's `time.Duration` syntax (`30s`, `1m30s`, `1.5h`, `250ms`); a bare
@@ -221,7 +267,16 @@ pub fn split_args(args: Vec<String>) -> Result<(Vec<String>, Option<GoOptions>)>
             autonat: false,
             nat_port_map: false,
             idle_timeout: Duration::ZERO,
+            dht_client: false,
+            pubsub_sign: true,
+            pubsub_strict: true,
+            gossipsub_heartbeat: None,
+            gossipsub_initial_delay: None,
+            metrics_addr: None,
         });
+        if let Some((_, why)) = REFUSED_FLAGS.iter().find(|(flag, _)| *flag == name) {
+            bail!("-{name}: {why}");
+        }
         if BOOL_FLAGS.contains(&name.as_str()) {
             let on = match &inline {
                 Some(v) => parse_bool(&name, v)?,
@@ -237,9 +292,10 @@ pub fn split_args(args: Vec<String>) -> Result<(Vec<String>, Option<GoOptions>)>
                 "natPortMap" => opts.nat_port_map = on,
                 "forceReachabilityPublic" if on => opts.reachability = Reachability::Public,
                 "forceReachabilityPrivate" if on => opts.reachability = Reachability::Private,
-                "pubsubSign" if !on => {
-                    bail!("-pubsubSign=false: hive-p2pd always signs pubsub messages (unsigned pubsub is not supported)")
-                }
+                "pubsubSign" => opts.pubsub_sign = on,
+                "pubsubSignStrict" => opts.pubsub_strict = on,
+                "dhtClient" => opts.dht_client = on,
+                "dht" | "dhtServer" if on => opts.dht_client = false,
                 "b" if on => tracing::info!(
                     "-b: hive-p2pd has no public bootstrap peers; only -bootstrapPeers are dialed"
                 ),
@@ -286,8 +342,15 @@ pub fn split_args(args: Vec<String>) -> Result<(Vec<String>, Option<GoOptions>)>
                 "pubsubRouter" if value != "gossipsub" && value != "floodsub" => bail!(
                     "-pubsubRouter {value}: hive-p2pd runs gossipsub, which also speaks floodsub to floodsub peers; use gossipsub or floodsub"
                 ),
-                "metricsAddr" => bail!(
-                    "-metricsAddr is not supported by hive-p2pd; the `hive` host serves Prometheus metrics at /metrics"
+                "metricsAddr" => opts.metrics_addr = Some(parse_socket_addr(&name, &value)?),
+                "gossipsubHeartbeatInterval" => {
+                    opts.gossipsub_heartbeat = Some(parse_go_duration(&name, &value)?)
+                }
+                "gossipsubHeartbeatInitialDelay" => {
+                    opts.gossipsub_initial_delay = Some(parse_go_duration(&name, &value)?)
+                }
+                "muxer" if value != "yamux" => bail!(
+                    "-muxer {value}: hive-p2pd multiplexes with yamux only (mplex is deprecated across libp2p)"
                 ),
                 _ => tracing::debug!(flag = %name, %value, "accepted go-daemon flag"),
             }
@@ -298,6 +361,11 @@ pub fn split_args(args: Vec<String>) -> Result<(Vec<String>, Option<GoOptions>)>
             BOOL_FLAGS.join(", -"),
             VALUE_FLAGS.join(", -")
         );
+    }
+    if let Some(go) = &go {
+        if !go.pubsub_sign && go.pubsub_strict {
+            bail!("-pubsubSign=false needs -pubsubSignStrict=false: with strict verification this node would refuse its own unsigned messages (and so would every strict peer)");
+        }
     }
     Ok((hive, go))
 }
@@ -399,6 +467,44 @@ mod tests {
         let e = split_args(args(&["p2pd", "-b=maybe"])).unwrap_err();
         assert!(e.to_string().contains("boolean"), "{e}");
         assert!(split_args(args(&["p2pd", "-listen"])).is_err());
+    }
+
+    #[test]
+    fn pubsub_dht_muxer_and_metrics_flags() {
+        let (_, go) = split_args(args(&[
+            "p2pd",
+            "-pubsubSign=false",
+            "-pubsubSignStrict=false",
+            "-dhtClient",
+            "-gossipsubHeartbeatInterval=1s",
+            "-muxer=yamux",
+            "-metricsAddr=127.0.0.1:9090",
+        ]))
+        .unwrap();
+        let go = go.unwrap();
+        assert!(!go.pubsub_sign && !go.pubsub_strict && go.dht_client);
+        assert_eq!(go.gossipsub_heartbeat, Some(Duration::from_secs(1)));
+        assert_eq!(go.metrics_addr, Some("127.0.0.1:9090".parse().unwrap()));
+        let metrics = |v: &str| split_args(args(&["p2pd", &format!("-metricsAddr={v}")]));
+        assert_eq!(
+            metrics("/ip4/127.0.0.1/tcp/9091")
+                .unwrap()
+                .1
+                .unwrap()
+                .metrics_addr,
+            Some("127.0.0.1:9091".parse().unwrap())
+        );
+        assert_eq!(
+            metrics(":9092").unwrap().1.unwrap().metrics_addr,
+            Some("0.0.0.0:9092".parse().unwrap())
+        );
+        assert!(metrics("/ip4/127.0.0.1/udp/1").is_err());
+        let e = split_args(args(&["p2pd", "-pubsubSign=false"])).unwrap_err();
+        assert!(e.to_string().contains("-pubsubSignStrict=false"), "{e}");
+        let e = split_args(args(&["p2pd", "-muxer=mplex"])).unwrap_err();
+        assert!(e.to_string().contains("yamux only"), "{e}");
+        let e = split_args(args(&["p2pd", "-f", "conf.json"])).unwrap_err();
+        assert!(e.to_string().contains("no JSON config"), "{e}");
     }
 
     #[test]

@@ -10,6 +10,7 @@ mod compat;
 mod control;
 mod identity;
 mod ipc;
+mod metrics_http;
 mod parent;
 
 use std::io::Write;
@@ -168,6 +169,15 @@ async fn run(mut cli: Cli, go: Option<compat::GoOptions>) -> Result<()> {
         // while the node is not reachable.
         Some(go) => {
             config.reachability = go.reachability;
+            config.dht_client = go.dht_client;
+            config.pubsub_sign = go.pubsub_sign;
+            config.pubsub_strict = go.pubsub_strict;
+            if let Some(d) = go.gossipsub_heartbeat {
+                config.gossipsub_heartbeat = d;
+            }
+            if let Some(d) = go.gossipsub_initial_delay {
+                config.gossipsub_initial_delay = d;
+            }
             config.autonat |= go.autonat;
             config.upnp |= go.nat_port_map;
             if go.relay && go.relay_service {
@@ -241,6 +251,9 @@ async fn run(mut cli: Cli, go: Option<compat::GoOptions>) -> Result<()> {
         None => None,
     };
     let idle_timeout = go.as_ref().map(|g| g.idle_timeout).unwrap_or_default();
+    if let Some(addr) = go.as_ref().and_then(|g| g.metrics_addr) {
+        metrics_http::spawn(addr, node.clone()).await?;
+    }
     let server = tokio::spawn(listener.serve(ctx, shutdown_rx));
 
     {

@@ -1,0 +1,52 @@
+"""A daemon started with go-libp2p-daemon's flags (hive-p2pd or go's p2pd),
+its start-up lines read, and a p2pclient Client for it."""
+
+import os
+import subprocess
+from pathlib import Path
+
+from multiaddr import Multiaddr
+from p2pclient import Client
+
+REPO = Path(__file__).resolve().parents[2]
+BIN_DIR = Path(os.environ.get("HIVE_BIN_DIR", REPO / "target" / "debug"))
+DAEMON = BIN_DIR / "hive-p2pd"
+GO_P2PD = os.environ.get("HIVE_GO_P2PD", "")
+
+
+class Proc:
+    """`listen=False` starts it with -noListenAddrs (it prints no address)."""
+
+    def __init__(self, binary: str, tmp: Path, name: str, extra=(), listen=True, pubsub=True):
+        self.dir = tmp / name
+        self.dir.mkdir()
+        self.sock = self.dir / "p2pd.sock"
+        args = [binary, f"-listen=/unix{self.sock}", "-b=false", *extra]
+        args.append("-hostAddrs=/ip4/127.0.0.1/tcp/0" if listen else "-noListenAddrs")
+        if pubsub:
+            args.append("-pubsub")
+        if binary == str(DAEMON):
+            args += ["--data-dir", str(self.dir / "data")]
+        env = dict(os.environ, HIVE_IPC_TOKEN="compat", RUST_LOG="warn")
+        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, env=env, text=True)
+        while True:
+            line = self.proc.stdout.readline()
+            assert line, f"{binary} exited before its start-up lines"
+            if line.startswith("Peer ID:"):
+                self.peer_id = line.split(":", 1)[1].strip()
+            if line.startswith("Peer Addrs:"):
+                break
+        self.addr = self.proc.stdout.readline().strip() if listen else None
+
+    def client(self, listen: str) -> Client:
+        return Client(
+            control_maddr=Multiaddr(f"/unix{self.sock}"),
+            listen_maddr=Multiaddr(f"/unix{self.dir / listen}"),
+        )
+
+    def stop(self):
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
