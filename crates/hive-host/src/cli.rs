@@ -130,6 +130,15 @@ pub struct UpArgs {
     /// Disable mDNS discovery on the local network.
     #[arg(long)]
     pub no_mdns: bool,
+
+    /// Keep a slot on this relay (repeatable; RELAY-ADDR/p2p/RELAY-ID), so
+    /// that peers that cannot dial this host's nodes reach them through it.
+    #[arg(long = "relay", value_name = "MULTIADDR")]
+    pub relays: Vec<String>,
+
+    /// Let the nodes serve as circuit relays for other peers.
+    #[arg(long)]
+    pub relay_service: bool,
     /// Path of the daemon [default: hive-p2pd beside this executable].
     #[arg(long)]
     pub daemon_bin: Option<PathBuf>,

@@ -28,7 +28,7 @@ use crate::ipc_client::IpcStats;
 use crate::metrics::Metrics;
 use crate::outbox::Outbox;
 use crate::store::Store;
-use crate::supervisor::{DaemonState, HostEvent, Supervisor, SupervisorConfig};
+use crate::supervisor::{DaemonSettings, DaemonState, HostEvent, Supervisor, SupervisorConfig};
 use crate::tension::Tension;
 
 /// The id of the node a host starts with.
@@ -93,16 +93,14 @@ pub struct NodeRuntime {
 /// What every node is started with.
 #[derive(Debug, Clone)]
 pub struct NodeTemplate {
-    pub daemon_bin: PathBuf,
+    /// How every daemon is started.
+    pub daemon: DaemonSettings,
     /// The host's data directory.
     pub data_dir: PathBuf,
     /// The first node's listen addresses; children get the same with port 0.
     pub listen: Vec<String>,
     /// Bootstrap peers of the first node.
     pub bootstrap: Vec<String>,
-    pub no_mdns: bool,
-    pub log_format: String,
-    pub peer_target: usize,
     pub retention: Duration,
     pub retention_count: u64,
 }
@@ -281,14 +279,11 @@ impl Hive {
         let metrics = Arc::new(Metrics::new(&stats));
         let supervisor = Supervisor::new(
             SupervisorConfig {
-                daemon_bin: t.daemon_bin.clone(),
+                daemon: t.daemon.clone(),
                 data_dir: daemon_dir,
                 listen,
                 bootstrap,
-                no_mdns: t.no_mdns,
-                log_format: t.log_format.clone(),
                 token,
-                peer_target: t.peer_target,
             },
             store.clone(),
             stats,

@@ -104,17 +104,29 @@ pub enum HostEvent {
 /// How to run the daemon.
 #[derive(Debug, Clone)]
 pub struct SupervisorConfig {
-    pub daemon_bin: PathBuf,
+    pub daemon: DaemonSettings,
     /// The daemon's own data dir (`<host data dir>/daemon`).
     pub data_dir: PathBuf,
     pub listen: Vec<String>,
     pub bootstrap: Vec<String>,
-    pub no_mdns: bool,
-    pub log_format: String,
     /// Secret for the IPC hello, handed over in the environment.
     pub token: String,
+}
+
+/// How a host starts its daemons: the same for the first node and every
+/// child, so that a spawned node behaves like the first.
+#[derive(Debug, Clone)]
+pub struct DaemonSettings {
+    pub daemon_bin: PathBuf,
+    pub no_mdns: bool,
+    pub log_format: String,
     /// Connected peers below which the `peers_below_target` signal rises.
     pub peer_target: usize,
+    /// Relays each daemon keeps a slot on (`--relay`), for nodes that
+    /// others cannot dial.
+    pub relays: Vec<String>,
+    /// Each daemon also serves as a relay (`--relay-service`).
+    pub relay_service: bool,
 }
 
 /// How much τ history each node keeps: 15 minutes at one sample per 5 s.
@@ -407,7 +419,7 @@ impl Supervisor {
             outbox_depth: self.shared.metrics.outbox_depth.get().max(0) as u64,
             dropped_clients,
             peers,
-            peer_target: self.shared.config.peer_target,
+            peer_target: self.shared.config.daemon.peer_target,
             children,
             children_down,
         })
@@ -545,11 +557,12 @@ impl Supervisor {
 
     fn spawn(&self, listen: &[String]) -> Result<Child, StartError> {
         let cfg = &self.shared.config;
-        let mut cmd = Command::new(&cfg.daemon_bin);
+        let settings = &cfg.daemon;
+        let mut cmd = Command::new(&settings.daemon_bin);
         cmd.arg("--data-dir")
             .arg(&cfg.data_dir)
             .args(["--ipc", "127.0.0.1:0"])
-            .args(["--log-format", &cfg.log_format])
+            .args(["--log-format", &settings.log_format])
             // Every node of a host is the host's to supervise.
             .arg("--children-via-host");
         for addr in listen {
@@ -558,8 +571,14 @@ impl Supervisor {
         for addr in &cfg.bootstrap {
             cmd.args(["--bootstrap", addr]);
         }
-        if cfg.no_mdns {
+        if settings.no_mdns {
             cmd.arg("--no-mdns");
+        }
+        for relay in &settings.relays {
+            cmd.args(["--relay", relay]);
+        }
+        if settings.relay_service {
+            cmd.arg("--relay-service");
         }
         // The token goes through the environment, never argv (visible in ps).
         cmd.env(ENV_IPC_TOKEN, &cfg.token)
@@ -568,9 +587,9 @@ impl Supervisor {
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .kill_on_drop(true);
-        tracing::info!(bin = %cfg.daemon_bin.display(), ?listen, "spawning daemon");
+        tracing::info!(bin = %settings.daemon_bin.display(), ?listen, "spawning daemon");
         cmd.spawn().map_err(|source| StartError::Spawn {
-            bin: cfg.daemon_bin.display().to_string(),
+            bin: settings.daemon_bin.display().to_string(),
             source,
         })
     }

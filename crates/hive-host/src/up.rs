@@ -16,6 +16,7 @@ use crate::api::{self, ApiLimits, AppState};
 use crate::cli::{LogFormat, UpArgs};
 use crate::hive::{self, Hive, NodeTemplate};
 use crate::store::Store;
+use crate::supervisor::DaemonSettings;
 
 /// How long the HTTP server may take to finish in-flight requests once the
 /// daemon is stopped.
@@ -63,13 +64,17 @@ pub async fn run(args: UpArgs, log_format: LogFormat) -> anyhow::Result<()> {
 
     let hive = Hive::new(
         NodeTemplate {
-            daemon_bin,
+            daemon: DaemonSettings {
+                daemon_bin,
+                no_mdns: args.no_mdns,
+                log_format: log_format.as_str().to_owned(),
+                peer_target: args.peer_target,
+                relays: args.relays,
+                relay_service: args.relay_service,
+            },
             data_dir: data_dir.clone(),
             listen: args.listen,
             bootstrap: args.bootstrap,
-            no_mdns: args.no_mdns,
-            log_format: log_format.as_str().to_owned(),
-            peer_target: args.peer_target,
             retention: Duration::from_secs(args.retention_secs),
             retention_count: args.retention_count,
         },
