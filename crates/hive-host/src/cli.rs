@@ -46,7 +46,7 @@ impl LogFormat {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the host: supervise the daemon and serve the HTTP API.
-    Up(UpArgs),
+    Up(Box<UpArgs>),
     /// Show the host's status (pretty JSON).
     Status,
     /// Start child nodes that join the network through their parent.

@@ -43,7 +43,7 @@ async fn main() -> ExitCode {
     init_logging(cli.log_format, if is_host { "info" } else { "warn" });
 
     let result = match cli.command {
-        Command::Up(args) => up::run(args, cli.log_format).await,
+        Command::Up(args) => up::run(*args, cli.log_format).await,
         other => client_cmd::run(other, &cli.api).await,
     };
     match result {
