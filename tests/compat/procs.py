@@ -17,7 +17,9 @@ GO_P2PD = os.environ.get("HIVE_GO_P2PD", "")
 class Proc:
     """`listen=False` starts it with -noListenAddrs (it prints no address)."""
 
-    def __init__(self, binary: str, tmp: Path, name: str, extra=(), listen=True, pubsub=True):
+    def __init__(
+        self, binary: str, tmp: Path, name: str, extra=(), listen=True, pubsub=True, log=False
+    ):
         self.dir = tmp / name
         self.dir.mkdir()
         self.sock = self.dir / "p2pd.sock"
@@ -28,7 +30,15 @@ class Proc:
         if binary == str(DAEMON):
             args += ["--data-dir", str(self.dir / "data")]
         env = dict(os.environ, HIVE_IPC_TOKEN="compat", RUST_LOG="warn")
-        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, env=env, text=True)
+        # log=True: hive-node's info lines go to <dir>/stderr.log.
+        self.log = self.dir / "stderr.log" if log else None
+        stderr = None
+        if self.log:
+            env["RUST_LOG"] = "warn,hive_node=info"
+            stderr = open(self.log, "w")
+        self.proc = subprocess.Popen(
+            args, stdout=subprocess.PIPE, stderr=stderr, env=env, text=True
+        )
         while True:
             line = self.proc.stdout.readline()
             assert line, f"{binary} exited before its start-up lines"
@@ -37,6 +47,9 @@ class Proc:
             if line.startswith("Peer Addrs:"):
                 break
         self.addr = self.proc.stdout.readline().strip() if listen else None
+
+    def log_text(self) -> str:
+        return self.log.read_text() if self.log else ""
 
     def client(self, listen: str) -> Client:
         return Client(

@@ -4,6 +4,10 @@ dial (-noListenAddrs) keeps a slot on a relay by itself (-autoRelay with
 it through the relay and talks to its stream handler. The relay is
 hive-p2pd or go's p2pd (from the hivemind wheel), started as the interop
 suite starts relays (-relay -forceReachabilityPublic).
+
+Then DCUtR: two listening daemons that first meet through a relay make a
+direct connection from the relayed one (on loopback the "hole punch" is an
+ordinary dial, but the protocol runs end to end).
 """
 
 import shutil
@@ -72,6 +76,45 @@ def test_auto_relay_slot_is_announced_and_dialed_through(tmp, relay_impl):
                 got = await stream.receive(1024)
                 assert got == b"through the relay"
                 await stream.aclose()
+
+        anyio.run(main)
+    finally:
+        for p in procs:
+            p.stop()
+
+
+def test_dcutr_turns_a_relayed_connection_into_a_direct_one(tmp):
+    procs = []
+    try:
+        relay = Proc(str(DAEMON), tmp, "relay", extra=("-relay", "-forceReachabilityPublic"))
+        procs.append(relay)
+        relay_addr = f"{relay.addr}/p2p/{relay.peer_id}"
+        # Listening, but with a slot on the relay, so the caller meets it
+        # there first.
+        target = Proc(
+            str(DAEMON), tmp, "target", extra=("-autoRelay", f"-trustedRelays={relay_addr}"), log=True
+        )
+        procs.append(target)
+        caller = Proc(str(DAEMON), tmp, "caller", log=True)
+        procs.append(caller)
+
+        async def main():
+            ct, cc = target.client("t.sock"), caller.client("c.sock")
+
+            async def relayed_addr():
+                _, addrs = await ct.identify()
+                return next((a for a in addrs if "/p2p-circuit" in str(a)), None)
+
+            addr = await eventually(relayed_addr, "the target's relayed address")
+            await cc.connect(ID.from_base58(target.peer_id), [addr])
+
+            async def upgraded():
+                return any(
+                    "direct connection made from a relayed one" in p.log_text()
+                    for p in (target, caller)
+                )
+
+            await eventually(upgraded, "a DCUtR upgrade in either daemon's log")
 
         anyio.run(main)
     finally:

@@ -1,8 +1,9 @@
 //! Circuit relay v2 between hosts: a host started with `--relay R` keeps a
 //! slot on relay host R (`--relay-service`), shows the relayed address in its
-//! status, and a third host reaches it through R: it dials that address and
-//! sends a direct message over the relayed connection, the only one between
-//! the two. (REQ-NET-2)
+//! status, and a third host reaches it through R: it dials that address, the
+//! hidden host sees it arrive through R, and a direct message gets across
+//! (over the relayed connection, or the direct one DCUtR may have made from
+//! it by then). (REQ-NET-2)
 
 use std::time::Duration;
 

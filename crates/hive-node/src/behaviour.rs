@@ -7,8 +7,8 @@ use libp2p::identity::Keypair;
 use libp2p::swarm::behaviour::toggle::Toggle;
 use libp2p::swarm::NetworkBehaviour;
 use libp2p::{
-    autonat, connection_limits, gossipsub, identify, kad, mdns, ping, relay, request_response,
-    upnp, StreamProtocol,
+    autonat, connection_limits, dcutr, gossipsub, identify, kad, mdns, ping, relay,
+    request_response, upnp, StreamProtocol,
 };
 use serde::{Deserialize, Serialize};
 
@@ -64,6 +64,8 @@ pub struct Behaviour {
     pub named: crate::named::Behaviour,
     /// The relay service (circuit relay v2 HOP), when this node is a relay.
     pub relay: Toggle<relay::Behaviour>,
+    /// DCUtR: turn a relayed connection into a direct one (hole punching).
+    pub dcutr: Toggle<dcutr::Behaviour>,
     /// AutoNAT v1: are the listen addresses reachable from outside?
     pub autonat: Toggle<autonat::Behaviour>,
     /// Port forwarding on the local gateway (UPnP IGD).
@@ -186,6 +188,7 @@ impl Behaviour {
             streams,
             named,
             relay: Toggle::from(relay),
+            dcutr: Toggle::from(config.relay_client.then(|| dcutr::Behaviour::new(peer_id))),
             autonat: Toggle::from(
                 config
                     .autonat

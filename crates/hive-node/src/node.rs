@@ -1136,11 +1136,20 @@ impl Node {
             BehaviourEvent::Ping(e) => self.metrics.record(e),
             BehaviourEvent::Kad(e) => self.metrics.record(e),
             BehaviourEvent::Relay(e) => self.metrics.record(e),
+            BehaviourEvent::Dcutr(e) => self.metrics.record(e),
             _ => {}
         }
         match event {
             BehaviourEvent::Relay(event) => tracing::debug!(?event, "relay service"),
             BehaviourEvent::Autonat(event) => tracing::info!(?event, "autonat"),
+            BehaviourEvent::Dcutr(event) => match event.result {
+                Ok(_) => {
+                    tracing::info!(peer = %event.remote_peer_id, "direct connection made from a relayed one (DCUtR)")
+                }
+                Err(e) => {
+                    tracing::info!(peer = %event.remote_peer_id, error = %e, "relayed connection stays relayed (DCUtR failed)")
+                }
+            },
             BehaviourEvent::Upnp(event) => tracing::info!(?event, "upnp"),
             BehaviourEvent::Gossipsub(event) => self.handle_gossipsub(event),
             BehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. }) => {
