@@ -129,6 +129,12 @@ pub struct GoOptions {
     pub gossipsub_initial_delay: Option<Duration>,
     /// `-metricsAddr`: where to serve Prometheus metrics.
     pub metrics_addr: Option<std::net::SocketAddr>,
+    /// `-persistentConnMaxMsgSize`: largest message on a persistent
+    /// connection and in a unary call (go's default: 4 MiB).
+    pub persistent_max_msg: usize,
+    /// Flags taken but with no effect here, and why: logged at start-up
+    /// (logging is not set up yet while flags are read).
+    pub notices: Vec<String>,
 }
 
 /// `-metricsAddr` as go takes it (`host:port`, `:port` for every
@@ -273,6 +279,8 @@ pub fn split_args(args: Vec<String>) -> Result<(Vec<String>, Option<GoOptions>)>
             gossipsub_heartbeat: None,
             gossipsub_initial_delay: None,
             metrics_addr: None,
+            persistent_max_msg: crate::control::MAX_FRAME,
+            notices: Vec::new(),
         });
         if let Some((_, why)) = REFUSED_FLAGS.iter().find(|(flag, _)| *flag == name) {
             bail!("-{name}: {why}");
@@ -296,10 +304,19 @@ pub fn split_args(args: Vec<String>) -> Result<(Vec<String>, Option<GoOptions>)>
                 "pubsubSignStrict" => opts.pubsub_strict = on,
                 "dhtClient" => opts.dht_client = on,
                 "dht" | "dhtServer" if on => opts.dht_client = false,
-                "b" if on => tracing::info!(
-                    "-b: hive-p2pd has no public bootstrap peers; only -bootstrapPeers are dialed"
+                "b" if on => opts.notices.push(
+                    "-b: hive-p2pd has no public bootstrap peers; only -bootstrapPeers are dialed".into(),
                 ),
-                _ => tracing::debug!(flag = %name, on, "accepted go-daemon flag"),
+                "connManager" if on => opts.notices.push(
+                    "-connManager: hive-p2pd has no trimming connection manager; -connHi caps established connections, -connLo and -connGrace have no effect".into(),
+                ),
+                "noise" | "tls" if !on => opts.notices.push(format!(
+                    "-{name}=false: hive-p2pd still offers both Noise and TLS on TCP"
+                )),
+                "relayActive" | "relayHop" | "relayDiscovery" => opts.notices.push(format!(
+                    "-{name} has no effect (go's daemon deprecated it too)"
+                )),
+                _ => {}
             }
             continue;
         }
@@ -336,6 +353,15 @@ pub fn split_args(args: Vec<String>) -> Result<(Vec<String>, Option<GoOptions>)>
                     }
                 }
                 "idleTimeout" => opts.idle_timeout = parse_go_duration(&name, &value)?,
+                "persistentConnMaxMsgSize" => {
+                    opts.persistent_max_msg = parse_number(&name, &value)?;
+                    if opts.persistent_max_msg == 0 {
+                        bail!("-persistentConnMaxMsgSize must be above 0");
+                    }
+                }
+                "relayBufferSize" | "relayHopLimit" => opts.notices.push(format!(
+                    "-{name} has no effect in hive-p2pd"
+                )),
                 // Gossipsub that also speaks floodsub serves both: floodsub
                 // peers are flooded, gossipsub peers (hive-p2pd included)
                 // negotiate meshsub.
@@ -352,7 +378,7 @@ pub fn split_args(args: Vec<String>) -> Result<(Vec<String>, Option<GoOptions>)>
                 "muxer" if value != "yamux" => bail!(
                     "-muxer {value}: hive-p2pd multiplexes with yamux only (mplex is deprecated across libp2p)"
                 ),
-                _ => tracing::debug!(flag = %name, %value, "accepted go-daemon flag"),
+                _ => {}
             }
             continue;
         }
@@ -503,6 +529,17 @@ mod tests {
         assert!(e.to_string().contains("-pubsubSignStrict=false"), "{e}");
         let e = split_args(args(&["p2pd", "-muxer=mplex"])).unwrap_err();
         assert!(e.to_string().contains("yamux only"), "{e}");
+        let (_, go) = split_args(args(&[
+            "p2pd",
+            "-persistentConnMaxMsgSize=16777216",
+            "-b",
+            "-tls=false",
+        ]))
+        .unwrap();
+        let go = go.unwrap();
+        assert_eq!(go.persistent_max_msg, 16 << 20);
+        assert_eq!(go.notices.len(), 2, "{:?}", go.notices);
+        assert!(split_args(args(&["p2pd", "-persistentConnMaxMsgSize=0"])).is_err());
         let e = split_args(args(&["p2pd", "-f", "conf.json"])).unwrap_err();
         assert!(e.to_string().contains("no JSON config"), "{e}");
     }

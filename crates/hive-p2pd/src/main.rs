@@ -89,6 +89,9 @@ fn default_listen() -> Vec<Multiaddr> {
 
 async fn run(mut cli: Cli, go: Option<compat::GoOptions>) -> Result<()> {
     if let Some(go) = &go {
+        for notice in &go.notices {
+            tracing::info!("{notice}");
+        }
         // The go daemon's defaults: no mDNS, its listen addresses and key.
         cli.no_mdns = true;
         if cli.listen.is_empty() {
@@ -245,7 +248,11 @@ async fn run(mut cli: Cli, go: Option<compat::GoOptions>) -> Result<()> {
     let control = match &go {
         Some(go) => {
             let (control, bound) = control::bind(&go.control).await?;
-            tokio::spawn(control.serve(node.clone(), persistent_open, shutdown_rx.clone()));
+            let persistent = control::PersistentSettings {
+                max_msg: go.persistent_max_msg,
+                open: persistent_open,
+            };
+            tokio::spawn(control.serve(node.clone(), persistent, shutdown_rx.clone()));
             Some(bound)
         }
         None => None,

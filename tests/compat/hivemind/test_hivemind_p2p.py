@@ -189,3 +189,32 @@ async def test_streaming_handlers_with_bare_names() -> None:
 async def b_iterate(caller, peer_id, name, requests):
     stream = await caller.iterate_protobuf_handler(peer_id, name, requests, test_pb2.TestResponse)
     return [response.number async for response in stream]
+
+
+async def test_messages_above_four_mib_with_a_raised_limit() -> None:
+    """hivemind's `persistent_conn_max_msg_size` becomes -persistentConnMaxMsgSize;
+    hive-p2pd honours it on the persistent connection and between daemons."""
+    from hivemind.proto import runtime_pb2
+
+    limit = 16 * 1024 * 1024
+    a = await P2P.create(persistent_conn_max_msg_size=limit)
+    b = await P2P.create(
+        initial_peers=await a.get_visible_maddrs(), persistent_conn_max_msg_size=limit
+    )
+    try:
+
+        async def echo(request, context):
+            return runtime_pb2.Tensor(buffer=request.buffer[::-1], dtype=request.dtype)
+
+        await b.add_protobuf_handler("TestServicer.rpc_reverse", echo, runtime_pb2.Tensor)
+        payload = os.urandom(6 * 1024 * 1024)
+        response = await a.call_protobuf_handler(
+            b.peer_id,
+            "TestServicer.rpc_reverse",
+            runtime_pb2.Tensor(buffer=payload, dtype="uint8"),
+            runtime_pb2.Tensor,
+        )
+        assert response.buffer == payload[::-1]
+    finally:
+        await a.shutdown()
+        await b.shutdown()

@@ -7,8 +7,18 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 /// Largest control frame accepted (the go daemon's limit too).
 pub const MAX_FRAME: usize = 4 * 1024 * 1024;
 
-/// Read one frame; `None` on a clean end of stream before any byte.
+/// Read one frame of at most [`MAX_FRAME`] bytes; `None` on a clean end of
+/// stream before any byte.
 pub async fn read_frame<R: AsyncRead + Unpin>(r: &mut R) -> io::Result<Option<Vec<u8>>> {
+    read_frame_max(r, MAX_FRAME).await
+}
+
+/// Read one frame of at most `max` bytes (a persistent connection's
+/// messages are bounded by `-persistentConnMaxMsgSize` instead).
+pub async fn read_frame_max<R: AsyncRead + Unpin>(
+    r: &mut R,
+    max: usize,
+) -> io::Result<Option<Vec<u8>>> {
     let mut len: u64 = 0;
     let mut shift = 0;
     loop {
@@ -36,10 +46,10 @@ pub async fn read_frame<R: AsyncRead + Unpin>(r: &mut R) -> io::Result<Option<Ve
         }
     }
     let len = usize::try_from(len).unwrap_or(usize::MAX);
-    if len > MAX_FRAME {
+    if len > max {
         return Err(io::Error::new(
             io::ErrorKind::InvalidData,
-            format!("frame of {len} bytes exceeds the limit of {MAX_FRAME} bytes"),
+            format!("frame of {len} bytes exceeds the limit of {max} bytes"),
         ));
     }
     let mut buf = vec![0u8; len];

@@ -13,6 +13,7 @@
 //! topic subscribed through one door and published through the other works.
 
 mod framing;
+pub use framing::MAX_FRAME;
 pub mod pb;
 mod persistent;
 mod streams;
@@ -130,6 +131,13 @@ pub struct Control {
     persistent_open: watch::Sender<usize>,
 }
 
+/// hivemind's persistent connections: their message bound
+/// (`-persistentConnMaxMsgSize`) and the count of open ones.
+pub struct PersistentSettings {
+    pub max_msg: usize,
+    pub open: watch::Sender<usize>,
+}
+
 /// Open persistent connections, counted for `-idleTimeout`.
 pub fn persistent_counter() -> (watch::Sender<usize>, watch::Receiver<usize>) {
     watch::channel(0)
@@ -175,12 +183,20 @@ impl ControlListener {
     pub async fn serve(
         self,
         node: NodeHandle,
-        persistent_open: watch::Sender<usize>,
+        persistent: PersistentSettings,
         mut shutdown: watch::Receiver<bool>,
     ) {
+        let PersistentSettings {
+            max_msg,
+            open: persistent_open,
+        } = persistent;
         let control = Arc::new(Control {
             handlers: streams::Handlers::new(node.clone()),
-            unary: persistent::Unary::start(node.named_streams(), node.take_named_inbound()),
+            unary: persistent::Unary::start(
+                node.named_streams(),
+                node.take_named_inbound(),
+                max_msg,
+            ),
             node,
             persistent_open,
         });

@@ -31,7 +31,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::compat::FuturesAsyncReadCompatExt;
 use tokio_util::sync::CancellationToken;
 
-use super::framing::{read_frame, write_frame};
+use super::framing::{read_frame_max, write_frame};
 use super::pb::{
     self, persistent_request::Message as In, persistent_response::Message as Out,
     PersistentConnectionRequest, PersistentConnectionResponse,
@@ -65,6 +65,9 @@ pub struct Unary {
     /// Inbound calls waiting for their handler's answer, by call id.
     waiting: Mutex<HashMap<Vec<u8>, oneshot::Sender<PersistentConnectionRequest>>>,
     next_client: AtomicU64,
+    /// Largest message on a persistent connection and in a unary call
+    /// (`-persistentConnMaxMsgSize`).
+    max_msg: usize,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -92,12 +95,14 @@ impl Unary {
     pub fn start(
         named: NamedStreams,
         inbound: Option<mpsc::Receiver<(PeerId, String, libp2p::Stream)>>,
+        max_msg: usize,
     ) -> Arc<Unary> {
         let unary = Arc::new(Unary {
             named,
             handlers: Mutex::new(Handlers::default()),
             waiting: Mutex::new(HashMap::new()),
             next_client: AtomicU64::new(1),
+            max_msg,
         });
         if let Some(mut inbound) = inbound {
             let this = unary.clone();
@@ -177,13 +182,15 @@ impl Unary {
     /// answer, or tell the handler the caller left.
     async fn serve_inbound(self: Arc<Self>, peer: PeerId, name: String, stream: libp2p::Stream) {
         let (mut read, mut write) = tokio::io::split(stream.compat());
-        let frame = match tokio::time::timeout(CALL_TIMEOUT, read_frame(&mut read)).await {
-            Ok(Ok(Some(frame))) => frame,
-            _ => {
-                tracing::debug!(%peer, %name, "unary stream closed before its request");
-                return;
-            }
-        };
+        let frame =
+            match tokio::time::timeout(CALL_TIMEOUT, read_frame_max(&mut read, self.max_msg)).await
+            {
+                Ok(Ok(Some(frame))) => frame,
+                _ => {
+                    tracing::debug!(%peer, %name, "unary stream closed before its request");
+                    return;
+                }
+            };
         let request = match PersistentConnectionRequest::decode(frame.as_slice()) {
             Ok(r) => r,
             Err(e) => {
@@ -267,7 +274,7 @@ impl Unary {
             write_frame(&mut write, &request.encode_to_vec())
                 .await
                 .map_err(|e| format!("cannot send the call: {e}"))?;
-            let frame = read_frame(&mut read)
+            let frame = read_frame_max(&mut read, self.max_msg)
                 .await
                 .map_err(|e| format!("cannot read the answer: {e}"))?
                 .ok_or("the peer closed the stream without answering")?;
@@ -315,7 +322,7 @@ where
     let calls: Arc<Mutex<HashMap<Vec<u8>, CancellationToken>>> = Arc::default();
     tracing::debug!(client, "persistent connection open");
     loop {
-        let frame = match read_frame(&mut read).await {
+        let frame = match read_frame_max(&mut read, unary.max_msg).await {
             Ok(Some(frame)) => frame,
             Ok(None) => break,
             Err(e) => {
