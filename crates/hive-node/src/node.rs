@@ -273,6 +273,26 @@ fn peer_of(addr: &Multiaddr) -> Option<PeerId> {
     }
 }
 
+/// Why no transport of this node takes `addr`, when it names a transport
+/// Hive does not have.
+fn missing_transport(addr: &Multiaddr) -> Option<&'static str> {
+    addr.iter().find_map(|p| match p {
+        Protocol::WebTransport => Some(
+            "hive-p2pd has no WebTransport transport (it listens on TCP and QUIC); leave this address out",
+        ),
+        Protocol::WebRTCDirect | Protocol::WebRTC => Some(
+            "hive-p2pd has no WebRTC transport (it listens on TCP and QUIC); leave this address out",
+        ),
+        Protocol::Ws(_) | Protocol::Wss(_) => Some(
+            "hive-p2pd has no WebSocket transport for libp2p (it listens on TCP and QUIC); leave this address out",
+        ),
+        Protocol::P2pCircuit => Some(
+            "a relayed address is not listened on: use --relay RELAY-ADDR (or -autoRelay) to take a slot on a relay",
+        ),
+        _ => None,
+    })
+}
+
 /// The address without its trailing `/p2p/PEER`. Only the last one goes: in
 /// a circuit address the relay's `/p2p` part is part of the route.
 pub fn without_p2p(addr: &Multiaddr) -> Multiaddr {
@@ -346,7 +366,9 @@ impl Node {
                 .listen_on(addr.clone())
                 .map_err(|e| NodeError::Listen {
                     addr: addr.clone(),
-                    reason: e.to_string(),
+                    reason: missing_transport(addr)
+                        .map(str::to_owned)
+                        .unwrap_or_else(|| e.to_string()),
                 })?;
             waiting.insert(id, addr.clone());
         }
