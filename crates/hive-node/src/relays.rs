@@ -200,6 +200,18 @@ impl Relays {
             }
             return changes;
         }
+        // Connected candidates without a slot (slots became wanted again,
+        // or the first attempt was made while they were not).
+        let fresh: Vec<PeerId> = self
+            .candidates
+            .keys()
+            .filter(|peer| connected(peer) && !self.slots.contains_key(peer))
+            .copied()
+            .collect();
+        for relay in fresh {
+            tracing::info!(%relay, "asking the relay for a slot");
+            self.reserve(relay);
+        }
         let due: Vec<PeerId> = self
             .slots
             .iter()
@@ -250,6 +262,97 @@ fn renew_after(expire: u64) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn info() -> ReservationInfo {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        ReservationInfo {
+            expire: now + 3600,
+            addrs: Vec::new(),
+        }
+    }
+
+    #[tokio::test]
+    async fn slots_are_taken_renewed_and_given_up() {
+        let relay = PeerId::random();
+        let addr: Multiaddr = format!("/ip4/127.0.0.1/tcp/4001/p2p/{relay}")
+            .parse()
+            .unwrap();
+        let bare: Multiaddr = "/ip4/127.0.0.1/tcp/4002".parse().unwrap();
+        let config = AutoRelay {
+            relays: vec![addr.clone(), bare],
+            only_when_private: true,
+        };
+        let control = libp2p_stream::Behaviour::new().new_control();
+        let (mut relays, _outcomes) = Relays::new(Some(&config), control);
+        // The address without a peer id is skipped.
+        assert_eq!(relays.candidates().count(), 1);
+        assert!(relays.wanted(false));
+        assert!(
+            !relays.wanted(true),
+            "a reachable node wants no slot under autorelay"
+        );
+
+        // Reachable: connecting asks nothing.
+        relays.on_connected(relay, true);
+        assert!(relays.slots.is_empty());
+        // No longer reachable: the next tick asks.
+        assert!(relays.tick(false, |_| true).is_empty());
+        assert!(matches!(relays.slots.get(&relay), Some(Slot::Reserving)));
+
+        let circuit: Multiaddr = format!("/ip4/127.0.0.1/tcp/4001/p2p/{relay}/p2p-circuit")
+            .parse()
+            .unwrap();
+        assert_eq!(
+            relays.on_outcome((relay, Ok(info()))),
+            Some(AddrChange::Add(circuit.clone()))
+        );
+        // A renewal that succeeds changes nothing announced.
+        relays.slots.insert(
+            relay,
+            Slot::Active {
+                addr: circuit.clone(),
+                renew_at: Instant::now(),
+            },
+        );
+        assert_eq!(relays.on_outcome((relay, Ok(info()))), None);
+        // A renewal that fails withdraws the address.
+        let refused = io::Error::new(io::ErrorKind::ConnectionRefused, "RESERVATION_REFUSED");
+        assert_eq!(
+            relays.on_outcome((relay, Err(refused))),
+            Some(AddrChange::Remove(circuit.clone()))
+        );
+        // An outcome for a slot given up meanwhile is ignored.
+        relays.slots.clear();
+        assert_eq!(relays.on_outcome((relay, Ok(info()))), None);
+
+        // Reachable again: an active slot is withdrawn.
+        relays.slots.insert(
+            relay,
+            Slot::Active {
+                addr: circuit.clone(),
+                renew_at: Instant::now() + Duration::from_secs(600),
+            },
+        );
+        assert_eq!(
+            relays.tick(true, |_| true),
+            vec![AddrChange::Remove(circuit.clone())]
+        );
+        // The relay going away loses the slot.
+        relays.slots.insert(
+            relay,
+            Slot::Active {
+                addr: circuit.clone(),
+                renew_at: Instant::now() + Duration::from_secs(600),
+            },
+        );
+        assert_eq!(
+            relays.on_disconnected(&relay),
+            Some(AddrChange::Remove(circuit))
+        );
+    }
 
     #[test]
     fn renewal_comes_before_expiry_but_not_too_often() {
