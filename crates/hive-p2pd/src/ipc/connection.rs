@@ -1,23 +1,24 @@
 //! One IPC connection: handshake, then pipelined requests and pushed events.
 //!
-//! Three tasks share the connection. The reader (this function) decodes
-//! frames and spawns one task per request, so slow operations (a dial, a DHT
-//! query) never hold up fast ones. A single writer task owns the WebSocket
-//! sink and batches whatever is queued before flushing. An event task
-//! forwards the node's broadcast. Bad input is answered on the connection and
-//! never ends it.
+//! One task serves a connection: it decodes frames, hands requests to the
+//! node in arrival order and keeps their answers as futures, so slow
+//! operations (a dial, a DHT query) never hold up fast ones; it writes
+//! answers and the node's events itself, batching whatever is ready before
+//! one flush. Bad input is answered on the connection and never ends it.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::{SinkExt, StreamExt};
+use futures::future::BoxFuture;
+use futures::stream::FuturesUnordered;
+use futures::{FutureExt, SinkExt, StreamExt};
 use hive_proto::codec::encode;
 use hive_proto::{
     close, decode_client_frame, ClientFrame, ErrorBody, ErrorCode, Event, Op, Request, Response,
     ServerFrame, HARD_MAX_FRAME_BYTES, PROTOCOL_VERSION,
 };
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::sync::{broadcast, mpsc, watch, Semaphore};
+use tokio::sync::{broadcast, watch};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
@@ -28,8 +29,6 @@ use super::{constant_time_eq, Context};
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Requests one connection may have in flight; more get `busy` at once.
 const MAX_IN_FLIGHT: usize = 1024;
-/// Frames queued for the writer before producers wait.
-const OUTBOX: usize = 4096;
 
 fn close_message(code: u16, reason: &str) -> Message {
     Message::Close(Some(CloseFrame {
@@ -119,187 +118,226 @@ where
     }
     tracing::debug!("IPC client authenticated");
 
-    let (out_tx, mut out_rx) = mpsc::channel::<Message>(OUTBOX);
-
-    // Writer: batch everything queued, flush once.
-    let writer = tokio::spawn(async move {
-        while let Some(first) = out_rx.recv().await {
-            let closing = matches!(first, Message::Close(_));
-            if sink.feed(first).await.is_err() {
-                return;
-            }
-            if !closing {
-                while let Ok(next) = out_rx.try_recv() {
-                    let closing = matches!(next, Message::Close(_));
-                    if sink.feed(next).await.is_err() {
-                        return;
-                    }
-                    if closing {
-                        break;
-                    }
-                }
-            }
-            if sink.flush().await.is_err() || closing {
-                let _ = sink.close().await;
-                return;
-            }
-        }
-    });
-
-    // Events: forward the node's broadcast; report what was missed.
+    // One task serves the connection from here on: it reads requests,
+    // hands them to the node in arrival order, and writes answers and
+    // events itself. An answer ready while a request is read goes out on
+    // the next turn of the loop, with no task in between (each hop to
+    // another task cost a cross-thread wake-up per round trip).
     let mut events = ctx.node.subscribe_events();
-    let event_tx = out_tx.clone();
-    let forwarder = tokio::spawn(async move {
-        loop {
-            let event = match events.recv().await {
-                Ok(event) => event,
-                Err(broadcast::error::RecvError::Lagged(missed)) => Event::Lagged { missed },
-                Err(broadcast::error::RecvError::Closed) => return,
-            };
-            if let Some(msg) = frame_text(&ServerFrame::Event(event)) {
-                if event_tx.send(msg).await.is_err() {
-                    return;
-                }
-            }
-        }
-    });
-
-    let permits = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
-    let reply = |out: &mpsc::Sender<Message>, response: Response| {
-        let out = out.clone();
-        async move {
-            if let Some(msg) = frame_text(&ServerFrame::Response(response)) {
-                let _ = out.send(msg).await;
-            }
-        }
-    };
+    let mut events_open = true;
+    let mut pending: FuturesUnordered<BoxFuture<'static, Response>> = FuturesUnordered::new();
+    let mut out = Outgoing { sink };
 
     loop {
-        let next = tokio::select! {
-            _ = shutdown.changed() => {
-                let _ = out_tx.send(close_message(close::SHUTTING_DOWN, "the daemon is shutting down")).await;
-                break;
-            }
-            next = source.next() => next,
+        // One step: whichever is ready first; answers and events before new
+        // requests, so that a busy client cannot starve its own answers.
+        let step = tokio::select! {
+            biased;
+            _ = shutdown.changed() => Step::Shutdown,
+            Some(response) = pending.next(), if !pending.is_empty() => Step::Answer(response),
+            event = events.recv(), if events_open => Step::Event(event),
+            next = source.next() => Step::Incoming(next),
         };
-        let message = match next {
-            None | Some(Ok(Message::Close(_))) => break,
-            Some(Ok(message)) => message,
-            Some(Err(WsError::Capacity(e))) => {
-                let reason =
-                    format!("message over the hard limit of {HARD_MAX_FRAME_BYTES} bytes: {e}");
-                tracing::warn!(%reason, "closing IPC connection");
-                let _ = out_tx
-                    .send(close_message(close::FRAME_TOO_LARGE, &reason))
+        let keep_going = match step {
+            Step::Shutdown => {
+                // Answers about to come (the `shutdown` op's own among
+                // them) go out before the close frame.
+                while let Ok(Some(response)) =
+                    tokio::time::timeout(Duration::from_millis(200), pending.next()).await
+                {
+                    if !out.feed(&ServerFrame::Response(response)).await {
+                        return;
+                    }
+                }
+                let _ = out
+                    .finish(close_message(
+                        close::SHUTTING_DOWN,
+                        "the daemon is shutting down",
+                    ))
                     .await;
-                break;
+                return;
             }
-            Some(Err(e)) => {
-                tracing::debug!(error = %e, "IPC connection error");
-                break;
-            }
+            Step::Answer(response) => out.feed(&ServerFrame::Response(response)).await,
+            Step::Event(event) => match event {
+                Ok(event) => out.feed(&ServerFrame::Event(event)).await,
+                Err(broadcast::error::RecvError::Lagged(missed)) => {
+                    out.feed(&ServerFrame::Event(Event::Lagged { missed }))
+                        .await
+                }
+                Err(broadcast::error::RecvError::Closed) => {
+                    events_open = false;
+                    true
+                }
+            },
+            Step::Incoming(next) => match next {
+                None | Some(Ok(Message::Close(_))) => false,
+                Some(Ok(message)) => handle_message(message, &ctx, &mut pending, &mut out).await,
+                Some(Err(WsError::Capacity(e))) => {
+                    let reason =
+                        format!("message over the hard limit of {HARD_MAX_FRAME_BYTES} bytes: {e}");
+                    tracing::warn!(%reason, "closing IPC connection");
+                    let _ = out
+                        .finish(close_message(close::FRAME_TOO_LARGE, &reason))
+                        .await;
+                    return;
+                }
+                Some(Err(e)) => {
+                    tracing::debug!(error = %e, "IPC connection error");
+                    false
+                }
+            },
         };
-        let text = match message {
-            Message::Text(text) => text,
-            Message::Binary(_) => {
-                reply(
-                    &out_tx,
-                    Response::err(
-                        None,
-                        ErrorBody::new(
-                            ErrorCode::BadFrame,
-                            "binary frames are not part of the protocol; send JSON text frames",
-                        ),
-                    ),
-                )
-                .await;
+        if !keep_going {
+            break;
+        }
+        // Whatever else is ready goes out with it: one flush for a batch.
+        let mut healthy = true;
+        while healthy {
+            if let Some(Some(response)) = pending.next().now_or_never() {
+                healthy = out.feed(&ServerFrame::Response(response)).await;
                 continue;
             }
-            // Pings are answered by tungstenite itself.
-            _ => continue,
-        };
-        match decode_client_frame(text.as_str(), ctx.max_frame_bytes) {
-            Ok(ClientFrame::Request(Request { id, trace, op })) => {
-                let Ok(permit) = permits.clone().try_acquire_owned() else {
-                    reply(
-                        &out_tx,
-                        Response::err(
-                            Some(id),
-                            ErrorBody::new(
-                                ErrorCode::Busy,
-                                format!("more than {MAX_IN_FLIGHT} requests in flight on this connection"),
-                            ),
-                        ),
-                    )
-                    .await;
-                    continue;
-                };
-                let ctx = ctx.clone();
-                let out = out_tx.clone();
-                let op_name = op.name();
-                // The host's request id (or `msg:<id>` for its outbox), so
-                // that one message can be followed through both logs.
-                let span = tracing::debug_span!(
-                    "ipc_request",
-                    id,
-                    op = op_name,
-                    trace = trace.as_deref().unwrap_or("")
-                );
-                // Node operations are handed over here, in the order they
-                // arrived, so pipelined requests take effect in order; only
-                // their answers are awaited concurrently.
-                let submitted = match op {
-                    Op::Reproduce { count } => Err(count),
-                    op => Ok(ctx.node.submit(op).await),
-                };
-                tokio::spawn(
-                    async move {
-                        tracing::debug!("request");
-                        let answer = match submitted {
-                            Err(count) => ctx
-                                .reproducer
-                                .reproduce(&ctx.node, count)
-                                .await
-                                .and_then(|r| {
-                                    serde_json::to_value(r).map_err(|e| {
-                                        ErrorBody::new(ErrorCode::Internal, e.to_string())
-                                    })
-                                }),
-                            Ok(Ok(pending)) => pending.result().await,
-                            Ok(Err(e)) => Err(e),
-                        };
-                        let response = match answer {
-                            Ok(result) => Response::ok(id, result),
-                            Err(error) => {
-                                tracing::debug!(%error, "request failed");
-                                Response::err(Some(id), error)
-                            }
-                        };
-                        reply(&out, response).await;
-                        drop(permit);
-                    }
-                    .instrument(span),
-                );
+            match events_open.then(|| events.try_recv()) {
+                Some(Ok(event)) => healthy = out.feed(&ServerFrame::Event(event)).await,
+                Some(Err(broadcast::error::TryRecvError::Lagged(missed))) => {
+                    healthy = out
+                        .feed(&ServerFrame::Event(Event::Lagged { missed }))
+                        .await
+                }
+                _ => break,
             }
-            Ok(ClientFrame::Hello { .. }) => {
-                reply(
-                    &out_tx,
-                    Response::err(
-                        None,
-                        ErrorBody::new(
-                            ErrorCode::ProtocolViolation,
-                            "this connection is already authenticated",
-                        ),
-                    ),
-                )
-                .await;
-            }
-            Err(e) => reply(&out_tx, Response::err(e.id, e.error)).await,
+        }
+        if !healthy || out.sink.flush().await.is_err() {
+            break;
         }
     }
 
-    forwarder.abort();
-    drop(out_tx);
-    // Let queued responses and the close frame go out.
-    let _ = tokio::time::timeout(Duration::from_secs(2), writer).await;
+    // The client left: answers still owed are of no use to anyone; the
+    // operations themselves have been handed to the node and complete.
+    let _ = tokio::time::timeout(Duration::from_secs(2), out.sink.close()).await;
+}
+
+/// What woke the connection.
+enum Step {
+    Shutdown,
+    Answer(Response),
+    Event(Result<Event, broadcast::error::RecvError>),
+    Incoming(Option<Result<Message, WsError>>),
+}
+
+/// The sending half of the WebSocket.
+struct Outgoing<K> {
+    sink: K,
+}
+
+impl<K> Outgoing<K>
+where
+    K: futures::Sink<Message, Error = WsError> + Unpin,
+{
+    /// Queue a frame (flushed by the loop). False once the client is gone.
+    async fn feed(&mut self, frame: &ServerFrame) -> bool {
+        match frame_text(frame) {
+            Some(message) => self.sink.feed(message).await.is_ok(),
+            None => true,
+        }
+    }
+
+    /// Send a close frame and end the connection.
+    async fn finish(&mut self, close: Message) -> Result<(), WsError> {
+        self.sink.send(close).await?;
+        self.sink.close().await
+    }
+}
+
+/// One frame from the client. Requests go to the node now, in the order
+/// they came; their answers join `pending`. Bad input is answered and the
+/// connection kept. False once the client is gone.
+async fn handle_message<K>(
+    message: Message,
+    ctx: &Arc<Context>,
+    pending: &mut FuturesUnordered<BoxFuture<'static, Response>>,
+    out: &mut Outgoing<K>,
+) -> bool
+where
+    K: futures::Sink<Message, Error = WsError> + Unpin,
+{
+    let text = match message {
+        Message::Text(text) => text,
+        Message::Binary(_) => {
+            let error = ErrorBody::new(
+                ErrorCode::BadFrame,
+                "binary frames are not part of the protocol; send JSON text frames",
+            );
+            return out
+                .feed(&ServerFrame::Response(Response::err(None, error)))
+                .await;
+        }
+        // Pings are answered by tungstenite itself.
+        _ => return true,
+    };
+    match decode_client_frame(text.as_str(), ctx.max_frame_bytes) {
+        Ok(ClientFrame::Request(Request { id, trace, op })) => {
+            if pending.len() >= MAX_IN_FLIGHT {
+                let error = ErrorBody::new(
+                    ErrorCode::Busy,
+                    format!("more than {MAX_IN_FLIGHT} requests in flight on this connection"),
+                );
+                return out
+                    .feed(&ServerFrame::Response(Response::err(Some(id), error)))
+                    .await;
+            }
+            // The host's request id (or `msg:<id>` for its outbox), so that
+            // one message can be followed through both logs.
+            let span = tracing::debug_span!(
+                "ipc_request",
+                id,
+                op = op.name(),
+                trace = trace.as_deref().unwrap_or("")
+            );
+            let answer: BoxFuture<'static, Result<serde_json::Value, ErrorBody>> = match op {
+                Op::Reproduce { count } => {
+                    let ctx = ctx.clone();
+                    async move {
+                        let children = ctx.reproducer.reproduce(&ctx.node, count).await?;
+                        serde_json::to_value(children)
+                            .map_err(|e| ErrorBody::new(ErrorCode::Internal, e.to_string()))
+                    }
+                    .boxed()
+                }
+                // Handed over here, in arrival order, so pipelined requests
+                // take effect in order; only the answers are awaited later.
+                op => match ctx.node.submit(op).await {
+                    Ok(pending_op) => pending_op.result().boxed(),
+                    Err(e) => futures::future::ready(Err(e)).boxed(),
+                },
+            };
+            pending.push(
+                async move {
+                    tracing::debug!("request");
+                    match answer.await {
+                        Ok(result) => Response::ok(id, result),
+                        Err(error) => {
+                            tracing::debug!(%error, "request failed");
+                            Response::err(Some(id), error)
+                        }
+                    }
+                }
+                .instrument(span)
+                .boxed(),
+            );
+            true
+        }
+        Ok(ClientFrame::Hello { .. }) => {
+            let error = ErrorBody::new(
+                ErrorCode::ProtocolViolation,
+                "this connection is already authenticated",
+            );
+            out.feed(&ServerFrame::Response(Response::err(None, error)))
+                .await
+        }
+        Err(e) => {
+            out.feed(&ServerFrame::Response(Response::err(e.id, e.error)))
+                .await
+        }
+    }
 }
