@@ -41,6 +41,11 @@ pub async fn run(args: UpArgs, log_format: LogFormat) -> anyhow::Result<()> {
     }
     .filter(|t| !t.is_empty());
     check_exposure(&args.http, api_token.is_some())?;
+    // Caught here, not by each daemon start (which the supervisor would
+    // retry forever).
+    if let Some(relay) = args.relays.iter().find(|r| !r.contains("/p2p/")) {
+        anyhow::bail!("--relay {relay}: the address needs its /p2p/RELAY-ID part");
+    }
     let daemon_bin = resolve_daemon_bin(args.daemon_bin)?;
     let daemon_dir = data_dir.join("daemon");
     std::fs::create_dir_all(&daemon_dir)
