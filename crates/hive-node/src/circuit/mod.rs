@@ -184,6 +184,19 @@ pub async fn connect(
                     format!("cannot open a relay (hop) stream to {relay}: {e}"),
                 )
             })?;
+        connect_over(&mut stream, relay, dst).await?;
+        Ok(stream)
+    })
+    .await
+}
+
+/// The CONNECT exchange on an open HOP stream.
+async fn connect_over<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: &mut S,
+    relay: PeerId,
+    dst: PeerId,
+) -> io::Result<()> {
+    {
         let request = pb::HopMessage {
             r#type: pb::HopType::Connect as i32,
             peer: Some(pb::Peer {
@@ -194,8 +207,8 @@ pub async fn connect(
             limit: None,
             status: None,
         };
-        write_message(&mut stream, &request).await?;
-        let answer: pb::HopMessage = read_message(&mut stream).await?;
+        write_message(stream, &request).await?;
+        let answer: pb::HopMessage = read_message(stream).await?;
         if answer.r#type != pb::HopType::Status as i32 {
             return Err(invalid(format!(
                 "relay {relay} answered CONNECT with a message of type {}",
@@ -203,7 +216,7 @@ pub async fn connect(
             )));
         }
         match status_of(answer.status) {
-            pb::Status::Ok => Ok(stream),
+            pb::Status::Ok => Ok(()),
             refused => Err(io::Error::new(
                 io::ErrorKind::ConnectionRefused,
                 format!(
@@ -212,8 +225,7 @@ pub async fn connect(
                 ),
             )),
         }
-    })
-    .await
+    }
 }
 
 /// Reserve a slot on `relay`, so that others can reach this node through it.
@@ -266,7 +278,13 @@ pub async fn reserve(
 
 /// Answer one STOP stream: the relay says who is calling; say OK.
 async fn answer_stop(relay: PeerId, mut stream: Stream) -> io::Result<InboundCircuit> {
-    let request: pb::StopMessage = read_message(&mut stream).await?;
+    let src = answer_stop_on(&mut stream).await?;
+    Ok(InboundCircuit { stream, src, relay })
+}
+
+/// The STOP exchange: read CONNECT, answer OK (or why not); the caller.
+async fn answer_stop_on<S: AsyncRead + AsyncWrite + Unpin>(stream: &mut S) -> io::Result<PeerId> {
+    let request: pb::StopMessage = read_message(stream).await?;
     let refuse = |status: pb::Status| pb::StopMessage {
         r#type: pb::StopType::Status as i32,
         peer: None,
@@ -274,7 +292,7 @@ async fn answer_stop(relay: PeerId, mut stream: Stream) -> io::Result<InboundCir
         status: Some(status as i32),
     };
     if request.r#type != pb::StopType::Connect as i32 {
-        write_message(&mut stream, &refuse(pb::Status::UnexpectedMessage)).await?;
+        write_message(stream, &refuse(pb::Status::UnexpectedMessage)).await?;
         return Err(invalid("relay sent a STOP message that is not CONNECT"));
     }
     let Some(src) = request
@@ -282,11 +300,11 @@ async fn answer_stop(relay: PeerId, mut stream: Stream) -> io::Result<InboundCir
         .as_ref()
         .and_then(|p| PeerId::from_bytes(&p.id).ok())
     else {
-        write_message(&mut stream, &refuse(pb::Status::MalformedMessage)).await?;
+        write_message(stream, &refuse(pb::Status::MalformedMessage)).await?;
         return Err(invalid("relay's STOP CONNECT names no valid peer"));
     };
-    write_message(&mut stream, &refuse(pb::Status::Ok)).await?;
-    Ok(InboundCircuit { stream, src, relay })
+    write_message(stream, &refuse(pb::Status::Ok)).await?;
+    Ok(src)
 }
 
 /// Answer every STOP stream and hand the circuits to the transport. Runs
@@ -355,6 +373,134 @@ mod tests {
             let addr: Multiaddr = bad.parse().unwrap();
             assert_eq!(parse_circuit_addr(&addr), None, "{bad}");
         }
+    }
+
+    /// A stream whose reads come from `input` and whose writes are kept.
+    struct Scripted {
+        input: futures::io::Cursor<Vec<u8>>,
+        output: Vec<u8>,
+    }
+
+    impl Scripted {
+        async fn with<M: Message>(messages: &[M]) -> Scripted {
+            let mut input = futures::io::Cursor::new(Vec::new());
+            for m in messages {
+                write_message(&mut input, m).await.unwrap();
+            }
+            Scripted {
+                input: futures::io::Cursor::new(input.into_inner()),
+                output: Vec::new(),
+            }
+        }
+
+        async fn written<M: Message + Default>(&self) -> M {
+            read_message(&mut futures::io::Cursor::new(self.output.clone()))
+                .await
+                .unwrap()
+        }
+    }
+
+    impl AsyncRead for Scripted {
+        fn poll_read(
+            mut self: std::pin::Pin<&mut Self>,
+            cx: &mut std::task::Context<'_>,
+            buf: &mut [u8],
+        ) -> std::task::Poll<io::Result<usize>> {
+            std::pin::Pin::new(&mut self.input).poll_read(cx, buf)
+        }
+    }
+
+    impl AsyncWrite for Scripted {
+        fn poll_write(
+            mut self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+            buf: &[u8],
+        ) -> std::task::Poll<io::Result<usize>> {
+            self.output.extend_from_slice(buf);
+            std::task::Poll::Ready(Ok(buf.len()))
+        }
+        fn poll_flush(
+            self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<io::Result<()>> {
+            std::task::Poll::Ready(Ok(()))
+        }
+        fn poll_close(
+            self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<io::Result<()>> {
+            std::task::Poll::Ready(Ok(()))
+        }
+    }
+
+    fn stop(r#type: pb::StopType, peer: Option<Vec<u8>>) -> pb::StopMessage {
+        pb::StopMessage {
+            r#type: r#type as i32,
+            peer: peer.map(|id| pb::Peer { id, addrs: vec![] }),
+            limit: None,
+            status: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn stop_streams_are_answered_by_the_specification() {
+        let src = PeerId::random();
+        let mut ok = Scripted::with(&[stop(pb::StopType::Connect, Some(src.to_bytes()))]).await;
+        assert_eq!(answer_stop_on(&mut ok).await.unwrap(), src);
+        let answer: pb::StopMessage = ok.written().await;
+        assert_eq!(answer.r#type, pb::StopType::Status as i32);
+        assert_eq!(answer.status, Some(pb::Status::Ok as i32));
+
+        let mut no_peer =
+            Scripted::with(&[stop(pb::StopType::Connect, Some(b"junk".to_vec()))]).await;
+        assert!(answer_stop_on(&mut no_peer).await.is_err());
+        let answer: pb::StopMessage = no_peer.written().await;
+        assert_eq!(answer.status, Some(pb::Status::MalformedMessage as i32));
+
+        let mut wrong = Scripted::with(&[stop(pb::StopType::Status, None)]).await;
+        assert!(answer_stop_on(&mut wrong).await.is_err());
+        let answer: pb::StopMessage = wrong.written().await;
+        assert_eq!(answer.status, Some(pb::Status::UnexpectedMessage as i32));
+
+        // Truncated input: an error, nothing claimed.
+        let mut cut = Scripted {
+            input: futures::io::Cursor::new(vec![0x20, 0x08]),
+            output: Vec::new(),
+        };
+        assert!(answer_stop_on(&mut cut).await.is_err());
+        assert!(cut.output.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_relays_refusal_is_named_in_the_error() {
+        let (relay, dst) = (PeerId::random(), PeerId::random());
+        let status = |code: pb::Status| pb::HopMessage {
+            r#type: pb::HopType::Status as i32,
+            peer: None,
+            reservation: None,
+            limit: None,
+            status: Some(code as i32),
+        };
+        let mut ok = Scripted::with(&[status(pb::Status::Ok)]).await;
+        connect_over(&mut ok, relay, dst).await.unwrap();
+        let sent: pb::HopMessage = ok.written().await;
+        assert_eq!(sent.r#type, pb::HopType::Connect as i32);
+        assert_eq!(sent.peer.unwrap().id, dst.to_bytes());
+
+        let mut refused = Scripted::with(&[status(pb::Status::NoReservation)]).await;
+        let e = connect_over(&mut refused, relay, dst).await.unwrap_err();
+        assert!(e.to_string().contains("NO_RESERVATION"), "{e}");
+        assert_eq!(e.kind(), io::ErrorKind::ConnectionRefused);
+
+        let mut odd = Scripted::with(&[pb::HopMessage {
+            r#type: pb::HopType::Reserve as i32,
+            peer: None,
+            reservation: None,
+            limit: None,
+            status: None,
+        }])
+        .await;
+        assert!(connect_over(&mut odd, relay, dst).await.is_err());
     }
 
     #[tokio::test]
