@@ -1,5 +1,7 @@
 """go-daemon flags that change what hive-p2pd does, checked from outside:
--metricsAddr serves Prometheus metrics, -pubsubSign=false publishes
+-connManager with -connLo/-connHi/-connGrace trims connections (on TRIM and
+past the high watermark) and spares tagged peers, -metricsAddr serves
+Prometheus metrics, -pubsubSign=false publishes
 unsigned messages that non-strict daemons take and strict ones refuse
 (the control protocol's PSMessage carries no signature, so the refusal
 is what shows that the message went out unsigned)."""
@@ -16,7 +18,7 @@ import pytest
 from multiaddr import Multiaddr
 from p2pclient.libp2p_stubs.peer.id import ID
 from p2pclient.pb import p2pd_pb2 as pb
-from p2pclient.utils import read_pbmsg_safe
+from p2pclient.utils import read_pbmsg_safe, write_pbmsg
 
 from procs import DAEMON, Proc
 from test_p2pclient import eventually
@@ -95,4 +97,86 @@ def test_unsigned_pubsub_reaches_lenient_daemons_only(tmp):
         anyio.run(main)
     finally:
         for d in (a, lenient, strict):
+            d.stop()
+
+
+def _peers_connecting_to(tmp, hub, names):
+    """Start a daemon per name and connect each to `hub`."""
+    procs = [Proc(str(DAEMON), tmp, n) for n in names]
+
+    async def connect_all():
+        for p in procs:
+            await p.client(f"{p.dir.name}.sock").connect(
+                ID.from_base58(hub.peer_id), [Multiaddr(hub.addr)]
+            )
+
+    anyio.run(connect_all)
+    return procs
+
+
+def test_conn_manager_trim_spares_the_tagged_peer(tmp):
+    hub = Proc(
+        str(DAEMON),
+        tmp,
+        "hub",
+        extra=("-connManager", "-connLo=1", "-connHi=100", "-connGrace=0s"),
+    )
+    peers = _peers_connecting_to(tmp, hub, ["p1", "p2", "p3"])
+    try:
+
+        async def main():
+            ch = hub.client("hub.sock")
+
+            async def all_three():
+                return len(await ch.list_peers()) == 3
+
+            await eventually(all_three, "three peers connected to the hub")
+            keep = peers[1]
+            await ch.connmgr_tag_peer(ID.from_base58(keep.peer_id), "keep", 100)
+            stream = await anyio.connect_unix(str(hub.sock))
+            await write_pbmsg(
+                stream,
+                pb.Request(
+                    type=pb.Request.CONNMANAGER,
+                    connManager=pb.ConnManagerRequest(type=pb.ConnManagerRequest.TRIM),
+                ),
+            )
+            response = pb.Response()
+            await read_pbmsg_safe(stream, response)
+            await stream.aclose()
+            assert response.type == pb.Response.OK, response
+
+            async def only_the_tagged_one():
+                left = [p.peer_id.to_base58() for p in await ch.list_peers()]
+                return left == [keep.peer_id]
+
+            await eventually(only_the_tagged_one, "TRIM down to -connLo=1, the tagged peer kept")
+
+        anyio.run(main)
+    finally:
+        for d in (hub, *peers):
+            d.stop()
+
+
+def test_conn_manager_trims_past_the_high_watermark_by_itself(tmp):
+    hub = Proc(
+        str(DAEMON),
+        tmp,
+        "hub",
+        extra=("-connManager", "-connLo=1", "-connHi=2", "-connGrace=0s"),
+    )
+    peers = _peers_connecting_to(tmp, hub, ["q1", "q2", "q3"])
+    try:
+
+        async def main():
+            ch = hub.client("hub.sock")
+
+            async def at_most_low():
+                return len(await ch.list_peers()) <= 1
+
+            await eventually(at_most_low, "trimmed down to -connLo without a TRIM", timeout=45)
+
+        anyio.run(main)
+    finally:
+        for d in (hub, *peers):
             d.stop()

@@ -92,8 +92,10 @@ pub struct GoOptions {
     pub key_file: Option<PathBuf>,
     /// `-noListenAddrs`.
     pub no_listen: bool,
-    /// `-connHi`.
-    pub max_connections: Option<u32>,
+    /// `-connManager`: trim connections between the watermarks.
+    pub conn_manager: bool,
+    /// `-connLo`, `-connHi`, `-connGrace`.
+    pub conn_limits: crate::control::connmgr::Limits,
     /// `-announceAddrs`: taken as this node's confirmed external addresses.
     pub announce: Vec<Multiaddr>,
     /// `-relay` (default on): dial and accept circuits.
@@ -262,7 +264,8 @@ pub fn split_args(args: Vec<String>) -> Result<(Vec<String>, Option<GoOptions>)>
             bootstrap: Vec::new(),
             key_file: None,
             no_listen: false,
-            max_connections: None,
+            conn_manager: false,
+            conn_limits: crate::control::connmgr::Limits::default(),
             announce: Vec::new(),
             relay: true,
             relay_service: true,
@@ -305,11 +308,10 @@ pub fn split_args(args: Vec<String>) -> Result<(Vec<String>, Option<GoOptions>)>
                 "dhtClient" => opts.dht_client = on,
                 "dht" | "dhtServer" if on => opts.dht_client = false,
                 "b" if on => opts.notices.push(
-                    "-b: hive-p2pd has no public bootstrap peers; only -bootstrapPeers are dialed".into(),
+                    "-b: hive-p2pd has no public bootstrap peers; only -bootstrapPeers are dialed"
+                        .into(),
                 ),
-                "connManager" if on => opts.notices.push(
-                    "-connManager: hive-p2pd has no trimming connection manager; -connHi caps established connections, -connLo and -connGrace have no effect".into(),
-                ),
+                "connManager" => opts.conn_manager = on,
                 "noise" | "tls" if !on => opts.notices.push(format!(
                     "-{name}=false: hive-p2pd still offers both Noise and TLS on TCP"
                 )),
@@ -331,7 +333,9 @@ pub fn split_args(args: Vec<String>) -> Result<(Vec<String>, Option<GoOptions>)>
                 "bootstrapPeers" => opts.bootstrap = comma_addrs(&name, &value)?,
                 "id" => opts.key_file = Some(PathBuf::from(value)),
                 "announceAddrs" => opts.announce = comma_addrs(&name, &value)?,
-                "connHi" => opts.max_connections = Some(parse_number(&name, &value)?),
+                "connLo" => opts.conn_limits.low = parse_number(&name, &value)?,
+                "connHi" => opts.conn_limits.high = parse_number(&name, &value)?,
+                "connGrace" => opts.conn_limits.grace = parse_go_duration(&name, &value)?,
                 "relayDataLimit" => opts.relay_limits.max_circuit_bytes = parse_number(&name, &value)?,
                 "relayMaxCircuits" => {
                     opts.relay_limits.max_circuits_per_peer = parse_number(&name, &value)?
@@ -389,6 +393,13 @@ pub fn split_args(args: Vec<String>) -> Result<(Vec<String>, Option<GoOptions>)>
         );
     }
     if let Some(go) = &go {
+        if go.conn_limits.low > go.conn_limits.high {
+            bail!(
+                "-connLo {} is above -connHi {}",
+                go.conn_limits.low,
+                go.conn_limits.high
+            );
+        }
         if !go.pubsub_sign && go.pubsub_strict {
             bail!("-pubsubSign=false needs -pubsubSignStrict=false: with strict verification this node would refuse its own unsigned messages (and so would every strict peer)");
         }

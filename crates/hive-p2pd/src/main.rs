@@ -101,8 +101,11 @@ async fn run(mut cli: Cli, go: Option<compat::GoOptions>) -> Result<()> {
         if cli.key_file.is_none() {
             cli.key_file = go.key_file.clone();
         }
-        if let Some(n) = go.max_connections {
-            cli.max_connections = n;
+        // go's -connHi is where trimming starts, not a cap: leave room
+        // above it for the manager to trim from.
+        if go.conn_manager {
+            let room = u32::try_from(go.conn_limits.high.saturating_mul(2)).unwrap_or(u32::MAX);
+            cli.max_connections = cli.max_connections.max(room);
         }
         cli.announce.extend(go.announce.iter().cloned());
         cli.no_relay_client |= !go.relay;
@@ -248,11 +251,12 @@ async fn run(mut cli: Cli, go: Option<compat::GoOptions>) -> Result<()> {
     let control = match &go {
         Some(go) => {
             let (control, bound) = control::bind(&go.control).await?;
-            let persistent = control::PersistentSettings {
+            let settings = control::Settings {
                 max_msg: go.persistent_max_msg,
                 open: persistent_open,
+                connmgr: control::connmgr::ConnManager::new(go.conn_limits, go.conn_manager),
             };
-            tokio::spawn(control.serve(node.clone(), persistent, shutdown_rx.clone()));
+            tokio::spawn(control.serve(node.clone(), settings, shutdown_rx.clone()));
             Some(bound)
         }
         None => None,

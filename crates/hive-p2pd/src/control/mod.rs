@@ -12,6 +12,7 @@
 //! Everything goes through the same [`NodeHandle`] as the WebSocket IPC, so a
 //! topic subscribed through one door and published through the other works.
 
+pub mod connmgr;
 mod framing;
 pub use framing::MAX_FRAME;
 pub mod pb;
@@ -129,13 +130,17 @@ pub struct Control {
     unary: Arc<persistent::Unary>,
     /// How many persistent connections are open (for `-idleTimeout`).
     persistent_open: watch::Sender<usize>,
+    /// CONNMANAGER tags and trimming.
+    connmgr: Arc<connmgr::ConnManager>,
 }
 
-/// hivemind's persistent connections: their message bound
-/// (`-persistentConnMaxMsgSize`) and the count of open ones.
-pub struct PersistentSettings {
+/// What the control server is started with beyond the node: hivemind's
+/// persistent connections (their message bound, `-persistentConnMaxMsgSize`,
+/// and the count of open ones) and the connection manager.
+pub struct Settings {
     pub max_msg: usize,
     pub open: watch::Sender<usize>,
+    pub connmgr: Arc<connmgr::ConnManager>,
 }
 
 /// Open persistent connections, counted for `-idleTimeout`.
@@ -183,13 +188,15 @@ impl ControlListener {
     pub async fn serve(
         self,
         node: NodeHandle,
-        persistent: PersistentSettings,
+        settings: Settings,
         mut shutdown: watch::Receiver<bool>,
     ) {
-        let PersistentSettings {
+        let Settings {
             max_msg,
             open: persistent_open,
-        } = persistent;
+            connmgr,
+        } = settings;
+        tokio::spawn(connmgr.clone().watch(node.clone()));
         let control = Arc::new(Control {
             handlers: streams::Handlers::new(node.clone()),
             unary: persistent::Unary::start(
@@ -199,6 +206,7 @@ impl ControlListener {
             ),
             node,
             persistent_open,
+            connmgr,
         });
         loop {
             tokio::select! {
@@ -336,9 +344,10 @@ where
             Some(dht) => return dht_request(node, dht, stream).await,
             None => pb::Response::error("DHT needs a dht request"),
         },
-        // Connection-manager tags only tune which connections get trimmed;
-        // Hive's limits are fixed, so tagging is accepted and has no effect.
-        Some(RequestType::ConnManager) => pb::Response::ok(),
+        Some(RequestType::ConnManager) => match request.conn_manager {
+            Some(req) => conn_manager(&control, req).await,
+            None => pb::Response::error("CONNMANAGER needs a connManager request"),
+        },
         Some(RequestType::StreamOpen) => match request.stream_open {
             Some(open) => return streams::open(node, open, stream).await,
             None => pb::Response::error("STREAM_OPEN needs a streamOpen request"),
@@ -378,6 +387,37 @@ fn ok_or_error(result: Result<serde_json::Value, ErrorBody>) -> pb::Response {
     match result {
         Ok(_) => pb::Response::ok(),
         Err(e) => pb::Response::error(e.message),
+    }
+}
+
+/// CONNMANAGER: TAG_PEER (0), UNTAG_PEER (1), TRIM (2).
+async fn conn_manager(control: &Control, req: pb::ConnManagerRequest) -> pb::Response {
+    let peer = || match req.peer.as_deref().map(peer_from) {
+        Some(Ok(peer)) => Ok(peer),
+        Some(Err(e)) => Err(e),
+        None => Err("CONNMANAGER TAG_PEER/UNTAG_PEER needs a peer".to_string()),
+    };
+    match req.r#type {
+        0 | 1 => {
+            let peer = match peer() {
+                Ok(p) => p,
+                Err(e) => return pb::Response::error(e),
+            };
+            let Some(tag) = req.tag else {
+                return pb::Response::error("CONNMANAGER TAG_PEER/UNTAG_PEER needs a tag");
+            };
+            if req.r#type == 0 {
+                control.connmgr.tag(peer, tag, req.weight.unwrap_or(0));
+            } else {
+                control.connmgr.untag(&peer, &tag);
+            }
+            pb::Response::ok()
+        }
+        2 => match control.connmgr.trim(&control.node).await {
+            Ok(_) => pb::Response::ok(),
+            Err(e) => pb::Response::error(e),
+        },
+        other => pb::Response::error(format!("unknown CONNMANAGER request type {other}")),
     }
 }
 
