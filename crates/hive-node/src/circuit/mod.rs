@@ -168,6 +168,16 @@ async fn timed<T>(
         })?
 }
 
+/// A HOP stream to `relay` (dialing it first if need be).
+async fn open_hop(control: &mut libp2p_stream::Control, relay: PeerId) -> io::Result<Stream> {
+    control.open_stream(relay, HOP_PROTOCOL).await.map_err(|e| {
+        io::Error::new(
+            io::ErrorKind::ConnectionRefused,
+            format!("cannot open a relay (hop) stream to {relay}: {e}"),
+        )
+    })
+}
+
 /// Ask `relay` for a circuit to `dst`; on OK the stream is the circuit.
 pub async fn connect(
     control: &mut libp2p_stream::Control,
@@ -175,15 +185,7 @@ pub async fn connect(
     dst: PeerId,
 ) -> io::Result<Stream> {
     timed("relay CONNECT", async {
-        let mut stream = control
-            .open_stream(relay, HOP_PROTOCOL)
-            .await
-            .map_err(|e| {
-                io::Error::new(
-                    io::ErrorKind::ConnectionRefused,
-                    format!("cannot open a relay (hop) stream to {relay}: {e}"),
-                )
-            })?;
+        let mut stream = open_hop(control, relay).await?;
         connect_over(&mut stream, relay, dst).await?;
         Ok(stream)
     })
@@ -196,35 +198,33 @@ async fn connect_over<S: AsyncRead + AsyncWrite + Unpin>(
     relay: PeerId,
     dst: PeerId,
 ) -> io::Result<()> {
-    {
-        let request = pb::HopMessage {
-            r#type: pb::HopType::Connect as i32,
-            peer: Some(pb::Peer {
-                id: dst.to_bytes(),
-                addrs: Vec::new(),
-            }),
-            reservation: None,
-            limit: None,
-            status: None,
-        };
-        write_message(stream, &request).await?;
-        let answer: pb::HopMessage = read_message(stream).await?;
-        if answer.r#type != pb::HopType::Status as i32 {
-            return Err(invalid(format!(
-                "relay {relay} answered CONNECT with a message of type {}",
-                answer.r#type
-            )));
-        }
-        match status_of(answer.status) {
-            pb::Status::Ok => Ok(()),
-            refused => Err(io::Error::new(
-                io::ErrorKind::ConnectionRefused,
-                format!(
-                    "relay {relay} refused the circuit to {dst}: {}",
-                    refused.name()
-                ),
-            )),
-        }
+    let request = pb::HopMessage {
+        r#type: pb::HopType::Connect as i32,
+        peer: Some(pb::Peer {
+            id: dst.to_bytes(),
+            addrs: Vec::new(),
+        }),
+        reservation: None,
+        limit: None,
+        status: None,
+    };
+    write_message(stream, &request).await?;
+    let answer: pb::HopMessage = read_message(stream).await?;
+    if answer.r#type != pb::HopType::Status as i32 {
+        return Err(invalid(format!(
+            "relay {relay} answered CONNECT with a message of type {}",
+            answer.r#type
+        )));
+    }
+    match status_of(answer.status) {
+        pb::Status::Ok => Ok(()),
+        refused => Err(io::Error::new(
+            io::ErrorKind::ConnectionRefused,
+            format!(
+                "relay {relay} refused the circuit to {dst}: {}",
+                refused.name()
+            ),
+        )),
     }
 }
 
@@ -234,15 +234,7 @@ pub async fn reserve(
     relay: PeerId,
 ) -> io::Result<ReservationInfo> {
     timed("relay RESERVE", async {
-        let mut stream = control
-            .open_stream(relay, HOP_PROTOCOL)
-            .await
-            .map_err(|e| {
-                io::Error::new(
-                    io::ErrorKind::ConnectionRefused,
-                    format!("cannot open a relay (hop) stream to {relay}: {e}"),
-                )
-            })?;
+        let mut stream = open_hop(control, relay).await?;
         let request = pb::HopMessage {
             r#type: pb::HopType::Reserve as i32,
             peer: None,
