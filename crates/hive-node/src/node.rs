@@ -510,13 +510,18 @@ impl Node {
             .map(|(peer, addr)| (*peer, addr.clone()))
             .collect();
         for (peer, addr) in missing {
-            let opts = DialOpts::peer_id(peer)
-                .addresses(vec![addr])
-                .condition(PeerCondition::DisconnectedAndNotDialing)
-                .build();
-            if let Err(e) = self.swarm.dial(opts) {
-                tracing::trace!(%peer, error = %e, "bootstrap re-dial not started");
-            }
+            self.dial_idle(peer, addr, "bootstrap peer");
+        }
+    }
+
+    /// Dial `peer` at `addr` unless it is connected or being dialed already.
+    fn dial_idle(&mut self, peer: PeerId, addr: Multiaddr, what: &'static str) {
+        let opts = DialOpts::peer_id(peer)
+            .addresses(vec![addr])
+            .condition(PeerCondition::DisconnectedAndNotDialing)
+            .build();
+        if let Err(e) = self.swarm.dial(opts) {
+            tracing::trace!(%peer, error = %e, what, "dial not started");
         }
     }
 
@@ -593,13 +598,7 @@ impl Node {
                 .behaviour_mut()
                 .kad
                 .add_address(&relay, addr.clone());
-            let opts = DialOpts::peer_id(relay)
-                .addresses(vec![addr])
-                .condition(PeerCondition::DisconnectedAndNotDialing)
-                .build();
-            if let Err(e) = self.swarm.dial(opts) {
-                tracing::trace!(%relay, error = %e, "relay dial not started");
-            }
+            self.dial_idle(relay, addr, "relay");
         }
         let peers = &self.peers;
         let changes = self.relays.tick(reachable, |p| peers.contains_key(p));
@@ -954,13 +953,7 @@ impl Node {
                 .behaviour_mut()
                 .kad
                 .add_address(&circuit.relay, circuit.relay_addr.clone());
-            let opts = DialOpts::peer_id(circuit.relay)
-                .addresses(vec![circuit.relay_addr])
-                .condition(PeerCondition::DisconnectedAndNotDialing)
-                .build();
-            if let Err(e) = self.swarm.dial(opts) {
-                tracing::debug!(relay = %circuit.relay, error = %e, "relay dial not started");
-            }
+            self.dial_idle(circuit.relay, circuit.relay_addr, "relay");
         }
         Ok(())
     }
@@ -1222,11 +1215,7 @@ impl Node {
                         .add_address(&peer, addr.clone());
                     if !self.peers.contains_key(&peer) {
                         tracing::info!(%peer, %addr, "discovered by mDNS");
-                        let opts = DialOpts::peer_id(peer)
-                            .addresses(vec![addr])
-                            .condition(PeerCondition::DisconnectedAndNotDialing)
-                            .build();
-                        let _ = self.swarm.dial(opts);
+                        self.dial_idle(peer, addr, "peer found by mDNS");
                     }
                 }
             }
