@@ -17,6 +17,8 @@ use hive_node::NodeHandle;
 use hive_proto::{Op, PeerInfo, PeersResult};
 use libp2p::PeerId;
 
+use super::ask;
+
 /// How often the watch compares the peer count with the high watermark.
 const WATCH_EVERY: Duration = Duration::from_secs(10);
 
@@ -106,10 +108,13 @@ impl ConnManager {
         if !self.enabled {
             return Ok(0);
         }
-        let value = node.request(Op::Peers).await.map_err(|e| e.message)?;
-        let peers: PeersResult =
-            serde_json::from_value(value).map_err(|e| format!("unexpected result: {e}"))?;
-        let victims = self.victims(&peers.peers);
+        let peers: PeersResult = ask(node, Op::Peers).await?;
+        Ok(self.trim_among(node, &peers.peers).await)
+    }
+
+    /// Close the victims among `peers`; how many were closed.
+    async fn trim_among(&self, node: &NodeHandle, peers: &[PeerInfo]) -> usize {
+        let victims = self.victims(peers);
         let mut closed = 0;
         for peer in victims {
             match node
@@ -129,7 +134,7 @@ impl ConnManager {
                 "connection manager trimmed peers"
             );
         }
-        Ok(closed)
+        closed
     }
 
     /// With `-connManager`: trim whenever the peers pass the high
@@ -142,16 +147,15 @@ impl ConnManager {
         every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             every.tick().await;
-            let Ok(value) = node.request(Op::Peers).await else {
-                return;
-            };
-            let count = serde_json::from_value::<PeersResult>(value)
-                .map(|p| p.peers.len())
-                .unwrap_or(0);
-            if count > self.limits.high {
-                if let Err(e) = self.trim(&node).await {
-                    tracing::debug!(error = %e, "trim failed");
+            let peers: PeersResult = match ask(&node, Op::Peers).await {
+                Ok(peers) => peers,
+                Err(e) => {
+                    tracing::debug!(error = %e, "connection manager stops: no peer list");
+                    return;
                 }
+            };
+            if peers.peers.len() > self.limits.high {
+                self.trim_among(&node, &peers.peers).await;
             }
         }
     }
