@@ -142,7 +142,6 @@ pub struct GoOptions {
 /// `-metricsAddr` as go takes it (`host:port`, `:port` for every
 /// interface) or as a multiaddr (`/ip4/127.0.0.1/tcp/9090`).
 fn parse_socket_addr(name: &str, value: &str) -> Result<std::net::SocketAddr> {
-    use libp2p::multiaddr::Protocol;
     let bad = || anyhow!("-{name} {value:?}: expected host:port or /ip4/…/tcp/PORT");
     if let Some(port) = value.strip_prefix(':') {
         let port: u16 = port.parse().map_err(|_| bad())?;
@@ -150,18 +149,22 @@ fn parse_socket_addr(name: &str, value: &str) -> Result<std::net::SocketAddr> {
     }
     if value.starts_with('/') {
         let addr: Multiaddr = value.parse().map_err(|_| bad())?;
-        let mut iter = addr.iter();
-        let ip: std::net::IpAddr = match iter.next() {
-            Some(Protocol::Ip4(ip)) => ip.into(),
-            Some(Protocol::Ip6(ip)) => ip.into(),
-            _ => return Err(bad()),
-        };
-        return match (iter.next(), iter.next()) {
-            (Some(Protocol::Tcp(port)), None) => Ok((ip, port).into()),
-            _ => Err(bad()),
-        };
+        return crate::control::multiaddr_to_socket(&addr).ok_or_else(bad);
     }
     value.parse().map_err(|_| bad())
+}
+
+/// Relays are known by their peer id: each address must end in `/p2p/ID`.
+pub fn check_relay_addrs(flag: &str, addrs: &[Multiaddr]) -> Result<()> {
+    match addrs
+        .iter()
+        .find(|a| !matches!(a.iter().last(), Some(libp2p::multiaddr::Protocol::P2p(_))))
+    {
+        Some(addr) => {
+            bail!("{flag}: {addr} has no /p2p/RELAY-ID part; a relay is known by its peer id")
+        }
+        None => Ok(()),
+    }
 }
 
 /// Go's `time.Duration` syntax (`30s`, `1m30s`, `1.5h`, `250ms`); a bare
@@ -348,13 +351,7 @@ pub fn split_args(args: Vec<String>) -> Result<(Vec<String>, Option<GoOptions>)>
                 }
                 "trustedRelays" => {
                     opts.trusted_relays = comma_addrs(&name, &value)?;
-                    if let Some(addr) = opts
-                        .trusted_relays
-                        .iter()
-                        .find(|a| !matches!(a.iter().last(), Some(libp2p::multiaddr::Protocol::P2p(_))))
-                    {
-                        bail!("-trustedRelays: {addr} has no /p2p/PEER-ID part; a relay is known by its peer id");
-                    }
+                    check_relay_addrs("-trustedRelays", &opts.trusted_relays)?;
                 }
                 "idleTimeout" => opts.idle_timeout = parse_go_duration(&name, &value)?,
                 "persistentConnMaxMsgSize" => {

@@ -160,14 +160,7 @@ async fn run(mut cli: Cli, go: Option<compat::GoOptions>) -> Result<()> {
     config.relay_client = !cli.no_relay_client;
     config.autonat = cli.autonat;
     config.upnp = cli.upnp;
-    for relay in &cli.relays {
-        if !matches!(
-            relay.iter().last(),
-            Some(libp2p::multiaddr::Protocol::P2p(_))
-        ) {
-            anyhow::bail!("--relay {relay}: the address needs its /p2p/RELAY-ID part");
-        }
-    }
+    compat::check_relay_addrs("--relay", &cli.relays)?;
     match &go {
         // go's daemon: a relay service unless turned off, offered once the
         // node is reachable (or forced to count as reachable); autorelay

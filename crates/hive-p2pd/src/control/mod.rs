@@ -76,7 +76,8 @@ impl ControlAddr {
     }
 }
 
-fn multiaddr_to_socket(addr: &Multiaddr) -> Option<std::net::SocketAddr> {
+/// `/ip4|ip6/IP/tcp/PORT` and nothing after it.
+pub(crate) fn multiaddr_to_socket(addr: &Multiaddr) -> Option<std::net::SocketAddr> {
     use libp2p::multiaddr::Protocol;
     let mut iter = addr.iter();
     let ip: std::net::IpAddr = match iter.next()? {
@@ -84,8 +85,8 @@ fn multiaddr_to_socket(addr: &Multiaddr) -> Option<std::net::SocketAddr> {
         Protocol::Ip6(ip) => ip.into(),
         _ => return None,
     };
-    match iter.next()? {
-        Protocol::Tcp(port) => Some((ip, port).into()),
+    match (iter.next()?, iter.next()) {
+        (Protocol::Tcp(port), None) => Some((ip, port).into()),
         _ => None,
     }
 }
