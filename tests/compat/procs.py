@@ -18,21 +18,13 @@ class Proc:
     """`listen=False` starts it with -noListenAddrs (it prints no address)."""
 
     def __init__(
-        self,
-        binary: str,
-        tmp: Path,
-        name: str,
-        extra=(),
-        listen=True,
-        pubsub=True,
-        log=False,
-        host_addrs="/ip4/127.0.0.1/tcp/0",
+        self, binary: str, tmp: Path, name: str, extra=(), listen=True, pubsub=True, log=False
     ):
         self.dir = tmp / name
         self.dir.mkdir()
         self.sock = self.dir / "p2pd.sock"
         args = [binary, f"-listen=/unix{self.sock}", "-b=false", *extra]
-        args.append(f"-hostAddrs={host_addrs}" if listen else "-noListenAddrs")
+        args.append("-hostAddrs=/ip4/127.0.0.1/tcp/0" if listen else "-noListenAddrs")
         if pubsub:
             args.append("-pubsub")
         if binary == str(DAEMON):

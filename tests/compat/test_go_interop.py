@@ -1,7 +1,6 @@
 """Wire interop with go-libp2p: hivemind's go daemon (`p2pd` from the
 hivemind wheel on PyPI) and hive-p2pd as peers, each driven by p2pclient
-through its control socket. Streams and gossipsub cross implementations,
-over TCP and over WebSocket.
+through its control socket. Streams and gossipsub cross implementations.
 
 The go binary is fetched by tests/compat/run (HIVE_GO_P2PD names it).
 """
@@ -93,46 +92,3 @@ def test_gossipsub_both_ways_between_go_and_hive(pair):
         await sh.aclose()
 
     anyio.run(main)
-
-
-@pytest.mark.parametrize("dialer", ["hive", "go"])
-def test_streams_over_websocket_both_ways(dialer):
-    """Both daemons listen on /ws only, so the connection is libp2p over
-    WebSocket; `dialer` makes it, then go opens a stream to hive's echo (the
-    handler is on hive's side: hivemind's go p2pd refuses p2pclient's
-    STREAM_HANDLER, which has no `balanced` field)."""
-    assert GO_P2PD and Path(GO_P2PD).exists(), "HIVE_GO_P2PD must name the go daemon"
-    tmp = Path(tempfile.mkdtemp(prefix="hive-ws-"))
-    ws = "/ip4/127.0.0.1/tcp/0/ws"
-    go = Proc(GO_P2PD, tmp, "go", host_addrs=ws)
-    hive = Proc(str(DAEMON), tmp, "hive", host_addrs=ws)
-    proto = "/interop/ws-echo/1.0.0"
-    try:
-        assert go.addr.endswith("/ws") and hive.addr.endswith("/ws"), (go.addr, hive.addr)
-
-        async def main():
-            cg, ch = go.client("g.sock"), hive.client("h.sock")
-            async with ch.listen():
-
-                async def echo(info, stream):
-                    data = await stream.receive(1024)
-                    await stream.send(data[::-1])
-                    await stream.aclose()
-
-                await ch.stream_handler(proto, echo)
-                if dialer == "hive":
-                    await ch.connect(ID.from_base58(go.peer_id), [Multiaddr(go.addr)])
-                else:
-                    await cg.connect(ID.from_base58(hive.peer_id), [Multiaddr(hive.addr)])
-                _, stream = await cg.stream_open(ID.from_base58(hive.peer_id), [proto])
-                await stream.send(b"over websocket")
-                assert await stream.receive(1024) == b"tekcosbew revo"
-                await stream.aclose()
-                peers = {p.peer_id.to_base58(): p for p in await cg.list_peers()}
-                assert hive.peer_id in peers
-
-        anyio.run(main)
-    finally:
-        go.stop()
-        hive.stop()
-        shutil.rmtree(tmp, ignore_errors=True)

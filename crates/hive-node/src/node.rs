@@ -278,13 +278,13 @@ fn peer_of(addr: &Multiaddr) -> Option<PeerId> {
 fn missing_transport(addr: &Multiaddr) -> Option<&'static str> {
     addr.iter().find_map(|p| match p {
         Protocol::WebTransport => Some(
-            "hive-p2pd has no WebTransport transport (it listens on TCP, QUIC and WebSocket); leave this address out",
+            "hive-p2pd has no WebTransport transport (it listens on TCP and QUIC); leave this address out",
         ),
         Protocol::WebRTCDirect | Protocol::WebRTC => Some(
-            "hive-p2pd has no WebRTC transport (it listens on TCP, QUIC and WebSocket); leave this address out",
+            "hive-p2pd has no WebRTC transport (it listens on TCP and QUIC); leave this address out",
         ),
-        Protocol::Wss(_) | Protocol::Tls => Some(
-            "hive-p2pd listens on plain WebSocket (/ws) but not on secure WebSocket (/wss, /tls/ws): it takes no certificate; put a TLS-terminating proxy in front of a /ws address",
+        Protocol::Ws(_) | Protocol::Wss(_) => Some(
+            "hive-p2pd has no WebSocket transport for libp2p (it listens on TCP and QUIC); leave this address out",
         ),
         Protocol::P2pCircuit => Some(
             "a relayed address is not listened on: use --relay RELAY-ADDR (or -autoRelay) to take a slot on a relay",
@@ -345,13 +345,6 @@ impl Node {
             })
             .map_err(|e| NodeError::Build(e.to_string()))?
             .with_dns()
-            .map_err(|e| NodeError::Build(e.to_string()))?
-            // libp2p over WebSocket (`/tcp/N/ws`), as go's daemon and
-            // browsers' js-libp2p speak it.
-            .with_websocket((noise::Config::new, libp2p::tls::Config::new), || {
-                crate::unslash::UnslashUpgrade(yamux::Config::default())
-            })
-            .await
             .map_err(|e| NodeError::Build(e.to_string()))?
             .with_behaviour(|key| {
                 Behaviour::new(
