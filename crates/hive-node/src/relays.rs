@@ -310,13 +310,11 @@ mod tests {
             Some(AddrChange::Add(circuit.clone()))
         );
         // A renewal that succeeds changes nothing announced.
-        relays.slots.insert(
-            relay,
-            Slot::Active {
-                addr: circuit.clone(),
-                renew_at: Instant::now(),
-            },
-        );
+        let active = |renew_in: u64| Slot::Active {
+            addr: circuit.clone(),
+            renew_at: Instant::now() + Duration::from_secs(renew_in),
+        };
+        relays.slots.insert(relay, active(0));
         assert_eq!(relays.on_outcome((relay, Ok(info()))), None);
         // A renewal that fails withdraws the address.
         let refused = io::Error::new(io::ErrorKind::ConnectionRefused, "RESERVATION_REFUSED");
@@ -329,25 +327,13 @@ mod tests {
         assert_eq!(relays.on_outcome((relay, Ok(info()))), None);
 
         // Reachable again: an active slot is withdrawn.
-        relays.slots.insert(
-            relay,
-            Slot::Active {
-                addr: circuit.clone(),
-                renew_at: Instant::now() + Duration::from_secs(600),
-            },
-        );
+        relays.slots.insert(relay, active(600));
         assert_eq!(
             relays.tick(true, |_| true),
             vec![AddrChange::Remove(circuit.clone())]
         );
         // The relay going away loses the slot.
-        relays.slots.insert(
-            relay,
-            Slot::Active {
-                addr: circuit.clone(),
-                renew_at: Instant::now() + Duration::from_secs(600),
-            },
-        );
+        relays.slots.insert(relay, active(600));
         assert_eq!(
             relays.on_disconnected(&relay),
             Some(AddrChange::Remove(circuit))
