@@ -83,17 +83,30 @@ async fn open_soon(
     proto: StreamProtocol,
 ) -> Result<libp2p::Stream, libp2p_stream::OpenStreamError> {
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+    let mut control = node.stream_control();
     loop {
-        match node.stream_control().open_stream(peer, proto.clone()).await {
-            Err(libp2p_stream::OpenStreamError::Io(_))
+        let attempt = control.open_stream(peer, proto.clone());
+        match tokio::time::timeout(OPEN_ATTEMPT, attempt).await {
+            // libp2p-stream can lose a request made while a connection to
+            // the peer is being set up: the new connection's handler has
+            // taken the queue of waiting requests but the connection is not
+            // listed yet, so the request waits on a fresh queue that no
+            // connection reads. Asked again, it finds the connection. (The
+            // caller bounds the whole.)
+            Err(_) => tracing::debug!(%peer, "stream open stalled; asking again"),
+            Ok(Err(libp2p_stream::OpenStreamError::Io(_)))
                 if tokio::time::Instant::now() < deadline =>
             {
                 tokio::time::sleep(std::time::Duration::from_millis(200)).await;
             }
-            other => return other,
+            Ok(other) => return other,
         }
     }
 }
+
+/// How long one attempt to open a stream may take before it is made again
+/// (see `open_soon`); dialing and negotiating take far less.
+const OPEN_ATTEMPT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Bytes copied per read in each direction between a client's socket and a
 /// libp2p stream: tokio's default of 8 KiB costs a wake-up per 8 KiB on bulk
