@@ -171,6 +171,8 @@ async fn documented_routes_are_served_and_metrics_are_complete() -> anyhow::Resu
         "outbox",
         "dropped_clients",
         "peers_below_target",
+        "backlog",
+        "children_down",
     ] {
         assert!(
             text.contains(&format!("hive_tension_signal{{signal=\"{signal}\"}}")),
