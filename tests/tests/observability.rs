@@ -46,7 +46,9 @@ async fn a_daemon_that_cannot_start_shows_in_tension_and_health() -> anyhow::Res
         .await??
         .expect("a listening line");
     let listening: Value = serde_json::from_str(&first)?;
-    let api = listening["http"].as_str().expect("http in the listening line");
+    let api = listening["http"]
+        .as_str()
+        .expect("http in the listening line");
     let http = reqwest::Client::new();
 
     // Two restarts at least (250 ms, then 500 ms of backoff).
@@ -134,8 +136,10 @@ async fn daemon_stdout_holds_only_the_ready_line() -> anyhow::Result<()> {
     };
     ws.send(ask(json!({"op": "subscribe", "args": {"topic": "quiet"}})))
         .await?;
-    ws.send(ask(json!({"op": "send", "args": {"peer_id": a.peer_id(), "data": "aGk="}})))
-        .await?;
+    ws.send(ask(
+        json!({"op": "send", "args": {"peer_id": a.peer_id(), "data": "aGk="}}),
+    ))
+    .await?;
     ws.send(ask(json!({"op": "peers"}))).await?;
     // Wait for the three answers (the send one proves B reached A).
     let mut answered = 0;
@@ -153,5 +157,136 @@ async fn daemon_stdout_holds_only_the_ready_line() -> anyhow::Result<()> {
     }
     assert_eq!(a.stdout_after_ready(), Vec::<String>::new());
     assert_eq!(b.stdout_after_ready(), Vec::<String>::new());
+    Ok(())
+}
+
+/// Lines of `child`'s stderr, gathered in the background.
+fn gather_stderr(
+    child: &mut tokio::process::Child,
+) -> std::sync::Arc<std::sync::Mutex<Vec<String>>> {
+    let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    if let Some(stderr) = child.stderr.take() {
+        let sink = lines.clone();
+        tokio::spawn(async move {
+            let mut reader = BufReader::new(stderr).lines();
+            while let Ok(Some(line)) = reader.next_line().await {
+                if let Ok(mut l) = sink.lock() {
+                    l.push(line);
+                }
+            }
+        });
+    }
+    lines
+}
+
+/// The `trace` field of the daemon's `ipc_request` spans, from its JSON log.
+fn traces_logged(lines: &std::sync::Mutex<Vec<String>>) -> Vec<String> {
+    let lines = lines.lock().map(|l| l.clone()).unwrap_or_default();
+    lines
+        .iter()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter_map(|v| {
+            v["spans"].as_array()?.iter().find_map(|s| {
+                (s["name"] == "ipc_request").then(|| s["trace"].as_str().map(str::to_owned))?
+            })
+        })
+        .collect()
+}
+
+/// REQ-OBS-3: the id of an HTTP request reaches the daemon's log (the
+/// `ipc_request` span, JSON logs), and a trace id an IPC client sends is cut
+/// to 64 printable characters there, whatever it was.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_ids_reach_the_daemons_log_cut_and_printable() -> anyhow::Result<()> {
+    let dir = tempfile::TempDir::new()?;
+    let mut child = Command::new(hive_bin())
+        .args(["--log-format", "json", "up", "--data-dir"])
+        .arg(dir.path())
+        .args(["--http", "127.0.0.1:0", "--no-mdns"])
+        .args(["--listen", "/ip4/127.0.0.1/tcp/0"])
+        .arg("--daemon-bin")
+        .arg(hive_tests::daemon_bin())
+        .env("RUST_LOG", "warn,hive_p2pd=debug")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()?;
+    let logged = gather_stderr(&mut child);
+    let stdout = child.stdout.take().expect("piped stdout");
+    let mut lines = BufReader::new(stdout).lines();
+    let first = tokio::time::timeout(Duration::from_secs(60), lines.next_line())
+        .await??
+        .expect("a listening line");
+    let api = serde_json::from_str::<Value>(&first)?["http"]
+        .as_str()
+        .expect("http in the listening line")
+        .to_owned();
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    let http = reqwest::Client::new();
+    wait_for("host healthy", || async {
+        let r = http.get(format!("{api}/healthz")).send().await.ok()?;
+        r.status().is_success().then_some(())
+    })
+    .await?;
+
+    let r = http
+        .get(format!("{api}/api/peers"))
+        .header("x-request-id", "follow-me-42")
+        .send()
+        .await?;
+    assert!(r.status().is_success());
+    wait_for("the request id in the daemon's log", || async {
+        traces_logged(&logged)
+            .iter()
+            .any(|t| t == "follow-me-42")
+            .then_some(())
+    })
+    .await?;
+
+    // A raw IPC client with an unruly trace id: the daemon's data dir holds
+    // no token for us, so start a second, bare daemon with a known one.
+    let bare = tempfile::TempDir::new()?;
+    let mut d = Command::new(hive_tests::daemon_bin())
+        .args(["--log-format", "json", "--data-dir"])
+        .arg(bare.path())
+        .args([
+            "--ipc",
+            "127.0.0.1:0",
+            "--listen",
+            "/ip4/127.0.0.1/tcp/0",
+            "--no-mdns",
+        ])
+        .env(hive_proto::ENV_IPC_TOKEN, TOKEN)
+        .env("RUST_LOG", "warn,hive_p2pd=debug")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()?;
+    let bare_log = gather_stderr(&mut d);
+    let out = d.stdout.take().expect("piped stdout");
+    let ready_line = BufReader::new(out)
+        .lines()
+        .next_line()
+        .await?
+        .expect("ready line");
+    let ready: Value = serde_json::from_str(&ready_line)?;
+    let (mut ws, _) =
+        tokio_tungstenite::connect_async(ready["ipc"].as_str().expect("ipc url")).await?;
+    let hello = json!({"type": "hello", "version": PROTOCOL_VERSION, "token": TOKEN});
+    ws.send(Message::text(hello.to_string())).await?;
+    let unruly = format!("ab\ncd\"{}", "x".repeat(200));
+    let req = json!({"type": "request", "id": 1, "trace": unruly, "op": "status"});
+    ws.send(Message::text(req.to_string())).await?;
+    let seen = wait_for("the cut trace id in the bare daemon's log", || async {
+        traces_logged(&bare_log).into_iter().next()
+    })
+    .await?;
+    assert!(seen.starts_with("abcd"), "{seen:?}");
+    assert!(seen.len() <= 64, "{} characters: {seen:?}", seen.len());
+    assert!(seen.chars().all(|c| c.is_ascii_graphic()), "{seen:?}");
+    let _ = child.kill().await;
+    let _ = d.kill().await;
     Ok(())
 }
