@@ -65,7 +65,7 @@ async fn status_health_metrics_and_errors() -> anyhow::Result<()> {
 }
 
 /// Every operation `/openapi.json` documents is served (no 404 "no such
-/// endpoint", no 405), and `/metrics` is valid exposition text with every
+/// endpoint", no 405) with one of the statuses it documents, and `/metrics` is valid exposition text with every
 /// family the operators' dashboards rely on, the daemon's libp2p ones
 /// included. (REQ-OBS-*)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -108,6 +108,18 @@ async fn documented_routes_are_served_and_metrics_are_complete() -> anyhow::Resu
             assert!(
                 status != 405 && !(status == 404 && body.contains("no such endpoint")),
                 "{method} {concrete} is documented but not served: {status} {body}"
+            );
+            // A valid request gets one of the answers its operation documents
+            // (a panic's 500 or an undocumented 503 fails here).
+            let documented: Vec<&String> = item[method]["responses"]
+                .as_object()
+                .map(|r| r.keys().collect())
+                .unwrap_or_default();
+            assert!(
+                documented
+                    .iter()
+                    .any(|code| code.as_str() == status.to_string()),
+                "{method} {concrete} answered {status}, documented {documented:?}: {body}"
             );
             served += 1;
         }
