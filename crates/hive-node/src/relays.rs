@@ -262,6 +262,7 @@ fn renew_after(expire: u64) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::circuit::EXCHANGE_TIMEOUT;
 
     fn info() -> ReservationInfo {
         let now = SystemTime::now()
@@ -338,6 +339,71 @@ mod tests {
             relays.on_disconnected(&relay),
             Some(AddrChange::Remove(circuit))
         );
+    }
+
+    /// The tick itself asks for the renewal once a slot is due (and not
+    /// before); the slot stays announced meanwhile, and a renewal that gets
+    /// no answer withdraws it. Time is paused, so the exchange's timeout
+    /// passes at once when nothing else is left to run.
+    #[tokio::test(start_paused = true)]
+    async fn the_tick_renews_a_due_slot_and_only_a_due_one() {
+        let relay = PeerId::random();
+        let addr: Multiaddr = format!("/ip4/127.0.0.1/tcp/4001/p2p/{relay}")
+            .parse()
+            .unwrap();
+        let config = AutoRelay {
+            relays: vec![addr],
+            only_when_private: false,
+        };
+        let control = libp2p_stream::Behaviour::new().new_control();
+        let (mut relays, mut outcomes) = Relays::new(Some(&config), control);
+        let circuit: Multiaddr = format!("/ip4/127.0.0.1/tcp/4001/p2p/{relay}/p2p-circuit")
+            .parse()
+            .unwrap();
+        let active = |renew_at: Instant| Slot::Active {
+            addr: circuit.clone(),
+            renew_at,
+        };
+
+        // Not due: the tick sends nothing.
+        relays
+            .slots
+            .insert(relay, active(Instant::now() + Duration::from_secs(600)));
+        assert!(relays.tick(false, |_| true).is_empty());
+        let quiet = tokio::time::timeout(EXCHANGE_TIMEOUT * 2, outcomes.recv()).await;
+        assert!(quiet.is_err(), "a slot that is not due was renewed");
+
+        // Due: the tick sends a RESERVE, keeps the address announced and
+        // waits RETRY_AFTER before asking again.
+        relays.slots.insert(relay, active(Instant::now()));
+        assert!(relays.tick(false, |_| true).is_empty());
+        match relays.slots.get(&relay) {
+            Some(Slot::Active { addr, renew_at }) => {
+                assert_eq!(addr, &circuit);
+                assert!(*renew_at > Instant::now() + RETRY_AFTER - Duration::from_secs(5));
+            }
+            _ => panic!("the slot being renewed is no longer announced"),
+        }
+        let outcome = tokio::time::timeout(EXCHANGE_TIMEOUT * 2, outcomes.recv())
+            .await
+            .ok()
+            .flatten()
+            .expect("the tick sent no RESERVE for a due slot");
+        assert_eq!(outcome.0, relay);
+        assert!(
+            outcome.1.is_err(),
+            "no relay answered, yet the renewal succeeded"
+        );
+        // Its failure withdraws the relayed address.
+        assert_eq!(
+            relays.on_outcome(outcome),
+            Some(AddrChange::Remove(circuit.clone()))
+        );
+        // A disconnected relay is not asked, however due.
+        relays.slots.insert(relay, active(Instant::now()));
+        assert!(relays.tick(false, |_| false).is_empty());
+        let quiet = tokio::time::timeout(EXCHANGE_TIMEOUT * 2, outcomes.recv()).await;
+        assert!(quiet.is_err(), "a relay with no connection was asked");
     }
 
     #[test]

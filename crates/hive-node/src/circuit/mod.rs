@@ -41,7 +41,7 @@ pub const STOP_PROTOCOL: StreamProtocol = StreamProtocol::new("/libp2p/circuit/r
 /// The specification's bound on one message.
 const MAX_MESSAGE: usize = 4096;
 /// How long one exchange with a relay may take.
-const EXCHANGE_TIMEOUT: Duration = Duration::from_secs(20);
+pub(crate) const EXCHANGE_TIMEOUT: Duration = Duration::from_secs(20);
 /// Answered circuits waiting for the swarm.
 const INBOUND_QUEUE: usize = 64;
 
