@@ -15,7 +15,7 @@ pub struct Lan {
     pub hosts: Vec<String>,
 }
 
-fn ip(args: &[&str]) -> Result<()> {
+pub fn ip(args: &[&str]) -> Result<()> {
     let out = Command::new("ip")
         .args(args)
         .output()
@@ -111,5 +111,99 @@ impl Drop for Lan {
             let _ = ip(&["netns", "del", ns]);
         }
         let _ = ip(&["netns", "del", &self.bridge_ns]);
+    }
+}
+
+/// Three namespaces on two links that meet only at the middle one, which
+/// does not forward: `left` and `right` each reach `middle`, never each
+/// other (no route, no forwarding). The shape of a relay between a caller
+/// and a host nobody can dial. Removed again on drop.
+pub struct Split {
+    subnet: u32,
+    pub middle: String,
+    pub left: String,
+    pub right: String,
+}
+
+impl Split {
+    pub fn new() -> Result<Split> {
+        let pid = std::process::id();
+        let tag = format!("{:x}", pid % 0xfffff);
+        let subnet = 1 + (pid % 250);
+        let split = Split {
+            subnet,
+            middle: format!("hsm{tag}"),
+            left: format!("hsl{tag}"),
+            right: format!("hsr{tag}"),
+        };
+        for ns in [&split.middle, &split.left, &split.right] {
+            ip(&["netns", "add", ns])?;
+            ip(&["-n", ns, "link", "set", "lo", "up"])?;
+        }
+        for (side, ns, net) in [("l", &split.left, 216), ("r", &split.right, 217)] {
+            let mid_end = format!("hs{side}m{tag}");
+            let side_end = format!("hs{side}s{tag}");
+            ip(&[
+                "-n",
+                &split.middle,
+                "link",
+                "add",
+                &mid_end,
+                "type",
+                "veth",
+                "peer",
+                "name",
+                &side_end,
+                "netns",
+                ns,
+            ])?;
+            ip(&[
+                "-n",
+                &split.middle,
+                "addr",
+                "add",
+                &format!("10.{net}.{subnet}.1/24"),
+                "dev",
+                &mid_end,
+            ])?;
+            ip(&[
+                "-n",
+                ns,
+                "addr",
+                "add",
+                &format!("10.{net}.{subnet}.2/24"),
+                "dev",
+                &side_end,
+            ])?;
+            ip(&["-n", &split.middle, "link", "set", &mid_end, "up"])?;
+            ip(&["-n", ns, "link", "set", &side_end, "up"])?;
+        }
+        Ok(split)
+    }
+
+    /// The middle's address on the left link.
+    pub fn middle_left(&self) -> String {
+        format!("10.216.{}.1", self.subnet)
+    }
+
+    /// The middle's address on the right link.
+    pub fn middle_right(&self) -> String {
+        format!("10.217.{}.1", self.subnet)
+    }
+
+    pub fn left_addr(&self) -> String {
+        format!("10.216.{}.2", self.subnet)
+    }
+
+    pub fn right_addr(&self) -> String {
+        format!("10.217.{}.2", self.subnet)
+    }
+}
+
+impl Drop for Split {
+    fn drop(&mut self) {
+        for ns in [&self.left, &self.right, &self.middle] {
+            let _ = ip(&["netns", "del", ns]);
+        }
     }
 }

@@ -7,6 +7,7 @@
 
 use std::time::Duration;
 
+use hive_tests::netns::{Lan, Split};
 use hive_tests::{event_bytes, wait_for, Host, HostOpts};
 use serde_json::{json, Value};
 
@@ -78,5 +79,112 @@ async fn a_host_is_reached_through_its_relay() -> anyhow::Result<()> {
     let got = events.collect("direct", 1, Duration::from_secs(60)).await;
     assert_eq!(got.len(), 1, "no direct message arrived through the relay");
     assert_eq!(event_bytes(&got[0])?, payload);
+    Ok(())
+}
+
+/// The same through a relay that is the only way between the two: the
+/// hidden host and the caller sit on two links that meet only at the relay
+/// (network namespaces, no forwarding), so nothing but the relay's data path
+/// can carry the message, and the connection stays a circuit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_nobody_can_dial_is_reached_only_through_its_relay() -> anyhow::Result<()> {
+    assert!(
+        Lan::available(),
+        "this test needs root and iproute2 to build its private network namespaces"
+    );
+    let net = Split::new()?;
+    let relay = Host::start(HostOpts {
+        netns: Some(net.middle.clone()),
+        listen: vec![
+            format!("/ip4/{}/tcp/4201", net.middle_left()),
+            format!("/ip4/{}/tcp/4202", net.middle_right()),
+        ],
+        extra_args: vec!["--relay-service".into()],
+        ..Default::default()
+    })
+    .await?;
+    let relay_peer = wait_for("the relay running", || async {
+        let st = relay.cli_json(&["status"]).await.ok()?;
+        (st["daemon"]["state"] == "running")
+            .then(|| st["peer_id"].as_str().map(str::to_owned))
+            .flatten()
+    })
+    .await?;
+
+    let hidden = Host::start(HostOpts {
+        netns: Some(net.left.clone()),
+        listen: vec![format!("/ip4/{}/tcp/4203", net.left_addr())],
+        extra_args: vec![
+            "--relay".into(),
+            format!("/ip4/{}/tcp/4201/p2p/{relay_peer}", net.middle_left()),
+        ],
+        ..Default::default()
+    })
+    .await?;
+    let hidden_peer = wait_for("a slot on the relay", || async {
+        let st = hidden.cli_json(&["status"]).await.ok()?;
+        circuit_addr(&st)?;
+        st["peer_id"].as_str().map(str::to_owned)
+    })
+    .await?;
+
+    let caller = Host::start(HostOpts {
+        netns: Some(net.right.clone()),
+        listen: vec![format!("/ip4/{}/tcp/4204", net.right_addr())],
+        ..Default::default()
+    })
+    .await?;
+    wait_for("the caller running", || async {
+        let st = caller.cli_json(&["status"]).await.ok()?;
+        (st["daemon"]["state"] == "running").then_some(())
+    })
+    .await?;
+    // The caller knows the relay by its address on the caller's side.
+    let through = format!(
+        "/ip4/{}/tcp/4202/p2p/{relay_peer}/p2p-circuit/p2p/{hidden_peer}",
+        net.middle_right()
+    );
+    let dialed = caller.cli_json(&["dial", &through]).await?;
+    assert_eq!(dialed["peer_id"], hidden_peer.as_str(), "{dialed}");
+
+    let sent = caller
+        .cli_json(&["send", &hidden_peer, "only the relay carries this"])
+        .await?;
+    assert_eq!(sent["acknowledged"], true, "{sent}");
+    let got = wait_for("the message in the hidden host's history", || async {
+        let page = hidden
+            .cli_json(&["messages", "--kind", "direct"])
+            .await
+            .ok()?;
+        let rows = page["messages"].as_array()?.clone();
+        (!rows.is_empty()).then_some(rows)
+    })
+    .await?;
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(
+        got[0]["text"], "only the relay carries this",
+        "{:?}",
+        got[0]
+    );
+
+    // Every connection between the two is still a circuit through the relay.
+    let peers = caller.cli_json(&["peers"]).await?;
+    let to_hidden = peers
+        .as_array()
+        .and_then(|p| p.iter().find(|p| p["peer_id"] == hidden_peer.as_str()))
+        .cloned()
+        .unwrap_or(Value::Null);
+    let addrs: Vec<&str> = to_hidden["connections"]
+        .as_array()
+        .map(|a| a.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    assert!(
+        !addrs.is_empty(),
+        "no connection to the hidden host: {peers}"
+    );
+    assert!(
+        addrs.iter().all(|a| a.contains("/p2p-circuit")),
+        "a direct connection to a host with no route to it: {addrs:?}"
+    );
     Ok(())
 }

@@ -646,6 +646,9 @@ impl Node {
         PeerInfo {
             peer_id: peer.to_string(),
             addrs,
+            connections: state
+                .map(|s| s.connections.values().map(|a| a.to_string()).collect())
+                .unwrap_or_default(),
             rtt_ms: state.and_then(|s| s.rtt).map(|d| d.as_secs_f64() * 1000.0),
             connected_secs: state.map(|s| s.since.elapsed().as_secs_f64()),
         }

@@ -205,8 +205,13 @@ pub struct DialResult {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PeerInfo {
     pub peer_id: String,
-    /// Addresses of the peer's open connections (remote side).
+    /// Addresses the peer announced (identify), or those of its open
+    /// connections when it announced none: where it can be dialed.
     pub addrs: Vec<String>,
+    /// The remote address of each open connection to the peer (a circuit
+    /// through a relay ends in `/p2p-circuit`): how it is reached now.
+    #[serde(default)]
+    pub connections: Vec<String>,
     /// Last round trip measured by the libp2p ping protocol, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rtt_ms: Option<f64>,

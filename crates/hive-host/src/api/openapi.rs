@@ -55,7 +55,10 @@ struct Status {
 #[allow(dead_code)]
 struct Peer {
     peer_id: String,
+    /// Where the peer can be dialed: the addresses it announced.
     addrs: Vec<String>,
+    /// The remote address of each open connection (circuits end in `/p2p-circuit`).
+    connections: Vec<String>,
     rtt_ms: Option<f64>,
 }
 

@@ -169,6 +169,7 @@ mod tests {
         PeerInfo {
             peer_id: peer.to_string(),
             addrs: vec![],
+            connections: vec![],
             rtt_ms: None,
             connected_secs: Some(secs),
         }
