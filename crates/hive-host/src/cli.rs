@@ -146,9 +146,24 @@ pub struct UpArgs {
     /// (WebSockets may pass `?token=TOKEN`). Needed to bind a non-loopback address.
     #[arg(long, env = "HIVE_API_TOKEN", hide_env_values = true)]
     pub api_token: Option<String>,
+    /// Another name this API may be reached by (repeatable): `NAME` (any
+    /// port, e.g. behind a reverse proxy) or `NAME:PORT`. Requests whose Host
+    /// is not loopback, the bound address or one of these get 403 (DNS rebinding).
+    #[arg(long = "allowed-host", value_name = "NAME[:PORT]")]
+    pub allowed_hosts: Vec<String>,
+    /// A web origin whose pages may change state and open WebSockets
+    /// (repeatable, e.g. http://app.example:3000); it also gets CORS headers.
+    /// The API's own origin is always allowed; other origins get 403.
+    #[arg(long = "allowed-origin", value_name = "ORIGIN")]
+    pub allowed_origins: Vec<String>,
     /// Read the API token from this file instead.
     #[arg(long, value_name = "PATH", conflicts_with = "api_token")]
     pub api_token_file: Option<PathBuf>,
+    /// More API tokens with scopes, one `NAME:SCOPES:TOKEN` a line (SCOPES:
+    /// read, write, admin, comma-separated; `#` starts a comment). The
+    /// `--api-token` token has all scopes.
+    #[arg(long, value_name = "PATH")]
+    pub api_tokens_file: Option<PathBuf>,
     /// Largest message accepted by publish and send, in bytes (413 above).
     #[arg(long, value_name = "BYTES", default_value_t = 1024 * 1024)]
     pub max_message_size: usize,

@@ -40,7 +40,15 @@ pub async fn run(args: UpArgs, log_format: LogFormat) -> anyhow::Result<()> {
         (None, None) => None,
     }
     .filter(|t| !t.is_empty());
-    check_exposure(&args.http, api_token.is_some())?;
+    let mut tokens = api::auth::Tokens::new(api_token);
+    if let Some(path) = &args.api_tokens_file {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read the API tokens file {}", path.display()))?;
+        tokens
+            .add_file(&text)
+            .with_context(|| format!("--api-tokens-file {}", path.display()))?;
+    }
+    check_exposure(&args.http, !tokens.is_empty())?;
     // Caught here, not by each daemon start (which the supervisor would
     // retry forever).
     if let Some(relay) = args.relays.iter().find(|r| !r.contains("/p2p/")) {
@@ -61,6 +69,7 @@ pub async fn run(args: UpArgs, log_format: LogFormat) -> anyhow::Result<()> {
     let local = listener
         .local_addr()
         .context("cannot read the HTTP listener's address")?;
+    let guard = api::guard::Policy::new(local, &args.allowed_hosts, &args.allowed_origins)?;
     announce(&format!("http://{local}"))?;
     tracing::info!(http = %local, data_dir = %data_dir.display(), "host listening");
 
@@ -106,13 +115,14 @@ pub async fn run(args: UpArgs, log_format: LogFormat) -> anyhow::Result<()> {
         hive: hive.clone(),
         shutdown: shutdown.clone(),
         limits: Arc::new(ApiLimits {
-            api_token,
+            tokens,
             max_message_size: args.max_message_size,
             direct_ttl_ms: (args.direct_ttl as i64).saturating_mul(1000),
             publish_ttl_ms: (args.publish_ttl as i64).saturating_mul(1000),
             max_outbox: args.max_outbox,
             max_ws_clients: args.max_ws_clients,
             plain_pubsub: args.plain_pubsub,
+            guard,
         }),
     });
     let app = api::with_node_paths(app);

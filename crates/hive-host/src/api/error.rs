@@ -29,6 +29,15 @@ pub enum ApiError {
     Internal(String),
     #[error("{0}")]
     Unauthorized(String),
+    /// The token is valid but lacks the scope the request needs.
+    #[error("the API token {token:?} lacks the {scope} scope this request needs")]
+    MissingScope {
+        scope: super::auth::Scope,
+        token: String,
+    },
+    /// A foreign `Host` or `Origin` (see `guard`).
+    #[error("{0}")]
+    Forbidden(String),
     /// The outbox is full: the client should slow down and retry.
     #[error("{0}")]
     Overloaded(String),
@@ -61,6 +70,8 @@ impl ApiError {
             }
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal".into()),
             ApiError::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized".into()),
+            ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden".into()),
+            ApiError::MissingScope { .. } => (StatusCode::FORBIDDEN, "missing_scope".into()),
             ApiError::Overloaded(_) => (StatusCode::SERVICE_UNAVAILABLE, "overloaded".into()),
             ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict".into()),
             ApiError::InsufficientResources(_) => (

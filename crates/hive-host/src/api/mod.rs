@@ -4,9 +4,11 @@
 //! the daemon through the supervisor's IPC link, and reshape the result.
 //! Errors become responses in [`error`] only.
 
+pub mod auth;
 mod dashboard;
 mod error;
 mod events;
+pub mod guard;
 mod nodes;
 mod openapi;
 mod routes;
@@ -53,8 +55,8 @@ pub struct AppState {
 /// Limits and policies of the API, from the command line.
 #[derive(Debug, Clone)]
 pub struct ApiLimits {
-    /// When set, every request must carry it (see [`auth`]).
-    pub api_token: Option<String>,
+    /// The API tokens and their scopes; none: the API needs no token.
+    pub tokens: auth::Tokens,
     pub max_message_size: usize,
     pub direct_ttl_ms: i64,
     pub publish_ttl_ms: i64,
@@ -64,6 +66,8 @@ pub struct ApiLimits {
     pub max_ws_clients: i64,
     /// Publish bare payloads unless a request asks for the envelope.
     pub plain_pubsub: bool,
+    /// The names and web origins the API answers to.
+    pub guard: guard::Policy,
 }
 
 /// Most bytes in a topic name.
@@ -82,56 +86,6 @@ fn check_topic(topic: &str) -> Result<(), ApiError> {
         ));
     }
     Ok(())
-}
-
-/// Constant-time comparison, so that timing does not reveal a token prefix.
-fn same_secret(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
-/// With an API token configured, every request must carry it as
-/// `Authorization: Bearer TOKEN`, or (for browsers' WebSockets, which cannot
-/// set headers) as a `token` query parameter. `/healthz` (for liveness
-/// probes) and the API's own description (`/openapi.json`, `/docs`) stay
-/// open: they reveal nothing about the node.
-async fn auth(
-    axum::extract::State(state): axum::extract::State<AppState>,
-    request: axum::extract::Request,
-    next: axum::middleware::Next,
-) -> axum::response::Response {
-    use axum::response::IntoResponse;
-    let Some(expected) = state.limits.api_token.as_deref() else {
-        return next.run(request).await;
-    };
-    if matches!(
-        request.uri().path(),
-        "/healthz" | "/openapi.json" | "/docs" | "/" | "/app.js" | "/style.css"
-    ) {
-        return next.run(request).await;
-    }
-    let from_header = request
-        .headers()
-        .get(axum::http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::to_owned);
-    let from_query = request.uri().query().and_then(|q| {
-        q.split('&')
-            .filter_map(|pair| pair.split_once('='))
-            .find(|(k, _)| *k == "token")
-            .map(|(_, v)| v.to_owned())
-    });
-    let presented = from_header.or(from_query);
-    match presented {
-        Some(token) if same_secret(token.as_bytes(), expected.as_bytes()) => {
-            next.run(request).await
-        }
-        Some(_) => ApiError::Unauthorized("wrong API token".into()).into_response(),
-        None => ApiError::Unauthorized(
-            "this host requires an API token: send Authorization: Bearer TOKEN".into(),
-        )
-        .into_response(),
-    }
 }
 
 impl AppState {
@@ -173,6 +127,7 @@ pub fn router(state: AppState) -> Router {
         .route("/app.js", get(dashboard::app_js))
         .route("/style.css", get(dashboard::style_css))
         .route("/api/status", get(routes::status))
+        .route("/api/whoami", get(auth::whoami))
         .route("/api/peers", get(routes::peers))
         .route("/api/dial", post(routes::dial))
         .route("/api/topics", get(routes::topics))
@@ -193,7 +148,14 @@ pub fn router(state: AppState) -> Router {
         .route("/docs", get(openapi::docs_page))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .layer(axum::middleware::from_fn_with_state(state.clone(), auth))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::check,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            guard::check,
+        ))
         .layer(axum::middleware::from_fn(crate::trace::request_id))
         .with_state(state)
 }

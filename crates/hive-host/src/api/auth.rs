@@ -1,0 +1,333 @@
+//! API tokens and their scopes.
+//!
+//! With no token configured the API is open (it binds loopback only, and
+//! [`super::guard`] keeps web pages out). With tokens, every request but the
+//! [exempt](is_exempt) ones must carry one as `Authorization: Bearer TOKEN`,
+//! or (for browsers' WebSockets, which cannot set headers) as `?token=`.
+//! Each token has scopes; a request outside them gets 403 naming the scope:
+//!
+//! - `read`: every GET (status, peers, topics, events, messages, outbox,
+//!   tension, metrics, the node list);
+//! - `write`: publish, send, subscribe, unsubscribe;
+//! - `admin`: dial, spawn, delete and reproduce nodes (any other change).
+//!
+//! Scopes do not imply one another. `--api-token` has all three; more tokens
+//! come from `--api-tokens-file`, one `NAME:SCOPES:TOKEN` a line.
+
+use std::fmt;
+
+use axum::extract::{Request, State};
+use axum::http::Method;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Serialize;
+
+use super::{ApiError, AppState};
+
+/// One permission a token may hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    Read,
+    Write,
+    Admin,
+}
+
+impl Scope {
+    pub const ALL: [Scope; 3] = [Scope::Read, Scope::Write, Scope::Admin];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scope::Read => "read",
+            Scope::Write => "write",
+            Scope::Admin => "admin",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Scope> {
+        Scope::ALL.into_iter().find(|scope| scope.as_str() == s)
+    }
+}
+
+impl fmt::Display for Scope {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A configured token: who it is for, what it may do, the secret.
+#[derive(Clone)]
+pub struct ApiToken {
+    pub name: String,
+    pub scopes: Vec<Scope>,
+    secret: String,
+}
+
+impl fmt::Debug for ApiToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ApiToken")
+            .field("name", &self.name)
+            .field("scopes", &self.scopes)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Every token of this host; empty means the API needs none.
+#[derive(Debug, Clone, Default)]
+pub struct Tokens(Vec<ApiToken>);
+
+/// A bad `--api-tokens-file`.
+#[derive(Debug, thiserror::Error)]
+pub enum TokenFileError {
+    #[error(
+        "line {line}: expected NAME:SCOPES:TOKEN (SCOPES: read, write, admin, comma-separated)"
+    )]
+    Shape { line: usize },
+    #[error("line {line}: unknown scope {scope:?} (expected read, write or admin)")]
+    Scope { line: usize, scope: String },
+    #[error("line {line}: the token name {name:?} is used twice")]
+    DuplicateName { line: usize, name: String },
+    #[error("line {line}: this token is already configured (tokens must be distinct)")]
+    DuplicateSecret { line: usize },
+}
+
+impl Tokens {
+    /// `--api-token`, when given, as the all-scopes token named `default`.
+    pub fn new(all_scopes: Option<String>) -> Self {
+        Tokens(
+            all_scopes
+                .map(|secret| ApiToken {
+                    name: "default".into(),
+                    scopes: Scope::ALL.to_vec(),
+                    secret,
+                })
+                .into_iter()
+                .collect(),
+        )
+    }
+
+    /// Adds the tokens of an `--api-tokens-file`: `NAME:SCOPES:TOKEN` per
+    /// line; blank lines and lines starting with `#` are skipped.
+    pub fn add_file(&mut self, text: &str) -> Result<(), TokenFileError> {
+        for (i, raw) in text.lines().enumerate() {
+            let line = i + 1;
+            let raw = raw.trim();
+            if raw.is_empty() || raw.starts_with('#') {
+                continue;
+            }
+            let mut parts = raw.splitn(3, ':');
+            let (Some(name), Some(scopes), Some(secret)) =
+                (parts.next(), parts.next(), parts.next())
+            else {
+                return Err(TokenFileError::Shape { line });
+            };
+            let (name, secret) = (name.trim(), secret.trim());
+            if name.is_empty() || secret.is_empty() || scopes.trim().is_empty() {
+                return Err(TokenFileError::Shape { line });
+            }
+            let mut parsed = Vec::new();
+            for s in scopes.split(',').map(str::trim) {
+                let scope = Scope::parse(s).ok_or_else(|| TokenFileError::Scope {
+                    line,
+                    scope: s.to_owned(),
+                })?;
+                if !parsed.contains(&scope) {
+                    parsed.push(scope);
+                }
+            }
+            if self.0.iter().any(|t| t.name == name) {
+                return Err(TokenFileError::DuplicateName {
+                    line,
+                    name: name.to_owned(),
+                });
+            }
+            if self.0.iter().any(|t| t.secret == secret) {
+                return Err(TokenFileError::DuplicateSecret { line });
+            }
+            self.0.push(ApiToken {
+                name: name.to_owned(),
+                scopes: parsed,
+                secret: secret.to_owned(),
+            });
+        }
+        Ok(())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The token `presented` is, compared in constant time against every
+    /// configured one (timing reveals neither a prefix nor which matched).
+    fn find(&self, presented: &str) -> Option<&ApiToken> {
+        let mut found = None;
+        for token in &self.0 {
+            if same_secret(presented.as_bytes(), token.secret.as_bytes()) {
+                found = Some(token);
+            }
+        }
+        found
+    }
+}
+
+/// Constant-time comparison, so that timing does not reveal a token prefix.
+fn same_secret(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Paths open to anyone: liveness probes, the API's description and the
+/// dashboard's static files reveal nothing about the node.
+fn is_exempt(path: &str) -> bool {
+    matches!(
+        path,
+        "/healthz" | "/openapi.json" | "/docs" | "/" | "/app.js" | "/style.css"
+    )
+}
+
+/// The scope a request needs (`None`: any valid token will do). Node-level
+/// paths arrive here already rewritten to their top-level form.
+fn required_scope(method: &Method, path: &str) -> Option<Scope> {
+    if path == "/api/whoami" {
+        return None;
+    }
+    if matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS) {
+        return Some(Scope::Read);
+    }
+    let write = *method == Method::POST
+        && ((path.starts_with("/api/topics/")
+            && (path.ends_with("/publish")
+                || path.ends_with("/subscribe")
+                || path.ends_with("/unsubscribe")))
+            || (path.starts_with("/api/peers/") && path.ends_with("/send")));
+    Some(if write { Scope::Write } else { Scope::Admin })
+}
+
+/// The token a request presents, from the header or the query string.
+fn presented(request: &Request) -> Option<String> {
+    let from_header = request
+        .headers()
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::to_owned);
+    from_header.or_else(|| {
+        request.uri().query().and_then(|q| {
+            q.split('&')
+                .filter_map(|pair| pair.split_once('='))
+                .find(|(k, _)| *k == "token")
+                .map(|(_, v)| v.to_owned())
+        })
+    })
+}
+
+/// Which token a request was let in with (absent: no tokens configured).
+#[derive(Debug, Clone)]
+pub struct Caller(pub ApiToken);
+
+/// The middleware: 401 without a valid token, 403 outside its scopes.
+pub async fn check(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
+    let tokens = &state.limits.tokens;
+    if tokens.is_empty() || is_exempt(request.uri().path()) {
+        return next.run(request).await;
+    }
+    let Some(secret) = presented(&request) else {
+        return ApiError::Unauthorized(
+            "this host requires an API token: send Authorization: Bearer TOKEN".into(),
+        )
+        .into_response();
+    };
+    let Some(token) = tokens.find(&secret) else {
+        return ApiError::Unauthorized("wrong API token".into()).into_response();
+    };
+    if let Some(scope) = required_scope(request.method(), request.uri().path()) {
+        if !token.scopes.contains(&scope) {
+            return ApiError::MissingScope {
+                scope,
+                token: token.name.clone(),
+            }
+            .into_response();
+        }
+    }
+    request.extensions_mut().insert(Caller(token.clone()));
+    next.run(request).await
+}
+
+#[derive(Serialize)]
+pub struct WhoAmI {
+    /// The token's name; absent when the host needs no token.
+    token: Option<String>,
+    /// What this caller may do.
+    scopes: Vec<&'static str>,
+    /// Whether the host requires a token.
+    required: bool,
+}
+
+/// `GET /api/whoami`: the caller's token name and scopes, so that a client
+/// (the dashboard) can tell what it may do before trying.
+pub async fn whoami(caller: Option<axum::Extension<Caller>>) -> Json<WhoAmI> {
+    Json(match caller {
+        Some(axum::Extension(Caller(token))) => WhoAmI {
+            token: Some(token.name),
+            scopes: token.scopes.iter().map(|s| s.as_str()).collect(),
+            required: true,
+        },
+        None => WhoAmI {
+            token: None,
+            scopes: Scope::ALL.iter().map(|s| s.as_str()).collect(),
+            required: false,
+        },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_file_lines() {
+        let mut t = Tokens::new(Some("all".into()));
+        t.add_file("# apps\n\nviewer:read:abc\nbot: write , read :d:e:f\n")
+            .unwrap();
+        assert_eq!(t.find("abc").unwrap().scopes, vec![Scope::Read]);
+        assert_eq!(t.find("d:e:f").unwrap().name, "bot");
+        assert_eq!(t.find("all").unwrap().scopes, Scope::ALL.to_vec());
+        assert!(t.find("ab").is_none());
+        for (bad, want) in [
+            ("x:read", "line 1: expected"),
+            ("x:root:tok", "unknown scope \"root\""),
+            ("viewer:read:zzz", "used twice"),
+            ("other:read:abc", "already configured"),
+            ("::tok", "expected"),
+        ] {
+            let err = t.clone().add_file(bad).unwrap_err().to_string();
+            assert!(err.contains(want), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn route_classes() {
+        let cases = [
+            (Method::GET, "/api/status", Some(Scope::Read)),
+            (Method::GET, "/api/events", Some(Scope::Read)),
+            (Method::GET, "/metrics", Some(Scope::Read)),
+            (Method::GET, "/api/nodes", Some(Scope::Read)),
+            (Method::POST, "/api/topics/t/publish", Some(Scope::Write)),
+            (Method::POST, "/api/topics/t/subscribe", Some(Scope::Write)),
+            (
+                Method::POST,
+                "/api/topics/t/unsubscribe",
+                Some(Scope::Write),
+            ),
+            (Method::POST, "/api/peers/p/send", Some(Scope::Write)),
+            (Method::POST, "/api/dial", Some(Scope::Admin)),
+            (Method::POST, "/api/nodes", Some(Scope::Admin)),
+            (Method::DELETE, "/api/nodes/n1", Some(Scope::Admin)),
+            (Method::POST, "/api/reproduce", Some(Scope::Admin)),
+            (Method::DELETE, "/api/topics/t/publish", Some(Scope::Admin)),
+            (Method::GET, "/api/whoami", None),
+        ];
+        for (method, path, want) in cases {
+            assert_eq!(required_scope(&method, path), want, "{method} {path}");
+        }
+    }
+}
