@@ -260,6 +260,23 @@ struct Stopped {
     stopped: Vec<String>,
 }
 
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+struct WhoAmI {
+    /// The token's name (`default` for `--api-token`); null without tokens.
+    token: Option<String>,
+    /// Scopes this caller holds: `read`, `write`, `admin`.
+    scopes: Vec<String>,
+    /// Whether the host requires a token.
+    required: bool,
+}
+
+#[utoipa::path(get, path = "/api/whoami", tag = "operations",
+    responses((status = 200, description = "The caller's token and its scopes (any valid token may ask)", body = WhoAmI),
+               (status = 401, body = ErrorResponse)))]
+#[allow(dead_code)]
+fn whoami() {}
+
 #[utoipa::path(get, path = "/api/tension", tag = "operations",
     responses((status = 200, description = "τ, its signals and its 15-minute history", body = TensionNow)))]
 #[allow(dead_code)]
@@ -304,7 +321,7 @@ fn nodes_delete() {}
 #[openapi(
     info(title = "Hive host API", description = "The HTTP/WebSocket API of `hive up`. Top-level routes address the first node; every node-level route is also served under `/api/nodes/{id}/...` for any node of the hive."),
     paths(status, peers, dial, topics, subscribe, unsubscribe, publish, send, messages, outbox, events, healthz, metrics,
-          tension, reproduce, nodes_list, nodes_spawn, nodes_show, nodes_delete),
+          tension, whoami, reproduce, nodes_list, nodes_spawn, nodes_show, nodes_delete),
     modifiers(&BearerAuth, &PerNode),
 )]
 struct ApiDoc;
@@ -322,7 +339,9 @@ impl utoipa::Modify for PerNode {
             .paths
             .iter()
             .filter(|(path, _)| {
-                (path.starts_with("/api/") && !path.starts_with("/api/nodes"))
+                (path.starts_with("/api/")
+                    && !path.starts_with("/api/nodes")
+                    && path.as_str() != "/api/whoami")
                     || path.as_str() == "/metrics"
             })
             .map(|(path, item)| {
@@ -443,6 +462,7 @@ mod tests {
             "/healthz",
             "/metrics",
             "/api/tension",
+            "/api/whoami",
             "/api/reproduce",
             "/api/nodes",
             "/api/nodes/{id}",
