@@ -60,6 +60,51 @@
     again: {},
   };
 
+  // ---------------------------------------------------------------- scopes
+
+  // What this page's token may do (GET /api/whoami). Until the answer, and
+  // on a host without tokens, everything; buttons a token cannot use are
+  // disabled with the reason in their title.
+  const ACCESS = { token: null, held: new Set(['read', 'write', 'admin']) };
+  const SCOPED_BUTTONS = {
+    write: ['subscribe-btn', 'unsubscribe-btn', 'publish-btn', 'dm-send'],
+    admin: ['dial-btn'],
+  };
+  const can = (scope) => ACCESS.held.has(scope);
+  const lacks = (scope) => `Disabled: the API token${ACCESS.token ? ` “${ACCESS.token}”` : ''} lacks the ${scope} scope`;
+
+  /** Disables (with the reason) every button whose scope the token lacks. */
+  function applyScopes() {
+    for (const [scope, ids] of Object.entries(SCOPED_BUTTONS)) {
+      for (const id of ids) {
+        const el = document.getElementById(id);
+        if (!el || can(scope)) continue;
+        el.disabled = true;
+        el.title = lacks(scope);
+        el.dataset.missingScope = scope;
+      }
+    }
+    const note = document.getElementById('scope-note');
+    const missing = ['write', 'admin'].filter((x) => !can(x));
+    if (note) {
+      note.hidden = !missing.length;
+      note.textContent = missing.length ? `This token (${ACCESS.token || 'unnamed'}) lacks the ${missing.join(' and ')} scope${missing.length > 1 ? 's' : ''}: ${[!can('write') && 'subscribing, publishing and sending', !can('admin') && 'dialing, spawning and stopping nodes'].filter(Boolean).join('; ')} are disabled.` : '';
+    }
+  }
+
+  async function refreshScopes() {
+    try {
+      const me = await api('/api/whoami');
+      if (me && Array.isArray(me.scopes)) {
+        ACCESS.token = me.token || null;
+        ACCESS.held = new Set(me.scopes);
+      }
+    } catch {
+      /* an older host without /api/whoami: assume everything */
+    }
+    applyScopes();
+  }
+
   // --------------------------------------------------------------- helpers
 
   const $ = (id) => document.getElementById(id);
@@ -625,7 +670,7 @@
     if (!opts.length) opts.push(h('option', { value: '', text: 'no connected peers' }));
     sel.replaceChildren(...opts);
     if (prev && peers.some((p) => p.peer_id === prev)) sel.value = prev;
-    $('dm-send').disabled = !peers.length;
+    $('dm-send').disabled = !peers.length || !can('write');
   }
 
   $('dial-form').addEventListener('submit', async (ev) => {
@@ -646,7 +691,7 @@
       msg.className = 'form-msg err';
       msg.textContent = e.message;
     } finally {
-      $('dial-btn').disabled = false;
+      $('dial-btn').disabled = !can('admin');
     }
   });
 
@@ -718,7 +763,7 @@
       btn.textContent = active.subscribed ? 'Unsubscribe' : 'Subscribe again';
       btn.dataset.action = active.subscribed ? 'unsubscribe' : 'subscribe';
     }
-    $('publish-btn').disabled = !S.activeTopic;
+    $('publish-btn').disabled = !S.activeTopic || !can('write');
     $('publish-input').placeholder = S.activeTopic ? `Message to publish on “${S.activeTopic}” (Ctrl+Enter sends)` : 'Subscribe to a topic first';
   }
 
@@ -784,7 +829,7 @@
     }
     $('subscribe-btn').disabled = true;
     if (await subscribe(topic)) input.value = '';
-    $('subscribe-btn').disabled = false;
+    $('subscribe-btn').disabled = !can('write');
   });
 
   $('unsubscribe-btn').addEventListener('click', () => {
@@ -883,7 +928,7 @@
       msg.className = 'form-msg err';
       msg.textContent = e.message;
     } finally {
-      $('publish-btn').disabled = !S.activeTopic;
+      $('publish-btn').disabled = !S.activeTopic || !can('write');
     }
   });
 
@@ -1024,8 +1069,8 @@
             h('div', { class: 'bar small-bar' }, h('div', { class: 'bar-fill', style: `width:${((tau || 0) * 100).toFixed(0)}%` })),
             h('span', { class: 'mono', text: tau === null ? '—' : tau.toFixed(2) })),
           n.api ? h('div', { class: 'node-actions' },
-            h('button', { type: 'button', class: 'ghost small-btn', 'data-testid': 'node-spawn', title: 'spawn child nodes under this one', onclick: (ev) => spawnNodes(node.id, ev.currentTarget) }, '+ spawn'),
-            !isRoot ? h('button', { type: 'button', class: 'ghost small-btn danger', 'data-testid': 'node-stop', title: 'stop this node and the nodes below it', onclick: (ev) => stopNode(node.id, ev.currentTarget) }, 'stop') : null) : null),
+            h('button', { type: 'button', class: 'ghost small-btn', 'data-testid': 'node-spawn', disabled: !can('admin'), title: can('admin') ? 'spawn child nodes under this one' : lacks('admin'), onclick: (ev) => spawnNodes(node.id, ev.currentTarget) }, '+ spawn'),
+            !isRoot ? h('button', { type: 'button', class: 'ghost small-btn danger', 'data-testid': 'node-stop', disabled: !can('admin'), title: can('admin') ? 'stop this node and the nodes below it' : lacks('admin'), onclick: (ev) => stopNode(node.id, ev.currentTarget) }, 'stop') : null) : null),
         kids.length ? h('ul', { class: 'tree' }, kids.map(item)) : null);
     };
     $('nodes-tree').replaceChildren(...roots.map(item));
@@ -1249,6 +1294,7 @@
 
   async function start() {
     log('info', 'Dashboard opened');
+    await refreshScopes();
     // Status first, so that history is filtered to the subscribed topics.
     await once('status', refreshStatus);
     await once('tension', refreshTension);

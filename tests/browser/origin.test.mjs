@@ -15,7 +15,7 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import http from 'node:http';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -31,8 +31,8 @@ const t0 = Date.now();
 const note = (msg) => console.log(`[${((Date.now() - t0) / 1000).toFixed(1).padStart(5)}s] ${msg}`);
 
 /** Starts `hive up` on loopback with no token; resolves with its API URL. */
-function startHost(dataDir) {
-  const child = spawn(HIVE, ['up', '--http', '127.0.0.1:0', '--data-dir', dataDir, '--no-mdns', '--listen', '/ip4/127.0.0.1/tcp/0', '--daemon-bin', DAEMON], {
+function startHost(dataDir, extra = []) {
+  const child = spawn(HIVE, ['up', '--http', '127.0.0.1:0', '--data-dir', dataDir, '--no-mdns', '--listen', '/ip4/127.0.0.1/tcp/0', '--daemon-bin', DAEMON, ...extra], {
     stdio: ['ignore', 'pipe', 'inherit'],
     env: { ...process.env, RUST_LOG: process.env.RUST_LOG || 'warn' },
   });
@@ -54,8 +54,8 @@ function startHost(dataDir) {
 }
 
 /** GET from node (no Origin), JSON answer. */
-async function get(api, p) {
-  const res = await fetch(api + p);
+async function get(api, p, token) {
+  const res = await fetch(api + p, token ? { headers: { Authorization: `Bearer ${token}` } } : {});
   assert.equal(res.status, 200, `GET ${p}: ${res.status}`);
   return res.json();
 }
@@ -102,6 +102,43 @@ async function attack(api) {
     setTimeout(() => { seen.push('timeout'); ws.close(); }, 10_000);
   });
   return out;
+}
+
+/** A read-only token: the dashboard shows everything, its write and admin
+ * buttons are disabled and say why, and it never tries them. */
+async function readOnlyDashboard(browser, work) {
+  const tokens = path.join(work, 'tokens');
+  writeFileSync(tokens, 'viewer:read:viewer-secret\nops:read,write,admin:ops-secret\n');
+  const host = startHost(path.join(work, 'ro'), ['--api-tokens-file', tokens]);
+  try {
+    const api = await host.api;
+    await until('the daemon running', async () => (await get(api, '/api/status', 'ops-secret')).daemon.state === 'running');
+    const page = await (await browser.newContext()).newPage();
+    const errors = [];
+    page.on('pageerror', (e) => errors.push(e.message));
+    page.on('console', (m) => m.type() === 'error' && errors.push(m.text()));
+    await page.goto(`${api}/?token=viewer-secret`);
+    await page.locator('body[data-ready="true"]').waitFor({ timeout: TIMEOUT });
+    await page.locator('#ws-status[data-state="live"]').waitFor({ timeout: TIMEOUT });
+    const peerId = (await get(api, '/api/status', 'viewer-secret')).peer_id;
+    assert.equal((await page.textContent('#node-peer-id')).trim(), peerId, 'a read-only token shows the node');
+    await page.locator('[data-testid="node"]').first().waitFor({ timeout: TIMEOUT });
+    for (const [id, scope] of [['subscribe-btn', 'write'], ['publish-btn', 'write'], ['dm-send', 'write'], ['dial-btn', 'admin']]) {
+      const button = page.locator(`#${id}`);
+      assert.ok(await button.isDisabled(), `#${id} enabled for a read-only token`);
+      assert.match(await button.getAttribute('title'), new RegExp(`lacks the ${scope} scope`), `#${id} does not say why`);
+    }
+    const spawnBtn = page.locator('[data-testid="node-spawn"]').first();
+    assert.ok(await spawnBtn.isDisabled(), 'spawn enabled for a read-only token');
+    assert.match(await spawnBtn.getAttribute('title'), /lacks the admin scope/);
+    await page.locator('#scope-note').waitFor({ state: 'visible', timeout: TIMEOUT });
+    assert.match(await page.textContent('#scope-note'), /viewer.*lacks the write and admin scopes/);
+    assert.deepEqual(errors, [], 'console errors with a read-only token (a refused request?)');
+    note('a read-only token: the dashboard shows the node, write and admin buttons disabled with the reason');
+  } finally {
+    host.child.kill('SIGTERM');
+    await new Promise((r) => (host.child.exitCode !== null ? r() : host.child.once('exit', r)));
+  }
 }
 
 async function main() {
@@ -180,6 +217,8 @@ async function main() {
     assert.ok((await get(api, '/api/topics')).some((t) => t.topic === 'own-origin'), 'the dashboard subscribed');
     assert.deepEqual(errors, [], 'console errors on the dashboard');
     note('the dashboard from the host subscribes, publishes and streams');
+
+    await readOnlyDashboard(browser, work);
   } finally {
     if (browser) await browser.close().catch(() => {});
     evil.close();
