@@ -1,7 +1,7 @@
 //! The API token: refused when wrong or missing over HTTP and WebSocket,
 //! accepted as a bearer header or (WebSockets) a query parameter; a host
 //! refuses to expose its API beyond loopback without one; limits answer with
-//! clear errors. (REQ-SEC-1..3)
+//! clear errors; foreign Host and Origin headers are refused. (REQ-SEC-1..3, 5)
 
 use hive_tests::{hive_bin, Host, HostOpts};
 
