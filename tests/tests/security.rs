@@ -407,3 +407,48 @@ async fn foreign_origin_cannot_change_state_or_stream() -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// Audit rows 44 (body cap) and 60: the size limit holds for publish and
+/// send alike, at its boundary, with `--max-message-size`, and with the JSON
+/// error code; a body over the 2 MiB cap is refused before it is read whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn message_size_limits_hold_for_publish_and_send() -> anyhow::Result<()> {
+    const PEER: &str = "12D3KooWLRPJAA5o6i6Mo1YjbGrQ8DEKcmm3zVwS3MLF2Tk1aXBu";
+    let send = format!("/api/peers/{PEER}/send?wait=0");
+    let default = Host::start(HostOpts::default()).await?;
+    let small = Host::start(HostOpts {
+        extra_args: vec!["--max-message-size".into(), "1000".into()],
+        ..Default::default()
+    })
+    .await?;
+    default.wait_healthy().await?;
+    small.wait_healthy().await?;
+    let client = reqwest::Client::new();
+    let post = |host: &Host, path: &str, len: usize| {
+        client.post(host.url(path)).body(vec![b'x'; len]).send()
+    };
+    let mib = 1024 * 1024;
+    for (host, limit) in [(&default, mib), (&small, 1000)] {
+        for path in ["/api/topics/t/publish", send.as_str()] {
+            let r = post(host, path, limit).await?;
+            assert!(
+                r.status().is_success(),
+                "{path}, {limit} bytes: {}",
+                r.status()
+            );
+            let r = post(host, path, limit + 1).await?;
+            assert_eq!(r.status(), 413, "{path}, {} bytes", limit + 1);
+            let body: serde_json::Value = r.json().await?;
+            assert_eq!(body["error"]["code"], "payload_too_large", "{path}");
+        }
+    }
+    for path in ["/api/topics/t/publish", send.as_str()] {
+        let r = post(&default, path, 2 * mib + 1).await?;
+        assert_eq!(r.status(), 413, "{path}: a body over the 2 MiB cap");
+        let body: serde_json::Value = r.json().await?;
+        assert_eq!(body["error"]["code"], "payload_too_large");
+    }
+    assert_eq!(default.status().await?["daemon"]["state"], "running");
+    assert_eq!(small.status().await?["daemon"]["state"], "running");
+    Ok(())
+}
