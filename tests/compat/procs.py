@@ -18,18 +18,34 @@ class Proc:
     """`listen=False` starts it with -noListenAddrs (it prints no address)."""
 
     def __init__(
-        self, binary: str, tmp: Path, name: str, extra=(), listen=True, pubsub=True, log=False
+        self,
+        binary: str,
+        tmp: Path,
+        name: str,
+        extra=(),
+        listen=True,
+        pubsub=True,
+        log=False,
+        exact=None,
     ):
+        """`exact`: a go-daemon command line (after `-listen`), passed as it
+        is to either binary, with nothing added and no Hive environment."""
         self.dir = tmp / name
         self.dir.mkdir()
         self.sock = self.dir / "p2pd.sock"
-        args = [binary, f"-listen=/unix{self.sock}", "-b=false", *extra]
-        args.append("-hostAddrs=/ip4/127.0.0.1/tcp/0" if listen else "-noListenAddrs")
-        if pubsub:
-            args.append("-pubsub")
-        if binary == str(DAEMON):
-            args += ["--data-dir", str(self.dir / "data")]
         env = dict(os.environ, HIVE_IPC_TOKEN="compat", RUST_LOG="warn")
+        if exact is not None:
+            args = [binary, f"-listen=/unix{self.sock}", *exact]
+            listen = "-noListenAddrs" not in exact
+            env = {k: v for k, v in os.environ.items() if not k.startswith("HIVE_")}
+            env["RUST_LOG"] = "warn"
+        else:
+            args = [binary, f"-listen=/unix{self.sock}", "-b=false", *extra]
+            args.append("-hostAddrs=/ip4/127.0.0.1/tcp/0" if listen else "-noListenAddrs")
+            if pubsub:
+                args.append("-pubsub")
+            if binary == str(DAEMON):
+                args += ["--data-dir", str(self.dir / "data")]
         # log=True: hive-node's info lines go to <dir>/stderr.log.
         self.log = self.dir / "stderr.log" if log else None
         stderr = None

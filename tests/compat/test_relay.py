@@ -3,7 +3,8 @@ dial (-noListenAddrs) keeps a slot on a relay by itself (-autoRelay with
 -trustedRelays), announces the relayed address, and a third daemon reaches
 it through the relay and talks to its stream handler. The relay is
 hive-p2pd or go's p2pd (from the hivemind wheel), started as the interop
-suite starts relays (-relay -forceReachabilityPublic).
+suite starts relays: -relay and no other relay flag (go's p2pd serves HOP
+with it alone, whatever its reachability).
 
 Then DCUtR: two listening daemons that first meet through a relay make a
 direct connection from the relayed one (on loopback the "hole punch" is an
@@ -37,7 +38,7 @@ def test_auto_relay_slot_is_announced_and_dialed_through(tmp, relay_impl):
     relay_bin = GO_P2PD if relay_impl == "go" else str(DAEMON)
     procs = []
     try:
-        relay = Proc(relay_bin, tmp, "relay", extra=("-relay", "-forceReachabilityPublic"))
+        relay = Proc(relay_bin, tmp, "relay", extra=("-relay",))
         procs.append(relay)
         relay_addr = f"{relay.addr}/p2p/{relay.peer_id}"
         hidden = Proc(
@@ -86,7 +87,7 @@ def test_auto_relay_slot_is_announced_and_dialed_through(tmp, relay_impl):
 def test_dcutr_turns_a_relayed_connection_into_a_direct_one(tmp):
     procs = []
     try:
-        relay = Proc(str(DAEMON), tmp, "relay", extra=("-relay", "-forceReachabilityPublic"))
+        relay = Proc(str(DAEMON), tmp, "relay", extra=("-relay",))
         procs.append(relay)
         relay_addr = f"{relay.addr}/p2p/{relay.peer_id}"
         # Listening, but with a slot on the relay, so the caller meets it
@@ -127,7 +128,7 @@ def test_circuit_to_a_peer_without_a_slot_names_the_relays_refusal(tmp):
     NO_RESERVATION in the error)."""
     procs = []
     try:
-        relay = Proc(str(DAEMON), tmp, "relay", extra=("-relay", "-forceReachabilityPublic"))
+        relay = Proc(str(DAEMON), tmp, "relay", extra=("-relay",))
         procs.append(relay)
         target = Proc(str(DAEMON), tmp, "target", listen=False)
         procs.append(target)

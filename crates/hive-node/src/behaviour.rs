@@ -12,7 +12,7 @@ use libp2p::{
 };
 use serde::{Deserialize, Serialize};
 
-use crate::config::{NodeConfig, Reachability, RelayService};
+use crate::config::{NodeConfig, RelayService};
 
 /// Protocol of direct messages between Hive daemons.
 pub const DIRECT_PROTOCOL: StreamProtocol = StreamProtocol::new("/hive/direct/1.0.0");
@@ -165,14 +165,11 @@ impl Behaviour {
 
         let relay = config.relay_service.as_ref().map(|service| {
             let mut relay = relay::Behaviour::new(peer_id, relay_config(service));
-            // Under `Auto` the node decides from its direct external
-            // addresses (see `Node::update_reachability`): rust-libp2p's own
-            // rule would also count relayed ones.
-            let status = match config.reachability {
-                Reachability::Public => relay::Status::Enable,
-                Reachability::Auto | Reachability::Private => relay::Status::Disable,
-            };
-            relay.set_status(Some(status));
+            // Offered whatever the node's reachability, as go's daemon does
+            // (`-relay` runs go-libp2p's relay service unconditionally):
+            // rust-libp2p's own rule would wait for a confirmed external
+            // address, which a node on loopback or a LAN never gets.
+            relay.set_status(Some(relay::Status::Enable));
             relay
         });
 

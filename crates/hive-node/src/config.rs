@@ -27,19 +27,19 @@ pub struct NodeConfig {
     /// gossipsub meshes and direct messages want warm connections.
     pub idle_timeout: Duration,
     /// Addresses others reach this node at, taken as confirmed external
-    /// addresses (announced by identify; they let a relay service offer
-    /// itself).
+    /// addresses (announced by identify).
     pub external_addrs: Vec<Multiaddr>,
     /// Reach peers through relays (circuit addresses) and accept circuits
     /// that relays open to this node.
     pub relay_client: bool,
-    /// Serve as a relay for others; `None`: not a relay.
+    /// Serve as a relay for others (HOP offered from the start, whatever
+    /// the reachability, as go's daemon does); `None`: not a relay.
     pub relay_service: Option<RelayService>,
     /// Keep reservations on relays, so that peers that cannot dial this
     /// node reach it through them; `None`: no reservations.
     pub auto_relay: Option<AutoRelay>,
-    /// Whether others can dial this node directly: decides whether a relay
-    /// service offers itself and whether [`AutoRelay`] reserves.
+    /// Whether others can dial this node directly: decides whether
+    /// [`AutoRelay`] reserves.
     pub reachability: Reachability,
     /// Run AutoNAT (v1): ask peers to dial back the listen addresses, and
     /// dial back for them. Confirmed addresses become external addresses.
@@ -73,8 +73,8 @@ pub struct AutoRelay {
     pub only_when_private: bool,
 }
 
-/// Whether this node believes others can reach it directly. A relay service
-/// only offers itself when they can (as go-libp2p's does).
+/// Whether this node believes others can reach it directly; go's autorelay
+/// keeps slots only while they cannot.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Reachability {
     /// Decided by confirmed external addresses.

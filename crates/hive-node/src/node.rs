@@ -616,23 +616,6 @@ impl Node {
                 });
             }
         }
-        self.update_relay_service();
-    }
-
-    /// Under `Auto`, the relay service offers itself exactly while the node
-    /// has a direct (not relayed) external address.
-    fn update_relay_service(&mut self) {
-        if self.reachability != Reachability::Auto {
-            return;
-        }
-        let status = if self.reachable() {
-            libp2p::relay::Status::Enable
-        } else {
-            libp2p::relay::Status::Disable
-        };
-        if let Some(relay) = self.swarm.behaviour_mut().relay.as_mut() {
-            relay.set_status(Some(status));
-        }
     }
 
     fn peer_info(&self, peer: &PeerId, state: Option<&PeerState>) -> PeerInfo {
@@ -1137,11 +1120,9 @@ impl Node {
             }
             SwarmEvent::ExternalAddrConfirmed { address } => {
                 tracing::info!(%address, "external address confirmed");
-                self.update_relay_service();
             }
             SwarmEvent::ExternalAddrExpired { address } => {
                 tracing::info!(%address, "external address expired");
-                self.update_relay_service();
             }
             other => tracing::trace!(?other, "swarm event"),
         }

@@ -100,8 +100,8 @@ pub struct GoOptions {
     pub announce: Vec<Multiaddr>,
     /// `-relay` (default on): dial and accept circuits.
     pub relay: bool,
-    /// `-relayService` (default on, with `-relay`): serve as a relay once
-    /// reachable (see `reachability`).
+    /// `-relayService` (default on, with `-relay`): serve as a relay (HOP),
+    /// whatever the reachability, as go's daemon does.
     pub relay_service: bool,
     /// `-forceReachabilityPublic` / `-forceReachabilityPrivate`.
     pub reachability: Reachability,

@@ -162,10 +162,10 @@ async fn run(mut cli: Cli, go: Option<compat::GoOptions>) -> Result<()> {
     config.upnp = cli.upnp;
     compat::check_relay_addrs("--relay", &cli.relays)?;
     match &go {
-        // go's daemon: a relay service unless turned off, offered once the
-        // node is reachable (or forced to count as reachable); autorelay
-        // reserves on the trusted relays, by default the bootstrap peers,
-        // while the node is not reachable.
+        // go's daemon: a relay service (HOP) from the start unless turned
+        // off, whatever the reachability (its `-relay` runs go-libp2p's
+        // relay unconditionally); autorelay reserves on the trusted relays,
+        // by default the bootstrap peers, while the node is not reachable.
         Some(go) => {
             config.reachability = go.reachability;
             config.dht_client = go.dht_client;

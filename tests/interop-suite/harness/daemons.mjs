@@ -21,8 +21,8 @@
 //   muxer               mplex -muxer=mplex; yamux is every daemon's default
 //   dht                 -dhtServer
 //   pubsub/pubsubRouter -pubsub -pubsubRouter=<router>
-//   relay               -relay -forceReachabilityPublic (go's relay service
-//                       only runs once it believes it is publicly reachable)
+//   relay               -relay (go's p2pd serves circuit relay v2 HOP with it
+//                       alone, whatever its reachability; so must the others)
 //
 // Skip or fail: a configuration that cannot be expressed on a daemon's
 // command line at all throws the suite's UnsupportedError, which the spec
@@ -105,7 +105,7 @@ export function flagsFor (impl, options, socketPath) {
   else if (options.muxer != null && options.muxer !== 'yamux') throw new UnsupportedError(`unknown muxer ${options.muxer}`)
   if (options.dht === true) flags.push('-dhtServer')
   if (options.pubsub === true) flags.push('-pubsub', `-pubsubRouter=${options.pubsubRouter ?? 'gossipsub'}`)
-  if (options.relay === true) flags.push('-relay', '-forceReachabilityPublic')
+  if (options.relay === true) flags.push('-relay')
   return flags
 }
 
