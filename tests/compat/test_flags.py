@@ -3,8 +3,9 @@
 past the high watermark) and spares tagged peers, -metricsAddr serves
 Prometheus metrics, -pubsubSign=false publishes
 unsigned messages that non-strict daemons take and strict ones refuse
-(the control protocol's PSMessage carries no signature, so the refusal
-is what shows that the message went out unsigned)."""
+(the refusal is what shows that the message went out unsigned), and
+-idleTimeout ends the process only while no persistent connection is
+open."""
 
 import shutil
 import socket
@@ -171,12 +172,45 @@ def test_conn_manager_trims_past_the_high_watermark_by_itself(tmp):
         async def main():
             ch = hub.client("hub.sock")
 
-            async def at_most_low():
-                return len(await ch.list_peers()) <= 1
+            async def exactly_low():
+                return len(await ch.list_peers()) == 1
 
-            await eventually(at_most_low, "trimmed down to -connLo without a TRIM", timeout=45)
+            await eventually(exactly_low, "trimmed down to -connLo without a TRIM", timeout=45)
+            # Trimmed to the low watermark, not past it: the last peer stays
+            # through several more trim rounds.
+            for _ in range(10):
+                await anyio.sleep(0.3)
+                assert len(await ch.list_peers()) == 1
 
         anyio.run(main)
     finally:
         for d in (hub, *peers):
             d.stop()
+
+
+def test_idle_timeout_ends_the_process_but_not_while_a_persistent_connection_is_open(tmp):
+    """go's -idleTimeout: the daemon exits once no client has held a
+    persistent connection (hivemind's PERSISTENT_CONN_UPGRADE) for that
+    long; while one is open it stays."""
+    idle = Proc(str(DAEMON), tmp, "idle", extra=("-idleTimeout=2s",), pubsub=False)
+    assert idle.proc.wait(timeout=30) == 0
+
+    held = Proc(str(DAEMON), tmp, "held", extra=("-idleTimeout=2s",), pubsub=False)
+    try:
+
+        async def main():
+            stream = await anyio.connect_unix(str(held.sock))
+            # Request{type: PERSISTENT_CONN_UPGRADE (9)}, no other field.
+            await stream.send(b"\x02\x08\x09")
+            response = pb.Response()
+            await read_pbmsg_safe(stream, response)
+            assert response.type == pb.Response.OK, response
+            # Three idle periods with the connection open: still running.
+            await anyio.sleep(6)
+            assert held.proc.poll() is None, "exited with a persistent connection open"
+            await stream.aclose()
+
+        anyio.run(main)
+        assert held.proc.wait(timeout=30) == 0
+    finally:
+        held.stop()

@@ -92,3 +92,48 @@ def test_gossipsub_both_ways_between_go_and_hive(pair):
         await sh.aclose()
 
     anyio.run(main)
+
+
+def test_pubsub_messages_carry_seqno_signature_and_key_as_go_hands_them(pair):
+    """A go daemon publishes; a go and a hive daemon subscribe. Each hands
+    its client the message's from, seqno, signature and key: the same
+    bytes (clients deduplicate on seqno, some check signatures)."""
+    publisher, hive = pair
+    go = Proc(GO_P2PD, hive.dir.parent, "go-subscriber")
+    topic = "interop-meta"
+
+    async def main():
+        cp, cg, ch = publisher.client("mp.sock"), go.client("mg.sock"), hive.client("mh.sock")
+        pid = ID.from_base58(publisher.peer_id)
+        await cg.connect(pid, [Multiaddr(publisher.addr)])
+        await ch.connect(pid, [Multiaddr(publisher.addr)])
+        sg = await cg.pubsub_subscribe(topic)
+        sh = await ch.pubsub_subscribe(topic)
+        await cp.pubsub_subscribe(topic)
+
+        async def meshed():
+            peers = [p.to_base58() for p in await cp.pubsub_list_peers(topic)]
+            return go.peer_id in peers and hive.peer_id in peers
+
+        await eventually(meshed, "both subscribers in the publisher's topic")
+
+        async def receive(stream):
+            with anyio.fail_after(30):
+                while True:
+                    msg = pb.PSMessage()
+                    await read_pbmsg_safe(stream, msg)
+                    if msg.data == b"signed by go":
+                        return msg
+
+        await cp.pubsub_publish(topic, b"signed by go")
+        from_go, from_hive = await receive(sg), await receive(sh)
+        assert from_go.seqno and from_go.signature, from_go
+        for field in ("from", "seqno", "signature", "key", "topicIDs"):
+            assert getattr(from_hive, field) == getattr(from_go, field), field
+        await sg.aclose()
+        await sh.aclose()
+
+    try:
+        anyio.run(main)
+    finally:
+        go.stop()

@@ -27,7 +27,7 @@ DAEMON = BIN_DIR / "hive-p2pd"
 class Daemon:
     """A hive-p2pd started the way a go-daemon harness starts p2pd."""
 
-    def __init__(self, tmp: Path, name: str, bootstrap=None):
+    def __init__(self, tmp: Path, name: str, bootstrap=None, dial_bootstrap=True):
         self.dir = tmp / name
         self.dir.mkdir()
         self.sock = self.dir / "p2pd.sock"
@@ -37,7 +37,9 @@ class Daemon:
             "-hostAddrs=/ip4/127.0.0.1/tcp/0",
             "-pubsub",
             "-dht",
-            "-b=false",
+            # go dials -bootstrapPeers only with -b (hivemind passes -b=1
+            # whenever it has initial peers).
+            "-b" if bootstrap and dial_bootstrap else "-b=false",
             "--data-dir",
             str(self.dir),
             # Hive's own flags work beside the go ones: the WebSocket IPC
@@ -85,6 +87,41 @@ def daemons():
     a.stop()
     b.stop()
     shutil.rmtree(tmp, ignore_errors=True)
+
+
+def test_bootstrap_peers_are_dialed_only_with_b():
+    """go's p2pd dials -bootstrapPeers only when -b is set; so does hive."""
+    tmp = Path(tempfile.mkdtemp(prefix="hive-compat-"))
+    a = Daemon(tmp, "a")
+    target = f"{a.addr}/p2p/{a.peer_id}"
+    quiet = Daemon(tmp, "quiet", bootstrap=target, dial_bootstrap=False)
+    dialing = Daemon(tmp, "dialing", bootstrap=target)
+    try:
+
+        async def main():
+            ca = a.client("ha.sock")
+
+            async def peers():
+                return [p.peer_id.to_base58() for p in await ca.list_peers()]
+
+            # The daemon started later with -b connects; the one started
+            # first with -b=false never did.
+            await eventually(
+                lambda: _contains(peers, dialing.peer_id), "the -b daemon connects to its bootstrap peer"
+            )
+            assert quiet.peer_id not in await peers()
+            cq = quiet.client("hq.sock")
+            assert list(await cq.list_peers()) == []
+
+        anyio.run(main)
+    finally:
+        for d in (a, quiet, dialing):
+            d.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+async def _contains(listing, peer_id):
+    return peer_id in await listing()
 
 
 async def eventually(check, what, timeout=30.0):
@@ -155,13 +192,24 @@ def test_dht_put_get_and_find_peer(daemons):
 
 
 def test_dht_closest_peers_found_through_a_third(daemons):
-    """GET_CLOSEST_PEERS from c, which knows only b, finds a (b's peer)."""
+    """FIND_PEER and GET_CLOSEST_PEERS from c, which was given only b,
+    find a (b's peer)."""
     a, b = daemons
     c = Daemon(a.dir.parent, "c", bootstrap=f"{b.addr}/p2p/{b.peer_id}")
     try:
 
         async def main():
             cc = c.client("hc.sock")
+
+            async def connected():
+                return [p.peer_id.to_base58() for p in await cc.list_peers()]
+
+            await eventually(lambda: _contains(connected, b.peer_id), "c connected to b")
+            # c learns a only through b (its own Kademlia bootstrap may
+            # already have dialed a by now).
+            info = await cc.dht_find_peer(ID.from_base58(a.peer_id))
+            assert info.peer_id.to_base58() == a.peer_id
+            assert a.addr in [str(m) for m in info.addrs], info.addrs
 
             async def found():
                 peers = await cc.dht_get_closest_peers(ID.from_base58(a.peer_id).to_bytes())

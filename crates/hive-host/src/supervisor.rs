@@ -763,6 +763,7 @@ impl Supervisor {
                     from,
                     id,
                     data,
+                    ..
                 } => Some(("message", Some(topic.clone()), from, id, data)),
                 Event::Direct { from, id, data } => Some(("direct", None, from, id, data)),
                 _ => None,

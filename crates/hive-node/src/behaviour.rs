@@ -51,7 +51,7 @@ pub struct Behaviour {
     pub limits: connection_limits::Behaviour,
     pub identify: identify::Behaviour,
     pub ping: ping::Behaviour,
-    pub gossipsub: gossipsub::Behaviour,
+    pub gossipsub: gossipsub::Behaviour<crate::pubsub_meta::KeepSignature>,
     pub kad: kad::Behaviour<kad::store::MemoryStore>,
     pub mdns: Toggle<mdns::tokio::Behaviour>,
     pub direct: request_response::cbor::Behaviour<DirectRequest, DirectAck>,
@@ -83,6 +83,7 @@ impl Behaviour {
         registry: &mut prometheus_client::registry::Registry,
         named: crate::named::Behaviour,
         streams: libp2p_stream::Behaviour,
+        signatures: crate::pubsub_meta::KeepSignature,
     ) -> Result<Self, BoxError> {
         let peer_id = key.public().to_peer_id();
 
@@ -115,13 +116,14 @@ impl Behaviour {
             .support_floodsub()
             .build()
             .map_err(|e| format!("gossipsub config: {e}"))?;
-        let gossipsub = gossipsub::Behaviour::new(
+        let gossipsub = gossipsub::Behaviour::new_with_transform(
             if config.pubsub_sign {
                 gossipsub::MessageAuthenticity::Signed(key.clone())
             } else {
                 gossipsub::MessageAuthenticity::Author(peer_id)
             },
             gossipsub_config,
+            signatures,
         )?
         .with_metrics(
             registry.sub_registry_with_prefix("gossipsub"),

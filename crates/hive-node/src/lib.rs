@@ -7,8 +7,10 @@ pub mod behaviour;
 pub mod circuit;
 pub mod config;
 pub mod envelope;
+mod kad_recheck;
 pub mod named;
 pub mod node;
+mod pubsub_meta;
 pub mod relays;
 pub mod unslash;
 

@@ -219,6 +219,8 @@ pub struct Node {
     /// Slots on relays (see `relays`).
     relays: Relays,
     relay_outcomes: mpsc::UnboundedReceiver<ReservationOutcome>,
+    /// Signatures gossipsub verified, for the message events.
+    signatures: crate::pubsub_meta::Signatures,
     listen_addrs: Vec<Multiaddr>,
     peers: HashMap<PeerId, PeerState>,
     /// Listen addresses peers announced through identify.
@@ -314,6 +316,7 @@ impl Node {
         let behaviour_config = config.clone();
         let mut registry = Registry::default();
         let (named_behaviour, named, named_inbound) = crate::named::new();
+        let (keep_signatures, signatures) = crate::pubsub_meta::new();
         let streams = libp2p_stream::Behaviour::new();
         let mut stream_control = streams.new_control();
         let (circuits, inbound_circuits) = crate::circuit::new_transport(stream_control.clone());
@@ -353,6 +356,7 @@ impl Node {
                     &mut registry,
                     named_behaviour,
                     streams,
+                    keep_signatures,
                 )
             })
             .map_err(|e| NodeError::Build(e.to_string()))?
@@ -455,6 +459,7 @@ impl Node {
             reachability: config.reachability,
             relays,
             relay_outcomes,
+            signatures,
             listen_addrs,
             peers: HashMap::new(),
             peer_listen_addrs: HashMap::new(),
@@ -1216,11 +1221,19 @@ impl Node {
                     Some((id, payload)) => (id.to_string(), payload.to_vec()),
                     None => (message_id.to_string(), message.data),
                 };
+                let signed = self
+                    .signatures
+                    .take(message.source, message.sequence_number);
                 self.emit(Event::Message {
                     topic: message.topic.to_string(),
                     from: message.source.map(|p| p.to_string()).unwrap_or_default(),
                     id,
                     data: Bytes(data),
+                    seqno: message
+                        .sequence_number
+                        .map(|n| Bytes(n.to_be_bytes().to_vec())),
+                    signature: signed.as_ref().map(|s| Bytes(s.signature.clone())),
+                    key: signed.and_then(|s| s.key).map(Bytes),
                 })
             }
             gossipsub::Event::Subscribed { peer_id, topic, .. } => {
@@ -1369,6 +1382,14 @@ impl Node {
     }
 
     fn handle_kad(&mut self, event: kad::Event) {
+        if let kad::Event::RoutingUpdated {
+            is_new_peer: true, ..
+        } = &event
+        {
+            let connected: Vec<PeerId> = self.peers.keys().copied().collect();
+            let behaviour = self.swarm.behaviour_mut();
+            behaviour.push_identify_if_table_small(connected);
+        }
         let kad::Event::OutboundQueryProgressed {
             id, result, step, ..
         } = event

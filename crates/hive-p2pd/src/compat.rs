@@ -88,6 +88,8 @@ pub struct GoOptions {
     pub host_addrs: Vec<Multiaddr>,
     /// `-bootstrapPeers`.
     pub bootstrap: Vec<Multiaddr>,
+    /// `-b`: dial the bootstrap peers (go dials `-bootstrapPeers` only then).
+    pub bootstrap_dial: bool,
     /// `-id`.
     pub key_file: Option<PathBuf>,
     /// `-noListenAddrs`.
@@ -265,6 +267,7 @@ pub fn split_args(args: Vec<String>) -> Result<(Vec<String>, Option<GoOptions>)>
             quiet: false,
             host_addrs: Vec::new(),
             bootstrap: Vec::new(),
+            bootstrap_dial: false,
             key_file: None,
             no_listen: false,
             conn_manager: false,
@@ -310,10 +313,15 @@ pub fn split_args(args: Vec<String>) -> Result<(Vec<String>, Option<GoOptions>)>
                 "pubsubSignStrict" => opts.pubsub_strict = on,
                 "dhtClient" => opts.dht_client = on,
                 "dht" | "dhtServer" if on => opts.dht_client = false,
-                "b" if on => opts.notices.push(
-                    "-b: hive-p2pd has no public bootstrap peers; only -bootstrapPeers are dialed"
-                        .into(),
-                ),
+                "b" => {
+                    opts.bootstrap_dial = on;
+                    if on {
+                        opts.notices.push(
+                            "-b: hive-p2pd has no public bootstrap peers; only -bootstrapPeers are dialed"
+                                .into(),
+                        );
+                    }
+                }
                 "connManager" => opts.conn_manager = on,
                 "noise" | "tls" if !on => opts.notices.push(format!(
                     "-{name}=false: hive-p2pd still offers both Noise and TLS on TCP"

@@ -97,7 +97,11 @@ async fn run(mut cli: Cli, go: Option<compat::GoOptions>) -> Result<()> {
         if cli.listen.is_empty() {
             cli.listen = go.host_addrs.clone();
         }
-        cli.bootstrap.extend(go.bootstrap.iter().cloned());
+        // As go's daemon: -bootstrapPeers are dialed only with -b (they
+        // are still the default trusted relays).
+        if go.bootstrap_dial {
+            cli.bootstrap.extend(go.bootstrap.iter().cloned());
+        }
         if cli.key_file.is_none() {
             cli.key_file = go.key_file.clone();
         }

@@ -17,6 +17,16 @@ pub enum Event {
         /// Gossipsub message id, the same on every receiving node.
         id: String,
         data: Bytes,
+        /// The author's sequence number (8 bytes, big-endian), as go's
+        /// daemon hands it to clients (they deduplicate on it).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        seqno: Option<Bytes>,
+        /// The author's signature, when the message is signed.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        signature: Option<Bytes>,
+        /// The author's public key, when its peer id does not inline it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        key: Option<Bytes>,
     },
     /// A direct message from another peer; already acknowledged to it.
     Direct {

@@ -127,6 +127,8 @@ for (const pair of pairs) {
 }
 lines.push('')
 fs.writeFileSync(path.join(outDir, 'summary.md'), lines.join('\n'))
+// per pair, each test's status and failure message, for harness/gate.mjs
+fs.writeFileSync(path.join(outDir, 'results.json'), JSON.stringify({ results, failures }, null, 1))
 
 // one line per pair for the console
 for (const pair of pairs) {

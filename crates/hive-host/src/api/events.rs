@@ -210,6 +210,9 @@ pub fn row_frame(row: &InRow) -> Value {
             from: row.peer.clone(),
             id: row.id.clone(),
             data: Bytes(row.data.clone()),
+            seqno: None,
+            signature: None,
+            key: None,
         }),
         "direct" => encode_daemon_event(&Event::Direct {
             from: row.peer.clone(),
@@ -297,6 +300,9 @@ mod tests {
             from: "12D3A".into(),
             id: "m1".into(),
             data: Bytes(b"hi".to_vec()),
+            seqno: None,
+            signature: None,
+            key: None,
         }))
         .unwrap();
         assert_eq!(

@@ -565,14 +565,14 @@ where
                 }
             }
             event = events.recv() => match event {
-                Ok(Event::Message { topic: t, from, data, .. }) if t == topic => {
+                Ok(Event::Message { topic: t, from, data, seqno, signature, key, .. }) if t == topic => {
                     let msg = pb::PsMessage {
                         from: from.parse::<PeerId>().ok().map(|p| p.to_bytes()),
                         data: Some(data.0),
-                        seqno: None,
+                        seqno: seqno.map(|b| b.0),
                         topic_ids: vec![t],
-                        signature: None,
-                        key: None,
+                        signature: signature.map(|b| b.0),
+                        key: key.map(|b| b.0),
                     };
                     if write_frame(&mut writer, &msg.encode_to_vec()).await.is_err() {
                         return;
