@@ -8,6 +8,8 @@ mod api;
 mod cli;
 mod client_cmd;
 mod hive;
+mod inbound;
+mod inbox;
 mod ipc_client;
 mod metrics;
 mod outbox;

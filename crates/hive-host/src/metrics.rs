@@ -56,6 +56,10 @@ pub struct Metrics {
     pub duplicates_dropped: Counter,
     /// Event-stream clients disconnected for falling behind.
     pub slow_clients_dropped: Counter,
+    /// Holes seen in the daemon's numbered messages (see `inbound.rs`).
+    pub inbound_gaps: Counter,
+    /// Messages fetched from the daemon's history to fill them.
+    pub inbound_repaired: Counter,
     daemon_state: Family<StateLabel, Gauge>,
     messages: Family<MessageLabel, Counter>,
     daemon_rss: Gauge,
@@ -89,6 +93,8 @@ impl Metrics {
             outbox_depth: Gauge::default(),
             duplicates_dropped: Counter::default(),
             slow_clients_dropped: Counter::default(),
+            inbound_gaps: Counter::default(),
+            inbound_repaired: Counter::default(),
             daemon_state: Family::default(),
             tension: Gauge::default(),
             signals: Family::default(),
@@ -108,6 +114,16 @@ impl Metrics {
             "inbound_duplicates_dropped",
             "Inbound messages dropped because their id was already stored",
             m.duplicates_dropped.clone(),
+        );
+        registry.register(
+            "inbound_gaps",
+            "Holes seen in the daemon's numbered messages (a queue dropped, the host or daemon restarted)",
+            m.inbound_gaps.clone(),
+        );
+        registry.register(
+            "inbound_repaired",
+            "Messages fetched from the daemon's history to fill holes",
+            m.inbound_repaired.clone(),
         );
         registry.register(
             "event_clients_dropped_slow",

@@ -171,6 +171,7 @@ impl Store {
             );
             CREATE INDEX IF NOT EXISTS inbox_topic ON inbox(topic, cursor);
             CREATE TABLE IF NOT EXISTS topics (topic TEXT PRIMARY KEY);
+            CREATE TABLE IF NOT EXISTS daemon_position (journal TEXT PRIMARY KEY, seq INTEGER NOT NULL);
             CREATE INDEX IF NOT EXISTS outbox_unacked ON outbox(seq) WHERE acked_ms IS NULL;",
         )?;
         // The WAL and shared-memory files inherit nothing: tighten them too.
@@ -198,7 +199,7 @@ impl Store {
         })
     }
 
-    async fn call<R, F>(&self, f: F) -> Result<R, StoreError>
+    pub(crate) async fn call<R, F>(&self, f: F) -> Result<R, StoreError>
     where
         R: Send + 'static,
         F: FnOnce(&mut Connection) -> Result<R, rusqlite::Error> + Send + 'static,
@@ -240,6 +241,11 @@ impl Store {
     /// The newest inbox cursor.
     pub fn last_cursor(&self) -> u64 {
         self.last_cursor.load(Ordering::Acquire)
+    }
+
+    /// The cursor counter, for the batched inbox writes (`inbox.rs`).
+    pub(crate) fn cursor_counter(&self) -> Arc<AtomicU64> {
+        self.last_cursor.clone()
     }
 
     /// Accept a message into the outbox; durable when this returns.

@@ -22,6 +22,8 @@ use serde::Serialize;
 use tokio::io::{AsyncBufReadExt, BufReader, Lines};
 use tokio::process::{Child, ChildStdout, Command};
 use tokio::sync::broadcast;
+
+use crate::inbound::{Inbound, InboundStats};
 use tokio_util::sync::CancellationToken;
 
 use crate::ipc_client::{IpcClient, IpcStats};
@@ -181,6 +183,8 @@ struct Shared {
     store: Store,
     stats: Arc<IpcStats>,
     metrics: Arc<Metrics>,
+    /// How the host keeps up with the daemon's history.
+    inbound: Arc<InboundStats>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -255,6 +259,7 @@ impl Supervisor {
                 store,
                 stats,
                 metrics,
+                inbound: Arc::default(),
             }),
         }
     }
@@ -296,6 +301,11 @@ impl Supervisor {
     /// Broadcast an event of the host's own (an undeliverable message).
     pub fn publish_event(&self, event: HostEvent) {
         let _ = self.shared.events.send(event);
+    }
+
+    /// `/api/status`'s `inbound` field.
+    pub fn inbound_stats(&self) -> serde_json::Value {
+        self.shared.inbound.snapshot()
     }
 
     pub fn store(&self) -> &Store {
@@ -737,102 +747,116 @@ impl Supervisor {
         }
     }
 
-    /// Re-broadcast daemon events to host subscribers. Never returns.
+    /// Store the daemon's messages and re-broadcast its events to host
+    /// subscribers. Returns only if the store fails for good (then the
+    /// daemon is restarted and the host resumes from its stored position).
     ///
-    /// `client` is the link these events arrive on, used to refresh the
-    /// known peers when one connects.
+    /// `client` is the link these events arrive on, also used to fetch from
+    /// the daemon's history what did not arrive (see `inbound`).
     async fn forward_events(&self, mut events: broadcast::Receiver<Event>, client: &IpcClient) {
+        let connected = Inbound::connect(
+            self.shared.store.clone(),
+            client.clone(),
+            self.shared.events.clone(),
+            self.shared.metrics.clone(),
+            self.shared.inbound.clone(),
+        )
+        .await;
+        let mut inbound = match connected {
+            Ok(inbound) => inbound,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot resume from the daemon's history");
+                return;
+            }
+        };
         loop {
-            let event = match events.recv().await {
-                Ok(event) => event,
-                Err(broadcast::error::RecvError::Lagged(missed)) => {
-                    tracing::warn!(missed, "host fell behind the daemon's events");
-                    Event::Lagged { missed }
+            // Whatever is queued goes into one batch (one transaction).
+            let mut batch = Vec::new();
+            let mut lagged = false;
+            let mut next = match events.recv().await {
+                Ok(event) => Some(event),
+                Err(broadcast::error::RecvError::Lagged(_)) => {
+                    lagged = true;
+                    None
                 }
                 // The link is gone; the health loop notices and decides.
                 Err(broadcast::error::RecvError::Closed) => {
                     return futures::future::pending().await;
                 }
             };
-            let m = &self.shared.metrics;
-            // Messages are stored first, deduplicated by sender and id, and
-            // broadcast with their cursor; a duplicate goes no further.
-            let stored = match &event {
-                Event::Message {
-                    topic,
-                    from,
-                    id,
-                    data,
-                    ..
-                } => Some(("message", Some(topic.clone()), from, id, data)),
-                Event::Direct { from, id, data } => Some(("direct", None, from, id, data)),
-                _ => None,
-            };
-            if let Some((kind, topic, from, id, data)) = stored {
-                let inserted = self
-                    .shared
-                    .store
-                    .insert_inbound(kind, id.clone(), topic, from.clone(), data.0.clone())
-                    .await;
-                match inserted {
-                    Ok(Some(cursor)) => {
-                        if kind == "message" {
-                            m.received.inc();
-                        } else {
-                            m.direct_in.inc();
-                        }
-                        let _ = self.shared.events.send(HostEvent::Stored { cursor, event });
+            while batch.len() < crate::inbound::MAX_BATCH {
+                match next.take() {
+                    Some(Event::Lagged { missed }) => {
+                        tracing::debug!(missed, "daemon dropped events for the host; repairing");
+                        lagged = true;
                     }
-                    Ok(None) => {
-                        m.duplicates_dropped.inc();
+                    Some(event @ (Event::Message { .. } | Event::Direct { .. })) => {
+                        batch.push(event)
                     }
-                    Err(e) => {
-                        // Not stored, so not resumable; still delivered live.
-                        tracing::error!(error = %e, "cannot store an inbound message");
-                        let _ = self.shared.events.send(HostEvent::Daemon(event));
-                    }
+                    Some(event) => self.on_daemon_event(event, client),
+                    None => {}
                 }
-                continue;
+                next = match events.try_recv() {
+                    Ok(event) => Some(event),
+                    Err(broadcast::error::TryRecvError::Lagged(_)) => {
+                        lagged = true;
+                        continue;
+                    }
+                    Err(_) => break,
+                };
             }
-            match &event {
-                Event::PeerConnected { .. } => {
-                    {
-                        let mut s = lock(&self.shared.status);
-                        s.peers += 1;
-                        m.peers.set(s.peers as i64);
-                    }
-                    // Learn the new peer's addresses now rather than at the
-                    // next health tick: a daemon killed in between must
-                    // still be able to re-dial it.
-                    let shared = self.shared.clone();
-                    let client = client.clone();
-                    tokio::spawn(async move {
-                        if let Ok(p) = client
-                            .request_typed::<PeersResult>(Op::Peers, HEALTH_TIMEOUT)
-                            .await
-                        {
-                            merge_peers(&mut lock(&shared.last_peers), p.peers);
-                        }
-                    });
-                }
-                Event::PeerDisconnected { .. } => {
+            if let Some(event) = next {
+                self.on_daemon_event(event, client);
+            }
+            if let Err(e) = inbound.absorb(batch, lagged).await {
+                tracing::error!(error = %e, "cannot store inbound messages; reconnecting to resume");
+                return;
+            }
+        }
+    }
+
+    /// A daemon event that is not a message: status kept up to date, then
+    /// re-broadcast.
+    fn on_daemon_event(&self, event: Event, client: &IpcClient) {
+        let m = &self.shared.metrics;
+        match &event {
+            Event::PeerConnected { .. } => {
+                {
                     let mut s = lock(&self.shared.status);
-                    s.peers = s.peers.saturating_sub(1);
+                    s.peers += 1;
                     m.peers.set(s.peers as i64);
                 }
-                Event::NewListenAddr { addr } => {
-                    let mut s = lock(&self.shared.status);
-                    if !s.listen_addrs.contains(addr) {
-                        s.listen_addrs.push(addr.clone());
+                // Learn the new peer's addresses now rather than at the
+                // next health tick: a daemon killed in between must still
+                // be able to re-dial it.
+                let shared = self.shared.clone();
+                let client = client.clone();
+                tokio::spawn(async move {
+                    if let Ok(p) = client
+                        .request_typed::<PeersResult>(Op::Peers, HEALTH_TIMEOUT)
+                        .await
+                    {
+                        merge_peers(&mut lock(&shared.last_peers), p.peers);
                     }
-                }
-                Event::ExpiredListenAddr { addr } => {
-                    lock(&self.shared.status).listen_addrs.retain(|a| a != addr);
-                }
-                _ => {}
+                });
             }
-            let _ = self.shared.events.send(HostEvent::Daemon(event));
+            Event::PeerDisconnected { .. } => {
+                let mut s = lock(&self.shared.status);
+                s.peers = s.peers.saturating_sub(1);
+                m.peers.set(s.peers as i64);
+            }
+            Event::NewListenAddr { addr } => {
+                let mut s = lock(&self.shared.status);
+                if !s.listen_addrs.contains(addr) {
+                    s.listen_addrs.push(addr.clone());
+                }
+            }
+            Event::ExpiredListenAddr { addr } => {
+                lock(&self.shared.status).listen_addrs.retain(|a| a != addr);
+            }
+            _ => {}
         }
+        let _ = self.shared.events.send(HostEvent::Daemon(event));
     }
 
     /// Ask the daemon to stop, then make sure it did: one deadline covers

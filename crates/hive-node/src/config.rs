@@ -60,6 +60,8 @@ pub struct NodeConfig {
     pub gossipsub_heartbeat: Duration,
     /// Delay before the first gossipsub heartbeat.
     pub gossipsub_initial_delay: Duration,
+    /// Where and how much the node keeps of what it received.
+    pub history: crate::history::HistoryConfig,
 }
 
 /// Relays to keep a slot on.
@@ -136,6 +138,7 @@ impl NodeConfig {
             pubsub_strict: true,
             gossipsub_heartbeat: Duration::from_millis(700),
             gossipsub_initial_delay: Duration::from_secs(5),
+            history: crate::history::HistoryConfig::at(None),
         }
     }
 }

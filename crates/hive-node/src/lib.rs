@@ -7,6 +7,7 @@ pub mod behaviour;
 pub mod circuit;
 pub mod config;
 pub mod envelope;
+pub mod history;
 mod kad_recheck;
 pub mod named;
 pub mod node;

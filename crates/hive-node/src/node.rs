@@ -8,7 +8,7 @@
 //! arrives. [`NodeHandle::request`] bounds every wait with a timeout, so a
 //! reply that never comes is an error, not a hang.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -43,8 +43,6 @@ pub const EVENT_CAPACITY: usize = 8192;
 const OP_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long start-up may take to bind every listen address.
 const LISTEN_TIMEOUT: Duration = Duration::from_secs(15);
-/// Direct message ids remembered per node to drop retried duplicates.
-const DEDUPE_CAPACITY: usize = 10_000;
 /// How often disconnected bootstrap peers are dialed again.
 const BOOTSTRAP_REDIAL_INTERVAL: Duration = Duration::from_secs(2);
 
@@ -59,6 +57,8 @@ pub enum NodeError {
     Listen { addr: Multiaddr, reason: String },
     #[error("listen addresses were not bound within {0:?}")]
     ListenTimeout(Duration),
+    #[error(transparent)]
+    History(#[from] crate::history::HistoryError),
 }
 
 enum Command {
@@ -79,6 +79,7 @@ pub struct NodeHandle {
     named: crate::named::NamedStreams,
     /// Inbound named streams; one consumer takes them (the control server).
     named_inbound: NamedInbound,
+    history: crate::history::History,
 }
 
 impl NodeHandle {
@@ -123,6 +124,15 @@ impl NodeHandle {
     pub async fn submit(&self, op: Op) -> Result<PendingOp, ErrorBody> {
         let name = op.name();
         let (reply, rx) = oneshot::channel();
+        if let Op::History { after, limit } = op {
+            // A read of the database: never on the node's loop.
+            let history = self.history.clone();
+            tokio::spawn(async move {
+                let page = history.page(after, limit).await;
+                let _ = reply.send(page.and_then(|p| json(&p)));
+            });
+            return Ok(PendingOp { name, rx });
+        }
         self.commands
             .send(Command::Op { op, reply })
             .await
@@ -159,6 +169,11 @@ impl NodeHandle {
     /// A new receiver of every event the node emits from now on.
     pub fn subscribe_events(&self) -> broadcast::Receiver<Event> {
         self.events.subscribe()
+    }
+
+    /// What the node received, numbered (see [`crate::history`]).
+    pub fn history(&self) -> &crate::history::History {
+        &self.history
     }
 
     /// Push an event that did not come from the network (the daemon's own,
@@ -234,8 +249,10 @@ pub struct Node {
     pending_sends: HashMap<request_response::OutboundRequestId, (String, Reply)>,
     pending_pings: HashMap<request_response::OutboundRequestId, (Instant, Reply)>,
     pending_kad: HashMap<kad::QueryId, KadPending>,
-    seen_direct: HashSet<(PeerId, String)>,
-    seen_order: VecDeque<(PeerId, String)>,
+    /// Received messages on their way to the history (and then clients).
+    intake: crate::history::Intake,
+    /// Direct messages now stored, whose acknowledgements may go out.
+    acks: mpsc::UnboundedReceiver<crate::history::Acked>,
 }
 
 fn err(code: ErrorCode, message: impl Into<String>) -> ErrorBody {
@@ -432,6 +449,7 @@ impl Node {
             Relays::new(config.auto_relay.as_ref(), stream_control.clone());
 
         let (events, _) = broadcast::channel(EVENT_CAPACITY);
+        let (intake, history, acks) = crate::history::Intake::open(&config.history, events.clone())?;
         let (commands_tx, commands) = mpsc::channel(1024);
         let (shutdown, shutdown_rx) = watch::channel(false);
         let handle = NodeHandle {
@@ -443,6 +461,7 @@ impl Node {
             streams: stream_control,
             named,
             named_inbound: Arc::new(std::sync::Mutex::new(Some(named_inbound))),
+            history,
         };
         let metrics = Metrics::new(&mut registry);
         let mut node = Node {
@@ -469,8 +488,8 @@ impl Node {
             pending_sends: HashMap::new(),
             pending_pings: HashMap::new(),
             pending_kad: HashMap::new(),
-            seen_direct: HashSet::new(),
-            seen_order: VecDeque::new(),
+            intake,
+            acks,
         };
         for addr in &config.bootstrap {
             node.dial_bootstrap(addr);
@@ -543,7 +562,19 @@ impl Node {
                     Some(Command::Op { op, reply }) => self.handle_op(op, reply),
                     None => break,
                 },
-                event = self.swarm.select_next_some() => self.handle_swarm_event(event),
+                Some(acked) = self.acks.recv() => {
+                    let ack = DirectAck { id: acked.id };
+                    if self.swarm.behaviour_mut().direct.send_response(acked.channel, ack).is_err() {
+                        // The sender gave up; it will retry with the same id.
+                        tracing::debug!("direct message ack could not be sent");
+                    }
+                }
+                // The history is behind: push back on the network until
+                // it has room (nothing is dropped).
+                _ = self.intake.flush(), if !self.intake.accepting() => {}
+                event = self.swarm.select_next_some(), if self.intake.accepting() => {
+                    self.handle_swarm_event(event)
+                }
             }
         }
         tracing::info!("node stopped");
@@ -849,6 +880,8 @@ impl Node {
                     )),
                 }
             }
+            // Read off the loop, by the handle (see `NodeHandle::submit`).
+            Op::History { .. } => Err(err(ErrorCode::Internal, "history is read by the handle")),
             // Children are processes: the daemon starts them, not the node.
             Op::Reproduce { .. } => Err(err(
                 ErrorCode::Unsupported,
@@ -1224,11 +1257,11 @@ impl Node {
                 let signed = self
                     .signatures
                     .take(message.source, message.sequence_number);
-                self.emit(Event::Message {
+                self.intake.offer(crate::history::Entry::Message {
                     topic: message.topic.to_string(),
                     from: message.source.map(|p| p.to_string()).unwrap_or_default(),
                     id,
-                    data: Bytes(data),
+                    data,
                     seqno: message
                         .sequence_number
                         .map(|n| Bytes(n.to_be_bytes().to_vec())),
@@ -1262,35 +1295,14 @@ impl Node {
                 },
                 ..
             } => {
-                let ack = DirectAck {
-                    id: request.id.clone(),
-                };
-                if self
-                    .swarm
-                    .behaviour_mut()
-                    .direct
-                    .send_response(channel, ack)
-                    .is_err()
-                {
-                    // The sender gave up; it will retry with the same id.
-                    tracing::debug!(%peer, "direct message ack could not be sent");
-                }
-                let key = (peer, request.id.clone());
-                if self.seen_direct.insert(key.clone()) {
-                    self.seen_order.push_back(key);
-                    if self.seen_order.len() > DEDUPE_CAPACITY {
-                        if let Some(old) = self.seen_order.pop_front() {
-                            self.seen_direct.remove(&old);
-                        }
-                    }
-                    self.emit(Event::Direct {
-                        from: peer.to_string(),
-                        id: request.id,
-                        data: Bytes(request.data),
-                    });
-                } else {
-                    tracing::debug!(%peer, id = %request.id, "duplicate direct message dropped");
-                }
+                // Acknowledged once on disk; a retried duplicate is dropped
+                // by the history (same sender and id) and acknowledged too.
+                self.intake.offer(crate::history::Entry::Direct {
+                    from: peer.to_string(),
+                    id: request.id,
+                    data: request.data,
+                    ack: channel,
+                });
             }
             E::Message {
                 message:

@@ -84,6 +84,15 @@ pub struct Cli {
     #[arg(long, value_name = "N", default_value_t = 512)]
     pub max_connections: u32,
 
+    /// Hours of received messages kept in the history (`history.db` in the
+    /// data directory), from which clients resume after a gap.
+    #[arg(long, value_name = "HOURS", default_value_t = 24)]
+    pub history_hours: u64,
+
+    /// Most messages kept in the history per topic (and for direct messages).
+    #[arg(long, value_name = "N", default_value_t = 100_000)]
+    pub history_per_topic: u64,
+
     /// Exit when the parent process dies (also enabled by HIVE_EXIT_WITH_PARENT=1).
     #[arg(long)]
     pub exit_with_parent: bool,

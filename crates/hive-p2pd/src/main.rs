@@ -164,6 +164,11 @@ async fn run(mut cli: Cli, go: Option<compat::GoOptions>) -> Result<()> {
     config.relay_client = !cli.no_relay_client;
     config.autonat = cli.autonat;
     config.upnp = cli.upnp;
+    config.history = hive_node::history::HistoryConfig {
+        path: Some(hive_node::history::default_path(&data_dir)),
+        max_age: std::time::Duration::from_secs(cli.history_hours.saturating_mul(3600)),
+        max_per_topic: cli.history_per_topic.max(1),
+    };
     compat::check_relay_addrs("--relay", &cli.relays)?;
     match &go {
         // go's daemon: a relay service (HOP) from the start unless turned

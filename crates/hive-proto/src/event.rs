@@ -27,12 +27,23 @@ pub enum Event {
         /// The author's public key, when its peer id does not inline it.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         key: Option<Bytes>,
+        /// Position in the daemon's history (see [`crate::Op::History`]):
+        /// consecutive per daemon, so a client that sees a number skipped
+        /// knows it missed something and fetches it. Absent from daemons
+        /// older than this field.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        history_seq: Option<u64>,
     },
-    /// A direct message from another peer; already acknowledged to it.
+    /// A direct message from another peer. The daemon acknowledged it to
+    /// the sender once it was in its history on disk, so it survives a crash
+    /// of the daemon or of the client.
     Direct {
         from: String,
         id: String,
         data: Bytes,
+        /// Position in the daemon's history, as for `message`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        history_seq: Option<u64>,
     },
     /// The first connection to a peer was established.
     PeerConnected { peer_id: String, addr: String },
@@ -50,5 +61,17 @@ pub enum Event {
     /// host should start `count` children of this node.
     Reproduce { count: u32 },
     /// This client could not keep up and `missed` events were dropped for it.
+    /// Messages among them stay in the daemon's history: a client fetches
+    /// them with [`crate::Op::History`] from the last `history_seq` it saw.
     Lagged { missed: u64 },
+}
+
+impl Event {
+    /// The position in the daemon's history of a `message` or `direct`.
+    pub fn history_seq(&self) -> Option<u64> {
+        match self {
+            Event::Message { history_seq, .. } | Event::Direct { history_seq, .. } => *history_seq,
+            _ => None,
+        }
+    }
 }

@@ -89,6 +89,18 @@ pub enum Op {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         count: Option<u32>,
     },
+    /// Messages and direct messages the daemon kept in its history (on disk
+    /// in its data directory), those with a `history_seq` greater than
+    /// `after`, oldest first: at most `limit` (default and maximum 1,000)
+    /// and about 4 MiB of data per answer. A client resumes from the last
+    /// `history_seq` it processed and asks again until it reaches `head`.
+    /// Result: [`HistoryResult`].
+    History {
+        #[serde(default)]
+        after: u64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        limit: Option<u32>,
+    },
 }
 
 impl Op {
@@ -116,6 +128,7 @@ impl Op {
             Op::Shutdown => "shutdown",
             Op::Metrics => "metrics",
             Op::Reproduce { .. } => "reproduce",
+            Op::History { .. } => "history",
         }
     }
 
@@ -289,4 +302,20 @@ pub struct GetRecordResult {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PingResult {
     pub rtt_ms: f64,
+}
+
+/// Answer to [`Op::History`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HistoryResult {
+    /// Names this history: made once when the daemon's data directory first
+    /// gets one. A client that kept a position for another journal (the
+    /// data directory was replaced) starts again from 0.
+    pub journal: String,
+    /// The newest `history_seq`; 0 when the history is empty.
+    pub head: u64,
+    /// The oldest `history_seq` still kept (older entries were pruned by the
+    /// retention policy); `head + 1` when the history is empty.
+    pub first: u64,
+    /// `message` and `direct` events, each with its `history_seq`.
+    pub events: Vec<crate::Event>,
 }

@@ -213,11 +213,13 @@ pub fn row_frame(row: &InRow) -> Value {
             seqno: None,
             signature: None,
             key: None,
+            history_seq: None,
         }),
         "direct" => encode_daemon_event(&Event::Direct {
             from: row.peer.clone(),
             id: row.id.clone(),
             data: Bytes(row.data.clone()),
+            history_seq: None,
         }),
         kind => Some(json!({
             "type": kind,
@@ -303,6 +305,7 @@ mod tests {
             seqno: None,
             signature: None,
             key: None,
+            history_seq: None,
         }))
         .unwrap();
         assert_eq!(
@@ -313,6 +316,7 @@ mod tests {
             from: "P".into(),
             id: "d".into(),
             data: Bytes(vec![0xff, 0x00]),
+            history_seq: None,
         }))
         .unwrap();
         assert_eq!(

@@ -49,6 +49,21 @@ struct Status {
     signals: std::collections::BTreeMap<String, f64>,
     topics: Vec<String>,
     version: String,
+    inbound: Inbound,
+}
+
+/// How the host's store keeps up with its daemon's numbered history.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+struct Inbound {
+    /// Last history number stored.
+    position: u64,
+    /// Holes seen (a queue dropped events, the host or daemon restarted).
+    gaps: u64,
+    /// Messages fetched from the daemon's history to fill them.
+    repaired: u64,
+    /// Messages pruned from the daemon's history before the host stored them.
+    lost: u64,
 }
 
 #[derive(utoipa::ToSchema)]

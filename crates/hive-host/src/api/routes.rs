@@ -32,6 +32,10 @@ pub struct StatusBody {
     topics: Vec<String>,
     version: &'static str,
     daemon_version: Option<String>,
+    /// How the store keeps up with the daemon's numbered history: last
+    /// number stored, holes seen, messages fetched to fill them, messages
+    /// the history no longer had.
+    inbound: serde_json::Value,
 }
 
 /// Answers whatever the daemon's state: live data when it responds, the last
@@ -58,6 +62,7 @@ pub async fn status(Scoped(state): Scoped) -> Json<StatusBody> {
             topics: st.topics,
             version: env!("CARGO_PKG_VERSION"),
             daemon_version: Some(st.daemon_version),
+            inbound: sup.inbound_stats(),
         },
         None => StatusBody {
             peer_id: known.peer_id,
@@ -69,6 +74,7 @@ pub async fn status(Scoped(state): Scoped) -> Json<StatusBody> {
             topics: sup.desired_topics(),
             version: env!("CARGO_PKG_VERSION"),
             daemon_version: known.daemon_version,
+            inbound: sup.inbound_stats(),
         },
     };
     Json(body)

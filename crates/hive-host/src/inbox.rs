@@ -1,0 +1,120 @@
+//! Batched inbox writes: the messages a daemon pushed, stored in one
+//! transaction together with how far into that daemon's history the host
+//! has got, so that after any crash the host resumes exactly where its
+//! store ends (see `inbound.rs`).
+
+use std::sync::atomic::Ordering;
+
+use rusqlite::params;
+
+use crate::store::{now_ms, Store, StoreError};
+
+/// One received message on its way into the inbox.
+#[derive(Debug, Clone)]
+pub struct NewIn {
+    /// `message` or `direct`.
+    pub kind: &'static str,
+    pub id: String,
+    pub topic: Option<String>,
+    pub peer: String,
+    pub data: Vec<u8>,
+}
+
+impl Store {
+    /// Where the host stands in a daemon's history: `(journal, seq)`, the
+    /// journal most recently written (none yet: `None`).
+    pub async fn daemon_position(&self) -> Result<Option<(String, u64)>, StoreError> {
+        self.call(|c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT journal, seq FROM daemon_position ORDER BY rowid DESC LIMIT 1",
+            )?;
+            let mut rows = stmt.query([])?;
+            match rows.next()? {
+                Some(r) => Ok(Some((r.get(0)?, r.get::<_, i64>(1)? as u64))),
+                None => Ok(None),
+            }
+        })
+        .await
+    }
+
+    /// Store a batch in one transaction and move the position in
+    /// `journal` to `seq`. Per row its inbox cursor, `None` for a duplicate
+    /// (same kind, sender and id as a stored row).
+    pub async fn insert_inbound_batch(
+        &self,
+        rows: Vec<NewIn>,
+        journal: String,
+        seq: u64,
+    ) -> Result<Vec<Option<u64>>, StoreError> {
+        let last = self.cursor_counter();
+        self.call(move |c| {
+            let tx = c.transaction()?;
+            let mut cursors = Vec::with_capacity(rows.len());
+            {
+                let mut stmt = tx.prepare_cached(
+                    "INSERT OR IGNORE INTO inbox (kind, id, topic, peer, data, received_ms)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                )?;
+                let now = now_ms();
+                for r in &rows {
+                    let changed = stmt.execute(params![r.kind, r.id, r.topic, r.peer, r.data, now])?;
+                    cursors.push((changed == 1).then(|| tx.last_insert_rowid() as u64));
+                }
+            }
+            // One journal only: the position in an older one means nothing
+            // to this daemon.
+            tx.execute("DELETE FROM daemon_position WHERE journal <> ?1", [&journal])?;
+            tx.execute(
+                "INSERT INTO daemon_position (journal, seq) VALUES (?1, ?2)
+                 ON CONFLICT(journal) DO UPDATE SET seq = MAX(seq, excluded.seq)",
+                params![journal, seq as i64],
+            )?;
+            tx.commit()?;
+            if let Some(max) = cursors.iter().flatten().max() {
+                last.fetch_max(*max, Ordering::AcqRel);
+            }
+            Ok(cursors)
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(id: &str, topic: &str) -> NewIn {
+        NewIn {
+            kind: "message",
+            id: id.into(),
+            topic: Some(topic.into()),
+            peer: "P".into(),
+            data: id.as_bytes().to_vec(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_batch_is_stored_once_with_its_position() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("hive.db")).unwrap();
+        assert_eq!(store.daemon_position().await.unwrap(), None);
+        let cursors = store
+            .insert_inbound_batch(vec![row("a", "t"), row("b", "t"), row("a", "t")], "J".into(), 3)
+            .await
+            .unwrap();
+        assert!(cursors[0].is_some() && cursors[1].is_some());
+        assert_eq!(cursors[2], None, "a duplicate in the batch is dropped");
+        assert_eq!(store.daemon_position().await.unwrap(), Some(("J".into(), 3)));
+        assert_eq!(store.last_cursor(), cursors[1].unwrap());
+        // Positions never move back; another journal replaces the old one.
+        store.insert_inbound_batch(vec![], "J".into(), 2).await.unwrap();
+        assert_eq!(store.daemon_position().await.unwrap(), Some(("J".into(), 3)));
+        store.insert_inbound_batch(vec![row("c", "u")], "K".into(), 1).await.unwrap();
+        assert_eq!(store.daemon_position().await.unwrap(), Some(("K".into(), 1)));
+        let dir2 = dir.path().join("hive.db");
+        drop(store);
+        let store = Store::open(&dir2).unwrap();
+        assert_eq!(store.daemon_position().await.unwrap(), Some(("K".into(), 1)));
+        assert_eq!(store.inbound_after(0, None, None, 10).await.unwrap().len(), 3);
+    }
+}

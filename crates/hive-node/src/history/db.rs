@@ -1,0 +1,232 @@
+//! The history's SQLite side: schema, batched writes, pages, pruning.
+//!
+//! Durability as the host's store: WAL with `synchronous = NORMAL`, so a
+//! committed batch survives the process being killed (it is in the WAL in
+//! the kernel's page cache); only a power loss can take the last ones.
+
+use std::path::Path;
+use std::time::Duration;
+
+use hive_proto::{Bytes, Event, HistoryResult};
+use rusqlite::{params, Connection, OpenFlags};
+
+use super::{Entry, MAX_PAGE_BYTES};
+
+/// How often the retention policy runs (on the writer, after a batch).
+pub const PRUNE_INTERVAL: Duration = Duration::from_secs(60);
+
+#[derive(Debug, thiserror::Error)]
+pub enum HistoryError {
+    #[error("history database: {0}")]
+    Sql(#[from] rusqlite::Error),
+    #[error("cannot start the history writer: {0}")]
+    Thread(std::io::Error),
+}
+
+pub struct Limits {
+    pub max_age_ms: i64,
+    pub max_per_topic: u64,
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or_default()
+}
+
+/// Open the writer's and the reader's connections; returns them with the
+/// journal's name and its newest number.
+pub fn open(path: Option<&Path>) -> Result<(Connection, Connection, String, u64), HistoryError> {
+    let (writer, reader) = match path {
+        Some(path) => {
+            let writer = Connection::open(path)?;
+            writer.pragma_update(None, "journal_mode", "WAL")?;
+            (writer, None)
+        }
+        None => {
+            // Shared cache so that the reader sees the writer's database.
+            let uri = format!(
+                "file:hive-history-{}?mode=memory&cache=shared",
+                hex::encode(rand::random::<[u8; 8]>())
+            );
+            let flags = OpenFlags::default() | OpenFlags::SQLITE_OPEN_URI;
+            let writer = Connection::open_with_flags(&uri, flags)?;
+            let reader = Connection::open_with_flags(&uri, flags)?;
+            (writer, Some(reader))
+        }
+    };
+    writer.pragma_update(None, "synchronous", "NORMAL")?;
+    writer.busy_timeout(Duration::from_secs(5))?;
+    writer.execute_batch(
+        "CREATE TABLE IF NOT EXISTS history (
+            seq INTEGER PRIMARY KEY AUTOINCREMENT,
+            kind TEXT NOT NULL,
+            topic TEXT,
+            peer TEXT NOT NULL,
+            id TEXT NOT NULL,
+            data BLOB NOT NULL,
+            received_ms INTEGER NOT NULL,
+            seqno BLOB,
+            signature BLOB,
+            key BLOB,
+            UNIQUE(kind, peer, id)
+        );
+        CREATE INDEX IF NOT EXISTS history_topic ON history(topic, seq);
+        CREATE INDEX IF NOT EXISTS history_age ON history(received_ms);
+        CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);",
+    )?;
+    writer.execute(
+        "INSERT OR IGNORE INTO meta (key, value) VALUES ('journal', ?1)",
+        [hex::encode(rand::random::<[u8; 16]>())],
+    )?;
+    let journal: String =
+        writer.query_row("SELECT value FROM meta WHERE key = 'journal'", [], |r| {
+            r.get(0)
+        })?;
+    // AUTOINCREMENT: numbers are never reused, even once pruned.
+    let head: i64 = writer.query_row(
+        "SELECT COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'history'), 0)",
+        [],
+        |r| r.get(0),
+    )?;
+    let reader = match (reader, path) {
+        (Some(reader), _) => reader,
+        (None, Some(path)) => Connection::open(path)?,
+        (None, None) => unreachable!("an in-memory history opens its reader above"),
+    };
+    reader.busy_timeout(Duration::from_secs(5))?;
+    Ok((writer, reader, journal, head as u64))
+}
+
+fn blob(b: &Option<Bytes>) -> Option<&[u8]> {
+    b.as_ref().map(|b| b.0.as_slice())
+}
+
+/// Write a batch in one transaction; per entry its number, `None` for a
+/// duplicate (same kind, sender and id as one already kept).
+pub fn write(conn: &mut Connection, batch: &[Entry]) -> Result<Vec<Option<u64>>, rusqlite::Error> {
+    let tx = conn.transaction()?;
+    let mut seqs = Vec::with_capacity(batch.len());
+    {
+        let mut stmt = tx.prepare_cached(
+            "INSERT OR IGNORE INTO history
+               (kind, topic, peer, id, data, received_ms, seqno, signature, key)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        )?;
+        let now = now_ms();
+        for entry in batch {
+            let none = (None, None, None);
+            let (kind, topic, from, id, data, (seqno, signature, key)) = match entry {
+                Entry::Message {
+                    topic,
+                    from,
+                    id,
+                    data,
+                    seqno,
+                    signature,
+                    key,
+                } => (
+                    "message",
+                    Some(topic.as_str()),
+                    from,
+                    id,
+                    data,
+                    (blob(seqno), blob(signature), blob(key)),
+                ),
+                Entry::Direct { from, id, data, .. } => ("direct", None, from, id, data, none),
+            };
+            let changed = stmt.execute(params![
+                kind, topic, from, id, data, now, seqno, signature, key
+            ])?;
+            seqs.push((changed == 1).then(|| tx.last_insert_rowid() as u64));
+        }
+    }
+    tx.commit()?;
+    Ok(seqs)
+}
+
+/// Entries after `after`, oldest first, at most `limit` and about
+/// [`MAX_PAGE_BYTES`] of payload (always at least one).
+pub fn page(
+    conn: &Connection,
+    journal: String,
+    after: u64,
+    limit: usize,
+) -> Result<HistoryResult, rusqlite::Error> {
+    let (first, head): (Option<i64>, i64) = conn.query_row(
+        "SELECT (SELECT MIN(seq) FROM history),
+                COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'history'), 0)",
+        [],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
+    let mut stmt = conn.prepare_cached(
+        "SELECT seq, kind, topic, peer, id, data, seqno, signature, key FROM history
+         WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+    )?;
+    let mut rows = stmt.query(params![after as i64, limit as i64])?;
+    let mut events = Vec::new();
+    let mut bytes = 0usize;
+    while let Some(row) = rows.next()? {
+        let data: Vec<u8> = row.get(5)?;
+        bytes += data.len();
+        if bytes > MAX_PAGE_BYTES && !events.is_empty() {
+            break;
+        }
+        let seq = Some(row.get::<_, i64>(0)? as u64);
+        let kind: String = row.get(1)?;
+        let from: String = row.get(3)?;
+        let id: String = row.get(4)?;
+        events.push(match kind.as_str() {
+            "direct" => Event::Direct {
+                from,
+                id,
+                data: Bytes(data),
+                history_seq: seq,
+            },
+            _ => Event::Message {
+                topic: row.get::<_, Option<String>>(2)?.unwrap_or_default(),
+                from,
+                id,
+                data: Bytes(data),
+                seqno: row.get::<_, Option<Vec<u8>>>(6)?.map(Bytes),
+                signature: row.get::<_, Option<Vec<u8>>>(7)?.map(Bytes),
+                key: row.get::<_, Option<Vec<u8>>>(8)?.map(Bytes),
+                history_seq: seq,
+            },
+        });
+    }
+    let head = head as u64;
+    Ok(HistoryResult {
+        journal,
+        head,
+        first: first.map_or(head + 1, |f| f as u64),
+        events,
+    })
+}
+
+/// The retention policy: entries older than the age limit, and per topic
+/// (direct messages count as one topic) all but the newest `max_per_topic`.
+pub fn prune(conn: &Connection, limits: &Limits) -> Result<usize, rusqlite::Error> {
+    let mut removed = conn.execute(
+        "DELETE FROM history WHERE received_ms < ?1",
+        params![now_ms() - limits.max_age_ms],
+    )?;
+    let over: Vec<Option<String>> = {
+        let mut stmt =
+            conn.prepare("SELECT topic FROM history GROUP BY topic HAVING COUNT(*) > ?1")?;
+        let rows = stmt.query_map(params![limits.max_per_topic as i64], |r| r.get(0))?;
+        rows.collect::<Result<_, _>>()?
+    };
+    for topic in over {
+        removed += conn.execute(
+            "DELETE FROM history WHERE topic IS ?1 AND seq <= (
+                SELECT seq FROM history WHERE topic IS ?1 ORDER BY seq DESC LIMIT 1 OFFSET ?2)",
+            params![topic, limits.max_per_topic as i64],
+        )?;
+    }
+    if removed > 0 {
+        tracing::debug!(removed, "history pruned");
+    }
+    Ok(removed)
+}

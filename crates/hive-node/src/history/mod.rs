@@ -1,0 +1,303 @@
+//! The node's history: every gossipsub message and direct message it
+//! received, numbered, in SQLite in its data directory (`history.db`).
+//!
+//! Why at the node (see docs/01_ARCHITECTURE.md, "Delivery guarantees"):
+//! every client reaches the node (the host, the Python `Daemon`, the control
+//! protocol), so one numbered history there lets each of them resume from a
+//! position after it fell behind, restarted or crashed, without a copy of
+//! this logic per client. Clients learn of a hole by a skipped
+//! `history_seq` (or a `lagged` event) and fetch it with `Op::History`;
+//! the event queues in between may therefore stay bounded and drop, because
+//! a drop is always a detected gap that the history repairs.
+//!
+//! One writer thread owns the database: the node loop hands it entries
+//! through a bounded channel, it writes whatever is queued in one
+//! transaction, then pushes the stored events (each with its number) to the
+//! clients and hands back the direct messages' acknowledgements: a direct
+//! message is acknowledged to its sender only once it is in the WAL on disk,
+//! where neither a crash of the daemon nor of its client can lose it. When
+//! the writer falls behind, the node stops reading the network until it
+//! catches up (push-back, not loss).
+
+mod db;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use hive_proto::{ErrorBody, ErrorCode, Event, HistoryResult};
+use libp2p::request_response::ResponseChannel;
+use tokio::sync::{broadcast, mpsc};
+
+use crate::behaviour::DirectAck;
+
+pub use db::HistoryError;
+
+/// Entries queued for the writer before the node stops reading the network.
+const INTAKE_CAPACITY: usize = 8192;
+/// Most entries written in one transaction.
+const MAX_BATCH: usize = 4096;
+/// Most entries, and about the most payload bytes, in one `history` answer.
+pub const MAX_PAGE: usize = 1000;
+pub const MAX_PAGE_BYTES: usize = 4 << 20;
+
+/// How much history a node keeps.
+#[derive(Debug, Clone)]
+pub struct HistoryConfig {
+    /// The database file; `None`: a private in-memory database (tests, and
+    /// nodes that must leave nothing on disk).
+    pub path: Option<PathBuf>,
+    /// Entries older than this are pruned.
+    pub max_age: Duration,
+    /// Entries kept per topic (and for direct messages), newest first.
+    pub max_per_topic: u64,
+}
+
+impl HistoryConfig {
+    /// The defaults: a day and 100,000 entries per topic.
+    pub fn at(path: Option<PathBuf>) -> Self {
+        HistoryConfig {
+            path,
+            max_age: Duration::from_secs(24 * 3600),
+            max_per_topic: 100_000,
+        }
+    }
+}
+
+/// Something the node received, on its way to the history.
+pub(crate) enum Entry {
+    Message {
+        topic: String,
+        from: String,
+        id: String,
+        /// The payload as clients see it (the envelope taken off).
+        data: Vec<u8>,
+        /// What the author signed with, as gossipsub delivered it (go's
+        /// daemon clients deduplicate on `seqno`).
+        seqno: Option<hive_proto::Bytes>,
+        signature: Option<hive_proto::Bytes>,
+        key: Option<hive_proto::Bytes>,
+    },
+    Direct {
+        from: String,
+        id: String,
+        data: Vec<u8>,
+        /// Answered once the entry is on disk.
+        ack: ResponseChannel<DirectAck>,
+    },
+}
+
+/// A direct message now stored: its acknowledgement may go out.
+pub struct Acked {
+    pub channel: ResponseChannel<DirectAck>,
+    pub id: String,
+}
+
+/// Reads of the history; cheap to clone.
+#[derive(Clone)]
+pub struct History {
+    reader: Arc<Mutex<rusqlite::Connection>>,
+    journal: Arc<str>,
+    head: Arc<AtomicU64>,
+}
+
+impl History {
+    /// The newest `history_seq` written.
+    pub fn head(&self) -> u64 {
+        self.head.load(Ordering::Acquire)
+    }
+
+    /// Entries after `after`, oldest first (bounded by [`MAX_PAGE`] and
+    /// [`MAX_PAGE_BYTES`]).
+    pub async fn page(&self, after: u64, limit: Option<u32>) -> Result<HistoryResult, ErrorBody> {
+        let limit = limit.map_or(MAX_PAGE, |l| (l as usize).clamp(1, MAX_PAGE));
+        let reader = self.reader.clone();
+        let journal = self.journal.to_string();
+        tokio::task::spawn_blocking(move || {
+            let conn = reader.lock().unwrap_or_else(|p| p.into_inner());
+            db::page(&conn, journal, after, limit)
+        })
+        .await
+        .map_err(|e| ErrorBody::new(ErrorCode::Internal, e.to_string()))?
+        .map_err(|e| ErrorBody::new(ErrorCode::Internal, format!("history: {e}")))
+    }
+}
+
+/// The node loop's side: hands entries to the writer and takes the
+/// acknowledgements it hands back.
+pub(crate) struct Intake {
+    tx: mpsc::Sender<Entry>,
+    /// One entry the full channel refused; the node reads no more from the
+    /// network until it is handed over.
+    backlog: Option<Entry>,
+}
+
+impl Intake {
+    /// Open (or create) the history and start its writer thread. Also
+    /// returns where the acknowledgements of stored direct messages come.
+    pub fn open(
+        config: &HistoryConfig,
+        events: broadcast::Sender<Event>,
+    ) -> Result<(Intake, History, mpsc::UnboundedReceiver<Acked>), HistoryError> {
+        let (writer, reader, journal, head) = db::open(config.path.as_deref())?;
+        let head = Arc::new(AtomicU64::new(head));
+        let (tx, rx) = mpsc::channel(INTAKE_CAPACITY);
+        let (acks_tx, acks) = mpsc::unbounded_channel();
+        let limits = db::Limits {
+            max_age_ms: config.max_age.as_millis() as i64,
+            max_per_topic: config.max_per_topic,
+        };
+        let writer_head = head.clone();
+        std::thread::Builder::new()
+            .name("hive-history".into())
+            .spawn(move || writer_loop(writer, rx, events, acks_tx, limits, writer_head))
+            .map_err(HistoryError::Thread)?;
+        let history = History {
+            reader: Arc::new(Mutex::new(reader)),
+            journal: journal.into(),
+            head,
+        };
+        Ok((Intake { tx, backlog: None }, history, acks))
+    }
+
+    /// Queue an entry; past the channel's capacity it is held and the node
+    /// stops polling the network (see [`Intake::accepting`]).
+    pub fn offer(&mut self, entry: Entry) {
+        match self.tx.try_send(entry) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(entry)) => {
+                tracing::debug!("history writer behind; pausing network reads");
+                self.backlog = Some(entry);
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => {
+                tracing::error!("history writer stopped; entry dropped");
+            }
+        }
+    }
+
+    /// False while an entry waits for room: the node then reads nothing
+    /// more from the network.
+    pub fn accepting(&self) -> bool {
+        self.backlog.is_none()
+    }
+
+    /// Wait for room and hand the held entry over.
+    pub async fn flush(&mut self) {
+        let Some(entry) = self.backlog.take() else {
+            return;
+        };
+        if self.tx.send(entry).await.is_err() {
+            tracing::error!("history writer stopped; entry dropped");
+        }
+    }
+}
+
+/// The writer thread: one transaction per batch, then the stored events to
+/// the clients and the acknowledgements to the node. Ends when the node
+/// drops its [`Intake`].
+fn writer_loop(
+    mut conn: rusqlite::Connection,
+    mut rx: mpsc::Receiver<Entry>,
+    events: broadcast::Sender<Event>,
+    acks: mpsc::UnboundedSender<Acked>,
+    limits: db::Limits,
+    head: Arc<AtomicU64>,
+) {
+    let mut pruned_at = std::time::Instant::now();
+    if let Err(e) = db::prune(&conn, &limits) {
+        tracing::warn!(error = %e, "history prune failed");
+    }
+    while let Some(first) = rx.blocking_recv() {
+        let mut batch = Vec::with_capacity(64);
+        batch.push(first);
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(entry) => batch.push(entry),
+                Err(_) => break,
+            }
+        }
+        let (committed, seqs) = match db::write(&mut conn, &batch) {
+            Ok(seqs) => (true, seqs),
+            Err(e) => {
+                // Not stored: messages still go out live (without a number,
+                // so clients cannot resume them), direct messages stay
+                // unacknowledged and their senders try again.
+                tracing::error!(error = %e, n = batch.len(), "cannot write to the history");
+                (false, vec![None; batch.len()])
+            }
+        };
+        if let Some(max) = seqs.iter().flatten().max() {
+            head.fetch_max(*max, Ordering::AcqRel);
+        }
+        for (entry, seq) in batch.into_iter().zip(seqs) {
+            deliver(entry, seq, committed, &events, &acks);
+        }
+        if pruned_at.elapsed() >= db::PRUNE_INTERVAL {
+            pruned_at = std::time::Instant::now();
+            if let Err(e) = db::prune(&conn, &limits) {
+                tracing::warn!(error = %e, "history prune failed");
+            }
+        }
+    }
+    tracing::debug!("history writer stopped");
+}
+
+/// Push one written entry to the clients (when new) and release its ack.
+/// `committed`: the batch reached the disk (a duplicate gets its ack too:
+/// its first copy is stored).
+fn deliver(
+    entry: Entry,
+    seq: Option<u64>,
+    committed: bool,
+    events: &broadcast::Sender<Event>,
+    acks: &mpsc::UnboundedSender<Acked>,
+) {
+    match entry {
+        Entry::Message {
+            topic,
+            from,
+            id,
+            data,
+            seqno,
+            signature,
+            key,
+        } => {
+            if seq.is_some() || !committed {
+                let _ = events.send(Event::Message {
+                    topic,
+                    from,
+                    id,
+                    data: hive_proto::Bytes(data),
+                    seqno,
+                    signature,
+                    key,
+                    history_seq: seq,
+                });
+            }
+        }
+        Entry::Direct {
+            from,
+            id,
+            data,
+            ack,
+        } => {
+            if seq.is_some() {
+                let _ = events.send(Event::Direct {
+                    from,
+                    id: id.clone(),
+                    data: hive_proto::Bytes(data),
+                    history_seq: seq,
+                });
+            }
+            if committed {
+                let _ = acks.send(Acked { channel: ack, id });
+            }
+        }
+    }
+}
+
+/// Where a daemon keeps its history inside its data directory.
+pub fn default_path(data_dir: &Path) -> PathBuf {
+    data_dir.join("history.db")
+}
