@@ -20,9 +20,8 @@ const MESSAGES: usize = 30_000;
 const IN_FLIGHT: usize = 900;
 const TOKEN: &str = "flood-test-token";
 
-type Ws = tokio_tungstenite::WebSocketStream<
-    tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
->;
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 async fn ipc(d: &Daemon) -> Ws {
     let (mut ws, _) = tokio_tungstenite::connect_async(d.ipc_url())
@@ -152,7 +151,10 @@ async fn every_acknowledged_publish_of_a_flooding_peer_is_stored_once() {
         if v["result"]["peers"].as_array().map_or(0, Vec::len) > 0 {
             break;
         }
-        assert!(std::time::Instant::now() < deadline, "A never saw B in the topic");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "A never saw B in the topic"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 

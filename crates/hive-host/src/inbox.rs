@@ -57,13 +57,17 @@ impl Store {
                 )?;
                 let now = now_ms();
                 for r in &rows {
-                    let changed = stmt.execute(params![r.kind, r.id, r.topic, r.peer, r.data, now])?;
+                    let changed =
+                        stmt.execute(params![r.kind, r.id, r.topic, r.peer, r.data, now])?;
                     cursors.push((changed == 1).then(|| tx.last_insert_rowid() as u64));
                 }
             }
             // One journal only: the position in an older one means nothing
             // to this daemon.
-            tx.execute("DELETE FROM daemon_position WHERE journal <> ?1", [&journal])?;
+            tx.execute(
+                "DELETE FROM daemon_position WHERE journal <> ?1",
+                [&journal],
+            )?;
             tx.execute(
                 "INSERT INTO daemon_position (journal, seq) VALUES (?1, ?2)
                  ON CONFLICT(journal) DO UPDATE SET seq = MAX(seq, excluded.seq)",
@@ -99,22 +103,47 @@ mod tests {
         let store = Store::open(&dir.path().join("hive.db")).unwrap();
         assert_eq!(store.daemon_position().await.unwrap(), None);
         let cursors = store
-            .insert_inbound_batch(vec![row("a", "t"), row("b", "t"), row("a", "t")], "J".into(), 3)
+            .insert_inbound_batch(
+                vec![row("a", "t"), row("b", "t"), row("a", "t")],
+                "J".into(),
+                3,
+            )
             .await
             .unwrap();
         assert!(cursors[0].is_some() && cursors[1].is_some());
         assert_eq!(cursors[2], None, "a duplicate in the batch is dropped");
-        assert_eq!(store.daemon_position().await.unwrap(), Some(("J".into(), 3)));
+        assert_eq!(
+            store.daemon_position().await.unwrap(),
+            Some(("J".into(), 3))
+        );
         assert_eq!(store.last_cursor(), cursors[1].unwrap());
         // Positions never move back; another journal replaces the old one.
-        store.insert_inbound_batch(vec![], "J".into(), 2).await.unwrap();
-        assert_eq!(store.daemon_position().await.unwrap(), Some(("J".into(), 3)));
-        store.insert_inbound_batch(vec![row("c", "u")], "K".into(), 1).await.unwrap();
-        assert_eq!(store.daemon_position().await.unwrap(), Some(("K".into(), 1)));
+        store
+            .insert_inbound_batch(vec![], "J".into(), 2)
+            .await
+            .unwrap();
+        assert_eq!(
+            store.daemon_position().await.unwrap(),
+            Some(("J".into(), 3))
+        );
+        store
+            .insert_inbound_batch(vec![row("c", "u")], "K".into(), 1)
+            .await
+            .unwrap();
+        assert_eq!(
+            store.daemon_position().await.unwrap(),
+            Some(("K".into(), 1))
+        );
         let dir2 = dir.path().join("hive.db");
         drop(store);
         let store = Store::open(&dir2).unwrap();
-        assert_eq!(store.daemon_position().await.unwrap(), Some(("K".into(), 1)));
-        assert_eq!(store.inbound_after(0, None, None, 10).await.unwrap().len(), 3);
+        assert_eq!(
+            store.daemon_position().await.unwrap(),
+            Some(("K".into(), 1))
+        );
+        assert_eq!(
+            store.inbound_after(0, None, None, 10).await.unwrap().len(),
+            3
+        );
     }
 }

@@ -449,7 +449,8 @@ impl Node {
             Relays::new(config.auto_relay.as_ref(), stream_control.clone());
 
         let (events, _) = broadcast::channel(EVENT_CAPACITY);
-        let (intake, history, acks) = crate::history::Intake::open(&config.history, events.clone())?;
+        let (intake, history, acks) =
+            crate::history::Intake::open(&config.history, events.clone())?;
         let (commands_tx, commands) = mpsc::channel(1024);
         let (shutdown, shutdown_rx) = watch::channel(false);
         let handle = NodeHandle {

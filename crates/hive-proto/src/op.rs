@@ -155,6 +155,7 @@ impl Op {
         "shutdown",
         "metrics",
         "reproduce",
+        "history",
     ];
 }
 
