@@ -126,6 +126,14 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// How many new nodes `hive up --nodes` starts at once: their daemons
+/// start in parallel, 16 per core (a starting daemon mostly waits on its
+/// binds and its first dials), at most [`MAX_COUNT`].
+pub fn start_window() -> usize {
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    (cores * 16).clamp(8, MAX_COUNT as usize)
+}
+
 /// A default for `--max-nodes`: what the machine's memory holds at
 /// [`NODE_MEMORY`] a node after the reserve, between 4 and 256.
 pub fn default_max_nodes() -> usize {

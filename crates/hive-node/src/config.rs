@@ -60,6 +60,9 @@ pub struct NodeConfig {
     pub gossipsub_heartbeat: Duration,
     /// Delay before the first gossipsub heartbeat.
     pub gossipsub_initial_delay: Duration,
+    /// Keep connections between these watermarks (see `connmgr`);
+    /// `None`: never trim.
+    pub conn_manager: Option<crate::connmgr::Limits>,
 }
 
 /// Relays to keep a slot on.
@@ -136,6 +139,7 @@ impl NodeConfig {
             pubsub_strict: true,
             gossipsub_heartbeat: Duration::from_millis(700),
             gossipsub_initial_delay: Duration::from_secs(5),
+            conn_manager: Some(crate::connmgr::Limits::HIVE),
         }
     }
 }
@@ -154,6 +158,7 @@ impl std::fmt::Debug for NodeConfig {
             .field("reachability", &self.reachability)
             .field("autonat", &self.autonat)
             .field("upnp", &self.upnp)
+            .field("conn_manager", &self.conn_manager)
             .finish_non_exhaustive()
     }
 }

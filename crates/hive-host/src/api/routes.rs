@@ -32,6 +32,10 @@ pub struct StatusBody {
     topics: Vec<String>,
     version: &'static str,
     daemon_version: Option<String>,
+    /// The daemon's connection watermarks (absent when its manager is off
+    /// or the daemon does not answer).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    connections: Option<hive_proto::ConnectionLimits>,
 }
 
 /// Answers whatever the daemon's state: live data when it responds, the last
@@ -58,6 +62,7 @@ pub async fn status(Scoped(state): Scoped) -> Json<StatusBody> {
             topics: st.topics,
             version: env!("CARGO_PKG_VERSION"),
             daemon_version: Some(st.daemon_version),
+            connections: st.connections,
         },
         None => StatusBody {
             peer_id: known.peer_id,
@@ -69,6 +74,7 @@ pub async fn status(Scoped(state): Scoped) -> Json<StatusBody> {
             topics: sup.desired_topics(),
             version: env!("CARGO_PKG_VERSION"),
             daemon_version: known.daemon_version,
+            connections: None,
         },
     };
     Json(body)
