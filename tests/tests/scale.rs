@@ -23,7 +23,7 @@ fn node_count() -> usize {
     std::env::var("HIVE_SCALE_NODES")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(100)
+        .unwrap_or(40)
 }
 
 /// Poll `check` every half second until it returns `Some`, or fail after
@@ -118,7 +118,10 @@ async fn a_hundred_nodes_keep_bounded_connections_and_all_get_one_message() -> R
     // Settled: nobody above the high watermark, everyone with a peer.
     wait_long("every node at most at the high watermark", || async {
         let all = nodes(&host).await.map_err(|e| e.to_string())?;
-        let peers: Vec<u64> = all.iter().map(|n| n["peers"].as_u64().unwrap_or(0)).collect();
+        let peers: Vec<u64> = all
+            .iter()
+            .map(|n| n["peers"].as_u64().unwrap_or(0))
+            .collect();
         if peers.iter().any(|&p| p == 0 || p > HIGH) {
             return Err(format!("peers per node: {peers:?}"));
         }

@@ -260,7 +260,17 @@ mod tests {
         assert!(!m.is_relayed(&peer));
         assert!(m.over(17) && !m.over(16));
         assert_eq!(m.missing(3), 5);
-        assert!(Limits { low: 9, ..Limits::HIVE }.check().is_ok());
-        assert!(Limits { low: 17, ..Limits::HIVE }.check().is_err());
+        assert!(Limits {
+            low: 9,
+            ..Limits::HIVE
+        }
+        .check()
+        .is_ok());
+        assert!(Limits {
+            low: 17,
+            ..Limits::HIVE
+        }
+        .check()
+        .is_err());
     }
 }

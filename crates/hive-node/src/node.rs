@@ -64,9 +64,14 @@ pub enum NodeError {
 }
 
 enum Command {
-    Op { op: Op, reply: Reply },
+    Op {
+        op: Op,
+        reply: Reply,
+    },
     /// go's CONNMANAGER TRIM: close connections down to the low watermark.
-    Trim { reply: oneshot::Sender<usize> },
+    Trim {
+        reply: oneshot::Sender<usize>,
+    },
 }
 
 type NamedInbound = Arc<std::sync::Mutex<Option<mpsc::Receiver<(PeerId, String, libp2p::Stream)>>>>;

@@ -126,11 +126,14 @@ mod tests {
     fn the_relay_of_a_circuit_address_is_its_last_peer_before_the_circuit() {
         let relay = PeerId::random();
         let target = PeerId::random();
-        let addr: Multiaddr = format!("/ip4/127.0.0.1/tcp/4001/p2p/{relay}/p2p-circuit/p2p/{target}")
+        let addr: Multiaddr =
+            format!("/ip4/127.0.0.1/tcp/4001/p2p/{relay}/p2p-circuit/p2p/{target}")
+                .parse()
+                .unwrap();
+        assert_eq!(relay_of(&addr), Some(relay));
+        let direct: Multiaddr = format!("/ip4/127.0.0.1/tcp/4001/p2p/{relay}")
             .parse()
             .unwrap();
-        assert_eq!(relay_of(&addr), Some(relay));
-        let direct: Multiaddr = format!("/ip4/127.0.0.1/tcp/4001/p2p/{relay}").parse().unwrap();
         assert_eq!(relay_of(&direct), None);
     }
 }
