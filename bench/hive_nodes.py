@@ -2,9 +2,13 @@
 
 Starts one host that grows to N nodes (the first and N-1 children, each a
 supervised hive-p2pd), and measures: time from start to every node running,
-total resident memory of the host and all its daemons, and the delivery of
-one message published on the first node to every other node (read back from
-each node's stored history, /api/nodes/{id}/messages). Standard library only.
+connected peers per node once settled (the connection manager keeps them
+under its high watermark), resident and proportional memory (PSS) of the
+host and all its daemons, the daemons' CPU over 10 idle seconds, and the
+delivery of one message published on the first node to every other node
+(read back from each node's stored history, /api/nodes/{id}/messages).
+Exits non-zero when the message does not reach every node. Standard
+library only.
 
     python3 bench/hive_nodes.py --hive target-bench/release/hive --nodes 100
 
@@ -42,11 +46,42 @@ def rss_kib(pid):
     return 0
 
 
+def pss_kib(pid):
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as f:
+            for line in f:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def cpu_ticks(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return int(fields[11]) + int(fields[12])
+    except (OSError, IndexError, ValueError):
+        return 0
+
+
+def peers_settled(api, n, high, timeout):
+    """Wait until no node is above `high` peers; the peers per node then."""
+    t = time.monotonic()
+    while True:
+        peers = sorted(node["peers"] for node in call(api, "GET", "/api/nodes"))
+        if max(peers) <= high or time.monotonic() - t > timeout:
+            return peers, round(time.monotonic() - t, 1)
+        time.sleep(1)
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--hive", required=True)
     p.add_argument("--nodes", type=int, default=100)
     p.add_argument("--timeout", type=float, default=600)
+    p.add_argument("--high", type=int, default=16, help="the daemons' high watermark")
     args = p.parse_args()
     data = tempfile.mkdtemp(prefix="hive-nodes-bench-")
     t0 = time.monotonic()
@@ -69,13 +104,20 @@ def main():
             time.sleep(0.2)
         result["all_running_s"] = round(time.monotonic() - t0, 2)
         pids = [host.pid] + [n["pid"] for n in nodes if n["pid"]]
-        result["rss_total_mb"] = round(sum(rss_kib(pid) for pid in pids) / 1024, 1)
-        result["rss_per_daemon_mb"] = round(sum(rss_kib(pid) for pid in pids[1:]) / 1024 / max(1, len(pids) - 1), 1)
         ids = [n["id"] for n in nodes]
         with ThreadPoolExecutor(16) as pool:
             list(pool.map(lambda i: call(api, "POST", f"/api/nodes/{i}/topics/hive-bench/subscribe", b""), ids))
-        # Let the subscriptions spread through the mesh before publishing.
-        time.sleep(5)
+        peers, settle_s = peers_settled(api, args.nodes, args.high, 120)
+        result["peers_per_node"] = {"min": peers[0], "median": peers[len(peers) // 2], "max": peers[-1]}
+        result["settled_within_s"] = settle_s
+        result["rss_total_mb"] = round(sum(rss_kib(pid) for pid in pids) / 1024, 1)
+        result["rss_per_daemon_mb"] = round(sum(rss_kib(pid) for pid in pids[1:]) / 1024 / max(1, len(pids) - 1), 1)
+        result["pss_daemons_mb"] = round(sum(pss_kib(pid) for pid in pids[1:]) / 1024, 1)
+        idle_s = 10
+        ticks = sum(cpu_ticks(pid) for pid in pids[1:])
+        time.sleep(idle_s)
+        ticks = sum(cpu_ticks(pid) for pid in pids[1:]) - ticks
+        result["idle_cpu_pct_of_one_core"] = round(100.0 * ticks / os.sysconf("SC_CLK_TCK") / idle_s, 1)
         sent = time.monotonic()
         msg = call(api, "POST", "/api/topics/hive-bench/publish", f"to all {args.nodes}".encode())
         pending = set(ids[1:])
@@ -100,6 +142,10 @@ def main():
         except subprocess.TimeoutExpired:
             host.kill()
     print(json.dumps(result))
+    if result.get("delivered") != f"{args.nodes - 1}/{args.nodes - 1}":
+        print(f"hive_nodes: the message reached {result.get('delivered')} nodes", file=sys.stderr)
+        return 1
+    return 0
 
 
 if __name__ == "__main__":

@@ -141,6 +141,11 @@ async def main_async(args) -> int:
         Path(args.report).write_text(report.render(results))
         print(f"== wrote {args.report}")
     print(f"== done in {results['timing_s']['total']} s; results in {results_path}")
+    if workloads.FAILED:
+        print(f"== {len(workloads.FAILED)} row(s) FAILED:", flush=True)
+        for line in workloads.FAILED:
+            print(f"   {line}", flush=True)
+        return 1
     return 0
 
 

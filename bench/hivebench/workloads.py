@@ -45,16 +45,24 @@ async def sample_gate(env: Env):
         await quiet_gate(120)
 
 
+# Rows that failed in this run, with their reasons: any of them fails the run.
+FAILED: list[str] = []
+
+
 async def guarded(name: str, coro):
-    """Run one row; an anchor that cannot run becomes a skipped row."""
+    """Run one row. Only an anchor that cannot be installed or started
+    (`Skip`) becomes a skipped row; any other exception is a failed row,
+    and the run then ends non-zero (after the other rows have run)."""
     try:
         return await coro
     except Skip as e:
         say(f"{name}: skipped: {e}")
         return {"skipped": str(e)}
-    except Exception as e:  # a failure of one row must not sink the run
-        say(f"{name}: FAILED: {e}")
-        return {"skipped": f"failed: {str(e)[:300]}"}
+    except Exception as e:
+        reason = f"{type(e).__name__}: {e}"[:300]
+        say(f"{name}: FAILED: {reason}")
+        FAILED.append(f"{name}: {reason}")
+        return {"skipped": f"FAILED: {reason}", "failed": True}
 
 
 # ---------------------------------------------------------------------------
@@ -966,6 +974,8 @@ async def _scale_one(env: Env, n: int) -> dict:
         lat_ms = [(t - sent_at[k]) * 1000 for k, got in arrivals.items() for i, t in got.items() if i != 0]
         delivered = len(lat_ms)
         expected = msgs * (n - 1)
+        if delivered < expected:
+            raise RuntimeError(f"{n} daemons: delivered {delivered} of {expected} messages")
         all_ms = [max(got[i] for i in got if i != 0) - sent_at[k] for k, got in arrivals.items() if len(got) >= n - 1]
         res = {
             "nodes": n,

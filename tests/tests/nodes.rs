@@ -109,10 +109,8 @@ async fn twenty_nodes_join_one_network_and_all_receive_a_message() -> Result<()>
             .await?;
         streams.push((id.to_owned(), node_events(&host, id).await?));
     }
-    host.subscribe("swarm").await?;
-    host.wait_topic_peers("swarm", 1).await?;
-    // Let gossipsub form its mesh over the new subscriptions.
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // Published right after the subscribe calls returned, with no wait:
+    // a subscription that has not spread yet must not lose the message.
     let id = host.publish("swarm", b"to every child".to_vec()).await?;
 
     let mut missing = Vec::new();
@@ -256,9 +254,21 @@ async fn nodes_reproduce_restart_stop_and_come_back() -> Result<()> {
         .await?;
     assert_eq!(r.status(), 409);
 
-    // kill -9 of the host: no daemon of any generation remains.
-    spawn(&host, json!({"count": 2})).await?;
-    assert_eq!(daemons_of(&host).len(), 3);
+    // kill -9 of the host while nodes of every generation run: no daemon
+    // of any generation remains.
+    let children = spawn(&host, json!({"count": 2})).await?;
+    let parent = children[0]["id"].as_str().context("no child id")?;
+    host.post(&format!("/api/nodes/{parent}/reproduce"), b"{}".to_vec())
+        .await?;
+    wait_for("a running generation-2 node before the kill", || async {
+        nodes(&host)
+            .await
+            .ok()?
+            .into_iter()
+            .find(|n| n["generation"] == 2 && n["state"] == "running")
+    })
+    .await?;
+    assert_eq!(daemons_of(&host).len(), 4);
     host.kill9();
     wait_for("no daemon left after kill -9 of the host", || async {
         daemons_of(&host).is_empty().then_some(())

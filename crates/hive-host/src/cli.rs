@@ -197,6 +197,14 @@ pub struct UpArgs {
     /// duplicate. Per request: `?envelope=true|false`.
     #[arg(long)]
     pub plain_pubsub: bool,
+    /// Connections each daemon keeps at least, dialing known peers below it
+    /// (its connection manager's low watermark) [default: the daemon's, 8].
+    #[arg(long, value_name = "N")]
+    pub conn_low: Option<usize>,
+    /// Connections past which each daemon closes the surplus down to
+    /// --conn-low, sparing mesh, relay and recent peers [default: the daemon's, 16].
+    #[arg(long, value_name = "N")]
+    pub conn_high: Option<usize>,
     /// Connected peers a node should have; fewer raise its tension (0 = no target).
     #[arg(long, value_name = "N", default_value_t = 1)]
     pub peer_target: usize,

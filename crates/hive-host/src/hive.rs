@@ -37,8 +37,10 @@ pub const ROOT_ID: &str = "n0";
 pub const MAX_COUNT: u32 = 64;
 /// How long a spawn waits for each new node to be running.
 const READY_WAIT: Duration = Duration::from_secs(60);
-/// Memory a new node is expected to take, and what the machine keeps spare.
-const NODE_MEMORY: u64 = 48 * 1024 * 1024;
+/// Memory a new node is expected to take (a daemon with its connections
+/// bounded, about 10 MB resident in release builds), and what the machine
+/// keeps spare.
+const NODE_MEMORY: u64 = 16 * 1024 * 1024;
 const MEMORY_RESERVE: u64 = 256 * 1024 * 1024;
 /// How often τ is sampled for its history.
 const TENSION_SAMPLE: Duration = Duration::from_secs(5);
@@ -124,6 +126,14 @@ struct Inner {
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// How many new nodes `hive up --nodes` starts at once: their daemons
+/// start in parallel, 16 per core (a starting daemon mostly waits on its
+/// binds and its first dials), at most [`MAX_COUNT`].
+pub fn start_window() -> usize {
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    (cores * 16).clamp(8, MAX_COUNT as usize)
 }
 
 /// A default for `--max-nodes`: what the machine's memory holds at

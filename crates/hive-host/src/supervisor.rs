@@ -129,6 +129,10 @@ pub struct DaemonSettings {
     pub relays: Vec<String>,
     /// Each daemon also serves as a relay (`--relay-service`).
     pub relay_service: bool,
+    /// The connection manager's watermarks (`--conn-low`, `--conn-high`);
+    /// `None`: the daemon's defaults.
+    pub conn_low: Option<usize>,
+    pub conn_high: Option<usize>,
 }
 
 /// How much τ history each node keeps: 15 minutes at one sample per 5 s.
@@ -589,6 +593,12 @@ impl Supervisor {
         }
         if settings.relay_service {
             cmd.arg("--relay-service");
+        }
+        if let Some(n) = settings.conn_low {
+            cmd.args(["--conn-low", &n.to_string()]);
+        }
+        if let Some(n) = settings.conn_high {
+            cmd.args(["--conn-high", &n.to_string()]);
         }
         // The token goes through the environment, never argv (visible in ps).
         cmd.env(ENV_IPC_TOKEN, &cfg.token)

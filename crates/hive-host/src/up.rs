@@ -85,6 +85,8 @@ pub async fn run(args: UpArgs, log_format: LogFormat) -> anyhow::Result<()> {
                 peer_target: args.peer_target,
                 relays: args.relays,
                 relay_service: args.relay_service,
+                conn_low: args.conn_low,
+                conn_high: args.conn_high,
             },
             data_dir: data_dir.clone(),
             listen: args.listen,
@@ -202,7 +204,7 @@ async fn grow(hive: &Hive, wanted: usize) {
     eprintln!("hive: starting {missing} more node(s) for --nodes {wanted}");
     let mut done = 0;
     while done < missing {
-        let batch = (missing - done).min(8) as u32;
+        let batch = (missing - done).min(hive::start_window()) as u32;
         match hive.spawn(None, Some(batch)).await {
             Ok(nodes) => {
                 for node in nodes {

@@ -62,6 +62,9 @@ pub struct NodeConfig {
     pub gossipsub_initial_delay: Duration,
     /// Where and how much the node keeps of what it received.
     pub history: crate::history::HistoryConfig,
+    /// Keep connections between these watermarks (see `connmgr`);
+    /// `None`: never trim.
+    pub conn_manager: Option<crate::connmgr::Limits>,
 }
 
 /// Relays to keep a slot on.
@@ -139,6 +142,7 @@ impl NodeConfig {
             gossipsub_heartbeat: Duration::from_millis(700),
             gossipsub_initial_delay: Duration::from_secs(5),
             history: crate::history::HistoryConfig::at(None),
+            conn_manager: Some(crate::connmgr::Limits::HIVE),
         }
     }
 }
@@ -157,6 +161,7 @@ impl std::fmt::Debug for NodeConfig {
             .field("reachability", &self.reachability)
             .field("autonat", &self.autonat)
             .field("upnp", &self.upnp)
+            .field("conn_manager", &self.conn_manager)
             .finish_non_exhaustive()
     }
 }

@@ -6,6 +6,7 @@
 pub mod behaviour;
 pub mod circuit;
 pub mod config;
+pub mod connmgr;
 pub mod envelope;
 pub mod history;
 mod kad_recheck;

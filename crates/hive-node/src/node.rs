@@ -37,6 +37,8 @@ use crate::config::{NodeConfig, Reachability};
 use crate::envelope;
 use crate::relays::{AddrChange, Relays, ReservationOutcome};
 
+mod conns;
+
 /// Capacity of the event broadcast each IPC connection subscribes to.
 pub const EVENT_CAPACITY: usize = 8192;
 /// Longest any operation may wait for the network.
@@ -62,7 +64,14 @@ pub enum NodeError {
 }
 
 enum Command {
-    Op { op: Op, reply: Reply },
+    Op {
+        op: Op,
+        reply: Reply,
+    },
+    /// go's CONNMANAGER TRIM: close connections down to the low watermark.
+    Trim {
+        reply: oneshot::Sender<usize>,
+    },
 }
 
 type NamedInbound = Arc<std::sync::Mutex<Option<mpsc::Receiver<(PeerId, String, libp2p::Stream)>>>>;
@@ -77,6 +86,7 @@ pub struct NodeHandle {
     shutdown: watch::Receiver<bool>,
     streams: libp2p_stream::Control,
     named: crate::named::NamedStreams,
+    conn_tags: crate::connmgr::Tags,
     /// Inbound named streams; one consumer takes them (the control server).
     named_inbound: NamedInbound,
     history: crate::history::History,
@@ -115,6 +125,23 @@ impl NodeHandle {
     /// Run one operation and wait for its result (bounded by a timeout).
     pub async fn request(&self, op: Op) -> Result<Value, ErrorBody> {
         self.submit(op).await?.result().await
+    }
+
+    /// Tags of the connection manager (go's CONNMANAGER TAG_PEER).
+    pub fn conn_tags(&self) -> &crate::connmgr::Tags {
+        &self.conn_tags
+    }
+
+    /// Close connections down to the low watermark (go's TRIM); how many
+    /// peers were disconnected (0 without a connection manager).
+    pub async fn trim_connections(&self) -> Result<usize, ErrorBody> {
+        let (reply, rx) = oneshot::channel();
+        let stopped = || ErrorBody::new(ErrorCode::ShuttingDown, "the node has stopped");
+        self.commands
+            .send(Command::Trim { reply })
+            .await
+            .map_err(|_| stopped())?;
+        rx.await.map_err(|_| stopped())
     }
 
     /// Hand an operation to the node now and return its pending answer.
@@ -233,6 +260,8 @@ pub struct Node {
     reachability: Reachability,
     /// Slots on relays (see `relays`).
     relays: Relays,
+    /// Bounded connections (see `connmgr`); `None`: no trimming.
+    conn_manager: Option<crate::connmgr::ConnManager>,
     relay_outcomes: mpsc::UnboundedReceiver<ReservationOutcome>,
     /// Signatures gossipsub verified, for the message events.
     signatures: crate::pubsub_meta::Signatures,
@@ -448,6 +477,10 @@ impl Node {
         let (relays, relay_outcomes) =
             Relays::new(config.auto_relay.as_ref(), stream_control.clone());
 
+        let conn_tags = crate::connmgr::Tags::default();
+        let conn_manager = config
+            .conn_manager
+            .map(|limits| crate::connmgr::ConnManager::new(limits, conn_tags.clone()));
         let (events, _) = broadcast::channel(EVENT_CAPACITY);
         let (intake, history, acks) =
             crate::history::Intake::open(&config.history, events.clone())?;
@@ -461,6 +494,7 @@ impl Node {
             shutdown: shutdown_rx,
             streams: stream_control,
             named,
+            conn_tags,
             named_inbound: Arc::new(std::sync::Mutex::new(Some(named_inbound))),
             history,
         };
@@ -478,6 +512,7 @@ impl Node {
             relay_client: config.relay_client,
             reachability: config.reachability,
             relays,
+            conn_manager,
             relay_outcomes,
             signatures,
             listen_addrs,
@@ -520,7 +555,14 @@ impl Node {
     }
 
     /// Dial every bootstrap peer that is neither connected nor being dialed.
+    /// With a connection manager, only while below its low watermark: a
+    /// trimmed node does not come straight back.
     fn redial_bootstrap_peers(&mut self) {
+        if let Some(manager) = &self.conn_manager {
+            if manager.missing(self.peers.len()) == 0 {
+                return;
+            }
+        }
         let missing: Vec<(PeerId, Multiaddr)> = self
             .bootstrap_peers
             .iter()
@@ -553,6 +595,7 @@ impl Node {
                 _ = maintenance.tick() => {
                     self.redial_bootstrap_peers();
                     self.maintain_relays();
+                    self.manage_connections();
                 }
                 Some(outcome) = self.relay_outcomes.recv() => {
                     if let Some(change) = self.relays.on_outcome(outcome) {
@@ -561,6 +604,9 @@ impl Node {
                 }
                 command = self.commands.recv() => match command {
                     Some(Command::Op { op, reply }) => self.handle_op(op, reply),
+                    Some(Command::Trim { reply }) => {
+                        let _ = reply.send(self.trim_connections(true));
+                    }
                     None => break,
                 },
                 Some(acked) = self.acks.recv() => {
@@ -693,6 +739,7 @@ impl Node {
                 uptime_secs: self.started.elapsed().as_secs_f64(),
                 daemon_version: env!("CARGO_PKG_VERSION").to_string(),
                 protocol_version: hive_proto::PROTOCOL_VERSION,
+                connections: self.conn_manager.as_ref().map(|m| m.limits().into()),
             }),
             Op::ListenAddrs => json(&ListenAddrsResult {
                 listen_addrs: self.own_addrs(),
@@ -1133,6 +1180,9 @@ impl Node {
                 }
                 if num_established == 0 {
                     self.peers.remove(&peer_id);
+                    if let Some(manager) = &mut self.conn_manager {
+                        manager.on_disconnected(&peer_id);
+                    }
                     if let Some(change) = self.relays.on_disconnected(&peer_id) {
                         self.apply_addr_change(change);
                     }
@@ -1178,7 +1228,12 @@ impl Node {
             _ => {}
         }
         match event {
-            BehaviourEvent::Relay(event) => tracing::debug!(?event, "relay service"),
+            BehaviourEvent::Relay(event) => {
+                if let Some(manager) = &mut self.conn_manager {
+                    manager.on_relay_event(&event);
+                }
+                tracing::debug!(?event, "relay service");
+            }
             BehaviourEvent::Autonat(event) => tracing::info!(?event, "autonat"),
             BehaviourEvent::Dcutr(event) => match event.result {
                 Ok(_) => {

@@ -93,6 +93,24 @@ pub struct Cli {
     #[arg(long, value_name = "N", default_value_t = 100_000)]
     pub history_per_topic: u64,
 
+    /// Connections kept at least (the connection manager's low watermark):
+    /// below it the node dials peers its routing table knows.
+    #[arg(long, value_name = "N", default_value_t = hive_node::connmgr::Limits::HIVE.low)]
+    pub conn_low: usize,
+
+    /// Connections past which the surplus is closed down to --conn-low,
+    /// sparing gossipsub mesh peers, relays and recent connections.
+    #[arg(long, value_name = "N", default_value_t = hive_node::connmgr::Limits::HIVE.high)]
+    pub conn_high: usize,
+
+    /// Seconds a new connection is spared from trimming.
+    #[arg(long, value_name = "SECS", default_value_t = hive_node::connmgr::Limits::HIVE.grace.as_secs())]
+    pub conn_grace_secs: u64,
+
+    /// Keep every connection (no watermarks, no trimming).
+    #[arg(long)]
+    pub no_conn_manager: bool,
+
     /// Exit when the parent process dies (also enabled by HIVE_EXIT_WITH_PARENT=1).
     #[arg(long)]
     pub exit_with_parent: bool,
@@ -109,6 +127,31 @@ pub struct Cli {
     /// Log format on stderr.
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+}
+
+impl Cli {
+    /// The connection manager's limits, or `None` with --no-conn-manager.
+    pub fn conn_limits(&self) -> anyhow::Result<Option<hive_node::connmgr::Limits>> {
+        if self.no_conn_manager {
+            return Ok(None);
+        }
+        let limits = hive_node::connmgr::Limits {
+            low: self.conn_low,
+            high: self.conn_high,
+            grace: std::time::Duration::from_secs(self.conn_grace_secs),
+        };
+        limits
+            .check()
+            .map_err(|e| anyhow::anyhow!("--conn-low/--conn-high: {e}"))?;
+        if u32::try_from(limits.high).map_or(true, |h| h > self.max_connections) {
+            anyhow::bail!(
+                "--conn-high ({}) is above --max-connections ({})",
+                limits.high,
+                self.max_connections
+            );
+        }
+        Ok(Some(limits))
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

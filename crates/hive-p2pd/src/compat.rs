@@ -271,7 +271,7 @@ pub fn split_args(args: Vec<String>) -> Result<(Vec<String>, Option<GoOptions>)>
             key_file: None,
             no_listen: false,
             conn_manager: false,
-            conn_limits: crate::control::connmgr::Limits::default(),
+            conn_limits: crate::control::connmgr::Limits::GO,
             announce: Vec::new(),
             relay: true,
             relay_service: true,

@@ -186,6 +186,7 @@ async fn run(mut cli: Cli, go: Option<compat::GoOptions>) -> Result<()> {
             if let Some(d) = go.gossipsub_initial_delay {
                 config.gossipsub_initial_delay = d;
             }
+            config.conn_manager = go.conn_manager.then_some(go.conn_limits);
             config.autonat |= go.autonat;
             config.upnp |= go.nat_port_map;
             if go.relay && go.relay_service {
@@ -204,6 +205,7 @@ async fn run(mut cli: Cli, go: Option<compat::GoOptions>) -> Result<()> {
             }
         }
         None => {
+            config.conn_manager = cli.conn_limits()?;
             if cli.relay_service {
                 config.reachability = Reachability::Public;
                 config.relay_service = Some(RelayService::default());
@@ -256,7 +258,7 @@ async fn run(mut cli: Cli, go: Option<compat::GoOptions>) -> Result<()> {
             let settings = control::Settings {
                 max_msg: go.persistent_max_msg,
                 open: persistent_open,
-                connmgr: control::connmgr::ConnManager::new(go.conn_limits, go.conn_manager),
+                connmgr: control::connmgr::ConnManager::new(&node, go.conn_manager),
             };
             tokio::spawn(control.serve(node.clone(), settings, shutdown_rx.clone()));
             Some(bound)

@@ -203,6 +203,19 @@ pub struct StatusResult {
     pub uptime_secs: f64,
     pub daemon_version: String,
     pub protocol_version: u32,
+    /// The connection manager's watermarks; absent when it is off (and
+    /// from daemons older than it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connections: Option<ConnectionLimits>,
+}
+
+/// Bounded connections: trimmed past `high` down to `low`, sparing peers
+/// connected for less than `grace_secs`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConnectionLimits {
+    pub low: usize,
+    pub high: usize,
+    pub grace_secs: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -36,6 +36,10 @@ pub struct StatusBody {
     /// number stored, holes seen, messages fetched to fill them, messages
     /// the history no longer had.
     inbound: serde_json::Value,
+    /// The daemon's connection watermarks (absent when its manager is off
+    /// or the daemon does not answer).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    connections: Option<hive_proto::ConnectionLimits>,
 }
 
 /// Answers whatever the daemon's state: live data when it responds, the last
@@ -63,6 +67,7 @@ pub async fn status(Scoped(state): Scoped) -> Json<StatusBody> {
             version: env!("CARGO_PKG_VERSION"),
             daemon_version: Some(st.daemon_version),
             inbound: sup.inbound_stats(),
+            connections: st.connections,
         },
         None => StatusBody {
             peer_id: known.peer_id,
@@ -75,6 +80,7 @@ pub async fn status(Scoped(state): Scoped) -> Json<StatusBody> {
             version: env!("CARGO_PKG_VERSION"),
             daemon_version: known.daemon_version,
             inbound: sup.inbound_stats(),
+            connections: None,
         },
     };
     Json(body)

@@ -197,7 +197,6 @@ impl ControlListener {
             open: persistent_open,
             connmgr,
         } = settings;
-        tokio::spawn(connmgr.clone().watch(node.clone()));
         let control = Arc::new(Control {
             handlers: streams::Handlers::new(node.clone()),
             unary: persistent::Unary::start(

@@ -1,0 +1,276 @@
+//! Bounded connections: the connection manager shared by Hive's own mode
+//! and the go daemon's `-connManager`.
+//!
+//! A node keeps its connections between a low and a high watermark. Past
+//! the high one it closes the surplus down to the low one, the way go's
+//! connection manager does: peers connected for less than the grace period
+//! are spared (a connection gets the time to become useful), and so are
+//! protected peers (gossipsub mesh peers, relays this node holds a slot on
+//! or serves, the relay of a relayed connection); among the rest the
+//! lightest-tagged go first, and of equal weight the most recent first, so
+//! that long-lived connections stay. Below the low watermark the node dials
+//! peers its Kademlia routing table knows, so that trimming on both ends of
+//! a connection cannot leave a node alone.
+//!
+//! Kademlia lookups connect to every peer they touch; those connections
+//! are the surplus that trimming takes away once their grace is over.
+//!
+//! This module holds the policy (which peers go, which to dial); the node's
+//! loop applies it (`node::conns`).
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use libp2p::{relay, PeerId};
+
+/// The watermarks and the grace period.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    pub low: usize,
+    pub high: usize,
+    pub grace: Duration,
+}
+
+impl Limits {
+    /// Hive's own mode: near gossipsub's mesh needs (D = 6, D_hi = 12).
+    pub const HIVE: Limits = Limits {
+        low: 8,
+        high: 16,
+        grace: Duration::from_secs(10),
+    };
+    /// go-libp2p-daemon's `-connLo`, `-connHi`, `-connGrace` defaults.
+    pub const GO: Limits = Limits {
+        low: 256,
+        high: 512,
+        grace: Duration::from_secs(120),
+    };
+
+    /// A clear refusal of watermarks that cannot work.
+    pub fn check(&self) -> Result<(), String> {
+        if self.high == 0 {
+            return Err("the high watermark must be at least 1".into());
+        }
+        if self.low > self.high {
+            return Err(format!(
+                "the low watermark ({}) is above the high one ({})",
+                self.low, self.high
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl From<&Limits> for hive_proto::ConnectionLimits {
+    fn from(l: &Limits) -> Self {
+        hive_proto::ConnectionLimits {
+            low: l.low,
+            high: l.high,
+            grace_secs: l.grace.as_secs(),
+        }
+    }
+}
+
+/// Tags with weights per peer (go's CONNMANAGER TAG_PEER / UNTAG_PEER).
+/// Shared between the node's loop and whoever tags (the control server).
+#[derive(Debug, Clone, Default)]
+pub struct Tags(Arc<Mutex<HashMap<PeerId, HashMap<String, i64>>>>);
+
+impl Tags {
+    fn lock(&self) -> MutexGuard<'_, HashMap<PeerId, HashMap<String, i64>>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn tag(&self, peer: PeerId, tag: String, weight: i64) {
+        self.lock().entry(peer).or_default().insert(tag, weight);
+    }
+
+    pub fn untag(&self, peer: &PeerId, tag: &str) {
+        let mut tags = self.lock();
+        if let Some(of_peer) = tags.get_mut(peer) {
+            of_peer.remove(tag);
+            if of_peer.is_empty() {
+                tags.remove(peer);
+            }
+        }
+    }
+
+    /// The sum of a peer's tag weights (0 when untagged).
+    pub fn weight(&self, peer: &PeerId) -> i64 {
+        self.lock()
+            .get(peer)
+            .map(|t| t.values().copied().sum())
+            .unwrap_or(0)
+    }
+}
+
+/// One connected peer as the trimming sees it.
+#[derive(Debug, Clone)]
+pub struct Candidate {
+    pub peer: PeerId,
+    pub connected_for: Duration,
+    /// Never closed by trimming (mesh, relay), but counted.
+    pub protected: bool,
+}
+
+/// Which peers to close to come down to the low watermark: unprotected
+/// ones past their grace period, lightest first, then the most recent
+/// first.
+pub fn victims(limits: &Limits, tags: &Tags, peers: &[Candidate]) -> Vec<PeerId> {
+    let excess = peers.len().saturating_sub(limits.low);
+    let mut candidates: Vec<(i64, Duration, PeerId)> = peers
+        .iter()
+        .filter(|c| !c.protected && c.connected_for >= limits.grace)
+        .map(|c| (tags.weight(&c.peer), c.connected_for, c.peer))
+        .collect();
+    candidates.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.cmp(&b.1)));
+    candidates
+        .into_iter()
+        .take(excess)
+        .map(|(_, _, p)| p)
+        .collect()
+}
+
+/// The node's connection manager: limits, tags, and the peers it spares
+/// because this node serves them as a relay.
+#[derive(Debug)]
+pub struct ConnManager {
+    limits: Limits,
+    tags: Tags,
+    /// Peers holding a reservation on this node's relay service, or with a
+    /// circuit through it.
+    relayed: HashSet<PeerId>,
+}
+
+impl ConnManager {
+    pub fn new(limits: Limits, tags: Tags) -> Self {
+        ConnManager {
+            limits,
+            tags,
+            relayed: HashSet::new(),
+        }
+    }
+
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// Past the high watermark: time to trim.
+    pub fn over(&self, connected: usize) -> bool {
+        connected > self.limits.high
+    }
+
+    /// How many more peers to dial to reach the low watermark.
+    pub fn missing(&self, connected: usize) -> usize {
+        self.limits.low.saturating_sub(connected)
+    }
+
+    pub fn is_relayed(&self, peer: &PeerId) -> bool {
+        self.relayed.contains(peer)
+    }
+
+    pub fn victims(&self, peers: &[Candidate]) -> Vec<PeerId> {
+        victims(&self.limits, &self.tags, peers)
+    }
+
+    /// Follow the relay service: reservations and circuits spare their
+    /// peers while they last.
+    pub fn on_relay_event(&mut self, event: &relay::Event) {
+        match event {
+            relay::Event::ReservationReqAccepted { src_peer_id, .. } => {
+                self.relayed.insert(*src_peer_id);
+            }
+            relay::Event::CircuitReqAccepted {
+                src_peer_id,
+                dst_peer_id,
+            } => {
+                self.relayed.insert(*src_peer_id);
+                self.relayed.insert(*dst_peer_id);
+            }
+            relay::Event::ReservationClosed { src_peer_id }
+            | relay::Event::ReservationTimedOut { src_peer_id } => {
+                self.relayed.remove(src_peer_id);
+            }
+            _ => {}
+        }
+    }
+
+    /// A peer is gone: nothing of it is spared any more.
+    pub fn on_disconnected(&mut self, peer: &PeerId) {
+        self.relayed.remove(peer);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn candidate(peer: PeerId, secs: u64, protected: bool) -> Candidate {
+        Candidate {
+            peer,
+            connected_for: Duration::from_secs(secs),
+            protected,
+        }
+    }
+
+    #[test]
+    fn trims_the_lightest_unprotected_peers_past_their_grace_down_to_low() {
+        let limits = Limits {
+            low: 2,
+            high: 3,
+            grace: Duration::from_secs(10),
+        };
+        let tags = Tags::default();
+        let [heavy, light, newest, young, mesh] = [(); 5].map(|_| PeerId::random());
+        tags.tag(heavy, "keep".into(), 100);
+        tags.tag(light, "a".into(), 5);
+        tags.tag(light, "b".into(), -1);
+        let peers = [
+            candidate(heavy, 60, false),
+            candidate(light, 60, false),
+            candidate(newest, 20, false),
+            candidate(young, 1, false),
+            candidate(mesh, 90, true),
+            candidate(PeerId::random(), 50, false),
+        ];
+        // Six peers, low 2: four go. The young one (grace) and the mesh
+        // peer are spared, so the four of the rest, lightest first:
+        // untagged newest first, then the light one (4), then the heavy.
+        let out = victims(&limits, &tags, &peers);
+        assert_eq!(out.len(), 4);
+        assert!(!out.contains(&young) && !out.contains(&mesh));
+        assert_eq!(out[0], newest);
+        assert_eq!(out[2], light);
+        assert_eq!(out[3], heavy);
+        tags.untag(&heavy, "keep");
+        assert_eq!(tags.weight(&heavy), 0);
+        assert_eq!(tags.weight(&light), 4);
+    }
+
+    #[test]
+    fn relay_reservations_are_spared_until_they_end() {
+        let mut m = ConnManager::new(Limits::HIVE, Tags::default());
+        let peer = PeerId::random();
+        m.on_relay_event(&relay::Event::ReservationReqAccepted {
+            src_peer_id: peer,
+            renewed: false,
+        });
+        assert!(m.is_relayed(&peer));
+        m.on_relay_event(&relay::Event::ReservationTimedOut { src_peer_id: peer });
+        assert!(!m.is_relayed(&peer));
+        assert!(m.over(17) && !m.over(16));
+        assert_eq!(m.missing(3), 5);
+        assert!(Limits {
+            low: 9,
+            ..Limits::HIVE
+        }
+        .check()
+        .is_ok());
+        assert!(Limits {
+            low: 17,
+            ..Limits::HIVE
+        }
+        .check()
+        .is_err());
+    }
+}

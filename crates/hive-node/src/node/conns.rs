@@ -1,0 +1,139 @@
+//! The node's side of bounded connections: applies the policy of
+//! [`crate::connmgr`] to the swarm on each maintenance tick.
+
+use std::collections::HashSet;
+use std::time::Instant;
+
+use libp2p::multiaddr::Protocol;
+use libp2p::{Multiaddr, PeerId};
+use rand::seq::SliceRandom;
+
+use super::Node;
+use crate::connmgr::Candidate;
+
+/// The relay a circuit address goes through (`…/p2p/RELAY/p2p-circuit…`).
+fn relay_of(addr: &Multiaddr) -> Option<PeerId> {
+    let mut relay = None;
+    for p in addr.iter() {
+        match p {
+            Protocol::P2p(peer) => relay = Some(peer),
+            Protocol::P2pCircuit => return relay,
+            _ => {}
+        }
+    }
+    None
+}
+
+impl Node {
+    /// Trim past the high watermark; dial known peers below the low one.
+    pub(super) fn manage_connections(&mut self) {
+        let Some(manager) = &self.conn_manager else {
+            return;
+        };
+        let connected = self.peers.len();
+        if manager.over(connected) {
+            self.trim_connections(false);
+        } else {
+            let missing = manager.missing(connected);
+            if missing > 0 {
+                self.top_up(missing);
+            }
+        }
+    }
+
+    /// Peers never trimmed: gossipsub mesh peers, relays this node keeps a
+    /// slot on or is relayed through, and the peers its relay serves.
+    fn protected_peers(&self) -> HashSet<PeerId> {
+        let mut protected: HashSet<PeerId> = self
+            .swarm
+            .behaviour()
+            .gossipsub
+            .all_mesh_peers()
+            .copied()
+            .collect();
+        protected.extend(self.relays.candidates().map(|(peer, _)| *peer));
+        for state in self.peers.values() {
+            protected.extend(state.connections.values().filter_map(relay_of));
+        }
+        protected
+    }
+
+    /// Close surplus connections: when `to_low`, whenever there are more
+    /// than the low watermark (go's TRIM); otherwise only past the high
+    /// one. Returns how many peers were disconnected.
+    pub(super) fn trim_connections(&mut self, to_low: bool) -> usize {
+        let Some(manager) = &self.conn_manager else {
+            return 0;
+        };
+        if !to_low && !manager.over(self.peers.len()) {
+            return 0;
+        }
+        let protected = self.protected_peers();
+        let now = Instant::now();
+        let candidates: Vec<Candidate> = self
+            .peers
+            .iter()
+            .map(|(peer, state)| Candidate {
+                peer: *peer,
+                connected_for: now.saturating_duration_since(state.since),
+                protected: protected.contains(peer) || manager.is_relayed(peer),
+            })
+            .collect();
+        let victims = manager.victims(&candidates);
+        let low = manager.limits().low;
+        let mut closed = 0;
+        for peer in victims {
+            if self.swarm.disconnect_peer_id(peer).is_ok() {
+                closed += 1;
+            }
+        }
+        if closed > 0 {
+            tracing::info!(
+                closed,
+                connected = self.peers.len(),
+                low,
+                "connection manager trimmed peers"
+            );
+        }
+        closed
+    }
+
+    /// Dial up to `n` peers of the routing table that are not connected,
+    /// chosen at random so that the dials spread over the network.
+    fn top_up(&mut self, n: usize) {
+        let mut known: Vec<(PeerId, Multiaddr)> = Vec::new();
+        for bucket in self.swarm.behaviour_mut().kad.kbuckets() {
+            for entry in bucket.iter() {
+                let peer = *entry.node.key.preimage();
+                if let Some(addr) = entry.node.value.iter().next() {
+                    known.push((peer, addr.clone()));
+                }
+            }
+        }
+        known.retain(|(peer, _)| !self.peers.contains_key(peer) && *peer != self.peer_id);
+        known.shuffle(&mut rand::thread_rng());
+        for (peer, addr) in known.into_iter().take(n) {
+            self.dial_idle(peer, addr, "peer below the low watermark");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_relay_of_a_circuit_address_is_its_last_peer_before_the_circuit() {
+        let relay = PeerId::random();
+        let target = PeerId::random();
+        let addr: Multiaddr =
+            format!("/ip4/127.0.0.1/tcp/4001/p2p/{relay}/p2p-circuit/p2p/{target}")
+                .parse()
+                .unwrap();
+        assert_eq!(relay_of(&addr), Some(relay));
+        let direct: Multiaddr = format!("/ip4/127.0.0.1/tcp/4001/p2p/{relay}")
+            .parse()
+            .unwrap();
+        assert_eq!(relay_of(&direct), None);
+    }
+}
