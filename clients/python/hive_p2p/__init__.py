@@ -8,7 +8,7 @@ from importlib import metadata as _metadata
 
 from ._binary import find_binary
 from .daemon import Daemon, DirectInbox, Subscription
-from .errors import CallTimeout, DaemonError, DaemonGone, DaemonStartError, HiveError, HostError
+from .errors import CallError, CallTimeout, DaemonError, DaemonGone, DaemonStartError, HiveError, HostError
 from .host import HostClient
 from .types import ChildNode, DirectMessage, Message, PeerInfo
 
@@ -22,6 +22,7 @@ __all__ = [
     "DirectMessage",
     "PeerInfo",
     "HiveError",
+    "CallError",
     "DaemonError",
     "DaemonGone",
     "DaemonStartError",

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from hive_p2p import HostClient, HostError
+from hive_p2p import CallError, DaemonError, HostClient, HostError, Message
 from conftest import BIN_DIR
 
 
@@ -66,8 +66,14 @@ async def test_host_client_publish_and_events(hive_binary: str, tmp_path: Path) 
 
                     # Delivered once the mesh forms (the stream replays from cursor 0).
                     await asyncio.wait_for(both_received(), 60)
-                    # Nothing left to send, and B stored the retried publish once.
-                    assert (await a.outbox())["depth"] == 0
+                    # A's outbox drains (its daemon acknowledges the publishes,
+                    # possibly after B saw them); then B has stored the retried
+                    # publish once.
+                    async def drained() -> None:
+                        while (await a.outbox())["depth"] != 0:
+                            await asyncio.sleep(0.1)
+
+                    await asyncio.wait_for(drained(), 60)
                     got = await b.history("host-topic")
                     assert sorted(m.id for m in got) == sorted([first, marker]), got
                     assert [m.data for m in got if m.id == first] == [b"via the host API"]
@@ -76,6 +82,9 @@ async def test_host_client_publish_and_events(hive_binary: str, tmp_path: Path) 
                     with pytest.raises(HostError) as e:
                         await a.send("not-a-peer", b"x")
                     assert (e.value.status, e.value.code) == (400, "bad_args")
+                    # The same error and message types as Daemon's.
+                    assert isinstance(e.value, CallError) and issubclass(DaemonError, CallError)
+                    assert all(type(m) is Message for m in got)
                     with pytest.raises(HostError) as e:
                         await a.publish("host-topic", b"x", id="k" * 65)  # keys are 1-64 characters
                     assert (e.value.status, e.value.code) == (400, "bad_args")
