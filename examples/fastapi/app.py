@@ -10,7 +10,7 @@ Configuration (environment):
   HIVE_BOOTSTRAP  comma-separated bootstrap multiaddrs           []
   HIVE_TOPIC      the chat topic                                 [chat]
   HIVE_MDNS       1 to discover peers on the LAN                 [0]
-  HIVE_P2PD       path of hive-p2pd                              [PATH]
+  HIVE_P2PD       path of hive-p2pd                              [installed with hive-p2p]
 """
 
 from __future__ import annotations

@@ -13,11 +13,11 @@ import asyncio
 import json
 import os
 import secrets
-import shutil
 import tempfile
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Set
 
+from ._binary import find_binary
 from ._ipc import IpcConnection, b64, unb64
 from .errors import DaemonError, DaemonGone, DaemonStartError
 from .types import ChildNode, DirectMessage, Message, PeerInfo
@@ -91,15 +91,7 @@ class DirectInbox:
 
 
 def _find_binary(binary: Optional[str]) -> str:
-    candidate = binary or os.environ.get("HIVE_P2PD") or shutil.which("hive-p2pd")
-    if not candidate:
-        raise DaemonStartError(
-            "hive-p2pd not found: pass binary=, set HIVE_P2PD, or put hive-p2pd on PATH"
-        )
-    path = Path(candidate)
-    if not path.is_file() or not os.access(path, os.X_OK):
-        raise DaemonStartError(f"hive-p2pd binary {candidate!r} does not exist or is not executable")
-    return str(path)
+    return find_binary("hive-p2pd", binary)
 
 
 class Daemon:

@@ -20,7 +20,21 @@ class CallTimeout(HiveError):
     """The daemon did not answer within the call's timeout."""
 
 
-class DaemonError(HiveError):
+class CallError(HiveError):
+    """A daemon or a host refused a call, with a stable `code` and a `message`.
+
+    `Daemon` raises `DaemonError` and `HostClient` raises `HostError`; both are
+    `CallError`s with the same fields, so code that works with either can
+    catch `CallError` and branch on `code` (``bad_args``, ``not_found``, ...).
+    """
+
+    def __init__(self, code: str, message: str, text: str = "") -> None:
+        super().__init__(text or f"{code}: {message}")
+        self.code = code
+        self.message = message
+
+
+class DaemonError(CallError):
     """The daemon answered with a structured error.
 
     `code` is the daemon's stable error code (see docs/IPC.md), for example
@@ -28,16 +42,12 @@ class DaemonError(HiveError):
     """
 
     def __init__(self, code: str, message: str) -> None:
-        super().__init__(f"{code}: {message}")
-        self.code = code
-        self.message = message
+        super().__init__(code, message)
 
 
-class HostError(HiveError):
-    """A `hive` host answered an HTTP error."""
+class HostError(CallError):
+    """A `hive` host answered an HTTP error; `status` is the HTTP status."""
 
     def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(f"HTTP {status} {code}: {message}")
+        super().__init__(code, message, f"HTTP {status} {code}: {message}")
         self.status = status
-        self.code = code
-        self.message = message

@@ -75,6 +75,22 @@ class HostClient:
         r = await self._request("POST", f"/api/peers/{quote(peer_id, safe='')}/send", content=data, headers=headers)
         return str(r["id"])
 
+    async def outbox(self, limit: int = 100) -> Dict[str, Any]:
+        """What the host still has to send: `{"depth": N, "pending": [...]}`."""
+        result: Dict[str, Any] = await self._request("GET", "/api/outbox", params={"limit": limit})
+        return result
+
+    async def history(self, topic: Optional[str] = None, after: int = 0, limit: int = 100) -> List[Message]:
+        """One page of received messages kept by the host (`/api/messages`)."""
+        params: Dict[str, Any] = {"kind": "message", "after": after, "limit": limit}
+        if topic is not None:
+            params["topic"] = topic
+        page = await self._request("GET", "/api/messages", params=params)
+        return [
+            Message(topic=ev["topic"], sender=ev["from"], id=ev["id"], data=base64.b64decode(ev["data"]))
+            for ev in page["messages"]
+        ]
+
     async def events(self, after: Optional[int] = None) -> AsyncIterator[Dict[str, Any]]:
         """Every event of the host (`/api/events`), resuming after `after`."""
         url = self.api_url.replace("http", "ws", 1) + "/api/events"

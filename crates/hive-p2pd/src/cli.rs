@@ -11,7 +11,12 @@ use libp2p::Multiaddr;
 /// --token-file, else a new one is written to <data-dir>/ipc.token (mode 0600).
 /// It is never taken from the command line, where `ps` would show it.
 #[derive(Debug, Parser)]
-#[command(name = "hive-p2pd", version, about, long_about = None)]
+#[command(
+    name = "hive-p2pd",
+    version,
+    about = "The Hive p2p daemon: one libp2p node behind an authenticated WebSocket IPC.",
+    long_about = None
+)]
 pub struct Cli {
     /// Directory for the identity key and the generated token.
     #[arg(long, value_name = "DIR")]

@@ -48,7 +48,11 @@ struct Status {
     tension: f64,
     signals: std::collections::BTreeMap<String, f64>,
     topics: Vec<String>,
+    /// The host's version.
     version: String,
+    /// The daemon's version (from its ready line); absent before the first
+    /// daemon was ready.
+    daemon_version: Option<String>,
     inbound: Inbound,
 }
 
@@ -74,7 +78,10 @@ struct Peer {
     addrs: Vec<String>,
     /// The remote address of each open connection (circuits end in `/p2p-circuit`).
     connections: Vec<String>,
+    /// Last round trip measured by libp2p ping; absent before the first.
     rtt_ms: Option<f64>,
+    /// Seconds since the first of the current connections was established.
+    connected_secs: Option<f64>,
 }
 
 #[derive(utoipa::ToSchema)]
