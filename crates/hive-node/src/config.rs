@@ -60,6 +60,12 @@ pub struct NodeConfig {
     pub gossipsub_heartbeat: Duration,
     /// Delay before the first gossipsub heartbeat.
     pub gossipsub_initial_delay: Duration,
+    /// Where the node remembers its bound ports and known peers across
+    /// restarts (see [`crate::memory`]); `None`: it remembers nothing.
+    pub state_file: Option<std::path::PathBuf>,
+    /// Remembered peers are dialed while fewer peers than this are
+    /// connected (bootstrap peers always, while disconnected).
+    pub target_peers: usize,
 }
 
 /// Relays to keep a slot on.
@@ -136,6 +142,8 @@ impl NodeConfig {
             pubsub_strict: true,
             gossipsub_heartbeat: Duration::from_millis(700),
             gossipsub_initial_delay: Duration::from_secs(5),
+            state_file: None,
+            target_peers: 8,
         }
     }
 }

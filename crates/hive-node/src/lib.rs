@@ -7,8 +7,11 @@ pub mod behaviour;
 pub mod circuit;
 pub mod config;
 pub mod envelope;
+pub mod listen;
+pub mod memory;
 pub mod named;
 pub mod node;
+pub mod reconnect;
 pub mod relays;
 pub mod unslash;
 

@@ -13,7 +13,10 @@ use libp2p::Multiaddr;
 #[derive(Debug, Parser)]
 #[command(name = "hive-p2pd", version, about, long_about = None)]
 pub struct Cli {
-    /// Directory for the identity key and the generated token.
+    /// Directory for the identity key, the generated token, and what the
+    /// node remembers across restarts (node-state.json: the ports it bound,
+    /// the peers it knew), so that a restarted daemon binds the same ports
+    /// and dials its peers again by itself.
     #[arg(long, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
 
@@ -83,6 +86,12 @@ pub struct Cli {
     /// Most established libp2p connections in total.
     #[arg(long, value_name = "N", default_value_t = 512)]
     pub max_connections: u32,
+
+    /// Peers this node tries to stay connected to: while fewer are
+    /// connected, the peers it remembers (in <data-dir>/node-state.json) are
+    /// dialed with backoff. Bootstrap peers are always kept connected.
+    #[arg(long, value_name = "N", default_value_t = 8)]
+    pub target_peers: usize,
 
     /// Exit when the parent process dies (also enabled by HIVE_EXIT_WITH_PARENT=1).
     #[arg(long)]
