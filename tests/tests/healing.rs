@@ -185,7 +185,10 @@ async fn heals_a_link_made_by_dial() -> anyhow::Result<()> {
     b.subscribe(TOPIC).await?;
     flows_both_ways(&a, &b, "dialed once", Instant::now()).await?;
 
-    for (host, case) in [(&a, "kill -9 of the dialer's daemon"), (&b, "kill -9 of the dialed daemon")] {
+    for (host, case) in [
+        (&a, "kill -9 of the dialer's daemon"),
+        (&b, "kill -9 of the dialed daemon"),
+    ] {
         let old = running_pid(host).await?;
         signal(old, libc::SIGKILL);
         let since = Instant::now();

@@ -97,6 +97,9 @@ async def test_heals_after_kill_9_restart_and_a_taken_port(binary: str, tmp_path
         await a.aclose()
         since = time.monotonic()
         with socket.socket() as squatter:
+            # SO_REUSEADDR, as servers set it: the old connections' TIME_WAIT
+            # does not stop the bind, the listening squatter stops A's.
+            squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             squatter.bind(("127.0.0.1", old_port))
             squatter.listen()
             a = Daemon(binary=binary, listen=LOOPBACK, mdns=False, data_dir=a_dir)

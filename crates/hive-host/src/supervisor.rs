@@ -17,9 +17,7 @@ use std::process::{ExitStatus, Stdio};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use hive_proto::{
-    Event, Op, ReadyLine, StatusResult, ENV_EXIT_WITH_PARENT, ENV_IPC_TOKEN,
-};
+use hive_proto::{Event, Op, ReadyLine, StatusResult, ENV_EXIT_WITH_PARENT, ENV_IPC_TOKEN};
 use serde::Serialize;
 use tokio::io::{AsyncBufReadExt, BufReader, Lines};
 use tokio::process::{Child, ChildStdout, Command};
@@ -756,11 +754,9 @@ impl Supervisor {
             }
             match &event {
                 Event::PeerConnected { .. } => {
-                    {
-                        let mut s = lock(&self.shared.status);
-                        s.peers += 1;
-                        m.peers.set(s.peers as i64);
-                    }
+                    let mut s = lock(&self.shared.status);
+                    s.peers += 1;
+                    m.peers.set(s.peers as i64);
                 }
                 Event::PeerDisconnected { .. } => {
                     let mut s = lock(&self.shared.status);
@@ -823,4 +819,3 @@ async fn read_ready(
     }
     Ok(None)
 }
-

@@ -69,7 +69,7 @@ pub async fn bind_all(
                 reason,
                 ..
             } => (listener_id, format!("{reason:?}")),
-            SwarmEvent::ListenerError { listener_id, error } => (listener_id, error.to_string()),
+            SwarmEvent::ListenerError { listener_id, error } => (listener_id, describe(&error)),
             other => {
                 tracing::debug!(?other, "event before listening");
                 continue;
@@ -108,7 +108,7 @@ fn start(
                 configured,
                 fallback,
             };
-            retry_or_fail(swarm, waiting, w, e.to_string(), why)
+            retry_or_fail(swarm, waiting, w, describe(&e), why)
         }
     }
 }
@@ -133,12 +133,25 @@ fn retry_or_fail(
         None => Err(NodeError::Listen {
             reason: why(&w.tried).map(str::to_owned).unwrap_or_else(|| {
                 if reason.contains("Address already in use") || reason.contains("AddrInUse") {
-                    format!("{reason}: another process holds this port; pick another port or stop it")
+                    format!(
+                        "{reason}: another process holds this port; pick another port or stop it"
+                    )
                 } else {
                     reason
                 }
             }),
             addr: w.tried,
         }),
+    }
+}
+
+/// The error's text, or its debug form when the text is empty (some
+/// transport errors display as nothing).
+fn describe<E: std::fmt::Display + std::fmt::Debug>(e: &E) -> String {
+    let text = e.to_string();
+    if text.is_empty() {
+        format!("{e:?}")
+    } else {
+        text
     }
 }

@@ -123,7 +123,7 @@ impl NodeState {
     pub fn pruned(mut self, now: u64) -> Self {
         let oldest = now.saturating_sub(MAX_AGE.as_secs());
         self.peers.retain(|p| p.last_seen >= oldest);
-        self.peers.sort_by(|a, b| b.last_seen.cmp(&a.last_seen));
+        self.peers.sort_by_key(|p| std::cmp::Reverse(p.last_seen));
         self.peers.truncate(MAX_PEERS);
         for p in &mut self.peers {
             p.addrs.truncate(MAX_ADDRS);

@@ -1043,7 +1043,9 @@ impl Node {
                 let dialed = endpoint.is_dialer().then(|| without_p2p(&addr));
                 let announced = self.peer_listen_addrs.get(&peer_id).cloned();
                 let announced = announced.unwrap_or_default();
-                self.keeper.reconnect.on_connected(peer_id, dialed, &announced);
+                self.keeper
+                    .reconnect
+                    .on_connected(peer_id, dialed, &announced);
                 if num_established.get() == 1 {
                     let reachable = self.reachable();
                     self.relays.on_connected(peer_id, reachable);

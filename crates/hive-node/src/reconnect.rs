@@ -81,9 +81,7 @@ impl Loaded {
             })
             .collect();
         let reconnect = Reconnect::new(me, &self.state.peers, target);
-        let writer = self
-            .path
-            .map(|path| spawn_writer(path, self.state.clone()));
+        let writer = self.path.map(|path| spawn_writer(path, self.state.clone()));
         Keeper {
             reconnect,
             state: self.state,
