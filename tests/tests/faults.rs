@@ -104,13 +104,6 @@ async fn accept(
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
-
 async fn kill_daemon_and_wait(host: &Host) -> anyhow::Result<()> {
     let old = wait_for("a running daemon to kill", || async {
         let st = host.status().await.ok()?;
@@ -130,10 +123,11 @@ async fn kill_daemon_and_wait(host: &Host) -> anyhow::Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nothing_lost_through_daemon_and_host_crashes() -> anyhow::Result<()> {
-    // A listens on a fixed port so that B (and A's successor) find it again.
-    let a_listen = format!("/ip4/127.0.0.1/tcp/{}", free_port());
+    // A on `/ip4/127.0.0.1/tcp/0`, the default shape: a restarted daemon
+    // (and A's successor host) bind the port A had again by themselves, and
+    // dial the peers they knew; nobody here dials.
     let a_opts = HostOpts {
-        listen: vec![a_listen],
+        listen: vec!["/ip4/127.0.0.1/tcp/0".to_owned()],
         ..Default::default()
     };
     let mut a = Host::start(a_opts.clone()).await?;

@@ -25,6 +25,8 @@ from .types import ChildNode, DirectMessage, Message, PeerInfo
 # Queue bound per subscriber: a consumer this far behind loses the oldest
 # messages (counted in `dropped`) rather than growing memory without limit.
 SUBSCRIBER_QUEUE = 10_000
+# How long `Daemon.publish` waits for a first topic peer by default (seconds).
+PUBLISH_WAIT_FOR_PEERS = 10.0
 
 
 class Subscription:
@@ -329,14 +331,37 @@ class Daemon:
         result = await self._call("dial", {"addr": addr})
         return str(result["peer_id"])
 
-    async def publish(self, topic: str, data: bytes, id: Optional[str] = None) -> str:
+    async def publish(
+        self,
+        topic: str,
+        data: bytes,
+        id: Optional[str] = None,
+        wait_for_peers: float = PUBLISH_WAIT_FOR_PEERS,
+    ) -> str:
         """Publish `data`; returns the message id receivers will see. A retry
-        with the same `id` is dropped as a duplicate by receivers."""
+        with the same `id` is dropped as a duplicate by receivers.
+
+        A node that has no peer in the topic yet (just started, or its peers
+        are restarting) cannot send: the publish then waits up to
+        `wait_for_peers` seconds for a topic peer to appear and is sent then,
+        else it raises ``DaemonError(publish_failed)``. ``wait_for_peers=0``
+        fails at once. Nothing is sent twice: a publish that failed this way
+        was not sent."""
         args: Dict[str, Any] = {"topic": topic, "data": b64(data)}
         if id is not None:
             args["id"] = id
-        result = await self._call("publish", args)
-        return str(result["id"])
+        deadline = asyncio.get_running_loop().time() + wait_for_peers
+        while True:
+            try:
+                result = await self._call("publish", args)
+                return str(result["id"])
+            except DaemonError as e:
+                left = deadline - asyncio.get_running_loop().time()
+                if e.code != "publish_failed" or "no peers" not in e.message or left <= 0:
+                    raise
+            # Gossipsub forms its mesh within a heartbeat or two of a peer
+            # subscribing; asking again this often costs one local call.
+            await asyncio.sleep(min(0.1, max(left, 0.0)))
 
     async def subscribe(self, topic: str) -> Subscription:
         """Subscribe; the returned object is an async iterator of messages."""

@@ -89,13 +89,23 @@ async def test_kill_9_restarts_with_same_identity_and_subscriptions(binary: str)
         await b.subscribe("restart")
         await wait_topic(b, "restart", a.peer_id)
         peer_id, old_pid = a.peer_id, a.pid
-        assert old_pid is not None
-        # A call in flight at the kill fails at once instead of hanging.
-        in_flight = asyncio.ensure_future(a.find_peer("12D3KooWGzv1Tdt7WXkVDsnB3nSyZHrVVjDjHuvx5EQzz2qrG7Vb"))
-        await asyncio.sleep(0.05)
-        os.kill(old_pid, signal.SIGKILL)
-        with pytest.raises((DaemonGone, DaemonError)):
-            await asyncio.wait_for(in_flight, 10)
+        assert old_pid is not None and b.pid is not None
+        # A call in flight at the kill fails at once with DaemonGone: a send
+        # to a SIGSTOPped peer, which cannot finish before the kill.
+        os.kill(b.pid, signal.SIGSTOP)
+        try:
+            in_flight = asyncio.ensure_future(a.send(b.peer_id, b"never acknowledged"))
+            await asyncio.sleep(0.5)
+            assert not in_flight.done()
+            os.kill(old_pid, signal.SIGKILL)
+            killed = asyncio.get_running_loop().time()
+            # Far below the call's own timeout (30 s): it fails when the
+            # daemon goes, not when the call times out.
+            with pytest.raises(DaemonGone):
+                await asyncio.wait_for(in_flight, 10)
+            print(f"in-flight call failed {asyncio.get_running_loop().time() - killed:.2f} s after the kill")
+        finally:
+            os.kill(b.pid, signal.SIGCONT)
 
         async def restarted() -> None:
             while a.pid == old_pid or a.restarts == 0:
@@ -104,9 +114,9 @@ async def test_kill_9_restarts_with_same_identity_and_subscriptions(binary: str)
 
         await asyncio.wait_for(restarted(), 60)
         assert a.peer_id == peer_id
-        await b.dial(a.listen_addrs[0])
-        await wait_topic(b, "restart", a.peer_id)
-        await b.publish("restart", b"after the kill")
+        # No dial here: the restarted daemon binds its old port and dials
+        # the peers it knew, and B keeps dialing its bootstrap peer.
+        await b.publish("restart", b"after the kill", wait_for_peers=60)
         msg = await sub.get(timeout=60)
         assert msg.data == b"after the kill"
     finally:

@@ -1,11 +1,13 @@
 //! Supervision of the one `hive-p2pd` daemon the host owns.
 //!
 //! The daemon is the only thing touching the network; the host keeps the
-//! *intent* (which topics the API subscribed, which peers we were connected
-//! to, which addresses we listen on) so that a crashed or hung daemon can be
-//! replaced by a new one that looks the same from outside: same data dir and
-//! so the same identity, same listen addresses, same subscriptions, same
-//! peers.
+//! *intent* of its API clients (which topics they subscribed) so that a
+//! crashed or hung daemon can be replaced by a new one that looks the same
+//! from outside. The rest of coming back as the same node is the daemon's
+//! own (one restart policy for every supervisor): same data dir and so the
+//! same identity; and in it `node-state.json`, from which the new daemon
+//! binds the ports it had and dials the peers it knew (see
+//! `hive_node::memory`).
 //!
 //! States: `starting` → `running` → `restarting` → `running` … → `stopped`.
 
@@ -15,9 +17,7 @@ use std::process::{ExitStatus, Stdio};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use hive_proto::{
-    Event, Op, PeerInfo, PeersResult, ReadyLine, StatusResult, ENV_EXIT_WITH_PARENT, ENV_IPC_TOKEN,
-};
+use hive_proto::{Event, Op, ReadyLine, StatusResult, ENV_EXIT_WITH_PARENT, ENV_IPC_TOKEN};
 use serde::Serialize;
 use tokio::io::{AsyncBufReadExt, BufReader, Lines};
 use tokio::process::{Child, ChildStdout, Command};
@@ -44,7 +44,6 @@ const HEALTHY_RESET: Duration = Duration::from_secs(60);
 const LINK_LOSS_GRACE: Duration = Duration::from_secs(3);
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 const RESUBSCRIBE_TIMEOUT: Duration = Duration::from_secs(5);
-const REDIAL_TIMEOUT: Duration = Duration::from_secs(10);
 /// Capacity of the host event channel fanned out to WebSocket clients.
 pub const HOST_EVENT_CAPACITY: usize = 16_384;
 
@@ -179,8 +178,6 @@ struct Shared {
     client: Mutex<Option<IpcClient>>,
     /// Topics the API subscribed; replayed on every new daemon.
     topics: Mutex<BTreeSet<String>>,
-    /// Last `Op::Peers` answer; re-dialed by the next daemon.
-    last_peers: Mutex<Vec<PeerInfo>>,
     events: broadcast::Sender<HostEvent>,
     /// Where received messages are stored (deduplicated) before they are
     /// broadcast.
@@ -258,7 +255,6 @@ impl Supervisor {
                 }),
                 client: Mutex::new(None),
                 topics: Mutex::new(topics),
-                last_peers: Mutex::new(Vec::new()),
                 events,
                 store,
                 stats,
@@ -471,9 +467,6 @@ impl Supervisor {
     /// return no daemon process is left.
     pub async fn run(self, shutdown: CancellationToken) {
         let mut backoff = BACKOFF_MIN;
-        // Addresses the first daemon actually bound, reused on restarts.
-        let mut pinned: Option<Vec<String>> = None;
-        let mut pinned_failed = false;
         let mut first = true;
         loop {
             if shutdown.is_cancelled() {
@@ -485,13 +478,9 @@ impl Supervisor {
                 DaemonState::Restarting
             };
             first = false;
-            let use_pinned = pinned.is_some() && !pinned_failed;
-            let listen = match (&pinned, use_pinned) {
-                (Some(p), true) => p.clone(),
-                _ => self.shared.config.listen.clone(),
-            };
-
-            match self.spawn(&listen) {
+            // The configured addresses every time: the daemon itself binds
+            // the ports it had before when they are free.
+            match self.spawn(&self.shared.config.listen) {
                 Err(e) => {
                     tracing::error!(error = %e, "daemon start failed");
                 }
@@ -507,18 +496,12 @@ impl Supervisor {
                             break;
                         }
                         Some(Err(e)) => {
-                            tracing::error!(error = %e, pinned = use_pinned, "daemon start failed");
+                            tracing::error!(error = %e, "daemon start failed");
                             kill_and_reap(&mut child).await;
-                            if use_pinned {
-                                tracing::warn!("falling back to the configured listen addresses");
-                                pinned_failed = true;
-                            }
                         }
-                        Some(Ok((client, events, ready))) => {
-                            pinned = Some(strip_p2p_all(&ready.listen_addrs));
-                            pinned_failed = false;
+                        Some(Ok((client, events, _ready))) => {
                             let since = Instant::now();
-                            self.on_ready(&client, &ready).await;
+                            self.on_ready(&client).await;
                             self.set_state(DaemonState::Running, child.id());
                             let outcome =
                                 self.supervise(&mut child, &client, events, &shutdown).await;
@@ -659,8 +642,9 @@ impl Supervisor {
         Ok((client, events, ready))
     }
 
-    /// Make the new daemon look like the old one: subscriptions, then peers.
-    async fn on_ready(&self, client: &IpcClient, ready: &ReadyLine) {
+    /// Make the new daemon look like the old one to API clients: their
+    /// subscriptions. (Peers and ports the daemon restores itself.)
+    async fn on_ready(&self, client: &IpcClient) {
         // Pipelined: one round trip for all topics, not one per topic.
         let resubscribes = self.desired_topics().into_iter().map(|topic| async move {
             let op = Op::Subscribe {
@@ -672,24 +656,6 @@ impl Supervisor {
         });
         futures::future::join_all(resubscribes).await;
         *lock(&self.shared.client) = Some(client.clone());
-
-        // A copy: should this daemon die before its first health tick, the
-        // next one re-dials the same peers.
-        let previous: Vec<PeerInfo> = lock(&self.shared.last_peers).clone();
-        let me = ready.peer_id.clone();
-        let previous: Vec<PeerInfo> = previous.into_iter().filter(|p| p.peer_id != me).collect();
-        if previous.is_empty() {
-            return;
-        }
-        let client = client.clone();
-        // In the background: dialing can take seconds and must not delay the
-        // API coming back.
-        tokio::spawn(async move {
-            let dials = previous
-                .into_iter()
-                .map(|peer| redial(client.clone(), peer));
-            futures::future::join_all(dials).await;
-        });
     }
 
     async fn supervise(
@@ -738,13 +704,6 @@ impl Supervisor {
                         s.daemon_version = Some(st.daemon_version);
                     }
                     self.shared.metrics.peers.set(st.peers as i64);
-                    match client
-                        .request_typed::<PeersResult>(Op::Peers, HEALTH_TIMEOUT)
-                        .await
-                    {
-                        Ok(p) => merge_peers(&mut lock(&self.shared.last_peers), p.peers),
-                        Err(e) => tracing::debug!(error = %e, "peers refresh failed"),
-                    }
                 }
                 Err(e) => {
                     failures += 1;
@@ -803,7 +762,7 @@ impl Supervisor {
                     Some(event @ (Event::Message { .. } | Event::Direct { .. })) => {
                         batch.push(event)
                     }
-                    Some(event) => self.on_daemon_event(event, client),
+                    Some(event) => self.on_daemon_event(event),
                     None => {}
                 }
                 next = match events.try_recv() {
@@ -816,7 +775,7 @@ impl Supervisor {
                 };
             }
             if let Some(event) = next {
-                self.on_daemon_event(event, client);
+                self.on_daemon_event(event);
             }
             if let Err(e) = inbound.absorb(batch, lagged).await {
                 tracing::error!(error = %e, "cannot store inbound messages; reconnecting to resume");
@@ -827,28 +786,13 @@ impl Supervisor {
 
     /// A daemon event that is not a message: status kept up to date, then
     /// re-broadcast.
-    fn on_daemon_event(&self, event: Event, client: &IpcClient) {
+    fn on_daemon_event(&self, event: Event) {
         let m = &self.shared.metrics;
         match &event {
             Event::PeerConnected { .. } => {
-                {
-                    let mut s = lock(&self.shared.status);
-                    s.peers += 1;
-                    m.peers.set(s.peers as i64);
-                }
-                // Learn the new peer's addresses now rather than at the
-                // next health tick: a daemon killed in between must still
-                // be able to re-dial it.
-                let shared = self.shared.clone();
-                let client = client.clone();
-                tokio::spawn(async move {
-                    if let Ok(p) = client
-                        .request_typed::<PeersResult>(Op::Peers, HEALTH_TIMEOUT)
-                        .await
-                    {
-                        merge_peers(&mut lock(&shared.last_peers), p.peers);
-                    }
-                });
+                let mut s = lock(&self.shared.status);
+                s.peers += 1;
+                m.peers.set(s.peers as i64);
             }
             Event::PeerDisconnected { .. } => {
                 let mut s = lock(&self.shared.status);
@@ -909,96 +853,4 @@ async fn read_ready(
         }
     }
     Ok(None)
-}
-
-/// Try a previous peer's addresses until one connects.
-async fn redial(client: IpcClient, peer: PeerInfo) {
-    for addr in &peer.addrs {
-        let addr = with_p2p(addr, &peer.peer_id);
-        match client
-            .request(Op::Dial { addr: addr.clone() }, REDIAL_TIMEOUT)
-            .await
-        {
-            Ok(_) => {
-                tracing::info!(peer = %peer.peer_id, %addr, "re-dialed peer");
-                return;
-            }
-            Err(e) => tracing::debug!(peer = %peer.peer_id, %addr, error = %e, "re-dial failed"),
-        }
-    }
-    tracing::warn!(peer = %peer.peer_id, "could not re-dial peer");
-}
-
-/// `addr` with its `/p2p/<id>` suffix removed.
-pub fn strip_p2p(addr: &str) -> &str {
-    match addr.find("/p2p/") {
-        Some(i) => &addr[..i],
-        None => addr,
-    }
-}
-
-fn strip_p2p_all(addrs: &[String]) -> Vec<String> {
-    let mut out: Vec<String> = Vec::new();
-    for a in addrs {
-        let a = strip_p2p(a).to_owned();
-        if !a.is_empty() && !out.contains(&a) {
-            out.push(a);
-        }
-    }
-    out
-}
-
-fn with_p2p(addr: &str, peer_id: &str) -> String {
-    if addr.contains("/p2p/") {
-        addr.to_owned()
-    } else {
-        format!("{addr}/p2p/{peer_id}")
-    }
-}
-
-/// Most peers remembered for re-dialing after a restart.
-const MAX_REMEMBERED_PEERS: usize = 64;
-
-/// Fold a fresh peer list into the remembered one: current peers get their
-/// latest addresses, peers no longer connected are kept (a restarted daemon
-/// tries them too), newest first, bounded.
-fn merge_peers(known: &mut Vec<PeerInfo>, current: Vec<PeerInfo>) {
-    let mut merged = current;
-    for old in known.drain(..) {
-        if !merged.iter().any(|p| p.peer_id == old.peer_id) {
-            merged.push(old);
-        }
-    }
-    merged.truncate(MAX_REMEMBERED_PEERS);
-    *known = merged;
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn p2p_suffix_handling() {
-        assert_eq!(
-            strip_p2p("/ip4/127.0.0.1/tcp/1/p2p/12D3x"),
-            "/ip4/127.0.0.1/tcp/1"
-        );
-        assert_eq!(strip_p2p("/ip4/127.0.0.1/tcp/1"), "/ip4/127.0.0.1/tcp/1");
-        assert_eq!(
-            strip_p2p_all(&[
-                "/ip4/1.2.3.4/tcp/1/p2p/a".into(),
-                "/ip4/1.2.3.4/tcp/1/p2p/a".into(),
-                "/ip4/1.2.3.4/udp/1/quic-v1/p2p/a".into(),
-            ]),
-            vec!["/ip4/1.2.3.4/tcp/1", "/ip4/1.2.3.4/udp/1/quic-v1"]
-        );
-        assert_eq!(
-            with_p2p("/ip4/1.2.3.4/tcp/1", "X"),
-            "/ip4/1.2.3.4/tcp/1/p2p/X"
-        );
-        assert_eq!(
-            with_p2p("/ip4/1.2.3.4/tcp/1/p2p/X", "X"),
-            "/ip4/1.2.3.4/tcp/1/p2p/X"
-        );
-    }
 }

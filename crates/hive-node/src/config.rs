@@ -65,6 +65,12 @@ pub struct NodeConfig {
     /// Keep connections between these watermarks (see `connmgr`);
     /// `None`: never trim.
     pub conn_manager: Option<crate::connmgr::Limits>,
+    /// Where the node remembers its bound ports and known peers across
+    /// restarts (see [`crate::memory`]); `None`: it remembers nothing.
+    pub state_file: Option<std::path::PathBuf>,
+    /// Remembered peers are dialed while fewer peers than this are
+    /// connected (bootstrap peers always, while disconnected).
+    pub target_peers: usize,
 }
 
 /// Relays to keep a slot on.
@@ -143,6 +149,8 @@ impl NodeConfig {
             gossipsub_initial_delay: Duration::from_secs(5),
             history: crate::history::HistoryConfig::at(None),
             conn_manager: Some(crate::connmgr::Limits::HIVE),
+            state_file: None,
+            target_peers: 8,
         }
     }
 }

@@ -10,9 +10,12 @@ pub mod connmgr;
 pub mod envelope;
 pub mod history;
 mod kad_recheck;
+pub mod listen;
+pub mod memory;
 pub mod named;
 pub mod node;
 mod pubsub_meta;
+pub mod reconnect;
 pub mod relays;
 pub mod unslash;
 

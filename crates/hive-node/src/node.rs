@@ -45,7 +45,8 @@ pub const EVENT_CAPACITY: usize = 8192;
 const OP_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long start-up may take to bind every listen address.
 const LISTEN_TIMEOUT: Duration = Duration::from_secs(15);
-/// How often disconnected bootstrap peers are dialed again.
+/// How often due bootstrap and remembered peers are dialed (each with its
+/// own backoff, see `reconnect`).
 const BOOTSTRAP_REDIAL_INTERVAL: Duration = Duration::from_secs(2);
 
 type Reply = oneshot::Sender<Result<Value, ErrorBody>>;
@@ -274,6 +275,8 @@ pub struct Node {
     /// again without anyone's help.
     bootstrap_peers: HashMap<PeerId, Multiaddr>,
     kad_bootstrapped: bool,
+    /// Remembered and bootstrap peers, re-dialed with backoff (`reconnect`).
+    keeper: crate::reconnect::Keeper,
     pending_dials: HashMap<ConnectionId, Vec<Reply>>,
     pending_sends: HashMap<request_response::OutboundRequestId, (String, Reply)>,
     pending_pings: HashMap<request_response::OutboundRequestId, (Instant, Reply)>,
@@ -410,55 +413,13 @@ impl Node {
             .build();
         let peer_id = *swarm.local_peer_id();
 
-        let mut waiting = HashMap::new();
-        for addr in &config.listen {
-            let id = swarm
-                .listen_on(addr.clone())
-                .map_err(|e| NodeError::Listen {
-                    addr: addr.clone(),
-                    reason: missing_transport(addr)
-                        .map(str::to_owned)
-                        .unwrap_or_else(|| e.to_string()),
-                })?;
-            waiting.insert(id, addr.clone());
-        }
-        let mut listen_addrs = Vec::new();
-        let deadline = tokio::time::Instant::now() + LISTEN_TIMEOUT;
-        while !waiting.is_empty() {
-            let event = tokio::time::timeout_at(deadline, swarm.select_next_some())
-                .await
-                .map_err(|_| NodeError::ListenTimeout(LISTEN_TIMEOUT))?;
-            match event {
-                SwarmEvent::NewListenAddr {
-                    listener_id,
-                    address,
-                } => {
-                    waiting.remove(&listener_id);
-                    listen_addrs.push(address);
-                }
-                SwarmEvent::ListenerClosed {
-                    listener_id,
-                    reason,
-                    ..
-                } => {
-                    if let Some(addr) = waiting.remove(&listener_id) {
-                        return Err(NodeError::Listen {
-                            addr,
-                            reason: format!("{reason:?}"),
-                        });
-                    }
-                }
-                SwarmEvent::ListenerError { listener_id, error } => {
-                    if let Some(addr) = waiting.remove(&listener_id) {
-                        return Err(NodeError::Listen {
-                            addr,
-                            reason: error.to_string(),
-                        });
-                    }
-                }
-                other => tracing::debug!(?other, "event before listening"),
-            }
-        }
+        // Old ports first (see `listen`), so that peers find this node again.
+        let loaded = crate::reconnect::Loaded::read(config.state_file.as_deref(), peer_id);
+        let plan = loaded.listen_plan(&config.listen);
+        let bound =
+            crate::listen::bind_all(&mut swarm, plan, LISTEN_TIMEOUT, missing_transport).await?;
+        let listen_addrs: Vec<Multiaddr> = bound.iter().flat_map(|b| b.addrs.clone()).collect();
+        let keeper = loaded.start(peer_id, &bound, config.target_peers);
 
         for addr in &config.external_addrs {
             swarm.add_external_address(addr.clone());
@@ -520,6 +481,7 @@ impl Node {
             peer_listen_addrs: HashMap::new(),
             bootstrap_peers: HashMap::new(),
             kad_bootstrapped: false,
+            keeper,
             pending_dials: HashMap::new(),
             pending_sends: HashMap::new(),
             pending_pings: HashMap::new(),
@@ -539,6 +501,7 @@ impl Node {
         let opts = match peer_of(addr) {
             Some(peer) => {
                 self.bootstrap_peers.insert(peer, without_p2p(addr));
+                self.keeper.reconnect.add_bootstrap(peer, without_p2p(addr));
                 self.swarm
                     .behaviour_mut()
                     .kad
@@ -554,30 +517,31 @@ impl Node {
         }
     }
 
-    /// Dial every bootstrap peer that is neither connected nor being dialed.
-    /// With a connection manager, only while below its low watermark: a
-    /// trimmed node does not come straight back.
-    fn redial_bootstrap_peers(&mut self) {
-        if let Some(manager) = &self.conn_manager {
-            if manager.missing(self.peers.len()) == 0 {
-                return;
+    /// Dial the remembered and bootstrap peers that are due (`reconnect`),
+    /// and hand changes of the memory to its writer. With a connection
+    /// manager, only while below its low watermark: a trimmed node does not
+    /// come straight back.
+    fn redial_known_peers(&mut self) {
+        let wanted = self
+            .conn_manager
+            .as_ref()
+            .is_none_or(|manager| manager.missing(self.peers.len()) > 0);
+        if wanted {
+            for (peer, addrs) in self.keeper.reconnect.due(self.peers.len()) {
+                self.dial_idle_at(peer, addrs, "known peer");
             }
         }
-        let missing: Vec<(PeerId, Multiaddr)> = self
-            .bootstrap_peers
-            .iter()
-            .filter(|(peer, _)| !self.peers.contains_key(peer))
-            .map(|(peer, addr)| (*peer, addr.clone()))
-            .collect();
-        for (peer, addr) in missing {
-            self.dial_idle(peer, addr, "bootstrap peer");
-        }
+        self.keeper.flush();
     }
 
     /// Dial `peer` at `addr` unless it is connected or being dialed already.
     fn dial_idle(&mut self, peer: PeerId, addr: Multiaddr, what: &'static str) {
+        self.dial_idle_at(peer, vec![addr], what);
+    }
+
+    fn dial_idle_at(&mut self, peer: PeerId, addrs: Vec<Multiaddr>, what: &'static str) {
         let opts = DialOpts::peer_id(peer)
-            .addresses(vec![addr])
+            .addresses(addrs)
             .condition(PeerCondition::DisconnectedAndNotDialing)
             .build();
         if let Err(e) = self.swarm.dial(opts) {
@@ -593,7 +557,7 @@ impl Node {
         loop {
             tokio::select! {
                 _ = maintenance.tick() => {
-                    self.redial_bootstrap_peers();
+                    self.redial_known_peers();
                     self.maintain_relays();
                     self.manage_connections();
                 }
@@ -1146,6 +1110,12 @@ impl Node {
                     rtt: None,
                 });
                 state.connections.insert(connection_id, addr.clone());
+                let dialed = endpoint.is_dialer().then(|| without_p2p(&addr));
+                let announced = self.peer_listen_addrs.get(&peer_id).cloned();
+                let announced = announced.unwrap_or_default();
+                self.keeper
+                    .reconnect
+                    .on_connected(peer_id, dialed, &announced);
                 if num_established.get() == 1 {
                     let reachable = self.reachable();
                     self.relays.on_connected(peer_id, reachable);
@@ -1183,6 +1153,7 @@ impl Node {
                     if let Some(manager) = &mut self.conn_manager {
                         manager.on_disconnected(&peer_id);
                     }
+                    self.keeper.reconnect.on_disconnected(peer_id);
                     if let Some(change) = self.relays.on_disconnected(&peer_id) {
                         self.apply_addr_change(change);
                     }
@@ -1262,6 +1233,8 @@ impl Node {
                         .kad
                         .add_address(&peer_id, without_p2p(addr));
                 }
+                let plain: Vec<Multiaddr> = addrs.iter().map(without_p2p).collect();
+                self.keeper.reconnect.learn_addrs(peer_id, &plain);
                 self.peer_listen_addrs.insert(peer_id, addrs);
             }
             BehaviourEvent::Identify(_) => {}

@@ -18,7 +18,10 @@ use libp2p::Multiaddr;
     long_about = None
 )]
 pub struct Cli {
-    /// Directory for the identity key and the generated token.
+    /// Directory for the identity key, the generated token, and what the
+    /// node remembers across restarts (node-state.json: the ports it bound,
+    /// the peers it knew), so that a restarted daemon binds the same ports
+    /// and dials its peers again by itself.
     #[arg(long, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
 
@@ -115,6 +118,12 @@ pub struct Cli {
     /// Keep every connection (no watermarks, no trimming).
     #[arg(long)]
     pub no_conn_manager: bool,
+
+    /// Peers this node tries to stay connected to: while fewer are
+    /// connected, the peers it remembers (in <data-dir>/node-state.json) are
+    /// dialed with backoff. Bootstrap peers are always kept connected.
+    #[arg(long, value_name = "N", default_value_t = 8)]
+    pub target_peers: usize,
 
     /// Exit when the parent process dies (also enabled by HIVE_EXIT_WITH_PARENT=1).
     #[arg(long)]

@@ -157,6 +157,13 @@ async fn run(mut cli: Cli, go: Option<compat::GoOptions>) -> Result<()> {
         cli.listen.clone()
     };
     config.bootstrap = cli.bootstrap.clone();
+    // The node remembers its ports and peers in its data directory (see
+    // hive_node::memory); go's daemon remembers nothing, so in its mode only
+    // an explicit --data-dir turns this on.
+    if cli.data_dir.is_some() || go.is_none() {
+        config.state_file = Some(data_dir.join(hive_node::memory::STATE_FILE));
+    }
+    config.target_peers = cli.target_peers;
     config.mdns = !cli.no_mdns;
     config.max_message_size = cli.max_message_size;
     config.max_connections = cli.max_connections;

@@ -1,0 +1,324 @@
+//! Keeping a node connected by itself: the peers it knew (remembered across
+//! restarts, see [`crate::memory`]) and its bootstrap peers are dialed at
+//! start, and again while they are disconnected, with a per-peer backoff
+//! that resets once the peer is back.
+//!
+//! Bootstrap peers are kept connected whatever the connection count (as
+//! before: a bootstrap peer that restarts is found again). Other remembered
+//! peers are dialed only while the node has fewer connected peers than its
+//! target, so a well-connected node does not chase every peer it ever saw.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use libp2p::{Multiaddr, PeerId};
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use crate::listen::Bound;
+use crate::memory::{
+    has_port_zero, now_secs, pin_port, spawn_writer, KnownPeer, NodeState, MAX_ADDRS, MAX_PEERS,
+};
+
+/// First retry delay after a dial; doubled on each attempt.
+const BACKOFF_MIN: Duration = Duration::from_secs(1);
+/// Longest delay between two dials of one disconnected peer.
+const BACKOFF_MAX: Duration = Duration::from_secs(16);
+
+/// The node's memory at run time: who to dial ([`Reconnect`]) and the state
+/// file it is saved to.
+#[derive(Debug)]
+pub struct Keeper {
+    pub reconnect: Reconnect,
+    state: NodeState,
+    writer: Option<watch::Sender<NodeState>>,
+}
+
+/// The state read at start, before the listen addresses are bound.
+#[derive(Debug)]
+pub struct Loaded {
+    state: NodeState,
+    path: Option<PathBuf>,
+}
+
+impl Loaded {
+    /// Read the state file of `config`, if it has one; a damaged file is
+    /// logged and replaced, never fatal.
+    pub fn read(path: Option<&Path>, me: PeerId) -> Self {
+        let state = match path {
+            Some(path) => NodeState::load(path, me).unwrap_or_else(|e| {
+                tracing::warn!(error = %e, "starting without remembered ports and peers");
+                NodeState::empty(me)
+            }),
+            None => NodeState::empty(me),
+        };
+        if path.is_some() {
+            tracing::info!(
+                ports = state.listen.len(),
+                peers = state.peers.len(),
+                "remembered ports and peers loaded"
+            );
+        }
+        Loaded {
+            state,
+            path: path.map(Path::to_owned),
+        }
+    }
+
+    pub fn listen_plan(&self, configured: &[Multiaddr]) -> Vec<(Multiaddr, Option<Multiaddr>)> {
+        self.state.listen_plan(configured)
+    }
+
+    /// Record the ports bound now and start saving.
+    pub fn start(mut self, me: PeerId, bound: &[Bound], target: usize) -> Keeper {
+        self.state.listen = bound
+            .iter()
+            .filter(|b| has_port_zero(&b.configured))
+            .filter_map(|b| {
+                let pinned = pin_port(&b.configured, b.addrs.first()?)?;
+                Some((b.configured.to_string(), pinned.to_string()))
+            })
+            .collect();
+        let reconnect = Reconnect::new(me, &self.state.peers, target);
+        let writer = self.path.map(|path| spawn_writer(path, self.state.clone()));
+        Keeper {
+            reconnect,
+            state: self.state,
+            writer,
+        }
+    }
+}
+
+impl Keeper {
+    /// Hand changed peers to the writer (which saves them off the loop).
+    pub fn flush(&mut self) {
+        if let Some(peers) = self.reconnect.take_dirty() {
+            self.state.peers = peers;
+            if let Some(writer) = &self.writer {
+                writer.send_replace(self.state.clone());
+            }
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Entry {
+    addrs: Vec<Multiaddr>,
+    last_seen: u64,
+    bootstrap: bool,
+    connected: bool,
+    next_dial: Instant,
+    delay: Duration,
+}
+
+/// Who to dial, and when.
+#[derive(Debug)]
+pub struct Reconnect {
+    me: PeerId,
+    peers: HashMap<PeerId, Entry>,
+    target: usize,
+    /// Something worth saving changed since the last [`Self::take_dirty`].
+    dirty: bool,
+}
+
+impl Reconnect {
+    /// From the remembered peers; every one is due at once.
+    pub fn new(me: PeerId, remembered: &[KnownPeer], target: usize) -> Self {
+        let now = Instant::now();
+        let mut peers = HashMap::new();
+        for known in remembered {
+            let Ok(peer) = known.peer_id.parse::<PeerId>() else {
+                continue;
+            };
+            let addrs: Vec<Multiaddr> = known.addrs.iter().filter_map(|a| a.parse().ok()).collect();
+            if peer == me || addrs.is_empty() {
+                continue;
+            }
+            peers.insert(peer, Entry::new(addrs, known.last_seen, false, now));
+        }
+        Reconnect {
+            me,
+            peers,
+            target,
+            dirty: false,
+        }
+    }
+
+    pub fn remembered(&self) -> usize {
+        self.peers.len()
+    }
+
+    /// A bootstrap peer with a known id: kept connected.
+    pub fn add_bootstrap(&mut self, peer: PeerId, addr: Multiaddr) {
+        let entry = self
+            .peers
+            .entry(peer)
+            .or_insert_with(|| Entry::new(Vec::new(), 0, true, Instant::now()));
+        entry.bootstrap = true;
+        entry.put_first(addr);
+    }
+
+    /// Addresses learned for a peer (identify), kept after the known ones.
+    pub fn learn_addrs(&mut self, peer: PeerId, addrs: &[Multiaddr]) {
+        if let Some(entry) = self.peers.get_mut(&peer) {
+            for addr in addrs {
+                if !entry.addrs.contains(addr) && entry.addrs.len() < MAX_ADDRS {
+                    entry.addrs.push(addr.clone());
+                    self.dirty = true;
+                }
+            }
+        }
+    }
+
+    /// A peer connected; `dialed` is the address when this node dialed it.
+    pub fn on_connected(&mut self, peer: PeerId, dialed: Option<Multiaddr>, listen: &[Multiaddr]) {
+        if peer == self.me {
+            return;
+        }
+        let entry = self
+            .peers
+            .entry(peer)
+            .or_insert_with(|| Entry::new(Vec::new(), 0, false, Instant::now()));
+        entry.connected = true;
+        entry.delay = BACKOFF_MIN;
+        entry.last_seen = now_secs();
+        if let Some(addr) = dialed {
+            entry.put_first(addr);
+        }
+        self.dirty = true;
+        self.learn_addrs(peer, listen);
+        self.bound();
+    }
+
+    pub fn on_disconnected(&mut self, peer: PeerId) {
+        if let Some(entry) = self.peers.get_mut(&peer) {
+            entry.connected = false;
+            entry.last_seen = now_secs();
+            entry.next_dial = Instant::now() + BACKOFF_MIN;
+            self.dirty = true;
+        }
+    }
+
+    /// Peers to dial now, each with its addresses; their next attempt is
+    /// pushed back by their backoff.
+    pub fn due(&mut self, connected: usize) -> Vec<(PeerId, Vec<Multiaddr>)> {
+        let now = Instant::now();
+        let below_target = connected < self.target;
+        let mut out = Vec::new();
+        for (peer, entry) in &mut self.peers {
+            if entry.connected || entry.addrs.is_empty() || entry.next_dial > now {
+                continue;
+            }
+            if !entry.bootstrap && !below_target {
+                continue;
+            }
+            entry.next_dial = now + entry.delay;
+            entry.delay = (entry.delay * 2).min(BACKOFF_MAX);
+            out.push((*peer, entry.addrs.clone()));
+        }
+        out
+    }
+
+    /// The peers part of the state file, if it changed.
+    pub fn take_dirty(&mut self) -> Option<Vec<KnownPeer>> {
+        if !std::mem::take(&mut self.dirty) {
+            return None;
+        }
+        let peers = self
+            .peers
+            .iter()
+            .filter(|(_, e)| e.last_seen > 0 && !e.addrs.is_empty())
+            .map(|(peer, e)| KnownPeer {
+                peer_id: peer.to_string(),
+                addrs: e.addrs.iter().map(ToString::to_string).collect(),
+                last_seen: e.last_seen,
+            })
+            .collect();
+        let state = NodeState {
+            peers,
+            ..NodeState::default()
+        };
+        Some(state.pruned(now_secs()).peers)
+    }
+
+    /// At most [`MAX_PEERS`] non-bootstrap peers: the least recently seen
+    /// disconnected ones go first.
+    fn bound(&mut self) {
+        while self.peers.len() > MAX_PEERS + 16 {
+            let oldest = self
+                .peers
+                .iter()
+                .filter(|(_, e)| !e.bootstrap && !e.connected)
+                .min_by_key(|(_, e)| e.last_seen)
+                .map(|(p, _)| *p);
+            match oldest {
+                Some(p) => {
+                    self.peers.remove(&p);
+                }
+                None => break,
+            }
+        }
+    }
+}
+
+impl Entry {
+    fn new(addrs: Vec<Multiaddr>, last_seen: u64, bootstrap: bool, now: Instant) -> Self {
+        Entry {
+            addrs,
+            last_seen,
+            bootstrap,
+            connected: false,
+            next_dial: now,
+            delay: BACKOFF_MIN,
+        }
+    }
+
+    fn put_first(&mut self, addr: Multiaddr) {
+        self.addrs.retain(|a| a != &addr);
+        self.addrs.insert(0, addr);
+        self.addrs.truncate(MAX_ADDRS);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn peer() -> PeerId {
+        libp2p::identity::Keypair::generate_ed25519()
+            .public()
+            .to_peer_id()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn backoff_doubles_resets_and_respects_the_target() {
+        let me = peer();
+        let a = peer();
+        let boot = peer();
+        let known = vec![KnownPeer {
+            peer_id: a.to_string(),
+            addrs: vec!["/ip4/127.0.0.1/tcp/1".into()],
+            last_seen: 5,
+        }];
+        let mut r = Reconnect::new(me, &known, 2);
+        r.add_bootstrap(boot, "/ip4/127.0.0.1/tcp/2".parse().unwrap());
+        assert_eq!(r.due(0).len(), 2, "everyone is dialed at start");
+        assert!(r.due(0).is_empty(), "not again before the backoff");
+        tokio::time::advance(BACKOFF_MIN).await;
+        assert_eq!(r.due(0).len(), 2);
+        tokio::time::advance(BACKOFF_MIN).await;
+        assert!(r.due(0).is_empty(), "the delay doubled");
+        tokio::time::advance(BACKOFF_MIN).await;
+        // At the target only the bootstrap peer is chased.
+        let due = r.due(2);
+        assert_eq!(due.iter().map(|d| d.0).collect::<Vec<_>>(), vec![boot]);
+        r.on_connected(a, None, &[]);
+        r.on_disconnected(a);
+        tokio::time::advance(BACKOFF_MIN).await;
+        assert_eq!(r.due(0).iter().filter(|d| d.0 == a).count(), 1);
+        let saved = r.take_dirty().expect("changes to save");
+        assert!(saved.iter().any(|p| p.peer_id == a.to_string()));
+        assert!(r.take_dirty().is_none());
+    }
+}
