@@ -1116,6 +1116,7 @@ impl Node {
                 self.keeper
                     .reconnect
                     .on_connected(peer_id, dialed, &announced);
+                self.keeper.flush();
                 if num_established.get() == 1 {
                     let reachable = self.reachable();
                     self.relays.on_connected(peer_id, reachable);
@@ -1235,6 +1236,10 @@ impl Node {
                 }
                 let plain: Vec<Multiaddr> = addrs.iter().map(without_p2p).collect();
                 self.keeper.reconnect.learn_addrs(peer_id, &plain);
+                // Saved now, not at the next tick: a daemon killed right
+                // after meeting a peer must still find it after a restart
+                // (the writer coalesces bursts to one write a second).
+                self.keeper.flush();
                 self.peer_listen_addrs.insert(peer_id, addrs);
             }
             BehaviourEvent::Identify(_) => {}
