@@ -54,6 +54,19 @@ struct Status {
     /// daemon was ready.
     daemon_version: Option<String>,
     inbound: Inbound,
+    /// The daemon's connection watermarks; absent when its manager is off
+    /// or the daemon does not answer.
+    connections: Option<ConnectionWatermarks>,
+}
+
+/// Connections the daemon keeps: at least `low`, trimmed past `high`, new
+/// ones spared for `grace_secs`.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+struct ConnectionWatermarks {
+    low: u64,
+    high: u64,
+    grace_secs: u64,
 }
 
 /// How the host's store keeps up with its daemon's numbered history.
