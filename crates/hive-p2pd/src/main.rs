@@ -160,15 +160,13 @@ async fn run(mut cli: Cli, go: Option<compat::GoOptions>) -> Result<()> {
     // The node remembers its ports and peers in its data directory (see
     // hive_node::memory); go's daemon remembers nothing, so in its mode only
     // an explicit --data-dir turns this on.
-    // Nor does it dial back a peer that went away (only its bootstrap
-    // peers, with -b): a peer trimmed by -connManager or dropped by
-    // DISCONNECT stays away, as go's clients expect.
     if cli.data_dir.is_some() || go.is_none() {
         config.state_file = Some(data_dir.join(hive_node::memory::STATE_FILE));
-        config.target_peers = cli.target_peers;
-    } else {
-        config.target_peers = 0;
     }
+    // Nor does go's daemon dial back a peer that went away (only bootstrap
+    // peers, with -b): in its mode a peer trimmed by -connManager or dropped
+    // by DISCONNECT stays away, as go's clients expect, data dir or not.
+    config.target_peers = if go.is_none() { cli.target_peers } else { 0 };
     config.mdns = !cli.no_mdns;
     config.max_message_size = cli.max_message_size;
     config.max_connections = cli.max_connections;
