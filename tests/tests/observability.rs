@@ -17,6 +17,22 @@ use tokio_tungstenite::tungstenite::Message;
 
 const TOKEN: &str = "observability-token-0123456789";
 
+/// The API address from the first stdout line of a `hive up` child
+/// (`{"event":"listening","http":…}`); the rest of stdout is drained.
+async fn listening_api(child: &mut tokio::process::Child) -> anyhow::Result<String> {
+    let stdout = child.stdout.take().expect("piped stdout");
+    let mut lines = BufReader::new(stdout).lines();
+    let first = tokio::time::timeout(Duration::from_secs(60), lines.next_line())
+        .await??
+        .expect("a listening line");
+    let api = serde_json::from_str::<Value>(&first)?["http"]
+        .as_str()
+        .expect("http in the listening line")
+        .to_owned();
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    Ok(api)
+}
+
 /// `hive up` whose daemon binary exits at once: the host keeps serving and
 /// says exactly how bad it is. Expected values come from the documented
 /// weights (docs/01_ARCHITECTURE.md, tension.rs): a down daemon has weight 1,
@@ -40,15 +56,7 @@ async fn a_daemon_that_cannot_start_shows_in_tension_and_health() -> anyhow::Res
         .stderr(Stdio::null())
         .kill_on_drop(true)
         .spawn()?;
-    let stdout = child.stdout.take().expect("piped stdout");
-    let mut lines = BufReader::new(stdout).lines();
-    let first = tokio::time::timeout(Duration::from_secs(60), lines.next_line())
-        .await??
-        .expect("a listening line");
-    let listening: Value = serde_json::from_str(&first)?;
-    let api = listening["http"]
-        .as_str()
-        .expect("http in the listening line");
+    let api = listening_api(&mut child).await?;
     let http = reqwest::Client::new();
 
     // Two restarts at least (250 ms, then 500 ms of backoff).
@@ -213,16 +221,7 @@ async fn request_ids_reach_the_daemons_log_cut_and_printable() -> anyhow::Result
         .kill_on_drop(true)
         .spawn()?;
     let logged = gather_stderr(&mut child);
-    let stdout = child.stdout.take().expect("piped stdout");
-    let mut lines = BufReader::new(stdout).lines();
-    let first = tokio::time::timeout(Duration::from_secs(60), lines.next_line())
-        .await??
-        .expect("a listening line");
-    let api = serde_json::from_str::<Value>(&first)?["http"]
-        .as_str()
-        .expect("http in the listening line")
-        .to_owned();
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    let api = listening_api(&mut child).await?;
     let http = reqwest::Client::new();
     wait_for("host healthy", || async {
         let r = http.get(format!("{api}/healthz")).send().await.ok()?;

@@ -205,45 +205,21 @@ impl Inbound {
             .await?;
         self.stats.position.store(self.last, Ordering::Relaxed);
         let m = &self.metrics;
-        for (event, cursor) in events.into_iter().zip(cursors) {
+        for (mut event, cursor) in events.into_iter().zip(cursors) {
             let Some(cursor) = cursor else {
                 m.duplicates_dropped.inc();
                 continue;
             };
-            let event = match event {
-                Event::Message {
-                    topic,
-                    from,
-                    id,
-                    data,
-                    seqno,
-                    signature,
-                    key,
-                    ..
-                } => {
+            match event {
+                Event::Message { .. } => {
                     m.received.inc();
-                    Event::Message {
-                        topic,
-                        from,
-                        id,
-                        data,
-                        seqno,
-                        signature,
-                        key,
-                        history_seq: None,
-                    }
                 }
-                Event::Direct { from, id, data, .. } => {
+                Event::Direct { .. } => {
                     m.direct_in.inc();
-                    Event::Direct {
-                        from,
-                        id,
-                        data,
-                        history_seq: None,
-                    }
                 }
-                other => other,
-            };
+                _ => {}
+            }
+            event.clear_history_seq();
             // The daemon's number stays inside the host: API clients
             // resume by the inbox cursor.
             let _ = self.events.send(HostEvent::Stored { cursor, event });

@@ -74,4 +74,12 @@ impl Event {
             _ => None,
         }
     }
+
+    /// Drop the daemon's history number (for clients that resume by a
+    /// cursor of their own, such as the host's).
+    pub fn clear_history_seq(&mut self) {
+        if let Event::Message { history_seq, .. } | Event::Direct { history_seq, .. } = self {
+            *history_seq = None;
+        }
+    }
 }
