@@ -197,32 +197,81 @@ fn same_shape(a: &Multiaddr, b: &Multiaddr) -> bool {
     a.iter().map(tag).eq(b.iter().map(tag))
 }
 
-/// The writer: one task that saves the newest state it was handed, so that
-/// the node's loop never waits on the disk. Idle costs nothing.
-pub fn spawn_writer(path: PathBuf, initial: NodeState) -> watch::Sender<NodeState> {
-    let (tx, mut rx) = watch::channel(initial);
-    rx.mark_changed();
-    tokio::spawn(async move {
-        let mut warned = false;
-        while rx.changed().await.is_ok() {
-            let state = rx.borrow_and_update().clone();
-            let path = path.clone();
-            let result = tokio::task::spawn_blocking(move || state.save(&path)).await;
-            match result {
-                Ok(Ok(())) => warned = false,
-                Ok(Err(e)) if !warned => {
-                    warned = true;
-                    tracing::warn!(error = %e, "node state not saved: a restart will not find the same ports and peers");
+/// The writer of the state file: one task that saves the newest state it
+/// was handed, so that the node's loop never waits on the disk. Idle costs
+/// nothing.
+#[derive(Debug)]
+pub struct Writer {
+    tx: watch::Sender<(u64, NodeState)>,
+    saved: watch::Receiver<u64>,
+    version: u64,
+}
+
+/// Resolves once the state handed to the writer before it was made is on
+/// disk (or the writer has stopped).
+#[derive(Debug)]
+pub struct Saved {
+    saved: watch::Receiver<u64>,
+    version: u64,
+}
+
+impl Saved {
+    pub async fn wait(mut self) {
+        let _ = self.saved.wait_for(|v| *v >= self.version).await;
+    }
+}
+
+/// Delay between two writes: a burst (a peer connecting, then identifying;
+/// many peers at once) becomes a few writes, while a daemon killed a moment
+/// after meeting a peer still finds it after a restart.
+const WRITE_GAP: Duration = Duration::from_millis(100);
+
+impl Writer {
+    pub fn spawn(path: PathBuf, initial: NodeState) -> Self {
+        let (tx, mut rx) = watch::channel((1, initial));
+        let (saved_tx, saved) = watch::channel(0);
+        rx.mark_changed();
+        tokio::spawn(async move {
+            let mut warned = false;
+            while rx.changed().await.is_ok() {
+                let (version, state) = rx.borrow_and_update().clone();
+                let path = path.clone();
+                let result = tokio::task::spawn_blocking(move || state.save(&path)).await;
+                match result {
+                    Ok(Ok(())) => warned = false,
+                    Ok(Err(e)) if !warned => {
+                        warned = true;
+                        tracing::warn!(error = %e, "node state not saved: a restart will not find the same ports and peers");
+                    }
+                    Ok(Err(e)) => tracing::debug!(error = %e, "node state not saved"),
+                    Err(e) => tracing::warn!(error = %e, "node state writer failed"),
                 }
-                Ok(Err(e)) => tracing::debug!(error = %e, "node state not saved"),
-                Err(e) => tracing::warn!(error = %e, "node state writer failed"),
+                // Failed or not, this version is done with: waiting longer
+                // would not save it.
+                let _ = saved_tx.send(version);
+                tokio::time::sleep(WRITE_GAP).await;
             }
-            // Coalesce bursts (many peers connecting at once): one write a
-            // second at most.
-            tokio::time::sleep(Duration::from_secs(1)).await;
+        });
+        Writer {
+            tx,
+            saved,
+            version: 1,
         }
-    });
-    tx
+    }
+
+    /// Save `state` soon (replacing any state not yet written).
+    pub fn send(&mut self, state: NodeState) {
+        self.version += 1;
+        self.tx.send_replace((self.version, state));
+    }
+
+    /// The moment everything sent so far is written.
+    pub fn saved(&self) -> Saved {
+        Saved {
+            saved: self.saved.clone(),
+            version: self.version,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -299,5 +348,27 @@ mod tests {
             .unwrap()
             .peers
             .is_empty());
+    }
+
+    #[tokio::test]
+    async fn writer_saved_resolves_once_the_newest_state_is_on_disk() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(STATE_FILE);
+        let me = peer();
+        let mut writer = Writer::spawn(path.clone(), NodeState::empty(me));
+        // Several changes in a burst: the last one is what lands.
+        for i in 0..5u64 {
+            let mut state = NodeState::empty(me);
+            state.peers.push(KnownPeer {
+                peer_id: peer().to_string(),
+                addrs: vec![format!("/ip4/127.0.0.1/tcp/{}", 1000 + i)],
+                last_seen: now_secs(),
+            });
+            writer.send(state);
+        }
+        writer.saved().wait().await;
+        let loaded = NodeState::load(&path, me).unwrap();
+        assert_eq!(loaded.peers.len(), 1);
+        assert_eq!(loaded.peers[0].addrs, vec!["/ip4/127.0.0.1/tcp/1004"]);
     }
 }

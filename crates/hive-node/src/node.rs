@@ -73,6 +73,10 @@ enum Command {
     Trim {
         reply: oneshot::Sender<usize>,
     },
+    /// Write what the node remembers (its ports and peers) now.
+    SaveMemory {
+        reply: oneshot::Sender<Option<crate::memory::Saved>>,
+    },
 }
 
 type NamedInbound = Arc<std::sync::Mutex<Option<mpsc::Receiver<(PeerId, String, libp2p::Stream)>>>>;
@@ -143,6 +147,24 @@ impl NodeHandle {
             .await
             .map_err(|_| stopped())?;
         rx.await.map_err(|_| stopped())
+    }
+
+    /// Write what the node remembers (node-state.json) and wait until it is
+    /// on disk: called by a daemon that stops politely, so that a restart
+    /// finds the peers met a moment before.
+    pub async fn save_memory(&self) {
+        let (reply, rx) = oneshot::channel();
+        if self
+            .commands
+            .send(Command::SaveMemory { reply })
+            .await
+            .is_err()
+        {
+            return;
+        }
+        if let Ok(Some(saved)) = rx.await {
+            saved.wait().await;
+        }
     }
 
     /// Hand an operation to the node now and return its pending answer.
@@ -570,6 +592,9 @@ impl Node {
                     Some(Command::Op { op, reply }) => self.handle_op(op, reply),
                     Some(Command::Trim { reply }) => {
                         let _ = reply.send(self.trim_connections(true));
+                    }
+                    Some(Command::SaveMemory { reply }) => {
+                        let _ = reply.send(self.keeper.save());
                     }
                     None => break,
                 },

@@ -13,12 +13,11 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use libp2p::{Multiaddr, PeerId};
-use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::listen::Bound;
 use crate::memory::{
-    has_port_zero, now_secs, pin_port, spawn_writer, KnownPeer, NodeState, MAX_ADDRS, MAX_PEERS,
+    has_port_zero, now_secs, pin_port, KnownPeer, NodeState, Saved, Writer, MAX_ADDRS, MAX_PEERS,
 };
 
 /// First retry delay after a dial; doubled on each attempt.
@@ -32,7 +31,7 @@ const BACKOFF_MAX: Duration = Duration::from_secs(16);
 pub struct Keeper {
     pub reconnect: Reconnect,
     state: NodeState,
-    writer: Option<watch::Sender<NodeState>>,
+    writer: Option<Writer>,
 }
 
 /// The state read at start, before the listen addresses are bound.
@@ -81,7 +80,9 @@ impl Loaded {
             })
             .collect();
         let reconnect = Reconnect::new(me, &self.state.peers, target);
-        let writer = self.path.map(|path| spawn_writer(path, self.state.clone()));
+        let writer = self
+            .path
+            .map(|path| Writer::spawn(path, self.state.clone()));
         Keeper {
             reconnect,
             state: self.state,
@@ -95,10 +96,18 @@ impl Keeper {
     pub fn flush(&mut self) {
         if let Some(peers) = self.reconnect.take_dirty() {
             self.state.peers = peers;
-            if let Some(writer) = &self.writer {
-                writer.send_replace(self.state.clone());
+            if let Some(writer) = &mut self.writer {
+                writer.send(self.state.clone());
             }
         }
+    }
+
+    /// Flush, and the moment it is on disk (`None` without a state file). A
+    /// daemon that stops politely waits for it, so that the peers it met
+    /// just before are found again after a restart.
+    pub fn save(&mut self) -> Option<Saved> {
+        self.flush();
+        self.writer.as_ref().map(Writer::saved)
     }
 }
 

@@ -324,6 +324,14 @@ async fn run(mut cli: Cli, go: Option<compat::GoOptions>) -> Result<()> {
         _ = node.shutdown_requested() => tracing::info!("shutdown requested over the IPC"),
         _ = parent_gone => tracing::warn!("parent process died: shutting down"),
     }
+    // Before the connections close: the peers connected now are the ones a
+    // restart should dial.
+    if tokio::time::timeout(Duration::from_secs(2), node.save_memory())
+        .await
+        .is_err()
+    {
+        tracing::warn!("node state not saved within 2 s of the stop");
+    }
     let _ = shutdown_tx.send(true);
     // Give connections a moment to send their close frames (and the
     // shutdown op its answer).
