@@ -19,6 +19,7 @@ from typing import Any, Dict, List, Optional, Sequence, Set
 
 from ._binary import find_binary
 from ._ipc import IpcConnection, b64, unb64
+from ._resume import Resume
 from .errors import DaemonError, DaemonGone, DaemonStartError
 from .types import ChildNode, DirectMessage, Message, PeerInfo
 
@@ -137,6 +138,9 @@ class Daemon:
         self._supervisor: Optional["asyncio.Task[None]"] = None
         self._running = asyncio.Event() if _has_loop() else None
         self.restarts = 0
+        # Where this client is in the daemon's history: holes (a `lagged`
+        # event, a restart) are filled from it, nothing is delivered twice.
+        self._resume = Resume(self._call, self._dispatch)
 
     # ----- life cycle -------------------------------------------------
 
@@ -200,10 +204,12 @@ class Daemon:
             await self._kill(proc)
             raise DaemonStartError(f"{binary} printed no ready line: {line[:200]!r}") from None
         self._ready = ready
-        self._ipc = await IpcConnection.open(str(ready["ipc"]), self._token, self._on_event)
+        self._resume.hold()
+        self._ipc = await IpcConnection.open(str(ready["ipc"]), self._token, self._resume.on_event)
         # Subscriptions outlive daemons: a restarted daemon gets them back.
         for topic in list(self._subs):
             await self._ipc.call("subscribe", {"topic": topic}, self.call_timeout)
+        self._resume.connected()
         assert self._running is not None
         self._running.set()
 
@@ -257,6 +263,7 @@ class Daemon:
                 await self._kill(proc)
         if self._ipc is not None:
             await self._ipc.close()
+        await self._resume.close()
         if self._supervisor is not None:
             self._supervisor.cancel()
             try:
@@ -282,7 +289,24 @@ class Daemon:
 
     # ----- events -----------------------------------------------------
 
-    def _on_event(self, frame: Dict[str, Any]) -> None:
+    @property
+    def gaps(self) -> int:
+        """Holes seen in the daemon's pushed events (a `lagged` event, a
+        skipped number); each is filled from its history."""
+        return self._resume.gaps
+
+    @property
+    def repaired(self) -> int:
+        """Events fetched from the daemon's history to fill holes."""
+        return self._resume.repaired
+
+    @property
+    def lost(self) -> int:
+        """Events the daemon pruned from its history before they could be
+        fetched (see ``--history-hours``): the only way one is missed."""
+        return self._resume.lost
+
+    def _dispatch(self, frame: Dict[str, Any]) -> None:
         kind = frame.get("event")
         if kind == "message":
             msg = Message(
