@@ -15,11 +15,12 @@ import os
 import secrets
 import tempfile
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Set
+from typing import Any, AsyncIterator, Dict, List, Optional, Sequence, Set
 
 from ._binary import find_binary
 from ._ipc import IpcConnection, b64, unb64
 from ._resume import Resume
+from ._supervision import RESTARTING, RUNNING, STARTING, STOPPED, Backoff, States, watch_health
 from .errors import DaemonError, DaemonGone, DaemonStartError
 from .types import ChildNode, DirectMessage, Message, PeerInfo
 
@@ -141,6 +142,9 @@ class Daemon:
         # Where this client is in the daemon's history: holes (a `lagged`
         # event, a restart) are filled from it, nothing is delivered twice.
         self._resume = Resume(self._call, self._dispatch)
+        self._states = States()
+        self._backoff = Backoff()
+        self._health: Optional["asyncio.Task[None]"] = None
 
     # ----- life cycle -------------------------------------------------
 
@@ -159,7 +163,12 @@ class Daemon:
         if self._data_dir is None:
             self._tmp = tempfile.TemporaryDirectory(prefix="hive-p2p-")
             self._data_dir = self._tmp.name
-        await self._spawn(binary)
+        self._states.set(STARTING)
+        try:
+            await self._spawn(binary)
+        except BaseException:
+            self._states.set(STOPPED)
+            raise
         self._supervisor = asyncio.ensure_future(self._supervise(binary))
 
     async def _spawn(self, binary: str) -> None:
@@ -210,11 +219,20 @@ class Daemon:
         for topic in list(self._subs):
             await self._ipc.call("subscribe", {"topic": topic}, self.call_timeout)
         self._resume.connected()
+        self._backoff.started()
+        self._health = asyncio.ensure_future(
+            watch_health(lambda: self._call("status", None, None), lambda: self._hung(proc))
+        )
         assert self._running is not None
         self._running.set()
+        self._states.set(RUNNING)
+
+    def _hung(self, proc: asyncio.subprocess.Process) -> None:
+        # Killed, it exits: the supervisor restarts it like any other exit.
+        if proc.returncode is None:
+            proc.kill()
 
     async def _supervise(self, binary: str) -> None:
-        backoff = 0.25
         while not self._closing:
             proc = self._proc
             if proc is None:
@@ -224,22 +242,46 @@ class Daemon:
                 return
             assert self._running is not None
             self._running.clear()
+            await self._stop_watching()
             if self._ipc is not None:
                 await self._ipc.close()
             if not self._restart:
                 for subs in self._subs.values():
                     for sub in subs:
                         sub._put(None)
+                self._states.set(STOPPED)
                 return
+            self._states.set(RESTARTING)
+            delay = self._backoff.exited()
             while not self._closing:
-                await asyncio.sleep(backoff)
+                await asyncio.sleep(delay)
+                self._backoff.failed()
                 try:
                     await self._spawn(binary)
                     self.restarts += 1
-                    backoff = 0.25
                     break
                 except DaemonStartError:
-                    backoff = min(backoff * 2, 30.0)
+                    delay = self._backoff.delay
+
+    async def _stop_watching(self) -> None:
+        task, self._health = self._health, None
+        if task is not None:
+            task.cancel()
+            try:
+                await task
+            except (asyncio.CancelledError, Exception):
+                pass
+
+    @property
+    def state(self) -> str:
+        """``starting``, ``running``, ``restarting`` or ``stopped`` (the
+        host's names for the same states)."""
+        return self._states.current
+
+    def states(self) -> AsyncIterator[str]:
+        """The current state, then every change (a restart shows as
+        ``restarting`` then ``running``), ending with ``stopped``."""
+        return self._states.stream()
 
     @staticmethod
     async def _kill(proc: asyncio.subprocess.Process) -> None:
@@ -264,6 +306,7 @@ class Daemon:
         if self._ipc is not None:
             await self._ipc.close()
         await self._resume.close()
+        await self._stop_watching()
         if self._supervisor is not None:
             self._supervisor.cancel()
             try:
@@ -277,6 +320,7 @@ class Daemon:
             inbox.close()
         if self._tmp is not None:
             self._tmp.cleanup()
+        self._states.set(STOPPED)
 
     @property
     def pid(self) -> Optional[int]:

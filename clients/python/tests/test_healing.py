@@ -10,7 +10,9 @@ import os
 import signal
 import socket
 import time
-from typing import Optional
+from typing import List, Optional
+
+import pytest
 
 from hive_p2p import Daemon, Subscription
 from conftest import LOOPBACK
@@ -110,3 +112,35 @@ async def test_heals_after_kill_9_restart_and_a_taken_port(binary: str, tmp_path
     finally:
         await a.aclose()
         await b.aclose()
+
+
+async def test_a_hung_daemon_is_replaced_and_every_state_is_observable(binary: str, tmp_path) -> None:
+    a = Daemon(binary=binary, listen=LOOPBACK, mdns=False, data_dir=str(tmp_path / "a"))
+    await a.start()
+    b = Daemon(binary=binary, listen=LOOPBACK, mdns=False, bootstrap=[a.listen_addrs[0]])
+    await b.start()
+    seen: List[str] = []
+
+    async def watch() -> None:
+        async for state in a.states():
+            seen.append(state)
+
+    watcher = asyncio.ensure_future(watch())
+    try:
+        sa, sb = await a.subscribe(TOPIC), await b.subscribe(TOPIC)
+        await flows_both_ways(a, sa, b, sb, "start", time.monotonic())
+        # A hung daemon: its process is there, its IPC accepts, it answers
+        # nothing. The package finds out by itself and replaces it.
+        old = a.pid
+        assert old is not None
+        os.kill(old, signal.SIGSTOP)
+        since = time.monotonic()
+        await replaced(a, old)
+        await flows_both_ways(a, sa, b, sb, "SIGSTOP of A's daemon (B's bootstrap)", since)
+        with pytest.raises(ProcessLookupError):
+            os.kill(old, 0)  # the hung one is gone, not left behind
+    finally:
+        await a.aclose()
+        await b.aclose()
+    await asyncio.wait_for(watcher, 10)
+    assert seen == ["running", "restarting", "running", "stopped"]
