@@ -27,6 +27,24 @@ from .types import ChildNode, DirectMessage, Message, PeerInfo
 # Queue bound per subscriber: a consumer this far behind loses the oldest
 # messages (counted in `dropped`) rather than growing memory without limit.
 SUBSCRIBER_QUEUE = 10_000
+
+
+def _put_dropping_oldest(queue: "asyncio.Queue[Any]", item: Any) -> bool:
+    """Put `item`; when `queue` is full, make room by dropping the oldest
+    entry (a reader that catches up sees what is recent). True if one was
+    dropped. The end-of-stream marker (None) is never the one dropped."""
+    dropped = False
+    while True:
+        try:
+            queue.put_nowait(item)
+            return dropped
+        except asyncio.QueueFull:
+            oldest = queue.get_nowait()
+            if oldest is None:
+                # Closed already: nothing more is delivered after the end.
+                queue.put_nowait(None)
+                return dropped
+            dropped = True
 # How long `Daemon.publish` waits for a first topic peer by default (seconds).
 PUBLISH_WAIT_FOR_PEERS = 10.0
 
@@ -41,9 +59,7 @@ class Subscription:
         self._queue: "asyncio.Queue[Optional[Message]]" = asyncio.Queue(SUBSCRIBER_QUEUE)
 
     def _put(self, msg: Optional[Message]) -> None:
-        try:
-            self._queue.put_nowait(msg)
-        except asyncio.QueueFull:
+        if _put_dropping_oldest(self._queue, msg):
             self.dropped += 1
 
     def __aiter__(self) -> "Subscription":
@@ -72,9 +88,7 @@ class DirectInbox:
         self._queue: "asyncio.Queue[Optional[DirectMessage]]" = asyncio.Queue(SUBSCRIBER_QUEUE)
 
     def _put(self, msg: Optional[DirectMessage]) -> None:
-        try:
-            self._queue.put_nowait(msg)
-        except asyncio.QueueFull:
+        if _put_dropping_oldest(self._queue, msg):
             self.dropped += 1
 
     def __aiter__(self) -> "DirectInbox":

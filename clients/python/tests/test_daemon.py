@@ -182,3 +182,32 @@ async def test_reproduce_starts_children_that_join_and_die_with_the_daemon(binar
         await asyncio.sleep(0.1)
     else:
         raise AssertionError(f"children {pids} outlived their daemon")
+
+
+async def test_a_subscription_nobody_reads_keeps_the_newest_and_counts_the_rest(binary: str) -> None:
+    a, b = await pair(binary)
+    try:
+        sub = await b.subscribe("unread")
+        await a.subscribe("unread")
+        await wait_topic(a, "unread", b.peer_id)
+        total, extra = 10_000 + 50, 50
+        for start in range(0, total, 500):
+            await asyncio.gather(
+                *(a.publish("unread", b"%05d" % i) for i in range(start, min(total, start + 500)))
+            )
+
+        async def all_arrived() -> None:
+            while sub.dropped < extra:
+                await asyncio.sleep(0.1)
+
+        await asyncio.wait_for(all_arrived(), 120)
+        assert sub.dropped == extra
+        kept = [int((await sub.get(timeout=5)).data) for _ in range(10_000)]
+        # Gossip from one publisher over one link keeps its order; the oldest
+        # went, the newest stayed.
+        assert sorted(kept) == list(range(extra, total))
+        with pytest.raises(asyncio.TimeoutError):
+            await sub.get(timeout=1.0)
+    finally:
+        await a.aclose()
+        await b.aclose()
