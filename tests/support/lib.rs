@@ -126,6 +126,8 @@ pub struct HostOpts {
     /// Run inside this network namespace (`ip netns exec`).
     pub netns: Option<String>,
     pub extra_args: Vec<String>,
+    /// Another daemon binary than the workspace's `hive-p2pd` (`--daemon-bin`).
+    pub daemon_bin: Option<PathBuf>,
 }
 
 /// A running `hive up` process with its own data directory.
@@ -167,7 +169,7 @@ impl Host {
             .arg(data_dir.path())
             .args(["--http", "127.0.0.1:0"])
             .arg("--daemon-bin")
-            .arg(daemon_bin());
+            .arg(opts.daemon_bin.clone().unwrap_or_else(daemon_bin));
         let listen = if opts.listen.is_empty() {
             vec!["/ip4/127.0.0.1/tcp/0".to_string()]
         } else {
