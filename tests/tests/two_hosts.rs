@@ -63,6 +63,20 @@ async fn thousand_pubsub_messages_none_lost_none_duplicated() -> anyhow::Result<
         expected.len() - received.len()
     );
     assert_eq!(received, expected);
+    // Published one after another over one link: received in that order
+    // (the outbox hands messages to the daemon in order; nothing overtakes).
+    let order: Vec<String> = got
+        .iter()
+        .map(|ev| String::from_utf8(event_bytes(ev).unwrap_or_default()).unwrap_or_default())
+        .collect();
+    let in_order: Vec<String> = (0..MESSAGES).map(|i| format!("message {i}")).collect();
+    if let Some(at) = order.iter().zip(&in_order).position(|(g, w)| g != w) {
+        panic!(
+            "out of publish order at {at}: got {:?}, expected {:?}",
+            &order[at..(at + 3).min(order.len())],
+            &in_order[at..(at + 3).min(in_order.len())]
+        );
+    }
 
     for ev in &all {
         assert_eq!(ev["topic"], TOPIC);
@@ -113,6 +127,33 @@ async fn direct_message_arrives_with_exact_bytes() -> anyhow::Result<()> {
         ev.get("text").is_none() || ev["text"].is_null(),
         "binary payload must not carry text"
     );
+    Ok(())
+}
+
+/// Direct messages queued without waiting (`?wait=0`) go one at a time per
+/// peer: they arrive in the order they were sent, none overtaking another.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn direct_messages_queued_without_waiting_arrive_in_order() -> anyhow::Result<()> {
+    const SENT: usize = 300;
+    let (a, b) = two_connected_hosts().await?;
+    let mut events = b.events().await?;
+    let b_peer = b.peer_id().await?;
+    for i in 0..SENT {
+        a.post(
+            &format!("/api/peers/{b_peer}/send?wait=0"),
+            format!("direct {i}").into_bytes(),
+        )
+        .await?;
+    }
+    let got = events
+        .collect("direct", SENT, Duration::from_secs(120))
+        .await;
+    let order: Vec<String> = got
+        .iter()
+        .map(|ev| String::from_utf8(event_bytes(ev).unwrap_or_default()).unwrap_or_default())
+        .collect();
+    let in_order: Vec<String> = (0..SENT).map(|i| format!("direct {i}")).collect();
+    assert_eq!(order, in_order, "direct messages lost or out of order");
     Ok(())
 }
 
