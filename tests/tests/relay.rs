@@ -73,9 +73,10 @@ async fn a_host_is_reached_through_its_relay() -> anyhow::Result<()> {
     );
 
     let payload = b"through the relay".to_vec();
-    caller
+    let sent = caller
         .post(&format!("/api/peers/{hidden_peer}/send"), payload.clone())
         .await?;
+    assert_eq!(sent["acknowledged"], true, "{sent}");
     let got = events.collect("direct", 1, Duration::from_secs(60)).await;
     assert_eq!(got.len(), 1, "no direct message arrived through the relay");
     assert_eq!(event_bytes(&got[0])?, payload);

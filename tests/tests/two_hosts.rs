@@ -116,6 +116,9 @@ async fn direct_message_arrives_with_exact_bytes() -> anyhow::Result<()> {
         .as_str()
         .expect("send returns an id")
         .to_string();
+    // 200 once B's daemon acknowledged it, as the README says (a 202 with
+    // acknowledged: false would mean it is only queued).
+    assert_eq!(answer["acknowledged"], true, "{answer}");
 
     let got = events.collect("direct", 1, Duration::from_secs(60)).await;
     assert_eq!(got.len(), 1, "no direct event arrived");
