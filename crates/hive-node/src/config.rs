@@ -71,6 +71,9 @@ pub struct NodeConfig {
     /// Remembered peers are dialed while fewer peers than this are
     /// connected (bootstrap peers always, while disconnected).
     pub target_peers: usize,
+    /// Ask peers for missed messages after being away, and answer theirs
+    /// (`/hive/sync/1.0.0`, see [`crate::sync`]).
+    pub catch_up: bool,
 }
 
 /// Relays to keep a slot on.
@@ -151,6 +154,7 @@ impl NodeConfig {
             conn_manager: Some(crate::connmgr::Limits::HIVE),
             state_file: None,
             target_peers: 8,
+            catch_up: true,
         }
     }
 }

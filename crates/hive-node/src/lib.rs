@@ -17,6 +17,7 @@ pub mod node;
 mod pubsub_meta;
 pub mod reconnect;
 pub mod relays;
+pub mod sync;
 pub mod unslash;
 
 pub use config::{NodeConfig, DEFAULT_MAX_MESSAGE_SIZE};

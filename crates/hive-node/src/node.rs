@@ -516,6 +516,9 @@ impl Node {
         }
         node.maintain_relays();
         tokio::spawn(node.run());
+        if config.catch_up {
+            crate::sync::spawn(handle.clone());
+        }
         Ok(handle)
     }
 

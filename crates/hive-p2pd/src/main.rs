@@ -167,6 +167,8 @@ async fn run(mut cli: Cli, go: Option<compat::GoOptions>) -> Result<()> {
     // peers, with -b): in its mode a peer trimmed by -connManager or dropped
     // by DISCONNECT stays away, as go's clients expect, data dir or not.
     config.target_peers = if go.is_none() { cli.target_peers } else { 0 };
+    // go's daemon has no catch-up: its clients see exactly what gossip gave.
+    config.catch_up = go.is_none();
     config.mdns = !cli.no_mdns;
     config.max_message_size = cli.max_message_size;
     config.max_connections = cli.max_connections;

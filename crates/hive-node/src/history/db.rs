@@ -230,3 +230,68 @@ pub fn prune(conn: &Connection, limits: &Limits) -> Result<usize, rusqlite::Erro
     }
     Ok(removed)
 }
+
+/// One kept message as another node asks for it ([`crate::sync`]): what its
+/// author signed, and this history's number for paging.
+#[derive(Debug, Clone)]
+pub struct Kept {
+    pub seq: u64,
+    pub topic: String,
+    pub from: String,
+    pub id: String,
+    pub data: Vec<u8>,
+    pub seqno: Option<Vec<u8>>,
+    pub signature: Option<Vec<u8>>,
+    pub key: Option<Vec<u8>>,
+}
+
+/// Signed messages of `topic` received at or after `since_ms`, with a number
+/// above `after`, oldest first, at most `limit` and about
+/// [`MAX_PAGE_BYTES`] of payload (always at least one).
+pub fn signed_since(
+    conn: &Connection,
+    topic: &str,
+    since_ms: i64,
+    after: u64,
+    limit: usize,
+) -> Result<Vec<Kept>, rusqlite::Error> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT seq, peer, id, data, seqno, signature, key FROM history
+         WHERE kind = 'message' AND topic = ?1 AND received_ms >= ?2 AND seq > ?3
+           AND signature IS NOT NULL
+         ORDER BY seq LIMIT ?4",
+    )?;
+    let mut rows = stmt.query(params![topic, since_ms, after as i64, limit as i64])?;
+    let mut out = Vec::new();
+    let mut bytes = 0usize;
+    while let Some(row) = rows.next()? {
+        let data: Vec<u8> = row.get(3)?;
+        bytes += data.len();
+        if bytes > MAX_PAGE_BYTES && !out.is_empty() {
+            break;
+        }
+        out.push(Kept {
+            seq: row.get::<_, i64>(0)? as u64,
+            topic: topic.to_string(),
+            from: row.get(1)?,
+            id: row.get(2)?,
+            data,
+            seqno: row.get(4)?,
+            signature: row.get(5)?,
+            key: row.get(6)?,
+        });
+    }
+    Ok(out)
+}
+
+/// Per topic, when its newest kept message was received (Unix ms).
+pub fn newest_by_topic(
+    conn: &Connection,
+) -> Result<std::collections::HashMap<String, i64>, rusqlite::Error> {
+    let mut stmt = conn.prepare(
+        "SELECT topic, MAX(received_ms) FROM history
+         WHERE kind = 'message' AND topic IS NOT NULL GROUP BY topic",
+    )?;
+    let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
+    rows.collect()
+}

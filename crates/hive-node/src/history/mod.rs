@@ -32,7 +32,7 @@ use tokio::sync::{broadcast, mpsc};
 
 use crate::behaviour::DirectAck;
 
-pub use db::HistoryError;
+pub use db::{HistoryError, Kept};
 
 /// Entries queued for the writer before the node stops reading the network.
 const INTAKE_CAPACITY: usize = 8192;
@@ -100,6 +100,9 @@ pub struct History {
     reader: Arc<Mutex<rusqlite::Connection>>,
     journal: Arc<str>,
     head: Arc<AtomicU64>,
+    /// The writer's intake, for messages fetched from other nodes
+    /// ([`crate::sync`]); weak, so that the writer still ends with the node.
+    intake: mpsc::WeakSender<Entry>,
 }
 
 impl History {
@@ -121,6 +124,53 @@ impl History {
         .await
         .map_err(|e| ErrorBody::new(ErrorCode::Internal, e.to_string()))?
         .map_err(|e| ErrorBody::new(ErrorCode::Internal, format!("history: {e}")))
+    }
+
+    /// Run `read` on the reader connection, off the async threads.
+    async fn read<T: Send + 'static>(
+        &self,
+        read: impl FnOnce(&rusqlite::Connection) -> Result<T, rusqlite::Error> + Send + 'static,
+    ) -> Result<T, HistoryError> {
+        let reader = self.reader.clone();
+        tokio::task::spawn_blocking(move || {
+            let conn = reader.lock().unwrap_or_else(|p| p.into_inner());
+            read(&conn)
+        })
+        .await
+        .map_err(|e| HistoryError::Thread(std::io::Error::other(e.to_string())))?
+        .map_err(HistoryError::Sql)
+    }
+
+    /// Signed messages of `topic` received since `since_ms` (Unix ms), after
+    /// number `after`: what another node that was away asks for.
+    pub async fn signed_since(
+        &self,
+        topic: String,
+        since_ms: i64,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<Kept>, HistoryError> {
+        let limit = limit.clamp(1, MAX_PAGE);
+        self.read(move |conn| db::signed_since(conn, &topic, since_ms, after, limit))
+            .await
+    }
+
+    /// Per topic, when its newest message was received (Unix ms).
+    pub async fn newest_by_topic(
+        &self,
+    ) -> Result<std::collections::HashMap<String, i64>, HistoryError> {
+        self.read(db::newest_by_topic).await
+    }
+
+    /// Keep messages fetched from another node (already verified): new ones
+    /// are numbered and pushed to the clients like gossip; ones kept already
+    /// (same author and id) are dropped by the writer. False once the node
+    /// has stopped.
+    pub(crate) async fn keep_fetched(&self, message: Entry) -> bool {
+        match self.intake.upgrade() {
+            Some(tx) => tx.send(message).await.is_ok(),
+            None => false,
+        }
     }
 }
 
@@ -157,6 +207,7 @@ impl Intake {
             reader: Arc::new(Mutex::new(reader)),
             journal: journal.into(),
             head,
+            intake: tx.downgrade(),
         };
         Ok((Intake { tx, backlog: None }, history, acks))
     }

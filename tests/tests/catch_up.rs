@@ -1,0 +1,108 @@
+//! A node that was away gets what it missed (issue 13, REQ-LOSS-7): hosts A,
+//! B and C share a topic; B, the node the others were bootstrapped from, is
+//! killed (kill -9 of its host: its daemon goes with it); A publishes 300
+//! messages, which C stores; B starts again on its data directory. Gossip
+//! never repeats a message, so only `/hive/sync/1.0.0` can bring them: B's
+//! history must hold all 300, once each, with no dial and no republish by
+//! the test.
+
+use std::collections::BTreeMap;
+
+use hive_tests::{event_bytes, wait_for, Host, HostOpts};
+
+const TOPIC: &str = "away";
+const MISSED: usize = 300;
+
+/// Every stored message of `TOPIC` on `host`: payload -> count.
+async fn stored(host: &Host) -> anyhow::Result<BTreeMap<String, usize>> {
+    let mut counts = BTreeMap::new();
+    let mut after = 0u64;
+    loop {
+        let page = host
+            .get(&format!(
+                "/api/messages?topic={TOPIC}&after={after}&limit=1000"
+            ))
+            .await?;
+        let rows = page["messages"].as_array().cloned().unwrap_or_default();
+        for row in &rows {
+            *counts
+                .entry(String::from_utf8(event_bytes(row)?)?)
+                .or_default() += 1;
+        }
+        after = page["cursor"].as_u64().unwrap_or(after);
+        if rows.len() < 1000 {
+            return Ok(counts);
+        }
+    }
+}
+
+fn missed(counts: &BTreeMap<String, usize>) -> usize {
+    (0..MISSED)
+        .filter(|i| !counts.contains_key(&format!("while B was away {i}")))
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_that_was_away_gets_what_it_missed_from_its_peers() -> anyhow::Result<()> {
+    let mut b = Host::start(HostOpts::default()).await?;
+    b.wait_healthy().await?;
+    let b_addr = b.first_listen_addr().await?;
+    let a = Host::start(HostOpts {
+        bootstrap: vec![b_addr.clone()],
+        ..Default::default()
+    })
+    .await?;
+    a.wait_healthy().await?;
+    let a_addr = a.first_listen_addr().await?;
+    let c = Host::start(HostOpts {
+        bootstrap: vec![b_addr, a_addr],
+        ..Default::default()
+    })
+    .await?;
+    c.wait_healthy().await?;
+    for host in [&a, &b, &c] {
+        host.subscribe(TOPIC).await?;
+    }
+    a.wait_topic_peers(TOPIC, 2).await?;
+    // B has taken part: one message before it goes.
+    a.publish(TOPIC, b"before".to_vec()).await?;
+    wait_for("B stored the first message", || async {
+        stored(&b).await.ok()?.contains_key("before").then_some(())
+    })
+    .await?;
+
+    b.kill9();
+    let _ = b.child.wait().await;
+    let b_data = std::mem::replace(&mut b.data_dir, tempfile::TempDir::new()?);
+    drop(b);
+    a.wait_topic_peers(TOPIC, 1).await?;
+    for i in 0..MISSED {
+        a.publish(TOPIC, format!("while B was away {i}").into_bytes())
+            .await?;
+    }
+    wait_for("C stored all of them", || async {
+        (missed(&stored(&c).await.ok()?) == 0).then_some(())
+    })
+    .await?;
+
+    let b = Host::start_in(HostOpts::default(), b_data).await?;
+    b.wait_healthy().await?;
+    let got = wait_for("B caught up", || async {
+        let counts = stored(&b).await.ok()?;
+        (missed(&counts) == 0).then_some(counts)
+    })
+    .await;
+    let counts = match got {
+        Ok(counts) => counts,
+        Err(e) => {
+            let counts = stored(&b).await?;
+            anyhow::bail!("{e}: B has {} of {MISSED}", MISSED - missed(&counts));
+        }
+    };
+    assert!(counts.values().all(|n| *n == 1), "B stored one twice");
+    assert_eq!(counts.len(), MISSED + 1, "B: only the 301 messages of A");
+    // C met B again too and asked it in turn: nothing new for C.
+    assert_eq!(stored(&c).await?.len(), MISSED + 1);
+    println!("catch-up: B, back after being away, has all {MISSED} it missed");
+    Ok(())
+}
