@@ -6,7 +6,7 @@
 import { toBytes } from "./base64.js";
 import { HiveApiError, HiveConnectionError, HiveProtocolError } from "./errors.js";
 import { EventStream, type EventStreamOptions, type WebSocketClass } from "./events.js";
-import { decodeFrame, type DirectEvent, type HiveEvent, type MessageEvent } from "./frames.js";
+import { decodeFrame, type DirectMessage, type HiveEvent, type TopicMessage } from "./frames.js";
 import type { components, paths } from "./openapi.js";
 
 type Schemas = components["schemas"];
@@ -114,7 +114,9 @@ class Transport {
     this.#token = options.token;
     const f = options.fetch ?? globalThis.fetch;
     if (typeof f !== "function") throw new TypeError("no fetch: pass { fetch } in the options");
-    this.#fetch = f;
+    // Called as a plain function: browsers' fetch throws "Illegal
+    // invocation" when called as a method of another object.
+    this.#fetch = (input, init) => f(input, init);
     this.#WebSocket = options.WebSocket;
   }
 
@@ -293,7 +295,7 @@ export class NodeClient {
   }
 
   /** Every stored message of `topic` after `after`, page by page. */
-  async *messagesOf(topic: string, after = 0): AsyncGenerator<MessageEvent> {
+  async *messagesOf(topic: string, after = 0): AsyncGenerator<TopicMessage> {
     for (;;) {
       const page = await this.history({ topic, after, limit: 1000 });
       for (const m of page.messages) if (m.type === "message") yield m;
@@ -303,9 +305,9 @@ export class NodeClient {
   }
 
   /** Stored direct messages after `after` (one page). */
-  async directMessages(after = 0, limit = 100): Promise<DirectEvent[]> {
+  async directMessages(after = 0, limit = 100): Promise<DirectMessage[]> {
     const page = await this.history({ kind: "direct", after, limit });
-    return page.messages.filter((m): m is DirectEvent => m.type === "direct");
+    return page.messages.filter((m): m is DirectMessage => m.type === "direct");
   }
 
   /** `GET /api/outbox`: messages accepted and not yet acknowledged. */

@@ -7,7 +7,7 @@ import { fromBase64 } from "./base64.js";
 import { HiveProtocolError } from "./errors.js";
 
 /** A gossipsub message on a topic this node subscribed to. */
-export interface MessageEvent {
+export interface TopicMessage {
   type: "message";
   topic: string;
   /** Peer id of the author. */
@@ -29,7 +29,7 @@ export interface MessageEvent {
 }
 
 /** A direct message from another peer. */
-export interface DirectEvent {
+export interface DirectMessage {
   type: "direct";
   from: string;
   id: string;
@@ -88,8 +88,8 @@ export interface OtherEvent {
 }
 
 export type HiveEvent =
-  | MessageEvent
-  | DirectEvent
+  | TopicMessage
+  | DirectMessage
   | UndeliveredEvent
   | DaemonEvent
   | PeerConnectedEvent
@@ -97,7 +97,7 @@ export type HiveEvent =
   | OtherEvent;
 
 /** Events stored in the host's inbox: their `cursor` is their own. */
-export type StoredEvent = MessageEvent | DirectEvent | UndeliveredEvent;
+export type StoredEvent = TopicMessage | DirectMessage | UndeliveredEvent;
 
 export function isStored(event: HiveEvent): event is StoredEvent {
   return (
@@ -144,12 +144,12 @@ function decode(o: Obj): HiveEvent {
   const type = str(o, "type");
   switch (type) {
     case "message":
-      return withOptional<MessageEvent>(
+      return withOptional<TopicMessage>(
         { type, topic: str(o, "topic"), from: str(o, "from"), id: str(o, "id"), data: fromBase64(str(o, "data")), cursor: count(o, "cursor") },
         { text: optStr(o, "text"), received_ms: optCount(o, "received_ms"), seqno: optStr(o, "seqno"), signature: optStr(o, "signature"), key: optStr(o, "key") },
       );
     case "direct":
-      return withOptional<DirectEvent>(
+      return withOptional<DirectMessage>(
         { type, from: str(o, "from"), id: str(o, "id"), data: fromBase64(str(o, "data")), cursor: count(o, "cursor") },
         { text: optStr(o, "text"), received_ms: optCount(o, "received_ms") },
       );

@@ -23,8 +23,8 @@ export { parseFrame, decodeFrame, isStored } from "./frames.js";
 export type {
   HiveEvent,
   StoredEvent,
-  MessageEvent,
-  DirectEvent,
+  TopicMessage,
+  DirectMessage,
   UndeliveredEvent,
   DaemonEvent,
   PeerConnectedEvent,

@@ -106,7 +106,7 @@ export class CuttableProxy {
 }
 
 /** Two hosts on loopback, B bootstrapped from A, both requiring a token. */
-export async function twoHosts(): Promise<{
+export async function twoHosts(extraB: string[] = []): Promise<{
   a: RunningHost;
   b: RunningHost;
   A: HiveClient;
@@ -126,7 +126,7 @@ export async function twoHosts(): Promise<{
     if (!addr) throw new Error("host A has no listen address");
     // B is also reached through a TCP proxy (the reconnect test), whose port
     // is not B's: `--allowed-host` is what a host behind a proxy is given.
-    b = await startHost({ args: ["--api-token", tokenB, "--bootstrap", addr, "--allowed-host", "127.0.0.1"] });
+    b = await startHost({ args: ["--api-token", tokenB, "--bootstrap", addr, "--allowed-host", "127.0.0.1", ...extraB] });
     const B = new HiveClient({ baseUrl: b.api, token: tokenB });
     await until("host B healthy", () => B.healthy());
     const bb = b;

@@ -2,7 +2,7 @@
 // subscribe with resume, reconnects while messages flow, direct messages.
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
-import { type EventStream, HiveClient, type HiveEvent, type MessageEvent } from "../src/index.js";
+import { type EventStream, HiveClient, type HiveEvent, type TopicMessage } from "../src/index.js";
 import { CuttableProxy, collect, text, topicPeers, twoHosts, until } from "./support.js";
 
 type Hosts = Awaited<ReturnType<typeof twoHosts>>;
@@ -18,7 +18,7 @@ before(async () => {
 });
 after(async () => h?.stop());
 
-const isMessage = (topic: string) => (e: HiveEvent): e is MessageEvent => e.type === "message" && e.topic === topic;
+const isMessage = (topic: string) => (e: HiveEvent): e is TopicMessage => e.type === "message" && e.topic === topic;
 
 /** Subscribes both hosts to `topic` and waits until A sees B in it. */
 async function meshed(topic: string): Promise<void> {
@@ -33,7 +33,7 @@ async function publishAll(client: HiveClient, topic: string, texts: string[]): P
 
 function assertExactly(got: HiveEvent[], want: string[]): void {
   assert.deepEqual(got.map(text).sort(), [...want].sort(), "exactly the published messages");
-  const cursors = got.map((e) => (e as MessageEvent).cursor);
+  const cursors = got.map((e) => (e as TopicMessage).cursor);
   assert.equal(new Set(cursors).size, cursors.length, "no event twice");
 }
 
@@ -59,7 +59,7 @@ describe("two hosts", () => {
       for (let i = 0; i < bytes.length; i++) bytes[i] = (i * 7) % 256;
       const { id } = await h.A.publish(topic, bytes);
       await h.A.publish(topic, "héllo from A");
-      const [bin, txt] = (await collect(events, 2, isMessage(topic))) as MessageEvent[];
+      const [bin, txt] = (await collect(events, 2, isMessage(topic))) as TopicMessage[];
       assert.ok(bin && txt);
       assert.deepEqual(bin.data, bytes);
       assert.equal(bin.text, undefined, "not UTF-8: no text");
@@ -70,7 +70,7 @@ describe("two hosts", () => {
       // The same messages in B's stored history, decoded the same way.
       const page = await h.B.history({ topic, after: bin.cursor - 1 });
       assert.deepEqual(
-        page.messages.map((m) => (m as MessageEvent).data),
+        page.messages.map((m) => (m as TopicMessage).data),
         [bytes, new TextEncoder().encode("héllo from A")],
       );
       assert.equal(page.cursor, txt.cursor);
@@ -135,6 +135,27 @@ describe("two hosts", () => {
     } finally {
       events.close();
       await proxy.close();
+    }
+  });
+
+  test("a consumer that falls behind pauses the socket and catches up from the cursor, nothing lost", async () => {
+    const topic = "js-slow";
+    await meshed(topic);
+    const events = h.B.events({ maxBuffered: 10 });
+    try {
+      await events.opened();
+      const want = Array.from({ length: 60 }, (_, i) => `slow ${i}`);
+      await publishAll(h.A, topic, want);
+      // Nobody reads the stream until B has stored them all.
+      await until("B stored the batch", async () => {
+        const page = await h.B.history({ topic, limit: 1000 });
+        return page.messages.length >= 60;
+      });
+      assert.equal(events.live, false, "the stream paused its socket at 10 unread events");
+      assertExactly(await collect(events, 60, isMessage(topic)), want);
+      assert.ok(events.connections >= 2, `resumed after the pause (${events.connections} connections)`);
+    } finally {
+      events.close();
     }
   });
 
