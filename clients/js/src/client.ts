@@ -129,8 +129,9 @@ class Transport {
 
   /** The event stream's URL: `ws(s)://`, the token as `?token=` (browsers cannot set headers). */
   wsUrl(path: string, after: number | undefined): string {
-    const http = this.url(path, { after, token: this.#token });
-    return http.replace(/^http/, "ws");
+    let url = this.url(path, { after }).replace(/^http/, "ws");
+    if (this.#token !== undefined) url += `${url.includes("?") ? "&" : "?"}token=${queryValue(this.#token)}`;
+    return url;
   }
 
   async WebSocket(): Promise<WebSocketClass> {
@@ -181,6 +182,17 @@ class Transport {
       throw new HiveProtocolError(`${method} ${path}: the answer is not JSON`, text);
     }
   }
+}
+
+/**
+ * A token as a query value. The host compares `?token=` as it stands in the
+ * URL, without percent-decoding it, so characters that are legal in a query
+ * (base64's `+`, `/` and `=` among them) go as they are; only the others
+ * (`&`, `#`, `%`, spaces, non-ASCII) are encoded, and such tokens then work
+ * over HTTP (the header) but not on the event stream.
+ */
+function queryValue(token: string): string {
+  return /^[A-Za-z0-9\-._~!$'()*+,;=:@/?]*$/.test(token) ? token : encodeURIComponent(token);
 }
 
 async function apiError(what: string, response: Response): Promise<HiveApiError> {

@@ -7,9 +7,11 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { HiveApiError, HiveClient, HiveConnectionError } from "../src/index.js";
-import { startHost, until, type RunningHost } from "./support.js";
+import { collect, startHost, until, type RunningHost } from "./support.js";
 
-const token = "one-host-" + Math.random().toString(36).slice(2);
+// Shaped like `openssl rand -base64`: `+`, `/` and `=` must survive the
+// event stream's `?token=` as well as the header.
+const token = "one+host/" + Math.random().toString(36).slice(2) + "==";
 const viewerToken = "viewer-" + Math.random().toString(36).slice(2);
 let host: RunningHost;
 let hive: HiveClient;
@@ -106,6 +108,16 @@ describe("errors are typed exceptions", () => {
     await refused(() => hive.stopNode("n0"), 409, "conflict");
     // And the host is still serving.
     assert.equal(await hive.healthy(), true);
+  });
+
+  test("the event stream takes a base64-like token", async () => {
+    const events = hive.events();
+    try {
+      const [first] = await collect(events, 1, () => true, 30_000);
+      assert.equal(first?.type, "daemon");
+    } finally {
+      events.close();
+    }
   });
 
   test("the event stream with a wrong token or an unknown node fails with the API's error", async () => {
