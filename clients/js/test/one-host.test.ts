@@ -7,7 +7,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { HiveApiError, HiveClient, HiveConnectionError } from "../src/index.js";
-import { collect, startHost, until, type RunningHost } from "./support.js";
+import { collect, startHost, topicPeers, until, type RunningHost } from "./support.js";
 
 // Shaped like `openssl rand -base64`: `+`, `/` and `=` must survive the
 // event stream's `?token=` as well as the header.
@@ -67,6 +67,21 @@ describe("nodes", () => {
       changed: true,
     });
     assert.ok((await hive.node(child.id).topics()).some((t) => t.topic === "js-nodes"));
+    // The child's own event stream gets what the first node publishes.
+    const childEvents = hive.node(child.id).events();
+    try {
+      await childEvents.opened();
+      await hive.subscribe("js-nodes");
+      await topicPeers(hive, "js-nodes");
+      const { id } = await hive.publish("js-nodes", "to my child");
+      const [got] = await collect(childEvents, 1, (e) => e.type === "message" && e.topic === "js-nodes");
+      assert.ok(got?.type === "message");
+      assert.equal(got.id, id);
+      assert.equal(got.from, first.peer_id);
+      assert.equal(got.text, "to my child");
+    } finally {
+      childEvents.close();
+    }
     assert.equal((await hive.getNode(child.id)).id, child.id);
     assert.deepEqual(await hive.stopNode(child.id), { stopped: [child.id] });
     await refused(() => hive.getNode(child.id), 404, "not_found");

@@ -107,6 +107,10 @@ describe("two hosts", () => {
       assert.ok(live);
       assert.equal(text(live), "live again");
       assert.equal(resumed.skipped, 0);
+      // The stored history, paged through by messagesOf, holds each once.
+      const stored: string[] = [];
+      for await (const m of h.B.messagesOf(topic)) stored.push(text(m));
+      assert.deepEqual(stored.sort(), [...batch1, ...batch2, "live again"].sort());
     } finally {
       resumed.close();
     }
