@@ -26,11 +26,14 @@ export function binDir() {
  * @property {string} api Base URL of the HTTP API, e.g. `http://127.0.0.1:41234`.
  * @property {string} dataDir
  * @property {import("node:child_process").ChildProcess} child
- * @property {() => Promise<void>} stop Stops the host (SIGTERM, then SIGKILL) and removes its data.
+ * @property {(opts?: { keepData?: boolean }) => Promise<void>} stop Stops the host (SIGTERM, then
+ *   SIGKILL after 15 s) and removes its data directory unless `keepData`.
  */
 
 /**
- * @param {{ args?: string[], env?: Record<string, string> }} [opts]
+ * @param {{ args?: string[], env?: Record<string, string>, dataDir?: string, http?: string }} [opts]
+ *   `dataDir`: start on an existing data directory (a restart); `http`: the
+ *   API's address (default 127.0.0.1:0).
  * @returns {Promise<RunningHost>}
  */
 export async function startHost(opts = {}) {
@@ -39,11 +42,11 @@ export async function startHost(opts = {}) {
   if (!existsSync(hive)) {
     throw new Error(`${hive} not built: run \`cargo build --workspace --bins\` or set HIVE_BIN_DIR`);
   }
-  const dataDir = mkdtempSync(join(tmpdir(), "hive-js-"));
+  const dataDir = opts.dataDir ?? mkdtempSync(join(tmpdir(), "hive-js-"));
   const args = [
     "up",
     "--data-dir", dataDir,
-    "--http", "127.0.0.1:0",
+    "--http", opts.http ?? "127.0.0.1:0",
     "--listen", "/ip4/127.0.0.1/tcp/0",
     "--no-mdns",
     "--daemon-bin", join(bins, "hive-p2pd"),
@@ -54,14 +57,14 @@ export async function startHost(opts = {}) {
     env: { ...process.env, RUST_LOG: process.env.RUST_LOG ?? "warn", ...(opts.env ?? {}) },
   });
   const exited = new Promise((res) => child.once("exit", res));
-  const stop = async () => {
+  const stop = async (/** @type {{ keepData?: boolean }} */ how = {}) => {
     if (child.exitCode === null && child.signalCode === null) {
       child.kill("SIGTERM");
       const timer = setTimeout(() => child.kill("SIGKILL"), 15_000);
       await exited;
       clearTimeout(timer);
     }
-    rmSync(dataDir, { recursive: true, force: true });
+    if (!how.keepData) rmSync(dataDir, { recursive: true, force: true });
   };
   try {
     const api = await listeningLine(child);
