@@ -44,6 +44,12 @@ export interface EventStreamOptions {
    * were taken, so that memory stays bounded and nothing stored is lost.
    */
   maxBuffered?: number | undefined;
+  /**
+   * How long a new socket may take to send its first frame (default 10000).
+   * The host sends one at once; a socket that stays silent is dropped and
+   * the stream tries again.
+   */
+  openTimeoutMs?: number | undefined;
   /** Told about frames that were skipped as unreadable and about dropped sockets. */
   onError?: ((error: Error) => void) | undefined;
 }
@@ -58,6 +64,9 @@ export interface StreamTransport {
 }
 
 type Waiter = { resolve: (r: IteratorResult<HiveEvent>) => void; reject: (e: Error) => void };
+
+/** Answers of the probe that mean "this will not work by retrying": token, origin, node. */
+const REFUSALS = [401, 403, 404];
 
 /** Remembered cursors, to drop a stored event a server sends twice. */
 const RECENT = 4096;
@@ -74,6 +83,7 @@ export class EventStream implements AsyncIterableIterator<HiveEvent> {
     minBackoffMs: number;
     maxBackoffMs: number;
     maxBuffered: number;
+    openTimeoutMs: number;
     onError: ((error: Error) => void) | undefined;
   };
   /** Resume point after the last event handed to the consumer. */
@@ -94,6 +104,8 @@ export class EventStream implements AsyncIterableIterator<HiveEvent> {
   #failure: Error | undefined;
   #attempt = 0;
   #timer: ReturnType<typeof setTimeout> | undefined;
+  /** Fires when a new socket sends no first frame in time. */
+  #silent: ReturnType<typeof setTimeout> | undefined;
   #connections = 0;
   #skipped = 0;
 
@@ -104,6 +116,7 @@ export class EventStream implements AsyncIterableIterator<HiveEvent> {
       minBackoffMs: options.minBackoffMs ?? 100,
       maxBackoffMs: options.maxBackoffMs ?? 5000,
       maxBuffered: Math.max(2, options.maxBuffered ?? 10_000),
+      openTimeoutMs: options.openTimeoutMs ?? 10_000,
       onError: options.onError,
     };
     if (options.after !== undefined) {
@@ -166,6 +179,7 @@ export class EventStream implements AsyncIterableIterator<HiveEvent> {
     if (this.#closed) return;
     this.#closed = true;
     clearTimeout(this.#timer);
+    clearTimeout(this.#silent);
     this.#socket?.close(1000, "client closed the stream");
     this.#socket = undefined;
     this.#live = false;
@@ -214,24 +228,36 @@ export class EventStream implements AsyncIterableIterator<HiveEvent> {
     }
     this.#socket = socket;
     let sawFrame = false;
+    const dropped = (code: number, why: string) => {
+      if (this.#socket !== socket) return;
+      clearTimeout(this.#silent);
+      this.#socket = undefined;
+      this.#live = false;
+      if (this.#closed || this.#paused) return;
+      this.#report(new Error(`event stream closed (${why})`));
+      void this.#afterClose(code, sawFrame);
+    };
+    clearTimeout(this.#silent);
+    this.#silent = setTimeout(() => {
+      try {
+        socket.close(4000, "no first frame");
+      } catch {
+        // Already closing: dropping our side is enough.
+      }
+      dropped(1006, `no first frame within ${this.#opts.openTimeoutMs} ms`);
+    }, this.#opts.openTimeoutMs);
     socket.onmessage = (ev) => {
       if (this.#socket !== socket) return;
       if (!sawFrame) {
         sawFrame = true;
+        clearTimeout(this.#silent);
         this.#connections += 1;
         this.#attempt = 0;
       }
       this.#onFrame(ev.data);
     };
     socket.onerror = () => {};
-    socket.onclose = (ev) => {
-      if (this.#socket !== socket) return;
-      this.#socket = undefined;
-      this.#live = false;
-      if (this.#closed || this.#paused) return;
-      this.#report(new Error(`event stream closed (${ev.code}${ev.reason ? `: ${ev.reason}` : ""})`));
-      void this.#afterClose(ev.code, sawFrame);
-    };
+    socket.onclose = (ev) => dropped(ev.code, `${ev.code}${ev.reason ? `: ${ev.reason}` : ""}`);
   }
 
   async #afterClose(code: number, sawFrame: boolean): Promise<void> {
@@ -241,7 +267,7 @@ export class EventStream implements AsyncIterableIterator<HiveEvent> {
       try {
         await this.#transport.probe();
       } catch (e) {
-        if (e instanceof HiveApiError && e.status >= 400 && e.status < 500) {
+        if (e instanceof HiveApiError && REFUSALS.includes(e.status)) {
           this.#fail(e);
           return;
         }
@@ -325,6 +351,7 @@ export class EventStream implements AsyncIterableIterator<HiveEvent> {
     this.#failure = error;
     this.#closed = true;
     clearTimeout(this.#timer);
+    clearTimeout(this.#silent);
     this.#socket?.close(1000);
     this.#socket = undefined;
     this.#finish();

@@ -145,19 +145,44 @@ function decode(o: Obj): HiveEvent {
   switch (type) {
     case "message":
       return withOptional<TopicMessage>(
-        { type, topic: str(o, "topic"), from: str(o, "from"), id: str(o, "id"), data: fromBase64(str(o, "data")), cursor: count(o, "cursor") },
-        { text: optStr(o, "text"), received_ms: optCount(o, "received_ms"), seqno: optStr(o, "seqno"), signature: optStr(o, "signature"), key: optStr(o, "key") },
+        {
+          type,
+          topic: str(o, "topic"),
+          from: str(o, "from"),
+          id: str(o, "id"),
+          data: fromBase64(str(o, "data")),
+          cursor: count(o, "cursor"),
+        },
+        {
+          text: optStr(o, "text"),
+          received_ms: optCount(o, "received_ms"),
+          seqno: optStr(o, "seqno"),
+          signature: optStr(o, "signature"),
+          key: optStr(o, "key"),
+        },
       );
     case "direct":
       return withOptional<DirectMessage>(
-        { type, from: str(o, "from"), id: str(o, "id"), data: fromBase64(str(o, "data")), cursor: count(o, "cursor") },
+        {
+          type,
+          from: str(o, "from"),
+          id: str(o, "id"),
+          data: fromBase64(str(o, "data")),
+          cursor: count(o, "cursor"),
+        },
         { text: optStr(o, "text"), received_ms: optCount(o, "received_ms") },
       );
     case "expired":
     case "failed": {
       if (typeof o["direct"] !== "boolean") throw new TypeError(`"direct" is not a boolean`);
       return withOptional<UndeliveredEvent>(
-        { type, id: str(o, "id"), target: optStr(o, "target") ?? null, direct: o["direct"], cursor: count(o, "cursor") },
+        {
+          type,
+          id: str(o, "id"),
+          target: optStr(o, "target") ?? null,
+          direct: o["direct"],
+          cursor: count(o, "cursor"),
+        },
         { reason: optStr(o, "reason"), received_ms: optCount(o, "received_ms") },
       );
     }
@@ -172,7 +197,10 @@ function decode(o: Obj): HiveEvent {
         { cursor: optCount(o, "cursor") },
       );
     case "peer_disconnected":
-      return withOptional<PeerDisconnectedEvent>({ type, peer_id: str(o, "peer_id") }, { cursor: optCount(o, "cursor") });
+      return withOptional<PeerDisconnectedEvent>(
+        { type, peer_id: str(o, "peer_id") },
+        { cursor: optCount(o, "cursor") },
+      );
     default:
       return withOptional<OtherEvent>({ type: "other", kind: type, frame: o }, { cursor: optCount(o, "cursor") });
   }

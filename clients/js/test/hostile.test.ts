@@ -81,3 +81,32 @@ test("garbage frames are skipped and reported; valid ones still arrive, once; th
     await new Promise((r) => server.close(r));
   }
 });
+
+test("a server that accepts the socket and stays silent is dropped and tried again", async () => {
+  let connections = 0;
+  const server = new WebSocketServer({ host: "127.0.0.1", port: 0 });
+  server.on("connection", (socket: WebSocket) => {
+    connections += 1;
+    if (connections === 1) return; // says nothing, keeps the socket open
+    socket.send(JSON.stringify({ type: "daemon", state: "running", pid: 1, restarts: 0, cursor: 0 }));
+    socket.send(msg(1));
+  });
+  await new Promise((r) => server.once("listening", r));
+  const { port } = server.address() as AddressInfo;
+  const errors: Error[] = [];
+  const events = new HiveClient({ baseUrl: `http://127.0.0.1:${port}`, WebSocket }).events({
+    openTimeoutMs: 300,
+    minBackoffMs: 10,
+    onError: (e) => errors.push(e),
+  });
+  try {
+    const got = await collect(events, 2, () => true, 20_000);
+    assert.deepEqual(got.map((e) => e.type), ["daemon", "message"]);
+    assert.equal(connections, 2);
+    assert.ok(errors.some((e) => /no first frame within 300 ms/.test(e.message)), errors.join("\n"));
+  } finally {
+    events.close();
+    for (const c of server.clients) c.terminate();
+    await new Promise((r) => server.close(r));
+  }
+});
