@@ -89,6 +89,22 @@ describe("nodes", () => {
   });
 });
 
+describe("read endpoints", () => {
+  test("tension, outbox, topics and metrics answer in their documented shapes", async () => {
+    const t = await hive.tension();
+    assert.ok(t.value >= 0 && t.value <= 1);
+    assert.ok(Array.isArray(t.history) && typeof t.signals === "object");
+    const out = await hive.outbox(10);
+    assert.equal(typeof out.depth, "number");
+    assert.ok(Array.isArray(out.pending));
+    assert.ok(Array.isArray(await hive.topics()));
+    const metrics = await hive.metrics();
+    assert.match(metrics, /^hive_tension /m);
+    assert.match(metrics, /# EOF\n$/);
+    assert.equal(await hive.node("n0").metrics().then((m) => /# EOF\n$/.test(m)), true);
+  });
+});
+
 describe("errors are typed exceptions", () => {
   test("no token and a wrong token: 401 unauthorized", async () => {
     await refused(() => new HiveClient(host.api).status(), 401, "unauthorized");
