@@ -1,7 +1,8 @@
 //! A node that was away gets what it missed (issue 13, REQ-LOSS-7): hosts A,
-//! B and C share a topic; B, the node the others were bootstrapped from, is
-//! killed (kill -9 of its host: its daemon goes with it); A publishes 300
-//! messages, which C stores; B starts again on its data directory. Gossip
+//! B and C share a topic; B, the node the others were bootstrapped from, goes
+//! away (kill -9 of its host, SIGTERM of its host, or kill -9 of its daemon
+//! alone); A publishes 300 messages, which C stores; B comes back on its data
+//! directory. Gossip
 //! never repeats a message, so only `/hive/sync/1.0.0` can bring them: B's
 //! history must hold all 300, once each, with no dial and no republish by
 //! the test.
@@ -42,9 +43,19 @@ fn missed(counts: &BTreeMap<String, usize>) -> usize {
         .count()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_node_that_was_away_gets_what_it_missed_from_its_peers() -> anyhow::Result<()> {
-    let mut b = Host::start(HostOpts::default()).await?;
+/// How B goes away.
+#[derive(Clone, Copy, Debug)]
+enum Away {
+    /// kill -9 of B's host (its daemon exits with it), started again later.
+    HostKilled,
+    /// SIGTERM of B's host, started again later.
+    HostStopped,
+    /// kill -9 of B's daemon only: its host restarts it at once.
+    DaemonKilled,
+}
+
+async fn three_hosts() -> anyhow::Result<(Host, Host, Host)> {
+    let b = Host::start(HostOpts::default()).await?;
     b.wait_healthy().await?;
     let b_addr = b.first_listen_addr().await?;
     let a = Host::start(HostOpts {
@@ -70,23 +81,48 @@ async fn a_node_that_was_away_gets_what_it_missed_from_its_peers() -> anyhow::Re
         stored(&b).await.ok()?.contains_key("before").then_some(())
     })
     .await?;
+    Ok((a, b, c))
+}
 
-    b.kill9();
-    let _ = b.child.wait().await;
-    let b_data = std::mem::replace(&mut b.data_dir, tempfile::TempDir::new()?);
-    drop(b);
-    a.wait_topic_peers(TOPIC, 1).await?;
+/// B goes away as `away` says while A publishes; returns B once it is back.
+async fn away_while_a_publishes(a: &Host, mut b: Host, away: Away) -> anyhow::Result<Host> {
+    let restart = match away {
+        Away::DaemonKilled => {
+            let pid = b.daemon_pid().await?.expect("B's daemon pid");
+            hive_tests::signal(pid, libc::SIGKILL);
+            false
+        }
+        Away::HostKilled => {
+            b.kill9();
+            let _ = b.child.wait().await;
+            true
+        }
+        Away::HostStopped => {
+            b.terminate().await?;
+            true
+        }
+    };
     for i in 0..MISSED {
         a.publish(TOPIC, format!("while B was away {i}").into_bytes())
             .await?;
     }
+    if !restart {
+        return Ok(b);
+    }
+    let data = std::mem::replace(&mut b.data_dir, tempfile::TempDir::new()?);
+    drop(b);
+    let b = Host::start_in(HostOpts::default(), data).await?;
+    b.wait_healthy().await?;
+    Ok(b)
+}
+
+async fn catches_up(away: Away) -> anyhow::Result<()> {
+    let (a, b, c) = three_hosts().await?;
+    let b = away_while_a_publishes(&a, b, away).await?;
     wait_for("C stored all of them", || async {
         (missed(&stored(&c).await.ok()?) == 0).then_some(())
     })
     .await?;
-
-    let b = Host::start_in(HostOpts::default(), b_data).await?;
-    b.wait_healthy().await?;
     let got = wait_for("B caught up", || async {
         let counts = stored(&b).await.ok()?;
         (missed(&counts) == 0).then_some(counts)
@@ -96,13 +132,31 @@ async fn a_node_that_was_away_gets_what_it_missed_from_its_peers() -> anyhow::Re
         Ok(counts) => counts,
         Err(e) => {
             let counts = stored(&b).await?;
-            anyhow::bail!("{e}: B has {} of {MISSED}", MISSED - missed(&counts));
+            anyhow::bail!(
+                "{away:?}: {e}: B has {} of {MISSED}",
+                MISSED - missed(&counts)
+            );
         }
     };
     assert!(counts.values().all(|n| *n == 1), "B stored one twice");
     assert_eq!(counts.len(), MISSED + 1, "B: only the 301 messages of A");
     // C met B again too and asked it in turn: nothing new for C.
     assert_eq!(stored(&c).await?.len(), MISSED + 1);
-    println!("catch-up: B, back after being away, has all {MISSED} it missed");
+    println!("catch-up ({away:?}): B, back, has all {MISSED} it missed");
     Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_whose_host_was_killed_gets_what_it_missed() -> anyhow::Result<()> {
+    catches_up(Away::HostKilled).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_whose_host_was_stopped_gets_what_it_missed() -> anyhow::Result<()> {
+    catches_up(Away::HostStopped).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_whose_daemon_was_killed_gets_what_it_missed() -> anyhow::Result<()> {
+    catches_up(Away::DaemonKilled).await
 }
