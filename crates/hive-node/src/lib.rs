@@ -22,3 +22,10 @@ pub mod unslash;
 
 pub use config::{NodeConfig, DEFAULT_MAX_MESSAGE_SIZE};
 pub use node::{without_p2p, Node, NodeError, NodeHandle};
+
+/// A mutex's guard even if a thread panicked while holding it: the data in
+/// this crate's mutexes stays consistent between statements, so a poisoned
+/// lock is no reason to stop serving.
+pub(crate) fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}

@@ -33,6 +33,7 @@ use libp2p::{PeerId, StreamProtocol};
 use tokio::sync::Semaphore;
 
 use crate::history::{Entry, History};
+use crate::lock;
 use crate::node::NodeHandle;
 
 pub use verify::{verify, Signed};
@@ -70,19 +71,27 @@ fn now_ms() -> i64 {
         .unwrap_or_default()
 }
 
-/// Answer other nodes' requests from this node's history.
+/// Answer other nodes' requests from this node's history: one stream per
+/// peer at a time and [`CONCURRENT`] in all, so a peer that floods requests
+/// is refused while the others are served.
 async fn serve(mut incoming: libp2p_stream::IncomingStreams, history: History) {
     let slots = Arc::new(Semaphore::new(CONCURRENT));
+    let busy: Arc<std::sync::Mutex<HashSet<PeerId>>> = Arc::default();
     while let Some((peer, stream)) = incoming.next().await {
         let Ok(slot) = slots.clone().try_acquire_owned() else {
             tracing::debug!(%peer, "sync request refused: busy");
             continue;
         };
-        let history = history.clone();
+        if !lock(&busy).insert(peer) {
+            tracing::debug!(%peer, "sync request refused: this peer has one open");
+            continue;
+        }
+        let (history, busy) = (history.clone(), busy.clone());
         tokio::spawn(async move {
             if let Err(e) = answer(stream, &history).await {
                 tracing::debug!(%peer, error = %e, "sync stream ended");
             }
+            lock(&busy).remove(&peer);
             drop(slot);
         });
     }
