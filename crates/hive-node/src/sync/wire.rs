@@ -50,7 +50,10 @@ pub enum WireError {
     Json(#[from] serde_json::Error),
 }
 
-pub async fn write<T: Serialize>(stream: &mut libp2p::Stream, frame: &T) -> Result<(), WireError> {
+pub async fn write<T: Serialize>(
+    stream: &mut (impl futures::AsyncWrite + Unpin),
+    frame: &T,
+) -> Result<(), WireError> {
     let body = serde_json::to_vec(frame)?;
     if body.len() > MAX_FRAME {
         return Err(WireError::TooLarge(body.len()));
@@ -63,7 +66,7 @@ pub async fn write<T: Serialize>(stream: &mut libp2p::Stream, frame: &T) -> Resu
 
 /// The next frame; `None` when the other side closed the stream cleanly.
 pub async fn read<T: for<'de> Deserialize<'de>>(
-    stream: &mut libp2p::Stream,
+    stream: &mut (impl futures::AsyncRead + Unpin),
 ) -> Result<Option<T>, WireError> {
     let mut len = [0u8; 4];
     match stream.read_exact(&mut len).await {
@@ -78,4 +81,75 @@ pub async fn read<T: for<'de> Deserialize<'de>>(
     let mut body = vec![0u8; len];
     stream.read_exact(&mut body).await?;
     Ok(Some(serde_json::from_slice(&body)?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures::io::Cursor;
+
+    fn frame(body: &[u8]) -> Vec<u8> {
+        let mut out = (body.len() as u32).to_be_bytes().to_vec();
+        out.extend_from_slice(body);
+        out
+    }
+
+    #[tokio::test]
+    async fn a_request_round_trips() {
+        let mut buf = Cursor::new(Vec::new());
+        let request = Request {
+            topic: "t".into(),
+            since_ms: -5,
+            after: 7,
+            limit: 1000,
+        };
+        write(&mut buf, &request).await.unwrap();
+        let mut rd = Cursor::new(buf.into_inner());
+        let back: Request = read(&mut rd).await.unwrap().unwrap();
+        assert_eq!(
+            (back.topic.as_str(), back.since_ms, back.after),
+            ("t", -5, 7)
+        );
+        assert!(
+            read::<Request>(&mut rd).await.unwrap().is_none(),
+            "clean end"
+        );
+    }
+
+    #[tokio::test]
+    async fn hostile_frames_are_errors_never_panics_or_huge_allocations() {
+        // Over the limit: refused from the length alone.
+        let mut rd = Cursor::new(((MAX_FRAME + 1) as u32).to_be_bytes().to_vec());
+        assert!(matches!(
+            read::<Response>(&mut rd).await,
+            Err(WireError::TooLarge(_))
+        ));
+        // Truncated body, wrong JSON, wrong shape, bad base64.
+        let cases: Vec<Vec<u8>> = vec![
+            vec![0, 0, 0, 9, b'{'],
+            frame(b"not json"),
+            frame(br#"{"messages": 5, "more": false}"#),
+            frame(br#"{"messages": [{"seq": 1, "from": "x", "id": "i", "data": "%%", "seqno": "", "signature": ""}], "more": false}"#),
+        ];
+        for case in cases {
+            let mut rd = Cursor::new(case.clone());
+            assert!(read::<Response>(&mut rd).await.is_err(), "{case:?}");
+        }
+        // Random bytes (a fixed seed, so a failure is reproducible).
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        for _ in 0..2000 {
+            let mut bytes = Vec::new();
+            for _ in 0..(x % 64) {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                bytes.push(x as u8);
+            }
+            x = x.wrapping_add(1);
+            let mut rd = Cursor::new(frame(&bytes));
+            let _ = read::<Response>(&mut rd).await;
+            let mut rd = Cursor::new(bytes);
+            let _ = read::<Request>(&mut rd).await;
+        }
+    }
 }
