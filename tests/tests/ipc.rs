@@ -322,6 +322,29 @@ async fn subscribe_publish_and_events_between_two_daemons() {
             break;
         }
     }
+    // ... and only then: with B's daemon hung (SIGSTOP), A's answer waits
+    // (a local acknowledgement would come at once), and it comes, as an
+    // acknowledgement, once B runs again. (audit row 52)
+    let b_pid = b.child.id().expect("B's pid") as i32;
+    hive_tests::signal(b_pid, libc::SIGSTOP);
+    send(
+        &mut wa,
+        json!({"type": "request", "id": 1003, "op": "send",
+        "args": {"peer_id": b.peer_id(), "data": hive_proto::Bytes(b"to a hung peer".to_vec())}}),
+    )
+    .await;
+    let early = tokio::time::timeout(Duration::from_secs(2), response(&mut wa)).await;
+    hive_tests::signal(b_pid, libc::SIGCONT);
+    assert!(
+        early.is_err(),
+        "answered while the peer was hung: {early:?}"
+    );
+    let r = response(&mut wa).await;
+    assert_eq!(r["id"], 1003, "{r}");
+    assert!(
+        r["result"]["id"].is_string(),
+        "acknowledged once B ran again: {r}"
+    );
     // Ping measures a round trip to the connected peer.
     send(
         &mut wa,
