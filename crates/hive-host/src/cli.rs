@@ -47,6 +47,10 @@ impl LogFormat {
 pub enum Command {
     /// Run the host: supervise the daemon and serve the HTTP API.
     Up(Box<UpArgs>),
+    /// Check what would stop a node from starting or meeting its peers
+    /// (binaries, data directory, ports, bootstrap peers, a running host),
+    /// and say what to do. Exit status 1 when a check fails.
+    Doctor(crate::doctor::DoctorArgs),
     /// Show the host's status (pretty JSON).
     Status,
     /// Start child nodes that join the network through their parent.

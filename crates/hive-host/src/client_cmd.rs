@@ -110,7 +110,7 @@ impl Api {
 pub async fn run(command: Command, api: &str) -> anyhow::Result<()> {
     let api = Api::new(api)?;
     match command {
-        Command::Up(_) => bail!("`up` is not a client command"),
+        Command::Up(_) | Command::Doctor(_) => bail!("`up` and `doctor` are not client commands"),
         Command::Status => print_pretty(&api.get("/api/status").await?),
         Command::Peers => print_pretty(&api.get("/api/peers").await?),
         Command::Spawn { parent, count } => {

@@ -7,6 +7,7 @@
 mod api;
 mod cli;
 mod client_cmd;
+mod doctor;
 mod hive;
 mod inbound;
 mod inbox;
@@ -46,6 +47,7 @@ async fn main() -> ExitCode {
 
     let result = match cli.command {
         Command::Up(args) => up::run(*args, cli.log_format).await,
+        Command::Doctor(args) => doctor::run(args, &cli.api).await,
         other => client_cmd::run(other, &cli.api).await,
     };
     match result {
