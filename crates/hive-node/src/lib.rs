@@ -21,7 +21,10 @@ pub mod sync;
 pub mod unslash;
 
 pub use config::{NodeConfig, DEFAULT_MAX_MESSAGE_SIZE};
-pub use node::{without_p2p, Node, NodeError, NodeHandle};
+pub use node::{
+    without_p2p, Call, CallError, Delivery, DialError, DirectError, KadError, MetricsError, Node,
+    NodeError, NodeHandle, Pending, PingError, PubsubError, OP_TIMEOUT,
+};
 
 /// A mutex's guard even if a thread panicked while holding it: the data in
 /// this crate's mutexes stays consistent between statements, so a poisoned

@@ -2,11 +2,11 @@
 //!
 //! Everything that touches the swarm happens in [`Node::run`], which reads
 //! like rust-libp2p's examples: one `select!` over the command channel and the
-//! swarm. Operations that wait on the network (dial, direct send, DHT queries,
-//! ping) never block it: they park their reply channel in a pending map keyed
-//! by the id libp2p hands back, and are answered when the matching swarm event
-//! arrives. [`NodeHandle::request`] bounds every wait with a timeout, so a
-//! reply that never comes is an error, not a hang.
+//! swarm. Callers use the typed [`NodeHandle`] (see `handle`): each method
+//! sends a [`Command`] carrying a `oneshot` sender for its answer. Operations
+//! that wait on the network (dial, direct send, DHT queries, ping) never block
+//! the loop: they park their reply channel in a pending map keyed by the id
+//! libp2p hands back, and are answered when the matching swarm event arrives.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -14,10 +14,10 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use hive_proto::{
-    Bytes, ClosestPeersResult, DialResult, Empty, ErrorBody, ErrorCode, Event, FindPeerResult,
-    FindProvidersResult, GetRecordResult, ListenAddrsResult, MetricsResult, Op, PeerInfo,
-    PeersResult, PingResult, PublishResult, SendResult, StatusResult, SubscribeResult, TopicInfo,
-    TopicPeersResult, TopicsResult,
+    Bytes, ClosestPeersResult, DialResult, Event, FindPeerResult, FindProvidersResult,
+    GetRecordResult, ListenAddrsResult, MetricsResult, PeerInfo, PeersResult, PingResult,
+    PublishResult, SendResult, StatusResult, SubscribeResult, TopicInfo, TopicPeersResult,
+    TopicsResult,
 };
 use libp2p::metrics::{Metrics, Recorder};
 use libp2p::multiaddr::Protocol;
@@ -26,8 +26,6 @@ use libp2p::swarm::{ConnectionId, SwarmEvent};
 use libp2p::{gossipsub, identify, kad, mdns, noise, ping, request_response, tcp, yamux};
 use libp2p::{Multiaddr, PeerId, Swarm};
 use prometheus_client::registry::Registry;
-use serde::Serialize;
-use serde_json::Value;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
 use crate::behaviour::{
@@ -38,18 +36,22 @@ use crate::envelope;
 use crate::relays::{AddrChange, Relays, ReservationOutcome};
 
 mod conns;
+mod errors;
+mod handle;
+
+pub use errors::{
+    CallError, Delivery, DialError, DirectError, KadError, MetricsError, PingError, PubsubError,
+};
+use handle::Reply;
+pub use handle::{Call, NodeHandle, Pending, OP_TIMEOUT};
 
 /// Capacity of the event broadcast each IPC connection subscribes to.
 pub const EVENT_CAPACITY: usize = 8192;
-/// Longest any operation may wait for the network.
-const OP_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long start-up may take to bind every listen address.
 const LISTEN_TIMEOUT: Duration = Duration::from_secs(15);
 /// How often due bootstrap and remembered peers are dialed (each with its
 /// own backoff, see `reconnect`).
 const BOOTSTRAP_REDIAL_INTERVAL: Duration = Duration::from_secs(2);
-
-type Reply = oneshot::Sender<Result<Value, ErrorBody>>;
 
 /// Why a node could not start.
 #[derive(Debug, thiserror::Error)]
@@ -64,184 +66,81 @@ pub enum NodeError {
     History(#[from] crate::history::HistoryError),
 }
 
-enum Command {
-    Op {
-        op: Op,
-        reply: Reply,
+/// One operation for the loop, with the sender its answer goes back on.
+pub(crate) enum Command {
+    Status(Reply<StatusResult>),
+    ListenAddrs(Reply<ListenAddrsResult>),
+    Peers(Reply<PeersResult>),
+    Dial {
+        addr: Multiaddr,
+        reply: Reply<DialResult, DialError>,
     },
+    Disconnect {
+        peer: PeerId,
+        reply: Reply<()>,
+    },
+    Subscribe {
+        topic: String,
+        reply: Reply<SubscribeResult, PubsubError>,
+    },
+    Unsubscribe {
+        topic: String,
+        reply: Reply<SubscribeResult, PubsubError>,
+    },
+    Topics(Reply<TopicsResult>),
+    TopicPeers {
+        topic: String,
+        reply: Reply<TopicPeersResult>,
+    },
+    Publish {
+        topic: String,
+        data: Vec<u8>,
+        id: Option<String>,
+        reply: Reply<PublishResult, PubsubError>,
+    },
+    Send {
+        peer: PeerId,
+        data: Vec<u8>,
+        id: Option<String>,
+        reply: Reply<SendResult, DirectError>,
+    },
+    FindPeer {
+        peer: PeerId,
+        reply: Reply<FindPeerResult, KadError>,
+    },
+    Provide {
+        key: Vec<u8>,
+        reply: Reply<(), KadError>,
+    },
+    FindProviders {
+        key: Vec<u8>,
+        reply: Reply<FindProvidersResult>,
+    },
+    ClosestPeers {
+        key: Vec<u8>,
+        reply: Reply<ClosestPeersResult>,
+    },
+    PutRecord {
+        key: Vec<u8>,
+        value: Vec<u8>,
+        reply: Reply<(), KadError>,
+    },
+    GetRecord {
+        key: Vec<u8>,
+        reply: Reply<GetRecordResult, KadError>,
+    },
+    Ping {
+        peer: PeerId,
+        reply: Reply<PingResult, PingError>,
+    },
+    Shutdown(Reply<()>),
+    Metrics(Reply<MetricsResult, MetricsError>),
     /// go's CONNMANAGER TRIM: close connections down to the low watermark.
-    Trim {
-        reply: oneshot::Sender<usize>,
-    },
+    Trim(Reply<usize>),
     /// Write what the node remembers (its ports and peers) now.
     SaveMemory {
         reply: oneshot::Sender<Option<crate::memory::Saved>>,
     },
-}
-
-type NamedInbound = Arc<std::sync::Mutex<Option<mpsc::Receiver<(PeerId, String, libp2p::Stream)>>>>;
-
-/// A cheap, cloneable handle to a running node.
-#[derive(Clone)]
-pub struct NodeHandle {
-    commands: mpsc::Sender<Command>,
-    events: broadcast::Sender<Event>,
-    peer_id: PeerId,
-    listen_addrs: Vec<String>,
-    shutdown: watch::Receiver<bool>,
-    streams: libp2p_stream::Control,
-    named: crate::named::NamedStreams,
-    conn_tags: crate::connmgr::Tags,
-    /// Inbound named streams; one consumer takes them (the control server).
-    named_inbound: NamedInbound,
-    history: crate::history::History,
-}
-
-impl NodeHandle {
-    /// Open and accept raw streams (in-process only: streams are not part
-    /// of the JSON IPC).
-    pub fn stream_control(&self) -> libp2p_stream::Control {
-        self.streams.clone()
-    }
-
-    /// Streams on protocol names of any spelling (see [`crate::named`]).
-    pub fn named_streams(&self) -> crate::named::NamedStreams {
-        self.named.clone()
-    }
-
-    /// The inbound named streams, for the one consumer that serves them;
-    /// `None` once taken.
-    pub fn take_named_inbound(&self) -> Option<mpsc::Receiver<(PeerId, String, libp2p::Stream)>> {
-        self.named_inbound
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take()
-    }
-
-    pub fn peer_id(&self) -> PeerId {
-        self.peer_id
-    }
-
-    /// The addresses bound at start-up, each ending in `/p2p/<peer id>`.
-    pub fn initial_listen_addrs(&self) -> &[String] {
-        &self.listen_addrs
-    }
-
-    /// Run one operation and wait for its result (bounded by a timeout).
-    pub async fn request(&self, op: Op) -> Result<Value, ErrorBody> {
-        self.submit(op).await?.result().await
-    }
-
-    /// Tags of the connection manager (go's CONNMANAGER TAG_PEER).
-    pub fn conn_tags(&self) -> &crate::connmgr::Tags {
-        &self.conn_tags
-    }
-
-    /// Close connections down to the low watermark (go's TRIM); how many
-    /// peers were disconnected (0 without a connection manager).
-    pub async fn trim_connections(&self) -> Result<usize, ErrorBody> {
-        let (reply, rx) = oneshot::channel();
-        let stopped = || ErrorBody::new(ErrorCode::ShuttingDown, "the node has stopped");
-        self.commands
-            .send(Command::Trim { reply })
-            .await
-            .map_err(|_| stopped())?;
-        rx.await.map_err(|_| stopped())
-    }
-
-    /// Write what the node remembers (node-state.json) and wait until it is
-    /// on disk: called by a daemon that stops politely, so that a restart
-    /// finds the peers met a moment before.
-    pub async fn save_memory(&self) {
-        let (reply, rx) = oneshot::channel();
-        if self
-            .commands
-            .send(Command::SaveMemory { reply })
-            .await
-            .is_err()
-        {
-            return;
-        }
-        if let Ok(Some(saved)) = rx.await {
-            saved.wait().await;
-        }
-    }
-
-    /// Hand an operation to the node now and return its pending answer.
-    /// Operations submitted one after another reach the node in that order,
-    /// even when their answers are awaited concurrently: a client that
-    /// pipelines publishes sees them go out in the order it sent them.
-    pub async fn submit(&self, op: Op) -> Result<PendingOp, ErrorBody> {
-        let name = op.name();
-        let (reply, rx) = oneshot::channel();
-        if let Op::History { after, limit } = op {
-            // A read of the database: never on the node's loop.
-            let history = self.history.clone();
-            tokio::spawn(async move {
-                let page = history.page(after, limit).await;
-                let _ = reply.send(page.and_then(|p| json(&p)));
-            });
-            return Ok(PendingOp { name, rx });
-        }
-        self.commands
-            .send(Command::Op { op, reply })
-            .await
-            .map_err(|_| ErrorBody::new(ErrorCode::ShuttingDown, "the node has stopped"))?;
-        Ok(PendingOp { name, rx })
-    }
-}
-
-/// The answer to a submitted operation, still to come.
-pub struct PendingOp {
-    name: &'static str,
-    rx: oneshot::Receiver<Result<Value, ErrorBody>>,
-}
-
-impl PendingOp {
-    /// Wait for the answer (bounded by a timeout).
-    pub async fn result(self) -> Result<Value, ErrorBody> {
-        let PendingOp { name, rx } = self;
-        match tokio::time::timeout(OP_TIMEOUT, rx).await {
-            Ok(Ok(result)) => result,
-            Ok(Err(_)) => Err(ErrorBody::new(
-                ErrorCode::ShuttingDown,
-                "the node stopped before answering",
-            )),
-            Err(_) => Err(ErrorBody::new(
-                ErrorCode::Timeout,
-                format!("{name} did not complete within {}s", OP_TIMEOUT.as_secs()),
-            )),
-        }
-    }
-}
-
-impl NodeHandle {
-    /// A new receiver of every event the node emits from now on.
-    pub fn subscribe_events(&self) -> broadcast::Receiver<Event> {
-        self.events.subscribe()
-    }
-
-    /// What the node received, numbered (see [`crate::history`]).
-    pub fn history(&self) -> &crate::history::History {
-        &self.history
-    }
-
-    /// Push an event that did not come from the network (the daemon's own,
-    /// such as a request to reproduce) to every connected client.
-    pub fn announce(&self, event: Event) {
-        // Nobody listening is fine.
-        let _ = self.events.send(event);
-    }
-
-    /// Resolves once a `shutdown` operation has been accepted.
-    pub async fn shutdown_requested(&self) {
-        let mut rx = self.shutdown.clone();
-        while !*rx.borrow_and_update() {
-            if rx.changed().await.is_err() {
-                return;
-            }
-        }
-    }
 }
 
 /// What the node knows about one connected peer.
@@ -251,25 +150,26 @@ struct PeerState {
     rtt: Option<Duration>,
 }
 
+/// A Kademlia query waiting for its result, with where the answer goes.
 enum KadPending {
     FindPeer {
         target: PeerId,
-        reply: Reply,
+        reply: Reply<FindPeerResult, KadError>,
     },
-    Provide(Reply),
+    Provide(Reply<(), KadError>),
     FindProviders {
         providers: HashSet<PeerId>,
-        reply: Reply,
+        reply: Reply<FindProvidersResult>,
     },
-    ClosestPeers(Reply),
-    PutRecord(Reply),
-    GetRecord(Reply),
+    ClosestPeers(Reply<ClosestPeersResult>),
+    PutRecord(Reply<(), KadError>),
+    GetRecord(Reply<GetRecordResult, KadError>),
 }
 
 /// The node's state, owned by its loop.
 pub struct Node {
     swarm: Swarm<Behaviour>,
-    /// libp2p's own metrics, served to clients by [`Op::Metrics`].
+    /// libp2p's own metrics, served by [`NodeHandle::metrics`].
     registry: Registry,
     metrics: Metrics,
     commands: mpsc::Receiver<Command>,
@@ -299,9 +199,11 @@ pub struct Node {
     kad_bootstrapped: bool,
     /// Remembered and bootstrap peers, re-dialed with backoff (`reconnect`).
     keeper: crate::reconnect::Keeper,
-    pending_dials: HashMap<ConnectionId, Vec<Reply>>,
-    pending_sends: HashMap<request_response::OutboundRequestId, (String, Reply)>,
-    pending_pings: HashMap<request_response::OutboundRequestId, (Instant, Reply)>,
+    pending_dials: HashMap<ConnectionId, Vec<Reply<DialResult, DialError>>>,
+    pending_sends:
+        HashMap<request_response::OutboundRequestId, (String, Reply<SendResult, DirectError>)>,
+    pending_pings:
+        HashMap<request_response::OutboundRequestId, (Instant, Reply<PingResult, PingError>)>,
     pending_kad: HashMap<kad::QueryId, KadPending>,
     /// Received messages on their way to the history (and then clients).
     intake: crate::history::Intake,
@@ -309,31 +211,9 @@ pub struct Node {
     acks: mpsc::UnboundedReceiver<crate::history::Acked>,
 }
 
-fn err(code: ErrorCode, message: impl Into<String>) -> ErrorBody {
-    ErrorBody::new(code, message)
-}
-
-fn json<T: Serialize>(value: &T) -> Result<Value, ErrorBody> {
-    serde_json::to_value(value).map_err(|e| err(ErrorCode::Internal, e.to_string()))
-}
-
-fn parse_peer(text: &str) -> Result<PeerId, ErrorBody> {
-    text.parse()
-        .map_err(|e| err(ErrorCode::BadArgs, format!("invalid peer id {text:?}: {e}")))
-}
-
-fn parse_addr(text: &str) -> Result<Multiaddr, ErrorBody> {
-    text.parse().map_err(|e| {
-        err(
-            ErrorCode::BadArgs,
-            format!("invalid multiaddr {text:?}: {e}"),
-        )
-    })
-}
-
-fn check_topic(topic: &str) -> Result<(), ErrorBody> {
+fn check_topic(topic: &str) -> Result<(), PubsubError> {
     if topic.is_empty() {
-        return Err(err(ErrorCode::BadArgs, "the topic must not be empty"));
+        return Err(PubsubError::EmptyTopic);
     }
     Ok(())
 }
@@ -379,7 +259,6 @@ pub fn without_p2p(addr: &Multiaddr) -> Multiaddr {
 fn with_p2p(addr: &Multiaddr, peer: PeerId) -> String {
     without_p2p(addr).with(Protocol::P2p(peer)).to_string()
 }
-
 impl Node {
     /// Build the swarm, bind every listen address, dial the bootstrap peers,
     /// and spawn the loop. Returns once the node is listening.
@@ -592,13 +471,7 @@ impl Node {
                     }
                 }
                 command = self.commands.recv() => match command {
-                    Some(Command::Op { op, reply }) => self.handle_op(op, reply),
-                    Some(Command::Trim { reply }) => {
-                        let _ = reply.send(self.trim_connections(true));
-                    }
-                    Some(Command::SaveMemory { reply }) => {
-                        let _ = reply.send(self.keeper.save());
-                    }
+                    Some(command) => self.handle_command(command),
                     None => break,
                 },
                 Some(acked) = self.acks.recv() => {
@@ -712,164 +585,216 @@ impl Node {
         }
     }
 
-    fn handle_op(&mut self, op: Op, reply: Reply) {
-        // Operations that finish synchronously answer here; the others park
-        // `reply` and return.
-        let result = match op {
-            Op::Status => json(&StatusResult {
-                peer_id: self.peer_id.to_string(),
-                listen_addrs: self.own_addrs(),
-                peers: self.peers.len(),
-                topics: self
-                    .swarm
-                    .behaviour()
-                    .gossipsub
-                    .topics()
-                    .map(|t| t.to_string())
-                    .collect(),
-                pid: std::process::id(),
-                uptime_secs: self.started.elapsed().as_secs_f64(),
-                daemon_version: env!("CARGO_PKG_VERSION").to_string(),
-                protocol_version: hive_proto::PROTOCOL_VERSION,
-                connections: self.conn_manager.as_ref().map(|m| m.limits().into()),
-            }),
-            Op::ListenAddrs => json(&ListenAddrsResult {
-                listen_addrs: self.own_addrs(),
-            }),
-            Op::Peers => {
-                let peers = self
-                    .peers
-                    .iter()
-                    .map(|(peer, state)| self.peer_info(peer, Some(state)))
-                    .collect();
-                json(&PeersResult { peers })
+    /// One command from a [`NodeHandle`]. Operations that finish at once
+    /// answer here; the others park their reply and are answered by a swarm
+    /// event.
+    fn handle_command(&mut self, command: Command) {
+        match command {
+            Command::Status(reply) => {
+                let _ = reply.send(Ok(self.status()));
             }
-            Op::Dial { addr } => return self.dial(&addr, reply),
-            Op::Disconnect { peer_id } => parse_peer(&peer_id).and_then(|peer| {
+            Command::ListenAddrs(reply) => {
+                let listen_addrs = self.own_addrs();
+                let _ = reply.send(Ok(ListenAddrsResult { listen_addrs }));
+            }
+            Command::Peers(reply) => {
+                let _ = reply.send(Ok(self.peers()));
+            }
+            Command::Dial { addr, reply } => self.dial(addr, reply),
+            Command::Disconnect { peer, reply } => {
                 // Err means not connected, which is what the caller wants anyway.
                 let _ = self.swarm.disconnect_peer_id(peer);
-                json(&Empty {})
-            }),
-            Op::Subscribe { topic } => check_topic(&topic).and_then(|()| {
-                let changed = self
-                    .swarm
-                    .behaviour_mut()
-                    .gossipsub
-                    .subscribe(&gossipsub::IdentTopic::new(&topic))
-                    .map_err(|e| err(ErrorCode::Internal, format!("subscribe failed: {e:?}")))?;
-                json(&SubscribeResult { changed })
-            }),
-            Op::Unsubscribe { topic } => check_topic(&topic).and_then(|()| {
-                let changed = self
-                    .swarm
-                    .behaviour_mut()
-                    .gossipsub
-                    .unsubscribe(&gossipsub::IdentTopic::new(&topic));
-                json(&SubscribeResult { changed })
-            }),
-            Op::Topics => {
-                let gossipsub = &self.swarm.behaviour().gossipsub;
-                let topics = gossipsub
-                    .topics()
-                    .map(|hash| TopicInfo {
-                        topic: hash.to_string(),
-                        peers: gossipsub
-                            .all_peers()
-                            .filter(|(_, topics)| topics.contains(&hash))
-                            .count(),
-                    })
-                    .collect();
-                json(&TopicsResult { topics })
+                let _ = reply.send(Ok(()));
             }
-            Op::TopicPeers { topic } => {
-                let hash = gossipsub::IdentTopic::new(&topic).hash();
-                let peers = self
-                    .swarm
-                    .behaviour()
-                    .gossipsub
+            Command::Subscribe { topic, reply } => {
+                let _ = reply.send(self.subscribe(&topic));
+            }
+            Command::Unsubscribe { topic, reply } => {
+                let _ = reply.send(self.unsubscribe(&topic));
+            }
+            Command::Topics(reply) => {
+                let _ = reply.send(Ok(self.topics()));
+            }
+            Command::TopicPeers { topic, reply } => {
+                let _ = reply.send(Ok(self.topic_peers(&topic)));
+            }
+            Command::Publish {
+                topic,
+                data,
+                id,
+                reply,
+            } => {
+                let _ = reply.send(self.publish(&topic, data, id));
+            }
+            Command::Send {
+                peer,
+                data,
+                id,
+                reply,
+            } => self.send_direct(peer, data, id, reply),
+            Command::Ping { peer, reply } => self.ping(peer, reply),
+            Command::Shutdown(reply) => {
+                let _ = self.shutdown.send(true);
+                let _ = reply.send(Ok(()));
+            }
+            Command::Metrics(reply) => {
+                let _ = reply.send(self.encode_metrics());
+            }
+            Command::Trim(reply) => {
+                let _ = reply.send(Ok(self.trim_connections(true)));
+            }
+            Command::SaveMemory { reply } => {
+                let _ = reply.send(self.keeper.save());
+            }
+            kad => self.handle_kad_command(kad),
+        }
+    }
+
+    fn status(&self) -> StatusResult {
+        StatusResult {
+            peer_id: self.peer_id.to_string(),
+            listen_addrs: self.own_addrs(),
+            peers: self.peers.len(),
+            topics: self
+                .swarm
+                .behaviour()
+                .gossipsub
+                .topics()
+                .map(|t| t.to_string())
+                .collect(),
+            pid: std::process::id(),
+            uptime_secs: self.started.elapsed().as_secs_f64(),
+            daemon_version: env!("CARGO_PKG_VERSION").to_string(),
+            protocol_version: hive_proto::PROTOCOL_VERSION,
+            connections: self.conn_manager.as_ref().map(|m| m.limits().into()),
+        }
+    }
+
+    fn peers(&self) -> PeersResult {
+        let peers = self
+            .peers
+            .iter()
+            .map(|(peer, state)| self.peer_info(peer, Some(state)))
+            .collect();
+        PeersResult { peers }
+    }
+
+    fn encode_metrics(&self) -> Result<MetricsResult, MetricsError> {
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &self.registry)
+            .map_err(|e| MetricsError::Encode(e.to_string()))?;
+        Ok(MetricsResult { text })
+    }
+
+    fn subscribe(&mut self, topic: &str) -> Result<SubscribeResult, PubsubError> {
+        check_topic(topic)?;
+        let changed = self
+            .swarm
+            .behaviour_mut()
+            .gossipsub
+            .subscribe(&gossipsub::IdentTopic::new(topic))
+            .map_err(|e| PubsubError::Subscribe(format!("{e:?}")))?;
+        Ok(SubscribeResult { changed })
+    }
+
+    fn unsubscribe(&mut self, topic: &str) -> Result<SubscribeResult, PubsubError> {
+        check_topic(topic)?;
+        let changed = self
+            .swarm
+            .behaviour_mut()
+            .gossipsub
+            .unsubscribe(&gossipsub::IdentTopic::new(topic));
+        Ok(SubscribeResult { changed })
+    }
+
+    fn topics(&self) -> TopicsResult {
+        let gossipsub = &self.swarm.behaviour().gossipsub;
+        let topics = gossipsub
+            .topics()
+            .map(|hash| TopicInfo {
+                topic: hash.to_string(),
+                peers: gossipsub
                     .all_peers()
-                    .filter(|(_, topics)| topics.contains(&&hash))
-                    .map(|(peer, _)| peer.to_string())
-                    .collect();
-                json(&TopicPeersResult { peers })
-            }
-            Op::Publish { topic, data, id } => self.publish(&topic, data, id),
-            Op::Send { peer_id, data, id } => return self.send_direct(&peer_id, data, id, reply),
-            Op::Ping { peer_id } => match parse_peer(&peer_id) {
-                Ok(peer) => {
-                    let nonce = rand::random();
-                    let request_id = self
-                        .swarm
-                        .behaviour_mut()
-                        .hping
-                        .send_request(&peer, PingRequest { nonce });
-                    self.pending_pings
-                        .insert(request_id, (Instant::now(), reply));
-                    return;
-                }
-                Err(e) => Err(e),
-            },
-            Op::FindPeer { peer_id } => match parse_peer(&peer_id) {
-                Ok(peer) if self.peers.contains_key(&peer) => {
+                    .filter(|(_, topics)| topics.contains(&hash))
+                    .count(),
+            })
+            .collect();
+        TopicsResult { topics }
+    }
+
+    fn topic_peers(&self, topic: &str) -> TopicPeersResult {
+        let hash = gossipsub::IdentTopic::new(topic).hash();
+        let peers = self
+            .swarm
+            .behaviour()
+            .gossipsub
+            .all_peers()
+            .filter(|(_, topics)| topics.contains(&&hash))
+            .map(|(peer, _)| peer.to_string())
+            .collect();
+        TopicPeersResult { peers }
+    }
+
+    fn ping(&mut self, peer: PeerId, reply: Reply<PingResult, PingError>) {
+        let nonce = rand::random();
+        let request_id = self
+            .swarm
+            .behaviour_mut()
+            .hping
+            .send_request(&peer, PingRequest { nonce });
+        self.pending_pings
+            .insert(request_id, (Instant::now(), reply));
+    }
+
+    /// The DHT's commands: each starts a query and parks its reply, except
+    /// what is answered from here (a connected peer, a local record).
+    fn handle_kad_command(&mut self, command: Command) {
+        match command {
+            Command::FindPeer { peer, reply } => {
+                if self.peers.contains_key(&peer) {
                     let info = self.peer_info(&peer, self.peers.get(&peer));
-                    json(&FindPeerResult {
+                    let _ = reply.send(Ok(FindPeerResult {
                         peer_id: info.peer_id,
                         addrs: info.addrs,
-                    })
-                }
-                Ok(peer) => {
-                    let id = self.swarm.behaviour_mut().kad.get_closest_peers(peer);
-                    self.pending_kad.insert(
-                        id,
-                        KadPending::FindPeer {
-                            target: peer,
-                            reply,
-                        },
-                    );
+                    }));
                     return;
                 }
-                Err(e) => Err(e),
-            },
-            Op::Provide { key } => {
-                match self
-                    .swarm
-                    .behaviour_mut()
-                    .kad
-                    .start_providing(kad::RecordKey::new(&key.0))
-                {
-                    Ok(id) => {
-                        self.pending_kad.insert(id, KadPending::Provide(reply));
-                        return;
-                    }
-                    Err(e) => Err(err(ErrorCode::Internal, format!("provide failed: {e}"))),
+                let id = self.swarm.behaviour_mut().kad.get_closest_peers(peer);
+                let pending = KadPending::FindPeer {
+                    target: peer,
+                    reply,
+                };
+                self.pending_kad.insert(id, pending);
+            }
+            Command::Provide { key, reply } => match self
+                .swarm
+                .behaviour_mut()
+                .kad
+                .start_providing(kad::RecordKey::new(&key))
+            {
+                Ok(id) => {
+                    self.pending_kad.insert(id, KadPending::Provide(reply));
                 }
-            }
-            Op::ClosestPeers { key } => {
-                let id = self
-                    .swarm
-                    .behaviour_mut()
-                    .kad
-                    .get_closest_peers(key.0.to_vec());
+                Err(e) => {
+                    let _ = reply.send(Err(KadError::ProvideRefused(e.to_string())));
+                }
+            },
+            Command::ClosestPeers { key, reply } => {
+                let id = self.swarm.behaviour_mut().kad.get_closest_peers(key);
                 self.pending_kad.insert(id, KadPending::ClosestPeers(reply));
-                return;
             }
-            Op::FindProviders { key } => {
+            Command::FindProviders { key, reply } => {
                 let id = self
                     .swarm
                     .behaviour_mut()
                     .kad
-                    .get_providers(kad::RecordKey::new(&key.0));
-                self.pending_kad.insert(
-                    id,
-                    KadPending::FindProviders {
-                        providers: HashSet::new(),
-                        reply,
-                    },
-                );
-                return;
+                    .get_providers(kad::RecordKey::new(&key));
+                let providers = HashSet::new();
+                let pending = KadPending::FindProviders { providers, reply };
+                self.pending_kad.insert(id, pending);
             }
-            Op::PutRecord { key, value } => {
-                let record = kad::Record::new(kad::RecordKey::new(&key.0), value.0);
+            Command::PutRecord { key, value, reply } => {
+                let record = kad::Record::new(kad::RecordKey::new(&key), value);
                 match self
                     .swarm
                     .behaviour_mut()
@@ -878,71 +803,47 @@ impl Node {
                 {
                     Ok(id) => {
                         self.pending_kad.insert(id, KadPending::PutRecord(reply));
-                        return;
                     }
-                    Err(e) => Err(err(ErrorCode::Internal, format!("put_record failed: {e}"))),
-                }
-            }
-            Op::GetRecord { key } => {
-                let key = kad::RecordKey::new(&key.0);
-                let local = {
-                    use kad::store::RecordStore;
-                    self.swarm
-                        .behaviour_mut()
-                        .kad
-                        .store_mut()
-                        .get(&key)
-                        .map(|r| r.into_owned())
-                };
-                match local {
-                    Some(record) => json(&GetRecordResult {
-                        value: Bytes(record.value),
-                        publisher: record.publisher.map(|p| p.to_string()),
-                    }),
-                    None => {
-                        let id = self.swarm.behaviour_mut().kad.get_record(key);
-                        self.pending_kad.insert(id, KadPending::GetRecord(reply));
-                        return;
+                    Err(e) => {
+                        let _ = reply.send(Err(KadError::PutRefused(e.to_string())));
                     }
                 }
             }
-            Op::Shutdown => {
-                let _ = self.shutdown.send(true);
-                json(&Empty {})
-            }
-            Op::Metrics => {
-                let mut text = String::new();
-                match prometheus_client::encoding::text::encode(&mut text, &self.registry) {
-                    Ok(()) => json(&MetricsResult { text }),
-                    Err(e) => Err(err(
-                        ErrorCode::Internal,
-                        format!("cannot encode metrics: {e}"),
-                    )),
-                }
-            }
-            // Read off the loop, by the handle (see `NodeHandle::submit`).
-            Op::History { .. } => Err(err(ErrorCode::Internal, "history is read by the handle")),
-            // Children are processes: the daemon starts them, not the node.
-            Op::Reproduce { .. } => Err(err(
-                ErrorCode::Unsupported,
-                "this node cannot start processes; ask the daemon that runs it",
-            )),
-        };
-        let _ = reply.send(result);
+            Command::GetRecord { key, reply } => self.get_record(key, reply),
+            _ => tracing::error!("not a DHT command"),
+        }
     }
 
-    fn dial(&mut self, addr: &str, reply: Reply) {
-        let addr = match parse_addr(addr) {
-            Ok(a) => a,
-            Err(e) => {
-                let _ = reply.send(Err(e));
-                return;
-            }
+    fn get_record(&mut self, key: Vec<u8>, reply: Reply<GetRecordResult, KadError>) {
+        let key = kad::RecordKey::new(&key);
+        let local = {
+            use kad::store::RecordStore;
+            self.swarm
+                .behaviour_mut()
+                .kad
+                .store_mut()
+                .get(&key)
+                .map(|r| r.into_owned())
         };
+        match local {
+            Some(record) => {
+                let _ = reply.send(Ok(GetRecordResult {
+                    value: Bytes(record.value),
+                    publisher: record.publisher.map(|p| p.to_string()),
+                }));
+            }
+            None => {
+                let id = self.swarm.behaviour_mut().kad.get_record(key);
+                self.pending_kad.insert(id, KadPending::GetRecord(reply));
+            }
+        }
+    }
+
+    fn dial(&mut self, addr: Multiaddr, reply: Reply<DialResult, DialError>) {
         let opts = match peer_of(&addr) {
             Some(peer) => {
                 if self.peers.contains_key(&peer) {
-                    let _ = reply.send(json(&DialResult {
+                    let _ = reply.send(Ok(DialResult {
                         peer_id: peer.to_string(),
                     }));
                     return;
@@ -973,10 +874,8 @@ impl Node {
                 .or_default()
                 .push(reply),
             Err(e) => {
-                let _ = reply.send(Err(err(
-                    ErrorCode::DialFailed,
-                    format!("cannot dial {addr}: {e}"),
-                )));
+                let reason = e.to_string();
+                let _ = reply.send(Err(DialError::NotStarted { addr, reason }));
             }
         }
     }
@@ -984,26 +883,14 @@ impl Node {
     /// Before dialing through a relay: check the address, and start a
     /// connection to the relay when there is none (the circuit transport
     /// opens its HOP stream over it, waiting for it if need be).
-    fn prepare_circuit(&mut self, addr: &Multiaddr) -> Result<(), ErrorBody> {
+    fn prepare_circuit(&mut self, addr: &Multiaddr) -> Result<(), DialError> {
         if !self.relay_client {
-            return Err(err(
-                ErrorCode::DialFailed,
-                format!("cannot dial {addr}: this node does not use relays (relay client off)"),
-            ));
+            return Err(DialError::NoRelayClient { addr: addr.clone() });
         }
-        let circuit = crate::circuit::parse_circuit_addr(addr).ok_or_else(|| {
-            err(
-                ErrorCode::BadArgs,
-                format!(
-                    "{addr} is not a circuit address: expected RELAY-ADDR/p2p/RELAY-ID/p2p-circuit/p2p/PEER-ID"
-                ),
-            )
-        })?;
+        let circuit = crate::circuit::parse_circuit_addr(addr)
+            .ok_or_else(|| DialError::NotCircuit { addr: addr.clone() })?;
         if circuit.dst == self.peer_id {
-            return Err(err(
-                ErrorCode::BadArgs,
-                "cannot dial this node itself through a relay",
-            ));
+            return Err(DialError::SelfThroughRelay);
         }
         if !self.peers.contains_key(&circuit.relay) && !circuit.relay_addr.is_empty() {
             self.swarm
@@ -1018,93 +905,82 @@ impl Node {
     fn publish(
         &mut self,
         topic: &str,
-        data: Bytes,
+        data: Vec<u8>,
         id: Option<String>,
-    ) -> Result<Value, ErrorBody> {
+    ) -> Result<PublishResult, PubsubError> {
         check_topic(topic)?;
         if let Some(id) = &id {
             if !envelope::valid_id(id) {
-                return Err(err(
-                    ErrorCode::BadArgs,
-                    format!(
-                        "message id {id:?} must be 1 to {} printable ASCII characters",
-                        envelope::MAX_ID_LEN
-                    ),
-                ));
+                return Err(PubsubError::BadId {
+                    id: id.clone(),
+                    max: envelope::MAX_ID_LEN,
+                });
             }
         }
-        if data.0.len() > self.max_message_size {
-            return Err(err(
-                ErrorCode::PublishFailed,
-                format!(
-                    "message of {} bytes exceeds the limit of {} bytes",
-                    data.0.len(),
-                    self.max_message_size
-                ),
-            ));
+        if data.len() > self.max_message_size {
+            return Err(PubsubError::TooLarge {
+                size: data.len(),
+                limit: self.max_message_size,
+            });
         }
-        match self.swarm.behaviour_mut().gossipsub.publish(
-            gossipsub::IdentTopic::new(topic),
-            match &id {
-                Some(id) => envelope::wrap(id, &data.0),
-                None => data.0,
-            },
-        ) {
-            Ok(message_id) => json(&PublishResult {
+        let payload = match &id {
+            Some(id) => envelope::wrap(id, &data),
+            None => data,
+        };
+        let topic_id = gossipsub::IdentTopic::new(topic);
+        match self
+            .swarm
+            .behaviour_mut()
+            .gossipsub
+            .publish(topic_id, payload)
+        {
+            Ok(message_id) => Ok(PublishResult {
                 id: id.unwrap_or_else(|| message_id.to_string()),
             }),
             // The same id was published moments ago: it is out already.
-            Err(gossipsub::PublishError::Duplicate) if id.is_some() => json(&PublishResult {
+            Err(gossipsub::PublishError::Duplicate) if id.is_some() => Ok(PublishResult {
                 id: id.unwrap_or_default(),
             }),
-            Err(gossipsub::PublishError::NoPeersSubscribedToTopic) => Err(err(
-                ErrorCode::PublishFailed,
-                format!("no peers subscribed to topic {topic:?} yet"),
-            )),
-            Err(e) => Err(err(
-                ErrorCode::PublishFailed,
-                format!("publish on {topic:?} failed: {e}"),
-            )),
+            Err(gossipsub::PublishError::NoPeersSubscribedToTopic) => Err(PubsubError::NoPeers {
+                topic: topic.to_string(),
+            }),
+            Err(e) => Err(PubsubError::Failed {
+                topic: topic.to_string(),
+                reason: e.to_string(),
+            }),
         }
     }
 
-    fn send_direct(&mut self, peer: &str, data: Bytes, id: Option<String>, reply: Reply) {
-        let peer = match parse_peer(peer) {
-            Ok(p) => p,
-            Err(e) => {
-                let _ = reply.send(Err(e));
-                return;
-            }
-        };
-        if data.0.len() > self.max_message_size {
-            let _ = reply.send(Err(err(
-                ErrorCode::BadArgs,
-                format!(
-                    "direct message of {} bytes exceeds the limit of {} bytes",
-                    data.0.len(),
-                    self.max_message_size
-                ),
-            )));
+    fn send_direct(
+        &mut self,
+        peer: PeerId,
+        data: Vec<u8>,
+        id: Option<String>,
+        reply: Reply<SendResult, DirectError>,
+    ) {
+        if data.len() > self.max_message_size {
+            let _ = reply.send(Err(DirectError::TooLarge {
+                size: data.len(),
+                limit: self.max_message_size,
+            }));
             return;
         }
         if peer == self.peer_id {
-            let _ = reply.send(Err(err(
-                ErrorCode::BadArgs,
-                "cannot send a direct message to this node itself",
-            )));
+            let _ = reply.send(Err(DirectError::ToSelf));
             return;
         }
         let id = id.unwrap_or_else(|| hex::encode(rand::random::<[u8; 16]>()));
-        let request_id = self.swarm.behaviour_mut().direct.send_request(
-            &peer,
-            DirectRequest {
-                id: id.clone(),
-                data: data.0,
-            },
-        );
+        let request = DirectRequest {
+            id: id.clone(),
+            data,
+        };
+        let request_id = self
+            .swarm
+            .behaviour_mut()
+            .direct
+            .send_request(&peer, request);
         self.pending_sends.insert(request_id, (id, reply));
     }
-
     fn handle_swarm_event(&mut self, event: SwarmEvent<BehaviourEvent>) {
         self.metrics.record(&event);
         match event {
@@ -1156,7 +1032,7 @@ impl Node {
                 }
                 if let Some(replies) = self.pending_dials.remove(&connection_id) {
                     for reply in replies {
-                        let _ = reply.send(json(&DialResult {
+                        let _ = reply.send(Ok(DialResult {
                             peer_id: peer_id.to_string(),
                         }));
                     }
@@ -1200,10 +1076,9 @@ impl Node {
                 tracing::debug!(?peer_id, %error, "outgoing connection failed");
                 if let Some(replies) = self.pending_dials.remove(&connection_id) {
                     for reply in replies {
-                        let _ = reply.send(Err(err(
-                            ErrorCode::DialFailed,
-                            format!("dial failed: {error}"),
-                        )));
+                        let _ = reply.send(Err(DialError::Failed {
+                            reason: error.to_string(),
+                        }));
                     }
                 }
             }
@@ -1376,12 +1251,12 @@ impl Node {
             } => {
                 if let Some((id, reply)) = self.pending_sends.remove(&request_id) {
                     let result = if response.id == id {
-                        json(&SendResult { id })
+                        Ok(SendResult { id })
                     } else {
-                        Err(err(
-                            ErrorCode::SendFailed,
-                            format!("remote acknowledged id {} instead of {id}", response.id),
-                        ))
+                        Err(DirectError::WrongAck {
+                            id,
+                            got: response.id,
+                        })
                     };
                     let _ = reply.send(result);
                 }
@@ -1393,15 +1268,12 @@ impl Node {
                 ..
             } => {
                 if let Some((id, reply)) = self.pending_sends.remove(&request_id) {
-                    let code = match error {
-                        request_response::OutboundFailure::DialFailure => ErrorCode::NotConnected,
-                        request_response::OutboundFailure::Timeout => ErrorCode::Timeout,
-                        _ => ErrorCode::SendFailed,
-                    };
-                    let _ = reply.send(Err(err(
-                        code,
-                        format!("direct message {id} to {peer} not acknowledged: {error}"),
-                    )));
+                    let _ = reply.send(Err(DirectError::NotAcked {
+                        id,
+                        peer,
+                        delivery: Delivery::of(&error),
+                        reason: error.to_string(),
+                    }));
                 }
             }
             E::InboundFailure { peer, error, .. } => {
@@ -1433,7 +1305,7 @@ impl Node {
             } => {
                 if let Some((sent, reply)) = self.pending_pings.remove(&request_id) {
                     let rtt_ms = sent.elapsed().as_secs_f64() * 1000.0;
-                    let _ = reply.send(json(&PingResult { rtt_ms }));
+                    let _ = reply.send(Ok(PingResult { rtt_ms }));
                 }
             }
             E::OutboundFailure {
@@ -1443,12 +1315,11 @@ impl Node {
                 ..
             } => {
                 if let Some((_, reply)) = self.pending_pings.remove(&request_id) {
-                    let code = match error {
-                        request_response::OutboundFailure::DialFailure => ErrorCode::NotConnected,
-                        request_response::OutboundFailure::Timeout => ErrorCode::Timeout,
-                        _ => ErrorCode::Internal,
-                    };
-                    let _ = reply.send(Err(err(code, format!("ping {peer} failed: {error}"))));
+                    let _ = reply.send(Err(PingError::Failed {
+                        peer,
+                        delivery: Delivery::of(&error),
+                        reason: error.to_string(),
+                    }));
                 }
             }
             E::InboundFailure { .. } | E::ResponseSent { .. } => {}
@@ -1482,15 +1353,12 @@ impl Node {
                     Err(kad::GetClosestPeersError::Timeout { peers, .. }) => peers,
                 };
                 if let Some(found) = peers.into_iter().find(|p| p.peer_id == target) {
-                    let _ = reply.send(json(&FindPeerResult {
+                    let _ = reply.send(Ok(FindPeerResult {
                         peer_id: target.to_string(),
                         addrs: found.addrs.iter().map(|a| with_p2p(a, target)).collect(),
                     }));
                 } else if last {
-                    let _ = reply.send(Err(err(
-                        ErrorCode::NotFound,
-                        format!("peer {target} not found in the DHT"),
-                    )));
+                    let _ = reply.send(Err(KadError::PeerNotFound(target)));
                 } else {
                     self.pending_kad
                         .insert(id, KadPending::FindPeer { target, reply });
@@ -1513,12 +1381,12 @@ impl Node {
                             .collect(),
                     })
                     .collect();
-                let _ = reply.send(json(&ClosestPeersResult { peers }));
+                let _ = reply.send(Ok(ClosestPeersResult { peers }));
             }
             (KadPending::Provide(reply), kad::QueryResult::StartProviding(result)) => {
                 let _ = reply.send(match result {
-                    Ok(_) => json(&Empty {}),
-                    Err(e) => Err(err(ErrorCode::Timeout, format!("provide: {e}"))),
+                    Ok(_) => Ok(()),
+                    Err(e) => Err(KadError::ProvideFailed(e.to_string())),
                 });
             }
             (
@@ -1550,7 +1418,7 @@ impl Node {
                             }
                         })
                         .collect();
-                    let _ = reply.send(json(&FindProvidersResult { providers: list }));
+                    let _ = reply.send(Ok(FindProvidersResult { providers: list }));
                 } else {
                     self.pending_kad
                         .insert(id, KadPending::FindProviders { providers, reply });
@@ -1558,20 +1426,20 @@ impl Node {
             }
             (KadPending::PutRecord(reply), kad::QueryResult::PutRecord(result)) => {
                 let _ = reply.send(match result {
-                    Ok(_) => json(&Empty {}),
+                    Ok(_) => Ok(()),
                     // The record is in the local store already, where any
                     // peer's get finds it; replication is best effort (the
                     // routing table may not know the connected peers yet).
                     Err(kad::PutRecordError::QuorumFailed { .. }) => {
                         tracing::debug!("put_record: stored locally, quorum not reached");
-                        json(&Empty {})
+                        Ok(())
                     }
-                    Err(e) => Err(err(ErrorCode::Timeout, format!("put_record: {e}"))),
+                    Err(e) => Err(KadError::PutFailed(e.to_string())),
                 });
             }
             (KadPending::GetRecord(reply), kad::QueryResult::GetRecord(result)) => match result {
                 Ok(kad::GetRecordOk::FoundRecord(found)) => {
-                    let _ = reply.send(json(&GetRecordResult {
+                    let _ = reply.send(Ok(GetRecordResult {
                         value: Bytes(found.record.value),
                         publisher: found.record.publisher.map(|p| p.to_string()),
                     }));
@@ -1580,7 +1448,7 @@ impl Node {
                     self.pending_kad.insert(id, KadPending::GetRecord(reply));
                 }
                 Ok(_) | Err(_) => {
-                    let _ = reply.send(Err(err(ErrorCode::NotFound, "no such record")));
+                    let _ = reply.send(Err(KadError::NoRecord));
                 }
             },
             (pending, other) => {

@@ -111,13 +111,10 @@ impl Children {
             ));
         }
         // Children bootstrap from the addresses this node listens on now.
-        let bootstrap: Vec<String> = node
-            .request(hive_proto::Op::ListenAddrs)
-            .await
-            .ok()
-            .and_then(|v| serde_json::from_value::<hive_proto::ListenAddrsResult>(v).ok())
-            .map(|r| r.listen_addrs)
-            .unwrap_or_else(|| node.initial_listen_addrs().to_vec());
+        let bootstrap: Vec<String> = match node.listen_addrs().await {
+            Ok(r) => r.listen_addrs,
+            Err(_) => node.initial_listen_addrs().to_vec(),
+        };
         let mut waiting = Vec::with_capacity(count);
         for index in before..before + count {
             let spec = ChildSpec {

@@ -10,7 +10,6 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use hive_node::NodeHandle;
-use hive_proto::{MetricsResult, Op};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -71,21 +70,14 @@ async fn answer(mut stream: TcpStream, node: NodeHandle) {
         return;
     }
     let (status, content_type, body) = match request_line(&head) {
-        Some(("GET", path)) if PATHS.contains(&path) => {
-            match node
-                .request(Op::Metrics)
-                .await
-                .map(serde_json::from_value::<MetricsResult>)
-            {
-                Ok(Ok(m)) => (
-                    "200 OK",
-                    "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                    m.text,
-                ),
-                Ok(Err(e)) => ("500 Internal Server Error", "text/plain", e.to_string()),
-                Err(e) => ("503 Service Unavailable", "text/plain", e.message),
-            }
-        }
+        Some(("GET", path)) if PATHS.contains(&path) => match node.metrics().await {
+            Ok(m) => (
+                "200 OK",
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                m.text,
+            ),
+            Err(e) => ("503 Service Unavailable", "text/plain", e.to_string()),
+        },
         Some(("GET", _)) => (
             "404 Not Found",
             "text/plain",

@@ -26,7 +26,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use hive_proto::{ErrorBody, ErrorCode, Event, HistoryResult};
+use hive_proto::{Event, HistoryResult};
 use libp2p::request_response::ResponseChannel;
 use tokio::sync::{broadcast, mpsc};
 
@@ -113,7 +113,7 @@ impl History {
 
     /// Entries after `after`, oldest first (bounded by [`MAX_PAGE`] and
     /// [`MAX_PAGE_BYTES`]).
-    pub async fn page(&self, after: u64, limit: Option<u32>) -> Result<HistoryResult, ErrorBody> {
+    pub async fn page(&self, after: u64, limit: Option<u32>) -> Result<HistoryResult, ReadError> {
         let limit = limit.map_or(MAX_PAGE, |l| (l as usize).clamp(1, MAX_PAGE));
         let reader = self.reader.clone();
         let journal = self.journal.to_string();
@@ -122,8 +122,8 @@ impl History {
             db::page(&conn, journal, after, limit)
         })
         .await
-        .map_err(|e| ErrorBody::new(ErrorCode::Internal, e.to_string()))?
-        .map_err(|e| ErrorBody::new(ErrorCode::Internal, format!("history: {e}")))
+        .map_err(|e| ReadError::Task(e.to_string()))?
+        .map_err(ReadError::Db)
     }
 
     /// Run `read` on the reader connection, off the async threads.
@@ -172,6 +172,18 @@ impl History {
             None => false,
         }
     }
+}
+
+/// Why a page of the history could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error(transparent)]
+    Call(#[from] crate::node::CallError),
+    /// The blocking read panicked or was cancelled.
+    #[error("{0}")]
+    Task(String),
+    #[error("history: {0}")]
+    Db(rusqlite::Error),
 }
 
 /// The node loop's side: hands entries to the writer and takes the

@@ -28,7 +28,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
-use hive_proto::{Bytes, Op, PeersResult, TopicsResult};
+use hive_proto::Bytes;
 use libp2p::{PeerId, StreamProtocol};
 use tokio::sync::Semaphore;
 
@@ -57,7 +57,7 @@ const MAX_REQUESTS_PER_STREAM: usize = 200;
 pub fn spawn(node: NodeHandle) {
     match node.stream_control().accept(SYNC_PROTOCOL) {
         Ok(incoming) => {
-            tokio::spawn(serve(incoming, node.history().clone()));
+            tokio::spawn(serve(incoming, node.history_store().clone()));
         }
         Err(e) => tracing::warn!(error = %e, "sync protocol not served"),
     }
@@ -190,7 +190,11 @@ impl Progress {
 
 /// Ask connected peers for what this node missed, as peers and topics come.
 async fn catch_up(node: NodeHandle) {
-    let newest_before_start = node.history().newest_by_topic().await.unwrap_or_default();
+    let newest_before_start = node
+        .history_store()
+        .newest_by_topic()
+        .await
+        .unwrap_or_default();
     let slots = Arc::new(Semaphore::new(CONCURRENT));
     let mut progress = Progress::default();
     let mut tick = tokio::time::interval(TICK);
@@ -223,8 +227,8 @@ async fn catch_up(node: NodeHandle) {
 }
 
 async fn peers_and_topics(node: &NodeHandle) -> Option<(HashSet<PeerId>, Vec<String>)> {
-    let peers: PeersResult = serde_json::from_value(node.request(Op::Peers).await.ok()?).ok()?;
-    let topics: TopicsResult = serde_json::from_value(node.request(Op::Topics).await.ok()?).ok()?;
+    let peers = node.peers().await.ok()?;
+    let topics = node.topics().await.ok()?;
     let peers = peers
         .peers
         .iter()
@@ -277,7 +281,7 @@ async fn fetch(
         let progressed = response.messages.last().is_some_and(|m| m.seq > after);
         for message in response.messages {
             after = after.max(message.seq);
-            if !keep(node.history(), topic, message).await {
+            if !keep(node.history_store(), topic, message).await {
                 rejected += 1;
                 continue;
             }

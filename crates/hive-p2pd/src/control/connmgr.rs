@@ -45,6 +45,6 @@ impl ConnManager {
         if !self.enabled {
             return Ok(0);
         }
-        node.trim_connections().await.map_err(|e| e.message)
+        node.trim().await.map_err(|e| e.to_string())
     }
 }

@@ -23,14 +23,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context as _, Result};
-use hive_node::NodeHandle;
-use hive_proto::{
-    Bytes, ClosestPeersResult, ErrorBody, Event, FindPeerResult, FindProvidersResult,
-    GetRecordResult, Op, PeersResult, StatusResult, TopicPeersResult, TopicsResult,
-};
+use hive_node::{NodeHandle, PubsubError};
+use hive_proto::Event;
 use libp2p::{Multiaddr, PeerId};
 use prost::Message as _;
-use serde::de::DeserializeOwned;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::{broadcast, watch};
@@ -240,12 +236,6 @@ enum Conn {
     Tcp(tokio::net::TcpStream),
 }
 
-/// Run an op and decode its typed result, as a message for the client.
-async fn ask<T: DeserializeOwned>(node: &NodeHandle, op: Op) -> Result<T, String> {
-    let value = node.request(op).await.map_err(|e: ErrorBody| e.message)?;
-    serde_json::from_value(value).map_err(|e| format!("unexpected result: {e}"))
-}
-
 fn peer_from(bytes: &[u8]) -> Result<PeerId, String> {
     PeerId::from_bytes(bytes).map_err(|e| format!("invalid peer id: {e}"))
 }
@@ -299,7 +289,7 @@ where
     let node = &control.node;
     let kind = RequestType::try_from(request.r#type).ok();
     let response = match kind {
-        Some(RequestType::Identify) => match ask::<StatusResult>(node, Op::Status).await {
+        Some(RequestType::Identify) => match node.status().await {
             Ok(st) => pb::Response {
                 identify: Some(pb::IdentifyResponse {
                     id: node.peer_id().to_bytes(),
@@ -307,22 +297,17 @@ where
                 }),
                 ..pb::Response::ok()
             },
-            Err(e) => pb::Response::error(e),
+            Err(e) => pb::Response::error(e.to_string()),
         },
         Some(RequestType::Connect) => connect(node, request.connect).await,
         Some(RequestType::Disconnect) => match request.disconnect {
             Some(d) => match peer_from(&d.peer) {
-                Ok(peer) => ok_or_error(
-                    node.request(Op::Disconnect {
-                        peer_id: peer.to_string(),
-                    })
-                    .await,
-                ),
+                Ok(peer) => ok_or_error(node.disconnect(peer).await),
                 Err(e) => pb::Response::error(e),
             },
             None => pb::Response::error("DISCONNECT needs a disconnect request"),
         },
-        Some(RequestType::ListPeers) => match ask::<PeersResult>(node, Op::Peers).await {
+        Some(RequestType::ListPeers) => match node.peers().await {
             Ok(p) => pb::Response {
                 peers: p
                     .peers
@@ -331,7 +316,7 @@ where
                     .collect(),
                 ..pb::Response::ok()
             },
-            Err(e) => pb::Response::error(e),
+            Err(e) => pb::Response::error(e.to_string()),
         },
         Some(RequestType::Pubsub) => match request.pubsub {
             Some(ps) if ps.r#type == PsRequestType::Subscribe as i32 => {
@@ -383,10 +368,10 @@ where
     let _ = stream.shutdown().await;
 }
 
-fn ok_or_error(result: Result<serde_json::Value, ErrorBody>) -> pb::Response {
+fn ok_or_error<T, E: std::fmt::Display>(result: Result<T, E>) -> pb::Response {
     match result {
         Ok(_) => pb::Response::ok(),
-        Err(e) => pb::Response::error(e.message),
+        Err(e) => pb::Response::error(e.to_string()),
     }
 }
 
@@ -432,18 +417,18 @@ async fn connect(node: &NodeHandle, request: Option<pb::ConnectRequest>) -> pb::
     let mut last_error = "no addresses given and the peer is not connected".to_string();
     if request.addrs.is_empty() {
         // Already connected, or known to the DHT.
-        if let Ok(found) = ask::<FindPeerResult>(
-            node,
-            Op::FindPeer {
-                peer_id: peer.to_string(),
-            },
-        )
-        .await
-        {
+        if let Ok(found) = node.find_peer(peer).await {
             for addr in found.addrs {
-                match node.request(Op::Dial { addr }).await {
+                let addr = match addr.parse::<Multiaddr>() {
+                    Ok(addr) => addr,
+                    Err(e) => {
+                        last_error = format!("invalid multiaddr {addr:?}: {e}");
+                        continue;
+                    }
+                };
+                match node.dial(addr).await {
                     Ok(_) => return pb::Response::ok(),
-                    Err(e) => last_error = e.message,
+                    Err(e) => last_error = e.to_string(),
                 }
             }
         }
@@ -459,14 +444,9 @@ async fn connect(node: &NodeHandle, request: Option<pb::ConnectRequest>) -> pb::
             Some(libp2p::multiaddr::Protocol::P2p(_)) => addr,
             _ => addr.with(libp2p::multiaddr::Protocol::P2p(peer)),
         };
-        match node
-            .request(Op::Dial {
-                addr: addr.to_string(),
-            })
-            .await
-        {
+        match node.dial(addr).await {
             Ok(_) => return pb::Response::ok(),
-            Err(e) => last_error = e.message,
+            Err(e) => last_error = e.to_string(),
         }
     }
     pb::Response::error(format!("cannot connect to {peer}: {last_error}"))
@@ -474,7 +454,7 @@ async fn connect(node: &NodeHandle, request: Option<pb::ConnectRequest>) -> pb::
 
 async fn pubsub(node: &NodeHandle, ps: pb::PsRequest) -> pb::Response {
     match PsRequestType::try_from(ps.r#type) {
-        Ok(PsRequestType::GetTopics) => match ask::<TopicsResult>(node, Op::Topics).await {
+        Ok(PsRequestType::GetTopics) => match node.topics().await {
             Ok(t) => pb::Response {
                 pubsub: Some(pb::PsResponse {
                     topics: t.topics.into_iter().map(|t| t.topic).collect(),
@@ -482,11 +462,11 @@ async fn pubsub(node: &NodeHandle, ps: pb::PsRequest) -> pb::Response {
                 }),
                 ..pb::Response::ok()
             },
-            Err(e) => pb::Response::error(e),
+            Err(e) => pb::Response::error(e.to_string()),
         },
         Ok(PsRequestType::ListPeers) => {
             let topic = ps.topic.unwrap_or_default();
-            match ask::<TopicPeersResult>(node, Op::TopicPeers { topic }).await {
+            match node.topic_peers(topic).await {
                 Ok(p) => pb::Response {
                     pubsub: Some(pb::PsResponse {
                         topics: Vec::new(),
@@ -499,30 +479,21 @@ async fn pubsub(node: &NodeHandle, ps: pb::PsRequest) -> pb::Response {
                     }),
                     ..pb::Response::ok()
                 },
-                Err(e) => pb::Response::error(e),
+                Err(e) => pb::Response::error(e.to_string()),
             }
         }
         Ok(PsRequestType::Publish) => {
             let topic = ps.topic.unwrap_or_default();
-            let result = node
-                .request(Op::Publish {
-                    topic: topic.clone(),
-                    data: Bytes(ps.data.unwrap_or_default()),
-                    id: None,
-                })
-                .await;
-            match result {
+            let data = ps.data.unwrap_or_default();
+            match node.publish(topic.clone(), data, None).await {
                 Ok(_) => pb::Response::ok(),
                 // go-libp2p-pubsub accepts a publish with nobody listening;
                 // its clients rely on that, so this door does too (logged).
-                Err(e)
-                    if e.code == hive_proto::ErrorCode::PublishFailed
-                        && e.message.contains("no peers") =>
-                {
+                Err(PubsubError::NoPeers { .. }) => {
                     tracing::debug!(%topic, "control publish with no peers in the topic");
                     pb::Response::ok()
                 }
-                Err(e) => pb::Response::error(e.message),
+                Err(e) => pb::Response::error(e.to_string()),
             }
         }
         Ok(PsRequestType::Subscribe) => pb::Response::error("unreachable: handled as a stream"),
@@ -538,13 +509,9 @@ where
 {
     // Listen before subscribing so the first messages are not missed.
     let mut events = node.subscribe_events();
-    if let Err(e) = node
-        .request(Op::Subscribe {
-            topic: topic.clone(),
-        })
-        .await
-    {
-        let _ = write_frame(&mut stream, &pb::Response::error(e.message).encode_to_vec()).await;
+    if let Err(e) = node.subscribe(topic.clone()).await {
+        let error = pb::Response::error(e.to_string());
+        let _ = write_frame(&mut stream, &error.encode_to_vec()).await;
         return;
     }
     if write_frame(&mut stream, &pb::Response::ok().encode_to_vec())
@@ -602,44 +569,22 @@ where
     };
     let single = match T::try_from(dht.r#type) {
         Ok(T::FindPeer) => match dht.peer.as_deref().map(peer_from) {
-            Some(Ok(peer)) => match ask::<FindPeerResult>(
-                node,
-                Op::FindPeer {
-                    peer_id: peer.to_string(),
-                },
-            )
-            .await
-            {
+            Some(Ok(peer)) => match node.find_peer(peer).await {
                 Ok(found) => value_response(peer_info(&found.peer_id, &found.addrs), None),
-                Err(e) => pb::Response::error(e),
+                Err(e) => pb::Response::error(e.to_string()),
             },
             Some(Err(e)) => pb::Response::error(e),
             None => pb::Response::error("FIND_PEER needs a peer"),
         },
-        Ok(T::GetValue) => match ask::<GetRecordResult>(
-            node,
-            Op::GetRecord {
-                key: Bytes(dht.key.unwrap_or_default()),
-            },
-        )
-        .await
-        {
+        Ok(T::GetValue) => match node.get_record(dht.key.unwrap_or_default()).await {
             Ok(r) => value_response(None, Some(r.value.0)),
-            Err(e) => pb::Response::error(e),
+            Err(e) => pb::Response::error(e.to_string()),
         },
-        Ok(T::PutValue) => ok_or_error(
-            node.request(Op::PutRecord {
-                key: Bytes(dht.key.unwrap_or_default()),
-                value: Bytes(dht.value.unwrap_or_default()),
-            })
-            .await,
-        ),
-        Ok(T::Provide) => ok_or_error(
-            node.request(Op::Provide {
-                key: Bytes(dht.cid.unwrap_or_default()),
-            })
-            .await,
-        ),
+        Ok(T::PutValue) => {
+            let (key, value) = (dht.key.unwrap_or_default(), dht.value.unwrap_or_default());
+            ok_or_error(node.put_record(key, value).await)
+        }
+        Ok(T::Provide) => ok_or_error(node.provide(dht.cid.unwrap_or_default()).await),
         Ok(T::GetPublicKey) => match dht.peer.as_deref().map(peer_from) {
             // Ed25519 and secp256k1 peer ids embed the public key.
             Some(Ok(peer)) => match public_key_of(&peer) {
@@ -671,60 +616,51 @@ where
 {
     use pb::{DhtRequestType as T, DhtResponseType as R};
     let values: Result<Vec<pb::DhtResponse>, String> = match T::try_from(dht.r#type) {
-        Ok(T::FindProviders) => ask::<FindProvidersResult>(
-            node,
-            Op::FindProviders {
-                key: Bytes(dht.cid.clone().unwrap_or_default()),
-            },
-        )
-        .await
-        .map(|r| {
-            let count = dht.count.filter(|c| *c > 0).map(|c| c as usize);
-            r.providers
-                .iter()
-                .take(count.unwrap_or(usize::MAX))
-                .filter_map(|p| peer_info(&p.peer_id, &p.addrs))
-                .map(|peer| pb::DhtResponse {
-                    r#type: R::Value as i32,
-                    peer: Some(peer),
-                    value: None,
-                })
-                .collect()
-        }),
+        Ok(T::FindProviders) => node
+            .find_providers(dht.cid.clone().unwrap_or_default())
+            .await
+            .map_err(|e| e.to_string())
+            .map(|r| {
+                let count = dht.count.filter(|c| *c > 0).map(|c| c as usize);
+                r.providers
+                    .iter()
+                    .take(count.unwrap_or(usize::MAX))
+                    .filter_map(|p| peer_info(&p.peer_id, &p.addrs))
+                    .map(|peer| pb::DhtResponse {
+                        r#type: R::Value as i32,
+                        peer: Some(peer),
+                        value: None,
+                    })
+                    .collect()
+            }),
         // Each value is a peer id's bytes, closest first (as go's daemon
         // answers).
-        Ok(T::GetClosestPeers) => ask::<ClosestPeersResult>(
-            node,
-            Op::ClosestPeers {
-                key: Bytes(dht.key.clone().unwrap_or_default()),
-            },
-        )
-        .await
-        .map(|r| {
-            r.peers
-                .iter()
-                .filter_map(|p| p.peer_id.parse::<PeerId>().ok())
-                .map(|peer| pb::DhtResponse {
+        Ok(T::GetClosestPeers) => node
+            .closest_peers(dht.key.clone().unwrap_or_default())
+            .await
+            .map_err(|e| e.to_string())
+            .map(|r| {
+                r.peers
+                    .iter()
+                    .filter_map(|p| p.peer_id.parse::<PeerId>().ok())
+                    .map(|peer| pb::DhtResponse {
+                        r#type: R::Value as i32,
+                        peer: None,
+                        value: Some(peer.to_bytes()),
+                    })
+                    .collect()
+            }),
+        _ => node
+            .get_record(dht.key.clone().unwrap_or_default())
+            .await
+            .map_err(|e| e.to_string())
+            .map(|r| {
+                vec![pb::DhtResponse {
                     r#type: R::Value as i32,
                     peer: None,
-                    value: Some(peer.to_bytes()),
-                })
-                .collect()
-        }),
-        _ => ask::<GetRecordResult>(
-            node,
-            Op::GetRecord {
-                key: Bytes(dht.key.clone().unwrap_or_default()),
-            },
-        )
-        .await
-        .map(|r| {
-            vec![pb::DhtResponse {
-                r#type: R::Value as i32,
-                peer: None,
-                value: Some(r.value.0),
-            }]
-        }),
+                    value: Some(r.value.0),
+                }]
+            }),
     };
     let values = match values {
         Ok(v) => v,
@@ -775,7 +711,7 @@ async fn peerstore(node: &NodeHandle, req: pb::PeerstoreRequest) -> pb::Response
         Ok(p) => p,
         Err(e) => return pb::Response::error(e),
     };
-    match ask::<PeersResult>(node, Op::Peers).await {
+    match node.peers().await {
         Ok(p) => {
             let info = p
                 .peers
@@ -794,7 +730,7 @@ async fn peerstore(node: &NodeHandle, req: pb::PeerstoreRequest) -> pb::Response
                 ..pb::Response::ok()
             }
         }
-        Err(e) => pb::Response::error(e),
+        Err(e) => pb::Response::error(e.to_string()),
     }
 }
 

@@ -10,14 +10,14 @@ use std::sync::{Arc, Mutex};
 
 use futures::StreamExt;
 use hive_node::NodeHandle;
-use hive_proto::{Op, PeersResult};
+use hive_proto::PeersResult;
 use libp2p::{Multiaddr, PeerId, StreamProtocol};
 use prost::Message as _;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_util::compat::FuturesAsyncReadCompatExt;
 
 use super::framing::write_frame;
-use super::{ask, pb, peer_from};
+use super::{pb, peer_from};
 
 /// Where a handler client listens.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -274,9 +274,7 @@ where
 
 /// The remote address of a connected peer, as a binary multiaddr.
 async fn remote_addr(node: &NodeHandle, peer: &PeerId) -> Vec<u8> {
-    let peers: PeersResult = ask(node, Op::Peers)
-        .await
-        .unwrap_or(PeersResult { peers: vec![] });
+    let peers = node.peers().await.unwrap_or(PeersResult { peers: vec![] });
     peers
         .peers
         .iter()

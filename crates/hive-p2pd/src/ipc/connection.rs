@@ -14,7 +14,7 @@ use futures::stream::FuturesUnordered;
 use futures::{FutureExt, SinkExt, StreamExt};
 use hive_proto::codec::encode;
 use hive_proto::{
-    close, decode_client_frame, ClientFrame, ErrorBody, ErrorCode, Event, Op, Request, Response,
+    close, decode_client_frame, ClientFrame, ErrorBody, ErrorCode, Event, Request, Response,
     ServerFrame, HARD_MAX_FRAME_BYTES, PROTOCOL_VERSION,
 };
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -294,23 +294,9 @@ where
                 op = op.name(),
                 trace = trace.as_deref().unwrap_or("")
             );
-            let answer: BoxFuture<'static, Result<serde_json::Value, ErrorBody>> = match op {
-                Op::Reproduce { count } => {
-                    let ctx = ctx.clone();
-                    async move {
-                        let children = ctx.reproducer.reproduce(&ctx.node, count).await?;
-                        serde_json::to_value(children)
-                            .map_err(|e| ErrorBody::new(ErrorCode::Internal, e.to_string()))
-                    }
-                    .boxed()
-                }
-                // Handed over here, in arrival order, so pipelined requests
-                // take effect in order; only the answers are awaited later.
-                op => match ctx.node.submit(op).await {
-                    Ok(pending_op) => pending_op.result().boxed(),
-                    Err(e) => futures::future::ready(Err(e)).boxed(),
-                },
-            };
+            // Handed over here, in arrival order, so pipelined requests
+            // take effect in order; only the answers are awaited later.
+            let answer = super::dispatch::submit(ctx, op).await;
             pending.push(
                 async move {
                     tracing::debug!("request");

@@ -4,6 +4,7 @@
 //! the handshake and then serves pipelined requests and pushed events.
 
 mod connection;
+mod dispatch;
 mod server;
 
 pub use server::bind;
