@@ -1,0 +1,488 @@
+//! The node: a swarm driven by one loop that serves commands and swarm events.
+//!
+//! Everything that touches the swarm happens in [`Node::run`], which reads
+//! like rust-libp2p's examples: one `select!` over the command channel and the
+//! swarm. Callers use the typed [`NodeHandle`] (see `handle`): each method
+//! sends a [`Command`] carrying a `oneshot` sender for its answer. Operations
+//! that wait on the network (dial, direct send, DHT queries, ping) never block
+//! the loop: they park their reply channel in a pending map keyed by the id
+//! libp2p hands back, and are answered when the matching swarm event arrives.
+//!
+//! This module holds the state, start-up and the loop; each concern is one
+//! `impl Node` block in a child module: `build` (the swarm), `swarm_events`
+//! (connections, listen addresses, the behaviours' events), `peers` (dials
+//! and what the node says about its peers), `reach` (reachability and relay
+//! slots), `pubsub`, `direct` (direct messages and ping), `dht` (Kademlia)
+//! and `conns` (the connection manager); `handle` is the typed API and
+//! `errors` its error types.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use hive_proto::{
+    ClosestPeersResult, DialResult, Event, FindPeerResult, FindProvidersResult, GetRecordResult,
+    ListenAddrsResult, MetricsResult, PeersResult, PingResult, PublishResult, SendResult,
+    StatusResult, SubscribeResult, TopicPeersResult, TopicsResult,
+};
+use libp2p::metrics::Metrics;
+use libp2p::multiaddr::Protocol;
+use libp2p::swarm::ConnectionId;
+use libp2p::{kad, request_response};
+use libp2p::{Multiaddr, PeerId, Swarm};
+use prometheus_client::registry::Registry;
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
+
+use crate::behaviour::{Behaviour, DirectAck};
+use crate::config::{NodeConfig, Reachability};
+use crate::relays::{Relays, ReservationOutcome};
+
+mod build;
+mod conns;
+mod dht;
+mod direct;
+mod errors;
+mod handle;
+mod peers;
+mod pubsub;
+mod reach;
+mod swarm_events;
+
+pub use errors::{
+    CallError, Delivery, DialError, DirectError, KadError, MetricsError, PingError, PubsubError,
+};
+use handle::Reply;
+pub use handle::{Call, NodeHandle, Pending, OP_TIMEOUT};
+
+/// Capacity of the event broadcast each IPC connection subscribes to.
+pub const EVENT_CAPACITY: usize = 8192;
+/// How long start-up may take to bind every listen address.
+const LISTEN_TIMEOUT: Duration = Duration::from_secs(15);
+/// How often due bootstrap and remembered peers are dialed (each with its
+/// own backoff, see `reconnect`).
+const BOOTSTRAP_REDIAL_INTERVAL: Duration = Duration::from_secs(2);
+
+/// Why a node could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    #[error("cannot build the libp2p swarm: {0}")]
+    Build(String),
+    #[error("cannot listen on {addr}: {reason}")]
+    Listen { addr: Multiaddr, reason: String },
+    #[error("listen addresses were not bound within {0:?}")]
+    ListenTimeout(Duration),
+    #[error(transparent)]
+    History(#[from] crate::history::HistoryError),
+}
+
+/// One operation for the loop, with the sender its answer goes back on.
+pub(crate) enum Command {
+    Status(Reply<StatusResult>),
+    ListenAddrs(Reply<ListenAddrsResult>),
+    Peers(Reply<PeersResult>),
+    Dial {
+        addr: Multiaddr,
+        reply: Reply<DialResult, DialError>,
+    },
+    Disconnect {
+        peer: PeerId,
+        reply: Reply<()>,
+    },
+    Subscribe {
+        topic: String,
+        reply: Reply<SubscribeResult, PubsubError>,
+    },
+    Unsubscribe {
+        topic: String,
+        reply: Reply<SubscribeResult, PubsubError>,
+    },
+    Topics(Reply<TopicsResult>),
+    TopicPeers {
+        topic: String,
+        reply: Reply<TopicPeersResult>,
+    },
+    Publish {
+        topic: String,
+        data: Vec<u8>,
+        id: Option<String>,
+        reply: Reply<PublishResult, PubsubError>,
+    },
+    Send {
+        peer: PeerId,
+        data: Vec<u8>,
+        id: Option<String>,
+        reply: Reply<SendResult, DirectError>,
+    },
+    FindPeer {
+        peer: PeerId,
+        reply: Reply<FindPeerResult, KadError>,
+    },
+    Provide {
+        key: Vec<u8>,
+        reply: Reply<(), KadError>,
+    },
+    FindProviders {
+        key: Vec<u8>,
+        reply: Reply<FindProvidersResult>,
+    },
+    ClosestPeers {
+        key: Vec<u8>,
+        reply: Reply<ClosestPeersResult>,
+    },
+    PutRecord {
+        key: Vec<u8>,
+        value: Vec<u8>,
+        reply: Reply<(), KadError>,
+    },
+    GetRecord {
+        key: Vec<u8>,
+        reply: Reply<GetRecordResult, KadError>,
+    },
+    Ping {
+        peer: PeerId,
+        reply: Reply<PingResult, PingError>,
+    },
+    Shutdown(Reply<()>),
+    Metrics(Reply<MetricsResult, MetricsError>),
+    /// go's CONNMANAGER TRIM: close connections down to the low watermark.
+    Trim(Reply<usize>),
+    /// Write what the node remembers (its ports and peers) now.
+    SaveMemory {
+        reply: oneshot::Sender<Option<crate::memory::Saved>>,
+    },
+}
+
+/// What the node knows about one connected peer.
+struct PeerState {
+    connections: HashMap<ConnectionId, Multiaddr>,
+    since: Instant,
+    rtt: Option<Duration>,
+}
+
+/// A Kademlia query waiting for its result, with where the answer goes.
+enum KadPending {
+    FindPeer {
+        target: PeerId,
+        reply: Reply<FindPeerResult, KadError>,
+    },
+    Provide(Reply<(), KadError>),
+    FindProviders {
+        providers: HashSet<PeerId>,
+        reply: Reply<FindProvidersResult>,
+    },
+    ClosestPeers(Reply<ClosestPeersResult>),
+    PutRecord(Reply<(), KadError>),
+    GetRecord(Reply<GetRecordResult, KadError>),
+}
+
+/// The node's state, owned by its loop.
+pub struct Node {
+    swarm: Swarm<Behaviour>,
+    /// libp2p's own metrics, served by [`NodeHandle::metrics`].
+    registry: Registry,
+    metrics: Metrics,
+    commands: mpsc::Receiver<Command>,
+    events: broadcast::Sender<Event>,
+    shutdown: watch::Sender<bool>,
+    started: Instant,
+    peer_id: PeerId,
+    max_message_size: usize,
+    /// Circuit addresses may be dialed.
+    relay_client: bool,
+    reachability: Reachability,
+    /// Slots on relays (see `relays`).
+    relays: Relays,
+    /// Bounded connections (see `connmgr`); `None`: no trimming.
+    conn_manager: Option<crate::connmgr::ConnManager>,
+    relay_outcomes: mpsc::UnboundedReceiver<ReservationOutcome>,
+    /// Signatures gossipsub verified, for the message events.
+    signatures: crate::pubsub_meta::Signatures,
+    listen_addrs: Vec<Multiaddr>,
+    peers: HashMap<PeerId, PeerState>,
+    /// Listen addresses peers announced through identify.
+    peer_listen_addrs: HashMap<PeerId, Vec<Multiaddr>>,
+    /// Bootstrap peers with a known id, kept connected: re-dialed while
+    /// disconnected, so a peer that restarts on the same address is found
+    /// again without anyone's help.
+    bootstrap_peers: HashMap<PeerId, Multiaddr>,
+    kad_bootstrapped: bool,
+    /// Remembered and bootstrap peers, re-dialed with backoff (`reconnect`).
+    keeper: crate::reconnect::Keeper,
+    pending_dials: HashMap<ConnectionId, Vec<Reply<DialResult, DialError>>>,
+    pending_sends:
+        HashMap<request_response::OutboundRequestId, (String, Reply<SendResult, DirectError>)>,
+    pending_pings:
+        HashMap<request_response::OutboundRequestId, (Instant, Reply<PingResult, PingError>)>,
+    pending_kad: HashMap<kad::QueryId, KadPending>,
+    /// Received messages on their way to the history (and then clients).
+    intake: crate::history::Intake,
+    /// Direct messages now stored, whose acknowledgements may go out.
+    acks: mpsc::UnboundedReceiver<crate::history::Acked>,
+}
+
+/// The peer id at the end of a multiaddr, if any.
+fn peer_of(addr: &Multiaddr) -> Option<PeerId> {
+    match addr.iter().last() {
+        Some(Protocol::P2p(peer)) => Some(peer),
+        _ => None,
+    }
+}
+
+/// Why no transport of this node takes `addr`, when it names a transport
+/// Hive does not have.
+fn missing_transport(addr: &Multiaddr) -> Option<&'static str> {
+    addr.iter().find_map(|p| match p {
+        Protocol::WebTransport => Some(
+            "hive-p2pd has no WebTransport transport (it listens on TCP and QUIC); leave this address out",
+        ),
+        Protocol::WebRTCDirect | Protocol::WebRTC => Some(
+            "hive-p2pd has no WebRTC transport (it listens on TCP and QUIC); leave this address out",
+        ),
+        Protocol::Ws(_) | Protocol::Wss(_) => Some(
+            "hive-p2pd has no WebSocket transport for libp2p (it listens on TCP and QUIC); leave this address out",
+        ),
+        Protocol::P2pCircuit => Some(
+            "a relayed address is not listened on: use --relay RELAY-ADDR (or -autoRelay) to take a slot on a relay",
+        ),
+        _ => None,
+    })
+}
+
+/// The address without its trailing `/p2p/PEER`. Only the last one goes: in
+/// a circuit address the relay's `/p2p` part is part of the route.
+pub fn without_p2p(addr: &Multiaddr) -> Multiaddr {
+    let mut addr = addr.clone();
+    if let Some(Protocol::P2p(_)) = addr.iter().last() {
+        addr.pop();
+    }
+    addr
+}
+
+fn with_p2p(addr: &Multiaddr, peer: PeerId) -> String {
+    without_p2p(addr).with(Protocol::P2p(peer)).to_string()
+}
+/// Bind every listen address, old ports first (see `listen`) so that peers
+/// find this node again, and add the external ones; returns the bound
+/// addresses and the keeper of remembered peers.
+async fn listen(
+    swarm: &mut Swarm<Behaviour>,
+    config: &NodeConfig,
+) -> Result<(Vec<Multiaddr>, crate::reconnect::Keeper), NodeError> {
+    let peer_id = *swarm.local_peer_id();
+    let loaded = crate::reconnect::Loaded::read(config.state_file.as_deref(), peer_id);
+    let plan = loaded.listen_plan(&config.listen);
+    let bound = crate::listen::bind_all(swarm, plan, LISTEN_TIMEOUT, missing_transport).await?;
+    let listen_addrs: Vec<Multiaddr> = bound.iter().flat_map(|b| b.addrs.clone()).collect();
+    let keeper = loaded.start(peer_id, &bound, config.target_peers);
+    for addr in &config.external_addrs {
+        swarm.add_external_address(addr.clone());
+    }
+    Ok((listen_addrs, keeper))
+}
+
+impl Node {
+    /// Build the swarm, bind every listen address, dial the bootstrap peers,
+    /// and spawn the loop. Returns once the node is listening.
+    pub async fn start(config: NodeConfig) -> Result<NodeHandle, NodeError> {
+        let mut registry = Registry::default();
+        let (named_behaviour, named, named_inbound) = crate::named::new();
+        let (keep_signatures, signatures) = crate::pubsub_meta::new();
+        let streams = libp2p_stream::Behaviour::new();
+        let mut stream_control = streams.new_control();
+        let (circuits, inbound_circuits) = crate::circuit::new_transport(stream_control.clone());
+        let parts = build::Parts {
+            named: named_behaviour,
+            streams,
+            signatures: keep_signatures,
+            circuits,
+        };
+        let mut swarm = build::swarm(&config, &mut registry, parts)?;
+        let peer_id = *swarm.local_peer_id();
+
+        let (listen_addrs, keeper) = listen(&mut swarm, &config).await?;
+        if config.relay_client {
+            build::accept_circuits(&mut swarm, &mut stream_control, inbound_circuits)?;
+        }
+
+        let (relays, relay_outcomes) =
+            Relays::new(config.auto_relay.as_ref(), stream_control.clone());
+
+        let conn_tags = crate::connmgr::Tags::default();
+        let conn_manager = config
+            .conn_manager
+            .map(|limits| crate::connmgr::ConnManager::new(limits, conn_tags.clone()));
+        let (events, _) = broadcast::channel(EVENT_CAPACITY);
+        let (intake, history, acks) =
+            crate::history::Intake::open(&config.history, events.clone())?;
+        let (commands_tx, commands) = mpsc::channel(1024);
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let handle = NodeHandle {
+            commands: commands_tx,
+            events: events.clone(),
+            peer_id,
+            listen_addrs: listen_addrs.iter().map(|a| with_p2p(a, peer_id)).collect(),
+            shutdown: shutdown_rx,
+            streams: stream_control,
+            named,
+            conn_tags,
+            named_inbound: Arc::new(std::sync::Mutex::new(Some(named_inbound))),
+            history,
+        };
+        let metrics = Metrics::new(&mut registry);
+        let mut node = Node {
+            swarm,
+            registry,
+            metrics,
+            commands,
+            events,
+            shutdown,
+            started: Instant::now(),
+            peer_id,
+            max_message_size: config.max_message_size,
+            relay_client: config.relay_client,
+            reachability: config.reachability,
+            relays,
+            conn_manager,
+            relay_outcomes,
+            signatures,
+            listen_addrs,
+            peers: HashMap::new(),
+            peer_listen_addrs: HashMap::new(),
+            bootstrap_peers: HashMap::new(),
+            kad_bootstrapped: false,
+            keeper,
+            pending_dials: HashMap::new(),
+            pending_sends: HashMap::new(),
+            pending_pings: HashMap::new(),
+            pending_kad: HashMap::new(),
+            intake,
+            acks,
+        };
+        for addr in &config.bootstrap {
+            node.dial_bootstrap(addr);
+        }
+        node.maintain_relays();
+        tokio::spawn(node.run());
+        if config.catch_up {
+            crate::sync::spawn(handle.clone());
+        }
+        Ok(handle)
+    }
+
+    /// The loop: commands from IPC clients and events from the network.
+    async fn run(mut self) {
+        tracing::info!(peer_id = %self.peer_id, "node running");
+        let mut maintenance = tokio::time::interval(BOOTSTRAP_REDIAL_INTERVAL);
+        maintenance.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = maintenance.tick() => {
+                    self.redial_known_peers();
+                    self.maintain_relays();
+                    self.manage_connections();
+                }
+                Some(outcome) = self.relay_outcomes.recv() => {
+                    if let Some(change) = self.relays.on_outcome(outcome) {
+                        self.apply_addr_change(change);
+                    }
+                }
+                command = self.commands.recv() => match command {
+                    Some(command) => self.handle_command(command),
+                    None => break,
+                },
+                Some(acked) = self.acks.recv() => {
+                    let ack = DirectAck { id: acked.id };
+                    if self.swarm.behaviour_mut().direct.send_response(acked.channel, ack).is_err() {
+                        // The sender gave up; it will retry with the same id.
+                        tracing::debug!("direct message ack could not be sent");
+                    }
+                }
+                // The history is behind: push back on the network until
+                // it has room (nothing is dropped).
+                _ = self.intake.flush(), if !self.intake.accepting() => {}
+                event = self.swarm.select_next_some(), if self.intake.accepting() => {
+                    self.handle_swarm_event(event)
+                }
+            }
+        }
+        tracing::info!("node stopped");
+    }
+
+    fn emit(&self, event: Event) {
+        // No receiver is fine: nobody is connected to hear it.
+        let _ = self.events.send(event);
+    }
+
+    /// One command from a [`NodeHandle`]. Operations that finish at once
+    /// answer here; the others park their reply and are answered by a swarm
+    /// event.
+    fn handle_command(&mut self, command: Command) {
+        match command {
+            Command::Status(reply) => {
+                let _ = reply.send(Ok(self.status()));
+            }
+            Command::ListenAddrs(reply) => {
+                let listen_addrs = self.own_addrs();
+                let _ = reply.send(Ok(ListenAddrsResult { listen_addrs }));
+            }
+            Command::Peers(reply) => {
+                let _ = reply.send(Ok(self.peers()));
+            }
+            Command::Dial { addr, reply } => self.dial(addr, reply),
+            Command::Disconnect { peer, reply } => {
+                // Err means not connected, which is what the caller wants anyway.
+                let _ = self.swarm.disconnect_peer_id(peer);
+                let _ = reply.send(Ok(()));
+            }
+            Command::Subscribe { topic, reply } => {
+                let _ = reply.send(self.subscribe(&topic));
+            }
+            Command::Unsubscribe { topic, reply } => {
+                let _ = reply.send(self.unsubscribe(&topic));
+            }
+            Command::Topics(reply) => {
+                let _ = reply.send(Ok(self.topics()));
+            }
+            Command::TopicPeers { topic, reply } => {
+                let _ = reply.send(Ok(self.topic_peers(&topic)));
+            }
+            Command::Publish {
+                topic,
+                data,
+                id,
+                reply,
+            } => {
+                let _ = reply.send(self.publish(&topic, data, id));
+            }
+            Command::Send {
+                peer,
+                data,
+                id,
+                reply,
+            } => self.send_direct(peer, data, id, reply),
+            Command::Ping { peer, reply } => self.ping(peer, reply),
+            Command::Shutdown(reply) => {
+                let _ = self.shutdown.send(true);
+                let _ = reply.send(Ok(()));
+            }
+            Command::Metrics(reply) => {
+                let _ = reply.send(self.encode_metrics());
+            }
+            Command::Trim(reply) => {
+                let _ = reply.send(Ok(self.trim_connections(true)));
+            }
+            Command::SaveMemory { reply } => {
+                let _ = reply.send(self.keeper.save());
+            }
+            kad => self.handle_kad_command(kad),
+        }
+    }
+
+    fn encode_metrics(&self) -> Result<MetricsResult, MetricsError> {
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &self.registry)
+            .map_err(|e| MetricsError::Encode(e.to_string()))?;
+        Ok(MetricsResult { text })
+    }
+}

@@ -1,0 +1,159 @@
+//! Gossipsub: subscriptions, publishing (with Hive's id envelope), and the
+//! messages and topic events that come in.
+
+use hive_proto::{
+    Bytes, Event, PublishResult, SubscribeResult, TopicInfo, TopicPeersResult, TopicsResult,
+};
+use libp2p::gossipsub;
+
+use super::{Node, PubsubError};
+use crate::envelope;
+
+fn check_topic(topic: &str) -> Result<(), PubsubError> {
+    if topic.is_empty() {
+        return Err(PubsubError::EmptyTopic);
+    }
+    Ok(())
+}
+
+impl Node {
+    pub(super) fn subscribe(&mut self, topic: &str) -> Result<SubscribeResult, PubsubError> {
+        check_topic(topic)?;
+        let changed = self
+            .swarm
+            .behaviour_mut()
+            .gossipsub
+            .subscribe(&gossipsub::IdentTopic::new(topic))
+            .map_err(|e| PubsubError::Subscribe(format!("{e:?}")))?;
+        Ok(SubscribeResult { changed })
+    }
+
+    pub(super) fn unsubscribe(&mut self, topic: &str) -> Result<SubscribeResult, PubsubError> {
+        check_topic(topic)?;
+        let changed = self
+            .swarm
+            .behaviour_mut()
+            .gossipsub
+            .unsubscribe(&gossipsub::IdentTopic::new(topic));
+        Ok(SubscribeResult { changed })
+    }
+
+    pub(super) fn topics(&self) -> TopicsResult {
+        let gossipsub = &self.swarm.behaviour().gossipsub;
+        let topics = gossipsub
+            .topics()
+            .map(|hash| TopicInfo {
+                topic: hash.to_string(),
+                peers: gossipsub
+                    .all_peers()
+                    .filter(|(_, topics)| topics.contains(&hash))
+                    .count(),
+            })
+            .collect();
+        TopicsResult { topics }
+    }
+
+    pub(super) fn topic_peers(&self, topic: &str) -> TopicPeersResult {
+        let hash = gossipsub::IdentTopic::new(topic).hash();
+        let peers = self
+            .swarm
+            .behaviour()
+            .gossipsub
+            .all_peers()
+            .filter(|(_, topics)| topics.contains(&&hash))
+            .map(|(peer, _)| peer.to_string())
+            .collect();
+        TopicPeersResult { peers }
+    }
+
+    pub(super) fn publish(
+        &mut self,
+        topic: &str,
+        data: Vec<u8>,
+        id: Option<String>,
+    ) -> Result<PublishResult, PubsubError> {
+        check_topic(topic)?;
+        if let Some(id) = &id {
+            if !envelope::valid_id(id) {
+                return Err(PubsubError::BadId {
+                    id: id.clone(),
+                    max: envelope::MAX_ID_LEN,
+                });
+            }
+        }
+        if data.len() > self.max_message_size {
+            return Err(PubsubError::TooLarge {
+                size: data.len(),
+                limit: self.max_message_size,
+            });
+        }
+        let payload = match &id {
+            Some(id) => envelope::wrap(id, &data),
+            None => data,
+        };
+        let topic_id = gossipsub::IdentTopic::new(topic);
+        match self
+            .swarm
+            .behaviour_mut()
+            .gossipsub
+            .publish(topic_id, payload)
+        {
+            Ok(message_id) => Ok(PublishResult {
+                id: id.unwrap_or_else(|| message_id.to_string()),
+            }),
+            // The same id was published moments ago: it is out already.
+            Err(gossipsub::PublishError::Duplicate) if id.is_some() => Ok(PublishResult {
+                id: id.unwrap_or_default(),
+            }),
+            Err(gossipsub::PublishError::NoPeersSubscribedToTopic) => Err(PubsubError::NoPeers {
+                topic: topic.to_string(),
+            }),
+            Err(e) => Err(PubsubError::Failed {
+                topic: topic.to_string(),
+                reason: e.to_string(),
+            }),
+        }
+    }
+
+    pub(super) fn handle_gossipsub(&mut self, event: gossipsub::Event) {
+        match event {
+            gossipsub::Event::Message {
+                message_id,
+                message,
+                ..
+            } => {
+                let (id, data) = match envelope::unwrap(&message.data) {
+                    Some((id, payload)) => (id.to_string(), payload.to_vec()),
+                    None => (message_id.to_string(), message.data),
+                };
+                let signed = self
+                    .signatures
+                    .take(message.source, message.sequence_number);
+                self.intake.offer(crate::history::Entry::Message {
+                    topic: message.topic.to_string(),
+                    from: message.source.map(|p| p.to_string()).unwrap_or_default(),
+                    id,
+                    data,
+                    seqno: message
+                        .sequence_number
+                        .map(|n| Bytes(n.to_be_bytes().to_vec())),
+                    signature: signed.as_ref().map(|s| Bytes(s.signature.clone())),
+                    key: signed.and_then(|s| s.key).map(Bytes),
+                })
+            }
+            gossipsub::Event::Subscribed { peer_id, topic, .. } => {
+                self.emit(Event::TopicPeerJoined {
+                    topic: topic.to_string(),
+                    peer_id: peer_id.to_string(),
+                });
+            }
+            gossipsub::Event::Unsubscribed { peer_id, topic } => {
+                self.emit(Event::TopicPeerLeft {
+                    topic: topic.to_string(),
+                    peer_id: peer_id.to_string(),
+                });
+            }
+            other => tracing::debug!(?other, "gossipsub event"),
+        }
+    }
+}
