@@ -17,7 +17,8 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_util::compat::FuturesAsyncReadCompatExt;
 
 use super::framing::write_frame;
-use super::{pb, peer_from};
+use super::pb;
+use super::peers::peer_from;
 
 /// Where a handler client listens.
 #[derive(Debug, Clone, PartialEq, Eq)]
