@@ -8,7 +8,7 @@ use libp2p::swarm::behaviour::toggle::Toggle;
 use libp2p::swarm::NetworkBehaviour;
 use libp2p::{
     autonat, connection_limits, dcutr, gossipsub, identify, kad, mdns, ping, relay,
-    request_response, upnp, StreamProtocol,
+    request_response, upnp, PeerId, StreamProtocol,
 };
 use serde::{Deserialize, Serialize};
 
@@ -100,48 +100,8 @@ impl Behaviour {
 
         let ping = ping::Behaviour::new(ping::Config::new().with_interval(Duration::from_secs(15)));
 
-        let gossipsub_config = gossipsub::ConfigBuilder::default()
-            .validation_mode(if config.pubsub_strict {
-                gossipsub::ValidationMode::Strict
-            } else {
-                gossipsub::ValidationMode::Permissive
-            })
-            .max_transmit_size(config.max_message_size + 16 * 1024)
-            .heartbeat_interval(config.gossipsub_heartbeat)
-            .heartbeat_initial_delay(config.gossipsub_initial_delay)
-            .message_id_fn(crate::envelope::message_id)
-            // Peers that speak only floodsub (go's and js's daemons with
-            // `-pubsubRouter=floodsub`) get every message of the topics
-            // they subscribe to; gossipsub peers still negotiate meshsub.
-            .support_floodsub()
-            .build()
-            .map_err(|e| format!("gossipsub config: {e}"))?;
-        let gossipsub = gossipsub::Behaviour::new_with_transform(
-            if config.pubsub_sign {
-                gossipsub::MessageAuthenticity::Signed(key.clone())
-            } else {
-                gossipsub::MessageAuthenticity::Author(peer_id)
-            },
-            gossipsub_config,
-            signatures,
-        )?
-        .with_metrics(
-            registry.sub_registry_with_prefix("gossipsub"),
-            gossipsub::MetricsConfig::default(),
-        );
-
-        let mut kad_config = kad::Config::new(kad::PROTOCOL_NAME);
-        kad_config.set_query_timeout(Duration::from_secs(30));
-        let mut kad =
-            kad::Behaviour::with_config(peer_id, kad::store::MemoryStore::new(peer_id), kad_config);
-        // Without a confirmed external address Kademlia stays a client and
-        // answers nobody; on loopback and private networks there never is
-        // one, so serve unconditionally.
-        kad.set_mode(Some(if config.dht_client {
-            kad::Mode::Client
-        } else {
-            kad::Mode::Server
-        }));
+        let gossipsub = gossipsub(key, config, registry, signatures)?;
+        let kad = kademlia(peer_id, config);
 
         let mdns = if config.mdns {
             Some(mdns::tokio::Behaviour::new(
@@ -196,6 +156,60 @@ impl Behaviour {
             upnp: Toggle::from(config.upnp.then(upnp::tokio::Behaviour::default)),
         })
     }
+}
+
+/// Gossipsub as Hive runs it: strict or permissive validation, Hive's id
+/// envelope for message ids, floodsub spoken too, and its metrics.
+fn gossipsub(
+    key: &Keypair,
+    config: &NodeConfig,
+    registry: &mut prometheus_client::registry::Registry,
+    signatures: crate::pubsub_meta::KeepSignature,
+) -> Result<gossipsub::Behaviour<crate::pubsub_meta::KeepSignature>, BoxError> {
+    let gossipsub_config = gossipsub::ConfigBuilder::default()
+        .validation_mode(if config.pubsub_strict {
+            gossipsub::ValidationMode::Strict
+        } else {
+            gossipsub::ValidationMode::Permissive
+        })
+        .max_transmit_size(config.max_message_size + 16 * 1024)
+        .heartbeat_interval(config.gossipsub_heartbeat)
+        .heartbeat_initial_delay(config.gossipsub_initial_delay)
+        .message_id_fn(crate::envelope::message_id)
+        // Peers that speak only floodsub (go's and js's daemons with
+        // `-pubsubRouter=floodsub`) get every message of the topics they
+        // subscribe to; gossipsub peers still negotiate meshsub.
+        .support_floodsub()
+        .build()
+        .map_err(|e| format!("gossipsub config: {e}"))?;
+    let authenticity = if config.pubsub_sign {
+        gossipsub::MessageAuthenticity::Signed(key.clone())
+    } else {
+        gossipsub::MessageAuthenticity::Author(key.public().to_peer_id())
+    };
+    let behaviour =
+        gossipsub::Behaviour::new_with_transform(authenticity, gossipsub_config, signatures)?
+            .with_metrics(
+                registry.sub_registry_with_prefix("gossipsub"),
+                gossipsub::MetricsConfig::default(),
+            );
+    Ok(behaviour)
+}
+
+fn kademlia(peer_id: PeerId, config: &NodeConfig) -> kad::Behaviour<kad::store::MemoryStore> {
+    let mut kad_config = kad::Config::new(kad::PROTOCOL_NAME);
+    kad_config.set_query_timeout(Duration::from_secs(30));
+    let mut kad =
+        kad::Behaviour::with_config(peer_id, kad::store::MemoryStore::new(peer_id), kad_config);
+    // Without a confirmed external address Kademlia stays a client and
+    // answers nobody; on loopback and private networks there never is one,
+    // so serve unconditionally.
+    kad.set_mode(Some(if config.dht_client {
+        kad::Mode::Client
+    } else {
+        kad::Mode::Server
+    }));
+    kad
 }
 
 /// rust-libp2p's relay configuration from Hive's limits. Its default rate

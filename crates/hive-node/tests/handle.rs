@@ -118,6 +118,13 @@ async fn pipelined_publishes_arrive_in_the_order_they_were_submitted() {
     // What B received is in its history, numbered, in the same order.
     let page = b.history(0, None).await.expect("history");
     assert_eq!(page.events.len(), 50);
+
+    // A message of exactly the limit goes out (one byte more is refused,
+    // see `unknown_peers_and_refused_input_get_typed_errors`).
+    let at_limit = vec![7; hive_node::DEFAULT_MAX_MESSAGE_SIZE];
+    a.publish(topic.clone(), at_limit, None)
+        .await
+        .expect("a message of exactly the limit is published");
 }
 
 #[tokio::test]

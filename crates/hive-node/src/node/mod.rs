@@ -330,7 +330,7 @@ impl Node {
             history,
         };
         let metrics = Metrics::new(&mut registry);
-        let mut node = Node {
+        let node = Node {
             swarm,
             registry,
             metrics,
@@ -359,15 +359,20 @@ impl Node {
             intake,
             acks,
         };
-        for addr in &config.bootstrap {
-            node.dial_bootstrap(addr);
-        }
-        node.maintain_relays();
-        tokio::spawn(node.run());
+        node.launch(&config.bootstrap);
         if config.catch_up {
             crate::sync::spawn(handle.clone());
         }
         Ok(handle)
+    }
+
+    /// Dial the bootstrap peers, look for relays, and run the loop.
+    fn launch(mut self, bootstrap: &[Multiaddr]) {
+        for addr in bootstrap {
+            self.dial_bootstrap(addr);
+        }
+        self.maintain_relays();
+        tokio::spawn(self.run());
     }
 
     /// The loop: commands from IPC clients and events from the network.
