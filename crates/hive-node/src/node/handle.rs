@@ -324,10 +324,7 @@ impl NodeHandle {
     /// The inbound named streams, for the one consumer that serves them;
     /// `None` once taken.
     pub fn take_named_inbound(&self) -> Option<mpsc::Receiver<(PeerId, String, libp2p::Stream)>> {
-        self.named_inbound
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take()
+        crate::lock(&self.named_inbound).take()
     }
 
     /// The node's history itself, for the catch-up between nodes
