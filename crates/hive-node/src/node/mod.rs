@@ -38,6 +38,7 @@ use crate::behaviour::{Behaviour, DirectAck};
 use crate::config::{NodeConfig, Reachability};
 use crate::relays::{Relays, ReservationOutcome};
 
+mod bootstrap_warn;
 mod build;
 mod conns;
 mod dht;
@@ -206,6 +207,8 @@ pub struct Node {
     /// disconnected, so a peer that restarts on the same address is found
     /// again without anyone's help.
     bootstrap_peers: HashMap<PeerId, Multiaddr>,
+    /// When each bootstrap peer's failed dial was last reported.
+    bootstrap_warned: HashMap<PeerId, Instant>,
     kad_bootstrapped: bool,
     /// Remembered and bootstrap peers, re-dialed with backoff (`reconnect`).
     keeper: crate::reconnect::Keeper,
@@ -350,6 +353,7 @@ impl Node {
             peers: HashMap::new(),
             peer_listen_addrs: HashMap::new(),
             bootstrap_peers: HashMap::new(),
+            bootstrap_warned: HashMap::new(),
             kad_bootstrapped: false,
             keeper,
             pending_dials: HashMap::new(),

@@ -53,6 +53,9 @@ impl Node {
                 error,
             } => {
                 tracing::debug!(?peer_id, %error, "outgoing connection failed");
+                if let Some(peer) = peer_id.filter(|p| self.bootstrap_peers.contains_key(p)) {
+                    self.warn_bootstrap_unreachable(peer, &error);
+                }
                 if let Some(replies) = self.pending_dials.remove(&connection_id) {
                     for reply in replies {
                         let _ = reply.send(Err(DialError::Failed {
