@@ -20,6 +20,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use hive_proto::Event;
+use rand::RngCore;
 use serde::{Deserialize, Serialize};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -27,8 +28,9 @@ use tokio_util::sync::CancellationToken;
 use crate::ipc_client::IpcStats;
 use crate::metrics::Metrics;
 use crate::outbox::Outbox;
+use crate::state::{DaemonState, HostEvent};
 use crate::store::Store;
-use crate::supervisor::{DaemonSettings, DaemonState, HostEvent, Supervisor, SupervisorConfig};
+use crate::supervisor::{DaemonSettings, Supervisor, SupervisorConfig};
 use crate::tension::Tension;
 
 /// The id of the node a host starts with.
@@ -200,14 +202,14 @@ impl Hive {
     }
 
     /// Start the first node. Called once, before the API serves.
-    pub fn start_root(&self, token: String) -> Result<Arc<NodeRuntime>, HiveError> {
+    pub fn start_root(&self) -> Result<Arc<NodeRuntime>, HiveError> {
         let record = NodeRecord {
             id: ROOT_ID.to_owned(),
             parent: None,
             generation: 0,
         };
         let t = &self.inner.template;
-        let node = self.start_node(record, t.listen.clone(), t.bootstrap.clone(), token)?;
+        let node = self.start_node(record, t.listen.clone(), t.bootstrap.clone(), new_token())?;
         tokio::spawn(self.clone().sample_tension());
         Ok(node)
     }
@@ -268,7 +270,7 @@ impl Hive {
             .iter()
             .map(|a| any_port(a))
             .collect();
-        self.start_node(record, listen, bootstrap, crate::up::new_token())
+        self.start_node(record, listen, bootstrap, new_token())
     }
 
     fn start_node(
@@ -304,7 +306,7 @@ impl Hive {
         let span = tracing::info_span!("node", id = %record.id);
         let tasks = vec![
             tokio::spawn(outbox.clone().run(cancel.clone())),
-            tokio::spawn(crate::up::retain(
+            tokio::spawn(crate::inbox::retain(
                 store,
                 t.retention,
                 t.retention_count,
@@ -608,6 +610,13 @@ impl Hive {
             }
         }
     }
+}
+
+/// 256 random bits, hex: the IPC secret for this host's daemon only.
+fn new_token() -> String {
+    let mut bytes = [0u8; 32];
+    rand::thread_rng().fill_bytes(&mut bytes);
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {

@@ -20,8 +20,8 @@ use tokio::sync::broadcast;
 use crate::inbox::NewIn;
 use crate::ipc_client::IpcClient;
 use crate::metrics::Metrics;
+use crate::state::HostEvent;
 use crate::store::Store;
-use crate::supervisor::HostEvent;
 
 /// Most rows stored in one transaction.
 pub const MAX_BATCH: usize = 4096;

@@ -4,8 +4,10 @@
 //! store ends (see `inbound.rs`).
 
 use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use rusqlite::params;
+use tokio_util::sync::CancellationToken;
 
 use crate::store::{now_ms, Store, StoreError};
 
@@ -80,6 +82,22 @@ impl Store {
             Ok(cursors)
         })
         .await
+    }
+}
+
+/// Apply the inbox retention policy once a minute, until the node stops.
+pub async fn retain(store: Store, max_age: Duration, max_rows: u64, stop: CancellationToken) {
+    let mut tick = tokio::time::interval(Duration::from_secs(60));
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.cancelled() => return,
+        }
+        match store.prune(max_age.as_millis() as i64, max_rows).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(n, "pruned old received messages"),
+            Err(e) => tracing::warn!(error = %e, "inbox pruning failed"),
+        }
     }
 }
 

@@ -14,6 +14,7 @@ mod inbox;
 mod ipc_client;
 mod metrics;
 mod outbox;
+mod state;
 mod store;
 mod supervisor;
 mod tension;

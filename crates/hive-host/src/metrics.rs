@@ -12,7 +12,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
 use crate::ipc_client::IpcStats;
-use crate::supervisor::DaemonState;
+use crate::state::DaemonState;
 use crate::tension::Tension;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]

@@ -21,8 +21,9 @@ use tokio::sync::{oneshot, Notify};
 use tokio_util::sync::CancellationToken;
 
 use crate::ipc_client::{IpcClient, IpcError};
+use crate::state::HostEvent;
 use crate::store::{now_ms, OutItem, OutKind, Store};
-use crate::supervisor::{HostEvent, Supervisor};
+use crate::supervisor::Supervisor;
 
 /// Rows fetched per pass.
 const BATCH: usize = 512;

@@ -18,7 +18,6 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use hive_proto::{Event, Op, ReadyLine, StatusResult, ENV_EXIT_WITH_PARENT, ENV_IPC_TOKEN};
-use serde::Serialize;
 use tokio::io::{AsyncBufReadExt, BufReader, Lines};
 use tokio::process::{Child, ChildStdout, Command};
 use tokio::sync::broadcast;
@@ -28,6 +27,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::ipc_client::{IpcClient, IpcStats};
 use crate::metrics::Metrics;
+use crate::state::{DaemonSnapshot, DaemonState, HostEvent, HostStatus};
 use crate::store::Store;
 use crate::tension::{self, Tension};
 
@@ -46,61 +46,6 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 const RESUBSCRIBE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Capacity of the host event channel fanned out to WebSocket clients.
 pub const HOST_EVENT_CAPACITY: usize = 16_384;
-
-/// Where the daemon is in its life cycle.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum DaemonState {
-    Starting,
-    Running,
-    Restarting,
-    Stopped,
-}
-
-impl DaemonState {
-    /// The name the API uses (the same as its JSON form).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            DaemonState::Starting => "starting",
-            DaemonState::Running => "running",
-            DaemonState::Restarting => "restarting",
-            DaemonState::Stopped => "stopped",
-        }
-    }
-}
-
-/// The supervision state as the API shows it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct DaemonSnapshot {
-    pub state: DaemonState,
-    pub pid: Option<u32>,
-    pub restarts: u64,
-    /// Seconds since the current daemon became ready (absent when it is
-    /// not running).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub uptime_secs: Option<f64>,
-}
-
-/// What the host broadcasts to its own subscribers.
-#[derive(Debug, Clone)]
-pub enum HostEvent {
-    /// An event pushed by the daemon and not stored (peer changes, ...).
-    Daemon(Event),
-    /// A message or direct message, stored in the inbox under `cursor`.
-    Stored { cursor: u64, event: Event },
-    /// An outbox message that will never be delivered (`kind` is
-    /// `expired` or `failed`), stored in the inbox under `cursor`.
-    Undelivered {
-        cursor: u64,
-        kind: &'static str,
-        id: String,
-        target: String,
-        direct: bool,
-        reason: String,
-    },
-    /// The supervision state changed.
-    State(DaemonSnapshot),
-}
 
 /// How to run the daemon.
 #[derive(Debug, Clone)]
@@ -136,16 +81,6 @@ pub struct DaemonSettings {
 
 /// How much τ history each node keeps: 15 minutes at one sample per 5 s.
 pub const TENSION_HISTORY_LEN: usize = 180;
-
-/// Everything known about the daemon, including what survives it.
-#[derive(Debug, Clone)]
-pub struct HostStatus {
-    pub daemon: DaemonSnapshot,
-    pub peer_id: String,
-    pub listen_addrs: Vec<String>,
-    pub peers: usize,
-    pub daemon_version: Option<String>,
-}
 
 #[derive(Debug)]
 struct Status {

@@ -8,14 +8,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use rand::RngCore;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::api::{self, ApiLimits, AppState};
 use crate::cli::{LogFormat, UpArgs};
 use crate::hive::{self, Hive, NodeTemplate};
-use crate::store::Store;
 use crate::supervisor::DaemonSettings;
 
 /// How long the HTTP server may take to finish in-flight requests once the
@@ -98,7 +96,7 @@ pub async fn run(args: UpArgs, log_format: LogFormat) -> anyhow::Result<()> {
         shutdown.clone(),
     );
     let root = hive
-        .start_root(new_token())
+        .start_root()
         .map_err(|e| anyhow::anyhow!("cannot start the first node: {e}"))?;
     {
         // Stored nodes first, then as many new ones as `--nodes` asks for.
@@ -227,22 +225,6 @@ async fn grow(hive: &Hive, wanted: usize) {
     eprintln!("hive: all {wanted} nodes started");
 }
 
-/// Apply the inbox retention policy once a minute, until the node stops.
-pub async fn retain(store: Store, max_age: Duration, max_rows: u64, stop: CancellationToken) {
-    let mut tick = tokio::time::interval(Duration::from_secs(60));
-    loop {
-        tokio::select! {
-            _ = tick.tick() => {}
-            _ = stop.cancelled() => return,
-        }
-        match store.prune(max_age.as_millis() as i64, max_rows).await {
-            Ok(0) => {}
-            Ok(n) => tracing::info!(n, "pruned old received messages"),
-            Err(e) => tracing::warn!(error = %e, "inbox pruning failed"),
-        }
-    }
-}
-
 /// The one line on stdout: tests and scripts read it to find the port.
 fn announce(http: &str) -> anyhow::Result<()> {
     let line = serde_json::json!({"event": "listening", "http": http});
@@ -268,13 +250,6 @@ fn resolve_daemon_bin(explicit: Option<PathBuf>) -> anyhow::Result<PathBuf> {
         );
     }
     Ok(path)
-}
-
-/// 256 random bits, hex: the IPC secret for this host's daemon only.
-pub fn new_token() -> String {
-    let mut bytes = [0u8; 32];
-    rand::thread_rng().fill_bytes(&mut bytes);
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 async fn watch_signals(shutdown: CancellationToken) {

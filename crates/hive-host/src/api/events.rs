@@ -15,8 +15,8 @@ use serde_json::{json, Map, Value};
 use tokio::sync::broadcast;
 
 use super::{ApiError, AppState, Query, Scoped};
+use crate::state::{DaemonSnapshot, HostEvent};
 use crate::store::InRow;
-use crate::supervisor::{DaemonSnapshot, HostEvent};
 
 #[derive(Debug, Deserialize)]
 pub struct EventsQuery {
@@ -293,7 +293,7 @@ fn encode_daemon_event(event: &Event) -> Option<Value> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::supervisor::DaemonState;
+    use crate::state::DaemonState;
 
     #[test]
     fn message_frames_carry_base64_and_text() {

@@ -15,8 +15,8 @@ use serde_json::Value;
 use axum::Json;
 
 use super::{ApiError, AppState, JsonBody, Path, Scoped, NETWORK_TIMEOUT, OP_TIMEOUT};
+use crate::state::DaemonState;
 use crate::store::OutKind;
-use crate::supervisor::DaemonState;
 
 /// A live status query must not make `/api/status` slow when the daemon is.
 const STATUS_TIMEOUT: Duration = Duration::from_secs(2);
@@ -25,7 +25,7 @@ const STATUS_TIMEOUT: Duration = Duration::from_secs(2);
 pub struct StatusBody {
     peer_id: String,
     listen_addrs: Vec<String>,
-    daemon: crate::supervisor::DaemonSnapshot,
+    daemon: crate::state::DaemonSnapshot,
     peers: usize,
     tension: f64,
     signals: std::collections::BTreeMap<&'static str, f64>,
