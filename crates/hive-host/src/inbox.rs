@@ -1,7 +1,7 @@
-//! Batched inbox writes: the messages a daemon pushed, stored in one
+//! The inbox: batched writes of the messages a daemon pushed, stored in one
 //! transaction together with how far into that daemon's history the host
 //! has got, so that after any crash the host resumes exactly where its
-//! store ends (see `inbound.rs`).
+//! store ends (see `inbound.rs`); reads by cursor; and retention.
 
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -9,7 +9,7 @@ use std::time::Duration;
 use rusqlite::params;
 use tokio_util::sync::CancellationToken;
 
-use crate::store::{now_ms, Store, StoreError};
+use crate::store::{now_ms, InRow, Store, StoreError};
 
 /// One received message on its way into the inbox.
 #[derive(Debug, Clone)]
@@ -80,6 +80,83 @@ impl Store {
                 last.fetch_max(*max, Ordering::AcqRel);
             }
             Ok(cursors)
+        })
+        .await
+    }
+}
+
+impl Store {
+    /// Store an inbound event; `None` when it was already stored (a
+    /// duplicate by kind, sender and id).
+    pub async fn insert_inbound(
+        &self,
+        kind: &'static str,
+        id: String,
+        topic: Option<String>,
+        peer: String,
+        data: Vec<u8>,
+    ) -> Result<Option<u64>, StoreError> {
+        let last = self.cursor_counter();
+        self.call(move |c| {
+            let changed = c.execute(
+                "INSERT OR IGNORE INTO inbox (kind, id, topic, peer, data, received_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![kind, id, topic, peer, data, now_ms()],
+            )?;
+            if changed == 0 {
+                return Ok(None);
+            }
+            let cursor = c.last_insert_rowid() as u64;
+            last.fetch_max(cursor, Ordering::AcqRel);
+            Ok(Some(cursor))
+        })
+        .await
+    }
+
+    /// Inbound events after `cursor`, oldest first; only `kind` and `topic`
+    /// when given.
+    pub async fn inbound_after(
+        &self,
+        cursor: u64,
+        kind: Option<&'static str>,
+        topic: Option<String>,
+        limit: usize,
+    ) -> Result<Vec<InRow>, StoreError> {
+        self.call(move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT cursor, kind, id, topic, peer, data, received_ms FROM inbox
+                 WHERE cursor > ?1 AND (?2 IS NULL OR kind = ?2) AND (?3 IS NULL OR topic = ?3)
+                 ORDER BY cursor LIMIT ?4",
+            )?;
+            let rows = stmt.query_map(params![cursor as i64, kind, topic, limit as i64], |r| {
+                Ok(InRow {
+                    cursor: r.get::<_, i64>(0)? as u64,
+                    kind: r.get(1)?,
+                    id: r.get(2)?,
+                    topic: r.get(3)?,
+                    peer: r.get(4)?,
+                    data: r.get(5)?,
+                    received_ms: r.get(6)?,
+                })
+            })?;
+            rows.collect()
+        })
+        .await
+    }
+
+    /// Apply the retention policy to the inbox: drop rows older than
+    /// `max_age_ms` and all but the newest `max_rows`.
+    pub async fn prune(&self, max_age_ms: i64, max_rows: u64) -> Result<usize, StoreError> {
+        self.call(move |c| {
+            let by_age = c.execute(
+                "DELETE FROM inbox WHERE received_ms < ?1",
+                params![now_ms() - max_age_ms],
+            )?;
+            let by_count = c.execute(
+                "DELETE FROM inbox WHERE cursor <= (SELECT MAX(cursor) FROM inbox) - ?1",
+                params![max_rows as i64],
+            )?;
+            Ok(by_age + by_count)
         })
         .await
     }

@@ -9,8 +9,8 @@
 //! request in flight fails *at once* with [`IpcError::LinkClosed`] and every
 //! later request fails immediately. A caller never waits on a dead daemon.
 
-use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -18,9 +18,6 @@ use futures::{SinkExt, StreamExt};
 use hive_proto::{
     close, codec, ClientFrame, ErrorBody, Event, Op, Request, ServerFrame, PROTOCOL_VERSION,
 };
-use prometheus_client::encoding::EncodeLabelSet;
-use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
@@ -28,12 +25,13 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message;
 
+use crate::ipc_stats::InFlight;
+use crate::ipc_stats::IpcStats;
+
 /// How long the daemon may take to answer the hello.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Capacity of the event channel between the reader task and the supervisor.
 const EVENT_CAPACITY: usize = 16_384;
-/// Round trips kept for the latency percentile used by the tension signal.
-const LATENCY_WINDOW: usize = 256;
 /// Most frames fed to the socket before one flush.
 const WRITE_BATCH: usize = 64;
 
@@ -60,85 +58,6 @@ pub enum IpcError {
     BadResult { op: &'static str, reason: String },
 }
 
-/// Metric label for the per-op latency histogram.
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct OpLabel {
-    pub op: String,
-}
-
-type LatencyFamily = Family<OpLabel, Histogram, fn() -> Histogram>;
-
-fn latency_histogram() -> Histogram {
-    // 0.5 ms .. ~16 s
-    Histogram::new(exponential_buckets(0.0005, 2.0, 16))
-}
-
-/// Request statistics shared by every link the supervisor opens, so that
-/// metrics and the tension signals survive daemon restarts.
-pub struct IpcStats {
-    in_flight: AtomicUsize,
-    recent: Mutex<VecDeque<f64>>,
-    histogram: LatencyFamily,
-}
-
-impl Default for IpcStats {
-    fn default() -> Self {
-        IpcStats {
-            in_flight: AtomicUsize::new(0),
-            recent: Mutex::new(VecDeque::with_capacity(LATENCY_WINDOW)),
-            histogram: Family::new_with_constructor(latency_histogram as fn() -> Histogram),
-        }
-    }
-}
-
-impl IpcStats {
-    /// Requests sent and not yet answered, over all links.
-    pub fn in_flight(&self) -> usize {
-        self.in_flight.load(Ordering::Relaxed)
-    }
-
-    /// The last round trips (milliseconds), oldest first.
-    pub fn recent_latencies_ms(&self) -> Vec<f64> {
-        match self.recent.lock() {
-            Ok(recent) => recent.iter().copied().collect(),
-            Err(poisoned) => poisoned.into_inner().iter().copied().collect(),
-        }
-    }
-
-    /// The histogram family, for registration in the metrics registry.
-    pub fn histogram(&self) -> LatencyFamily {
-        self.histogram.clone()
-    }
-
-    fn record(&self, op: &'static str, elapsed: Duration) {
-        self.histogram
-            .get_or_create(&OpLabel { op: op.to_owned() })
-            .observe(elapsed.as_secs_f64());
-        let mut recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
-        if recent.len() == LATENCY_WINDOW {
-            recent.pop_front();
-        }
-        recent.push_back(elapsed.as_secs_f64() * 1000.0);
-    }
-}
-
-/// Decrements the in-flight count however a request ends (answer, timeout,
-/// or the caller's future being dropped).
-struct InFlight(Arc<IpcStats>);
-
-impl InFlight {
-    fn new(stats: &Arc<IpcStats>) -> Self {
-        stats.in_flight.fetch_add(1, Ordering::Relaxed);
-        InFlight(stats.clone())
-    }
-}
-
-impl Drop for InFlight {
-    fn drop(&mut self) {
-        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
 type Reply = Result<Value, IpcError>;
 
 struct Inner {
@@ -155,7 +74,7 @@ impl Inner {
     fn lock_pending(
         &self,
     ) -> std::sync::MutexGuard<'_, Option<HashMap<u64, oneshot::Sender<Reply>>>> {
-        self.pending.lock().unwrap_or_else(|p| p.into_inner())
+        crate::sync::lock(&self.pending)
     }
 
     /// Mark the link closed and fail everything waiting on it. Idempotent.

@@ -5,6 +5,7 @@
 //! that API.
 
 mod api;
+mod backoff;
 mod cli;
 mod client_cmd;
 mod doctor;
@@ -12,11 +13,13 @@ mod hive;
 mod inbound;
 mod inbox;
 mod ipc_client;
+mod ipc_stats;
 mod metrics;
 mod outbox;
 mod state;
 mod store;
 mod supervisor;
+mod sync;
 mod tension;
 mod trace;
 mod up;

@@ -11,7 +11,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
-use crate::ipc_client::IpcStats;
+use crate::ipc_stats::IpcStats;
 use crate::state::DaemonState;
 use crate::tension::Tension;
 
@@ -279,7 +279,7 @@ mod tests {
         let stats = IpcStats::default();
         stats
             .histogram()
-            .get_or_create(&crate::ipc_client::OpLabel {
+            .get_or_create(&crate::ipc_stats::OpLabel {
                 op: "status".into(),
             })
             .observe(0.001);

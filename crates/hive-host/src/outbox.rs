@@ -20,10 +20,12 @@ use hive_proto::{ErrorCode, Op};
 use tokio::sync::{oneshot, Notify};
 use tokio_util::sync::CancellationToken;
 
+use crate::backoff::Backoff;
 use crate::ipc_client::{IpcClient, IpcError};
 use crate::state::HostEvent;
 use crate::store::{now_ms, OutItem, OutKind, Store};
 use crate::supervisor::Supervisor;
+use crate::sync::lock;
 
 /// Rows fetched per pass.
 const BATCH: usize = 512;
@@ -31,8 +33,8 @@ const BATCH: usize = 512;
 const IDLE_TICK: Duration = Duration::from_millis(250);
 const PUBLISH_TIMEOUT: Duration = Duration::from_secs(10);
 const SEND_TIMEOUT: Duration = Duration::from_secs(30);
-const BACKOFF_MIN_MS: i64 = 250;
-const BACKOFF_MAX_MS: i64 = 60_000;
+/// Retry waits: from a quarter second, doubling, up to a minute.
+const RETRY_BACKOFF: Backoff = Backoff::new(Duration::from_millis(250), Duration::from_secs(60));
 
 /// How a direct message ended, for an API call waiting on it.
 pub type AckResult = Result<(), String>;
@@ -48,13 +50,9 @@ pub struct Outbox {
     busy_peers: Arc<Mutex<HashSet<String>>>,
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
 fn backoff_ms(attempts: i64) -> i64 {
-    let shift = attempts.clamp(0, 20) as u32;
-    (BACKOFF_MIN_MS << shift).min(BACKOFF_MAX_MS)
+    let failures = attempts.clamp(0, i64::from(u32::MAX)) as u32;
+    RETRY_BACKOFF.delay(failures).as_millis() as i64
 }
 
 /// What to do with a row after one attempt.

@@ -3,12 +3,13 @@
 
 use std::future::IntoFuture;
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
 use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::api::{self, ApiLimits, AppState};
@@ -20,14 +21,99 @@ use crate::supervisor::DaemonSettings;
 /// daemon is stopped.
 const HTTP_DRAIN: Duration = Duration::from_secs(3);
 
+/// `hive up`: build the configuration, start, wait for a signal (or the
+/// HTTP server's end), shut down.
 pub async fn run(args: UpArgs, log_format: LogFormat) -> anyhow::Result<()> {
-    let data_dir = match args.data_dir {
-        Some(dir) => dir,
-        None => dirs::data_dir()
-            .map(|d| d.join("hive"))
-            .context("no platform data directory; pass --data-dir")?,
-    };
-    let api_token = match (&args.api_token, &args.api_token_file) {
+    let config = HostConfig::from_args(args, log_format)?;
+    let host = Host::start(config).await?;
+    host.wait().await;
+    host.shutdown().await;
+    tracing::info!("host stopped");
+    Ok(())
+}
+
+/// Everything `hive up` needs, checked before anything starts.
+struct HostConfig {
+    /// `--http`, not yet bound.
+    http: String,
+    tokens: api::auth::Tokens,
+    allowed_hosts: Vec<String>,
+    allowed_origins: Vec<String>,
+    template: NodeTemplate,
+    max_nodes: usize,
+    /// `--nodes`: how many nodes to have once the stored ones are back.
+    nodes: usize,
+    max_message_size: usize,
+    direct_ttl_ms: i64,
+    publish_ttl_ms: i64,
+    max_outbox: u64,
+    max_ws_clients: i64,
+    plain_pubsub: bool,
+}
+
+impl HostConfig {
+    /// Read the token files and check the arguments; touches nothing but
+    /// the files the arguments name.
+    fn from_args(args: UpArgs, log_format: LogFormat) -> anyhow::Result<Self> {
+        let data_dir = match args.data_dir {
+            Some(dir) => dir,
+            None => dirs::data_dir()
+                .map(|d| d.join("hive"))
+                .context("no platform data directory; pass --data-dir")?,
+        };
+        let tokens = read_tokens(
+            args.api_token.as_deref(),
+            args.api_token_file.as_deref(),
+            args.api_tokens_file.as_deref(),
+        )?;
+        check_exposure(&args.http, !tokens.is_empty())?;
+        // Caught here, not by each daemon start (which the supervisor would
+        // retry forever).
+        if let Some(relay) = args.relays.iter().find(|r| !r.contains("/p2p/")) {
+            bail!("--relay {relay}: the address needs its /p2p/RELAY-ID part");
+        }
+        let daemon_bin = resolve_daemon_bin(args.daemon_bin)?;
+        Ok(HostConfig {
+            http: args.http,
+            tokens,
+            allowed_hosts: args.allowed_hosts,
+            allowed_origins: args.allowed_origins,
+            template: NodeTemplate {
+                daemon: DaemonSettings {
+                    daemon_bin,
+                    no_mdns: args.no_mdns,
+                    log_format: log_format.as_str().to_owned(),
+                    peer_target: args.peer_target,
+                    relays: args.relays,
+                    relay_service: args.relay_service,
+                    conn_low: args.conn_low,
+                    conn_high: args.conn_high,
+                },
+                data_dir,
+                listen: args.listen,
+                bootstrap: args.bootstrap,
+                retention: Duration::from_secs(args.retention_secs),
+                retention_count: args.retention_count,
+            },
+            max_nodes: args.max_nodes.unwrap_or_else(hive::default_max_nodes),
+            nodes: args.nodes,
+            max_message_size: args.max_message_size,
+            direct_ttl_ms: (args.direct_ttl as i64).saturating_mul(1000),
+            publish_ttl_ms: (args.publish_ttl as i64).saturating_mul(1000),
+            max_outbox: args.max_outbox,
+            max_ws_clients: args.max_ws_clients,
+            plain_pubsub: args.plain_pubsub,
+        })
+    }
+}
+
+/// `--api-token` (or its file) and `--api-tokens-file`.
+fn read_tokens(
+    token: Option<&str>,
+    token_file: Option<&Path>,
+    tokens_file: Option<&Path>,
+) -> anyhow::Result<api::auth::Tokens> {
+    let api_token = match (token, token_file) {
         (Some(t), _) => Some(t.trim().to_owned()),
         (None, Some(path)) => Some(
             std::fs::read_to_string(path)
@@ -39,134 +125,138 @@ pub async fn run(args: UpArgs, log_format: LogFormat) -> anyhow::Result<()> {
     }
     .filter(|t| !t.is_empty());
     let mut tokens = api::auth::Tokens::new(api_token);
-    if let Some(path) = &args.api_tokens_file {
+    if let Some(path) = tokens_file {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("cannot read the API tokens file {}", path.display()))?;
         tokens
             .add_file(&text)
             .with_context(|| format!("--api-tokens-file {}", path.display()))?;
     }
-    check_exposure(&args.http, !tokens.is_empty())?;
-    // Caught here, not by each daemon start (which the supervisor would
-    // retry forever).
-    if let Some(relay) = args.relays.iter().find(|r| !r.contains("/p2p/")) {
-        anyhow::bail!("--relay {relay}: the address needs its /p2p/RELAY-ID part");
-    }
-    let daemon_bin = resolve_daemon_bin(args.daemon_bin)?;
-    let daemon_dir = data_dir.join("daemon");
-    std::fs::create_dir_all(&daemon_dir)
-        .with_context(|| format!("cannot create {}", daemon_dir.display()))?;
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&data_dir, std::fs::Permissions::from_mode(0o700))
-            .with_context(|| format!("cannot make {} private", data_dir.display()))?;
-    }
-    let listener = TcpListener::bind(&args.http)
-        .await
-        .with_context(|| format!("cannot bind the HTTP API on {}", args.http))?;
-    let local = listener
-        .local_addr()
-        .context("cannot read the HTTP listener's address")?;
-    let guard = api::guard::Policy::new(local, &args.allowed_hosts, &args.allowed_origins)?;
-    announce(&format!("http://{local}"))?;
-    tracing::info!(http = %local, data_dir = %data_dir.display(), "host listening");
+    Ok(tokens)
+}
 
-    let shutdown = CancellationToken::new();
-    tokio::spawn(watch_signals(shutdown.clone()));
+/// A running host: what `start` started, for `wait` and `shutdown`.
+struct Host {
+    shutdown: CancellationToken,
+    hive: Hive,
+    server: JoinHandle<std::io::Result<()>>,
+    signals: JoinHandle<()>,
+    /// Restoring the stored nodes and growing to `--nodes`.
+    grow: JoinHandle<()>,
+}
 
-    let hive = Hive::new(
-        NodeTemplate {
-            daemon: DaemonSettings {
-                daemon_bin,
-                no_mdns: args.no_mdns,
-                log_format: log_format.as_str().to_owned(),
-                peer_target: args.peer_target,
-                relays: args.relays,
-                relay_service: args.relay_service,
-                conn_low: args.conn_low,
-                conn_high: args.conn_high,
-            },
-            data_dir: data_dir.clone(),
-            listen: args.listen,
-            bootstrap: args.bootstrap,
-            retention: Duration::from_secs(args.retention_secs),
-            retention_count: args.retention_count,
-        },
-        args.max_nodes.unwrap_or_else(hive::default_max_nodes),
-        shutdown.clone(),
-    );
-    let root = hive
-        .start_root()
-        .map_err(|e| anyhow::anyhow!("cannot start the first node: {e}"))?;
-    {
-        // Stored nodes first, then as many new ones as `--nodes` asks for.
-        let hive = hive.clone();
-        let wanted = args.nodes;
-        tokio::spawn(async move {
-            hive.restore().await;
-            grow(&hive, wanted).await;
+impl Host {
+    /// Create the data directory, bind the API, start the first node and
+    /// serve.
+    async fn start(config: HostConfig) -> anyhow::Result<Host> {
+        let data_dir = &config.template.data_dir;
+        let daemon_dir = data_dir.join("daemon");
+        std::fs::create_dir_all(&daemon_dir)
+            .with_context(|| format!("cannot create {}", daemon_dir.display()))?;
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(data_dir, std::fs::Permissions::from_mode(0o700))
+                .with_context(|| format!("cannot make {} private", data_dir.display()))?;
+        }
+        let listener = TcpListener::bind(&config.http)
+            .await
+            .with_context(|| format!("cannot bind the HTTP API on {}", config.http))?;
+        let local = listener
+            .local_addr()
+            .context("cannot read the HTTP listener's address")?;
+        let guard = api::guard::Policy::new(local, &config.allowed_hosts, &config.allowed_origins)?;
+        announce(&format!("http://{local}"))?;
+        tracing::info!(http = %local, data_dir = %data_dir.display(), "host listening");
+
+        let shutdown = CancellationToken::new();
+        let signals = tokio::spawn(watch_signals(shutdown.clone()));
+        let hive = Hive::new(config.template, config.max_nodes, shutdown.clone());
+        let root = hive
+            .start_root()
+            .map_err(|e| anyhow::anyhow!("cannot start the first node: {e}"))?;
+        let grow = {
+            // Stored nodes first, then as many new ones as `--nodes` asks for.
+            let hive = hive.clone();
+            let wanted = config.nodes;
+            tokio::spawn(async move {
+                hive.restore().await;
+                grow(&hive, wanted).await;
+            })
+        };
+        let app = api::router(AppState {
+            supervisor: root.supervisor.clone(),
+            outbox: root.outbox.clone(),
+            node_id: hive::ROOT_ID.to_owned(),
+            hive: hive.clone(),
+            shutdown: shutdown.clone(),
+            limits: Arc::new(ApiLimits {
+                tokens: config.tokens,
+                max_message_size: config.max_message_size,
+                direct_ttl_ms: config.direct_ttl_ms,
+                publish_ttl_ms: config.publish_ttl_ms,
+                max_outbox: config.max_outbox,
+                max_ws_clients: config.max_ws_clients,
+                plain_pubsub: config.plain_pubsub,
+                guard,
+            }),
         });
+        let app = api::with_node_paths(app);
+        let server = axum::serve(
+            listener,
+            axum::ServiceExt::<axum::extract::Request>::into_make_service(app),
+        )
+        .with_graceful_shutdown(shutdown.clone().cancelled_owned())
+        .into_future();
+        let server = {
+            let shutdown = shutdown.clone();
+            tokio::spawn(async move {
+                let served = server.await;
+                shutdown.cancel();
+                served
+            })
+        };
+        Ok(Host {
+            shutdown,
+            hive,
+            server,
+            signals,
+            grow,
+        })
     }
 
-    let app = api::router(AppState {
-        supervisor: root.supervisor.clone(),
-        outbox: root.outbox.clone(),
-        node_id: hive::ROOT_ID.to_owned(),
-        hive: hive.clone(),
-        shutdown: shutdown.clone(),
-        limits: Arc::new(ApiLimits {
-            tokens,
-            max_message_size: args.max_message_size,
-            direct_ttl_ms: (args.direct_ttl as i64).saturating_mul(1000),
-            publish_ttl_ms: (args.publish_ttl as i64).saturating_mul(1000),
-            max_outbox: args.max_outbox,
-            max_ws_clients: args.max_ws_clients,
-            plain_pubsub: args.plain_pubsub,
-            guard,
-        }),
-    });
-    let app = api::with_node_paths(app);
-    let server = axum::serve(
-        listener,
-        axum::ServiceExt::<axum::extract::Request>::into_make_service(app),
-    )
-    .with_graceful_shutdown(shutdown.clone().cancelled_owned())
-    .into_future();
-    let mut server = tokio::spawn(server);
-    let mut supervision = {
-        let hive = hive.clone();
-        let shutdown = shutdown.clone();
-        tokio::spawn(async move {
-            shutdown.cancelled().await;
-            hive.stopped().await;
-        })
-    };
+    /// Until SIGINT/SIGTERM, or until the HTTP server ends by itself (an
+    /// error), which shuts the host down too.
+    async fn wait(&self) {
+        self.shutdown.cancelled().await;
+    }
 
-    let mut server_done = false;
-    tokio::select! {
-        r = &mut server => {
-            server_done = true;
-            shutdown.cancel();
-            match r {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => tracing::error!(error = %e, "HTTP server failed"),
-                Err(e) => tracing::error!(error = %e, "HTTP server task failed"),
+    /// Stop every daemon, then the HTTP server, and join every task `start`
+    /// started: on return no daemon is left.
+    async fn shutdown(self) {
+        self.shutdown.cancel();
+        // A spawn waiting for its node would otherwise hold on for a minute.
+        self.grow.abort();
+        if let Err(e) = self.grow.await {
+            if !e.is_cancelled() {
+                tracing::error!(error = %e, "node restore task failed");
             }
         }
-        _ = &mut supervision => {}
-    }
-    // Whatever ended first, the daemon must be gone before we exit.
-    if !supervision.is_finished() {
-        if let Err(e) = supervision.await {
-            tracing::error!(error = %e, "supervisor task failed");
+        self.hive.stopped().await;
+        let mut server = self.server;
+        match tokio::time::timeout(HTTP_DRAIN, &mut server).await {
+            Ok(Ok(Ok(()))) => {}
+            Ok(Ok(Err(e))) => tracing::error!(error = %e, "HTTP server failed"),
+            Ok(Err(e)) => tracing::error!(error = %e, "HTTP server task failed"),
+            Err(_) => {
+                tracing::warn!("HTTP connections still open after {HTTP_DRAIN:?}; closing them");
+                server.abort();
+                let _ = server.await;
+            }
+        }
+        if let Err(e) = self.signals.await {
+            tracing::error!(error = %e, "signal task failed");
         }
     }
-    if !server_done && tokio::time::timeout(HTTP_DRAIN, &mut server).await.is_err() {
-        tracing::warn!("HTTP connections still open after {HTTP_DRAIN:?}; closing them");
-        server.abort();
-    }
-    tracing::info!("host stopped");
-    Ok(())
 }
 
 /// Refuse to expose the API beyond this machine without a token.
@@ -270,4 +360,50 @@ async fn watch_signals(shutdown: CancellationToken) {
         _ = shutdown.cancelled() => return,
     }
     shutdown.cancel();
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+    use crate::cli::{Cli, Command};
+
+    fn config(extra: &[&str]) -> anyhow::Result<HostConfig> {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let data = dir.path().to_str().expect("utf-8 temp path").to_owned();
+        let mut argv = vec!["hive", "up", "--data-dir", &data];
+        if !extra.contains(&"--daemon-bin") {
+            argv.extend(["--daemon-bin", "/bin/sh"]);
+        }
+        argv.extend_from_slice(extra);
+        let Command::Up(args) = Cli::try_parse_from(argv)?.command else {
+            unreachable!("parsed `hive up`");
+        };
+        HostConfig::from_args(*args, LogFormat::Text)
+    }
+
+    #[test]
+    fn an_exposed_api_needs_a_token_and_a_relay_its_peer_id() {
+        let err = config(&["--http", "0.0.0.0:0"]).err().expect("refused");
+        assert!(err.to_string().contains("without an API token"), "{err}");
+        let ok = config(&["--http", "0.0.0.0:0", "--api-token", " secret "]).expect("accepted");
+        assert!(!ok.tokens.is_empty());
+        let err = config(&["--relay", "/ip4/127.0.0.1/tcp/1"])
+            .err()
+            .expect("refused");
+        assert!(err.to_string().contains("/p2p/RELAY-ID"), "{err}");
+        let err = config(&["--daemon-bin", "/nonexistent/hive-p2pd"])
+            .err()
+            .expect("refused");
+        assert!(err.to_string().contains("not found"), "{err}");
+    }
+
+    #[test]
+    fn ttls_become_milliseconds_and_the_node_template_takes_the_daemon_flags() {
+        let c = config(&["--direct-ttl", "7", "--no-mdns", "--conn-low", "3"]).expect("ok");
+        assert_eq!(c.direct_ttl_ms, 7000);
+        assert!(c.template.daemon.no_mdns);
+        assert_eq!(c.template.daemon.conn_low, Some(3));
+    }
 }

@@ -13,10 +13,12 @@
 //! IPC `reproduce` operation by pushing a `reproduce` event, which the watcher
 //! here turns into [`Hive::spawn`].
 
+mod stored;
+
 use std::collections::HashSet;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use hive_proto::Event;
@@ -25,12 +27,13 @@ use serde::{Deserialize, Serialize};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::ipc_client::IpcStats;
+use crate::ipc_stats::IpcStats;
 use crate::metrics::Metrics;
 use crate::outbox::Outbox;
 use crate::state::{DaemonState, HostEvent};
 use crate::store::Store;
 use crate::supervisor::{DaemonSettings, Supervisor, SupervisorConfig};
+use crate::sync::lock;
 use crate::tension::Tension;
 
 /// The id of the node a host starts with.
@@ -126,10 +129,6 @@ struct Inner {
     changes: tokio::sync::Mutex<()>,
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
 /// How many new nodes `hive up --nodes` starts at once: their daemons
 /// start in parallel, 16 per core (a starting daemon mostly waits on its
 /// binds and its first dials), at most [`MAX_COUNT`].
@@ -185,10 +184,6 @@ impl Hive {
         }
     }
 
-    fn nodes_file(&self) -> PathBuf {
-        self.inner.template.data_dir.join("nodes.json")
-    }
-
     /// Where a node keeps its daemon's data and its message store. The first
     /// node keeps the layout of a single-node host.
     fn node_dirs(&self, id: &str) -> (PathBuf, PathBuf) {
@@ -212,50 +207,6 @@ impl Hive {
         let node = self.start_node(record, t.listen.clone(), t.bootstrap.clone(), new_token())?;
         tokio::spawn(self.clone().sample_tension());
         Ok(node)
-    }
-
-    /// Bring back the nodes stored by an earlier run, parents before their
-    /// children, each once its parent runs. Progress goes to the log.
-    pub async fn restore(&self) {
-        let records: Vec<NodeRecord> = match std::fs::read(self.nodes_file()) {
-            Ok(bytes) => match serde_json::from_slice(&bytes) {
-                Ok(records) => records,
-                Err(e) => {
-                    tracing::error!(error = %e, file = %self.nodes_file().display(), "cannot read the stored nodes; starting none of them");
-                    return;
-                }
-            },
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return,
-            Err(e) => {
-                tracing::error!(error = %e, "cannot read the stored nodes");
-                return;
-            }
-        };
-        let highest = records
-            .iter()
-            .filter_map(|r| r.id.strip_prefix('n')?.parse::<u64>().ok())
-            .max()
-            .unwrap_or(0);
-        self.inner.next_id.fetch_max(highest + 1, Ordering::SeqCst);
-        let total = records.len();
-        for (i, record) in records.into_iter().enumerate() {
-            if self.inner.shutdown.is_cancelled() {
-                return;
-            }
-            let Some(parent) = record.parent.as_deref().and_then(|p| self.get(p)) else {
-                tracing::warn!(id = %record.id, "stored node has no parent any more; skipped");
-                continue;
-            };
-            let bootstrap = self.wait_addrs(&parent).await;
-            let id = record.id.clone();
-            match self.start_child(record, bootstrap) {
-                Ok(node) => {
-                    let running = self.wait_running(&node).await;
-                    tracing::info!(%id, n = i + 1, total, running, "restored node");
-                }
-                Err(e) => tracing::error!(%id, error = %e, "cannot restore node"),
-            }
-        }
     }
 
     fn start_child(
@@ -518,20 +469,6 @@ impl Hive {
         }
     }
 
-    /// Write the list of nodes beside the host's data (atomically).
-    fn persist(&self) -> Result<(), HiveError> {
-        let records: Vec<NodeRecord> = self
-            .all()
-            .iter()
-            .filter(|n| n.record.id != ROOT_ID)
-            .map(|n| n.record.clone())
-            .collect();
-        let bytes = serde_json::to_vec_pretty(&records)
-            .map_err(|e| HiveError::Io(format!("cannot encode the node list: {e}")))?;
-        write_atomically(&self.nodes_file(), &bytes)
-            .map_err(|e| HiveError::Io(format!("cannot store the node list: {e}")))
-    }
-
     /// Wait (up to a minute) until the node `id` runs; false if it does not.
     pub async fn wait_running_id(&self, id: &str) -> bool {
         match self.get(id) {
@@ -617,17 +554,6 @@ fn new_token() -> String {
     let mut bytes = [0u8; 32];
     rand::thread_rng().fill_bytes(&mut bytes);
     bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    let tmp = path.with_extension("json.tmp");
-    {
-        let mut file = std::fs::File::create(&tmp)?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
-    }
-    std::fs::rename(&tmp, path)
 }
 
 #[cfg(test)]
