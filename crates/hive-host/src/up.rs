@@ -171,8 +171,7 @@ impl Host {
         let shutdown = CancellationToken::new();
         let signals = tokio::spawn(watch_signals(shutdown.clone()));
         let hive = Hive::new(config.template, config.max_nodes, shutdown.clone());
-        let root = hive
-            .start_root()
+        hive.start_root()
             .map_err(|e| anyhow::anyhow!("cannot start the first node: {e}"))?;
         let grow = {
             // Stored nodes first, then as many new ones as `--nodes` asks for.
@@ -184,9 +183,6 @@ impl Host {
             })
         };
         let app = api::router(AppState {
-            supervisor: root.supervisor.clone(),
-            outbox: root.outbox.clone(),
-            node_id: hive::ROOT_ID.to_owned(),
             hive: hive.clone(),
             shutdown: shutdown.clone(),
             limits: Arc::new(ApiLimits {
@@ -200,13 +196,9 @@ impl Host {
                 guard,
             }),
         });
-        let app = api::with_node_paths(app);
-        let server = axum::serve(
-            listener,
-            axum::ServiceExt::<axum::extract::Request>::into_make_service(app),
-        )
-        .with_graceful_shutdown(shutdown.clone().cancelled_owned())
-        .into_future();
+        let server = axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown.clone().cancelled_owned())
+            .into_future();
         let server = {
             let shutdown = shutdown.clone();
             tokio::spawn(async move {

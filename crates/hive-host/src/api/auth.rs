@@ -1,8 +1,9 @@
 //! API tokens and their scopes.
 //!
 //! With no token configured the API is open (it binds loopback only, and
-//! [`super::guard`] keeps web pages out). With tokens, every request but the
-//! [exempt](is_exempt) ones must carry one as `Authorization: Bearer TOKEN`,
+//! [`super::guard`] keeps web pages out). With tokens, every request to a
+//! protected route group (every group but the public one, see
+//! [`super::router`]) must carry one as `Authorization: Bearer TOKEN`,
 //! or (for browsers' WebSockets, which cannot set headers) as `?token=`.
 //! Each token has scopes; a request outside them gets 403 naming the scope:
 //!
@@ -175,31 +176,33 @@ fn same_secret(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-/// Paths open to anyone: liveness probes, the API's description and the
-/// dashboard's static files reveal nothing about the node.
-fn is_exempt(path: &str) -> bool {
-    matches!(
-        path,
-        "/healthz" | "/openapi.json" | "/docs" | "/" | "/app.js" | "/style.css"
-    )
+/// What a group of routes asks of a token. Safe methods (GET, HEAD,
+/// OPTIONS) need `read` everywhere; the rest depends on the group. Public
+/// routes (liveness, the API's description, the dashboard's files) are
+/// simply not in a protected group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Any valid token, whatever its scopes (`/api/whoami`).
+    AnyToken,
+    /// Publish, send, subscribe, unsubscribe: `write` for POST.
+    Write,
+    /// Everything else that changes something: `admin`.
+    Admin,
 }
 
-/// The scope a request needs (`None`: any valid token will do). Node-level
-/// paths arrive here already rewritten to their top-level form.
-fn required_scope(method: &Method, path: &str) -> Option<Scope> {
-    if path == "/api/whoami" {
+/// The scope a request needs (`None`: any valid token will do).
+fn required_scope(method: &Method, access: Access) -> Option<Scope> {
+    if access == Access::AnyToken {
         return None;
     }
     if matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS) {
         return Some(Scope::Read);
     }
-    let write = *method == Method::POST
-        && ((path.starts_with("/api/topics/")
-            && (path.ends_with("/publish")
-                || path.ends_with("/subscribe")
-                || path.ends_with("/unsubscribe")))
-            || (path.starts_with("/api/peers/") && path.ends_with("/send")));
-    Some(if write { Scope::Write } else { Scope::Admin })
+    Some(if access == Access::Write && *method == Method::POST {
+        Scope::Write
+    } else {
+        Scope::Admin
+    })
 }
 
 /// The token a request presents, from the header or the query string.
@@ -224,10 +227,25 @@ fn presented(request: &Request) -> Option<String> {
 #[derive(Debug, Clone)]
 pub struct Caller(pub ApiToken);
 
-/// The middleware: 401 without a valid token, 403 outside its scopes.
-pub async fn check(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
+/// Middleware for `Router::route_layer`: the routes need any valid token.
+pub async fn any_token(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    check(&state, Access::AnyToken, request, next).await
+}
+
+/// Middleware for `Router::route_layer`: [`Access::Write`] routes.
+pub async fn write(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    check(&state, Access::Write, request, next).await
+}
+
+/// Middleware for `Router::route_layer`: [`Access::Admin`] routes.
+pub async fn admin(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    check(&state, Access::Admin, request, next).await
+}
+
+/// 401 without a valid token, 403 outside its scopes.
+async fn check(state: &AppState, access: Access, mut request: Request, next: Next) -> Response {
     let tokens = &state.limits.tokens;
-    if tokens.is_empty() || is_exempt(request.uri().path()) {
+    if tokens.is_empty() {
         return next.run(request).await;
     }
     let Some(secret) = presented(&request) else {
@@ -239,7 +257,7 @@ pub async fn check(State(state): State<AppState>, mut request: Request, next: Ne
     let Some(token) = tokens.find(&secret) else {
         return ApiError::Unauthorized("wrong API token".into()).into_response();
     };
-    if let Some(scope) = required_scope(request.method(), request.uri().path()) {
+    if let Some(scope) = required_scope(request.method(), access) {
         if !token.scopes.contains(&scope) {
             return ApiError::MissingScope {
                 scope,
@@ -306,28 +324,19 @@ mod tests {
 
     #[test]
     fn route_classes() {
+        use Access::*;
         let cases = [
-            (Method::GET, "/api/status", Some(Scope::Read)),
-            (Method::GET, "/api/events", Some(Scope::Read)),
-            (Method::GET, "/metrics", Some(Scope::Read)),
-            (Method::GET, "/api/nodes", Some(Scope::Read)),
-            (Method::POST, "/api/topics/t/publish", Some(Scope::Write)),
-            (Method::POST, "/api/topics/t/subscribe", Some(Scope::Write)),
-            (
-                Method::POST,
-                "/api/topics/t/unsubscribe",
-                Some(Scope::Write),
-            ),
-            (Method::POST, "/api/peers/p/send", Some(Scope::Write)),
-            (Method::POST, "/api/dial", Some(Scope::Admin)),
-            (Method::POST, "/api/nodes", Some(Scope::Admin)),
-            (Method::DELETE, "/api/nodes/n1", Some(Scope::Admin)),
-            (Method::POST, "/api/reproduce", Some(Scope::Admin)),
-            (Method::DELETE, "/api/topics/t/publish", Some(Scope::Admin)),
-            (Method::GET, "/api/whoami", None),
+            (Method::GET, Admin, Some(Scope::Read)),
+            (Method::HEAD, Write, Some(Scope::Read)),
+            (Method::POST, Write, Some(Scope::Write)),
+            (Method::DELETE, Write, Some(Scope::Admin)),
+            (Method::POST, Admin, Some(Scope::Admin)),
+            (Method::DELETE, Admin, Some(Scope::Admin)),
+            (Method::GET, AnyToken, None),
+            (Method::POST, AnyToken, None),
         ];
-        for (method, path, want) in cases {
-            assert_eq!(required_scope(&method, path), want, "{method} {path}");
+        for (method, access, want) in cases {
+            assert_eq!(required_scope(&method, access), want, "{method} {access:?}");
         }
     }
 }

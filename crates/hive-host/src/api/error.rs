@@ -4,7 +4,9 @@
 //! Every handler returns `Result<_, ApiError>`; the mapping from what went
 //! wrong to an HTTP status lives here and nowhere else.
 
-use axum::extract::rejection::{BytesRejection, JsonRejection, PathRejection, QueryRejection};
+use axum::extract::rejection::{
+    BytesRejection, JsonRejection, PathRejection, QueryRejection, RawPathParamsRejection,
+};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -53,6 +55,20 @@ pub enum ApiError {
 impl From<crate::store::StoreError> for ApiError {
     fn from(e: crate::store::StoreError) -> Self {
         ApiError::Internal(e.to_string())
+    }
+}
+
+impl From<crate::hive::HiveError> for ApiError {
+    fn from(e: crate::hive::HiveError) -> Self {
+        match e {
+            crate::hive::HiveError::BadRequest(m) => ApiError::BadRequest(m),
+            crate::hive::HiveError::UnknownNode(id) => {
+                ApiError::NotFound(format!("no node {id:?}; GET /api/nodes lists them"))
+            }
+            crate::hive::HiveError::Conflict(m) => ApiError::Conflict(m),
+            crate::hive::HiveError::NoMemory(m) => ApiError::InsufficientResources(m),
+            crate::hive::HiveError::Io(m) => ApiError::Internal(m),
+        }
     }
 }
 
@@ -176,6 +192,12 @@ impl From<PathRejection> for ApiError {
 
 impl From<QueryRejection> for ApiError {
     fn from(r: QueryRejection) -> Self {
+        ApiError::BadRequest(r.body_text())
+    }
+}
+
+impl From<RawPathParamsRejection> for ApiError {
+    fn from(r: RawPathParamsRejection) -> Self {
         ApiError::BadRequest(r.body_text())
     }
 }

@@ -14,7 +14,7 @@ use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use tokio::sync::broadcast;
 
-use super::{ApiError, AppState, Query, Scoped};
+use super::{ApiError, NodeCtx, Query};
 use crate::state::{DaemonSnapshot, HostEvent};
 use crate::store::InRow;
 
@@ -26,14 +26,14 @@ pub struct EventsQuery {
 
 pub async fn events(
     ws: WebSocketUpgrade,
-    Scoped(state): Scoped,
+    state: NodeCtx,
     Query(q): Query<EventsQuery>,
 ) -> Result<Response, ApiError> {
     let clients = state.supervisor.metrics().ws_clients.get();
-    if clients >= state.limits.max_ws_clients {
+    if clients >= state.app.limits.max_ws_clients {
         return Err(ApiError::Overloaded(format!(
             "{clients} event clients are connected (limit {}); retry later",
-            state.limits.max_ws_clients
+            state.app.limits.max_ws_clients
         )));
     }
     // Subscribe before the upgrade completes: a client that opens the socket
@@ -55,7 +55,7 @@ pub struct MessagesQuery {
 /// One page of stored history: `{"messages": [frames], "cursor": last}`.
 /// Pass `cursor` back as `after` for the next page.
 pub async fn messages(
-    Scoped(state): Scoped,
+    state: NodeCtx,
     Query(q): Query<MessagesQuery>,
 ) -> Result<Json<Value>, ApiError> {
     let kind: &'static str = match q.kind.as_deref().unwrap_or("message") {
@@ -84,7 +84,7 @@ pub async fn messages(
 const REPLAY_PAGE: usize = 500;
 
 /// Decrements the client gauge however the connection ends.
-struct ClientGuard(AppState);
+struct ClientGuard(NodeCtx);
 
 impl Drop for ClientGuard {
     fn drop(&mut self) {
@@ -94,7 +94,7 @@ impl Drop for ClientGuard {
 
 async fn stream(
     mut socket: WebSocket,
-    state: AppState,
+    state: NodeCtx,
     mut rx: broadcast::Receiver<HostEvent>,
     after: Option<u64>,
 ) {
@@ -172,7 +172,7 @@ async fn stream(
                 // ignored: the stream is one-way.
                 Some(Ok(_)) => continue,
             },
-            _ = state.shutdown.cancelled() => break,
+            _ = state.app.shutdown.cancelled() => break,
         };
         if let Some(frame) = frame {
             if socket.send(text(&frame)).await.is_err() {

@@ -11,6 +11,8 @@ mod events;
 pub mod guard;
 mod nodes;
 mod openapi;
+#[cfg(test)]
+mod router_tests;
 mod routes;
 
 use std::time::Duration;
@@ -20,14 +22,12 @@ use axum::routing::{get, post};
 use axum::Router;
 use tokio_util::sync::CancellationToken;
 
+use axum::handler::Handler;
+use axum::middleware::from_fn_with_state;
 pub use error::ApiError;
-use nodes::Scoped;
+pub use nodes::NodeCtx;
 
 use std::sync::Arc;
-
-use crate::ipc_client::IpcClient;
-use crate::outbox::Outbox;
-use crate::supervisor::Supervisor;
 
 /// Largest request body (a published or sent message) the API accepts.
 pub const MAX_BODY_BYTES: usize = 2 * 1024 * 1024;
@@ -37,18 +37,14 @@ const OP_TIMEOUT: Duration = Duration::from_secs(10);
 /// Dialing and direct sends wait for the network, not just the daemon.
 const NETWORK_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Shared by every handler. `supervisor`, `outbox` and `node_id` are the
-/// first node's; handlers that take [`Scoped`] get the addressed node's.
+/// What every handler shares, whichever node a request addresses: global
+/// things only. The addressed node comes from the [`NodeCtx`] extractor.
 #[derive(Clone)]
 pub struct AppState {
-    pub supervisor: Supervisor,
-    pub node_id: String,
     /// Every node of this host.
     pub hive: crate::hive::Hive,
     /// Fires on SIGINT/SIGTERM; long-lived WebSockets close on it.
     pub shutdown: CancellationToken,
-    /// Publishes and direct messages go through the durable outbox.
-    pub outbox: Outbox,
     pub limits: Arc<ApiLimits>,
 }
 
@@ -88,23 +84,6 @@ fn check_topic(topic: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
-impl AppState {
-    /// τ of the addressed node, counting the nodes below it.
-    fn tension(&self) -> crate::tension::Tension {
-        match self.hive.get(&self.node_id) {
-            Some(node) => self.hive.tension(&node),
-            None => self.supervisor.tension(),
-        }
-    }
-
-    /// The daemon's IPC link, or 503 when the daemon is not running.
-    fn client(&self) -> Result<IpcClient, ApiError> {
-        self.supervisor.client().ok_or_else(|| {
-            ApiError::DaemonDown(self.supervisor.snapshot().state.as_str().to_owned())
-        })
-    }
-}
-
 /// `axum::Json` whose rejections are [`ApiError`]s (JSON error bodies).
 #[derive(FromRequest)]
 #[from_request(via(axum::Json), rejection(ApiError))]
@@ -121,51 +100,66 @@ struct Query<T>(T);
 #[from_request(via(axum::extract::Path), rejection(ApiError))]
 struct Path<T>(T);
 
+/// The whole API. Routes come in three groups, each with its own access
+/// rule (see `auth`): public ones (the dashboard's files, `/healthz`, the
+/// API's description), the node-level routes of [`node_routes`] — mounted
+/// once at `/api` for the first node and once under `/api/nodes/{id}` for
+/// any node — and the hive's own routes (the node list, `/metrics`).
 pub fn router(state: AppState) -> Router {
-    Router::new()
+    let public = Router::new()
         .route("/", get(dashboard::index))
         .route("/app.js", get(dashboard::app_js))
         .route("/style.css", get(dashboard::style_css))
-        .route("/api/status", get(routes::status))
-        .route("/api/whoami", get(auth::whoami))
-        .route("/api/peers", get(routes::peers))
-        .route("/api/dial", post(routes::dial))
-        .route("/api/topics", get(routes::topics))
-        .route("/api/topics/{topic}/subscribe", post(routes::subscribe))
-        .route("/api/topics/{topic}/unsubscribe", post(routes::unsubscribe))
-        .route("/api/topics/{topic}/publish", post(routes::publish))
-        .route("/api/peers/{peer_id}/send", post(routes::send))
-        .route("/api/events", get(events::events))
-        .route("/api/messages", get(events::messages))
-        .route("/api/outbox", get(routes::outbox))
-        .route("/api/tension", get(routes::tension))
-        .route("/api/reproduce", post(nodes::reproduce))
+        .route("/healthz", get(routes::healthz))
+        .route("/openapi.json", get(openapi::openapi_json))
+        .route("/docs", get(openapi::docs_page));
+    let hive = Router::new()
         .route("/api/nodes", get(nodes::list).post(nodes::spawn))
         .route("/api/nodes/{id}", get(nodes::show).delete(nodes::delete))
-        .route("/healthz", get(routes::healthz))
         .route("/metrics", get(routes::metrics))
-        .route("/openapi.json", get(openapi::openapi_json))
-        .route("/docs", get(openapi::docs_page))
+        .route_layer(from_fn_with_state(state.clone(), auth::admin));
+    let node_metrics = Router::new()
+        .route("/metrics", get(routes::metrics))
+        .route_layer(from_fn_with_state(state.clone(), auth::admin));
+    // Unknown paths need a token too: which paths exist is no business of a
+    // caller without one.
+    let not_found = Handler::layer(not_found, from_fn_with_state(state.clone(), auth::admin));
+    public
+        .merge(hive)
+        .nest("/api", node_routes(&state))
+        .nest("/api/nodes/{id}", node_routes(&state).merge(node_metrics))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            auth::check,
-        ))
-        .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            guard::check,
-        ))
+        .layer(from_fn_with_state(state.clone(), guard::check))
         .layer(axum::middleware::from_fn(crate::trace::request_id))
         .with_state(state)
 }
 
-/// The router, wrapped so that `/api/nodes/{id}/...` reaches the node-level
-/// routes (the rewrite must happen before routing, hence outside the router).
-pub fn with_node_paths(
-    router: Router,
-) -> tower::util::MapRequest<Router, fn(axum::extract::Request) -> axum::extract::Request> {
-    tower::ServiceExt::map_request(router, nodes::rewrite_node_path as fn(_) -> _)
+/// The routes of one node, written once. Handlers find their node with the
+/// [`NodeCtx`] extractor: the `{id}` of the mount, or the first node.
+fn node_routes(state: &AppState) -> Router<AppState> {
+    let writes = Router::new()
+        .route("/topics/{topic}/subscribe", post(routes::subscribe))
+        .route("/topics/{topic}/unsubscribe", post(routes::unsubscribe))
+        .route("/topics/{topic}/publish", post(routes::publish))
+        .route("/peers/{peer_id}/send", post(routes::send))
+        .route_layer(from_fn_with_state(state.clone(), auth::write));
+    let whoami = Router::new()
+        .route("/whoami", get(auth::whoami))
+        .route_layer(from_fn_with_state(state.clone(), auth::any_token));
+    Router::new()
+        .route("/status", get(routes::status))
+        .route("/peers", get(routes::peers))
+        .route("/dial", post(routes::dial))
+        .route("/topics", get(routes::topics))
+        .route("/events", get(events::events))
+        .route("/messages", get(events::messages))
+        .route("/outbox", get(routes::outbox))
+        .route("/tension", get(routes::tension))
+        .route("/reproduce", post(nodes::reproduce))
+        .route_layer(from_fn_with_state(state.clone(), auth::admin))
+        .merge(writes)
+        .merge(whoami)
 }
 
 async fn not_found(uri: axum::http::Uri) -> ApiError {

@@ -1,16 +1,10 @@
 //! The hive's nodes: `GET/POST /api/nodes`, `GET/DELETE /api/nodes/{id}`,
-//! `POST /api/reproduce`, and the addressing of every node-level route under
-//! `/api/nodes/{id}/...`.
-//!
-//! Node-level routes are written once. A request for
-//! `/api/nodes/n3/topics/t/publish` is rewritten, before routing, to
-//! `/api/topics/t/publish` with the node's id attached; the [`Scoped`]
-//! extractor then hands the handler that node's supervisor and outbox
-//! instead of the first node's.
+//! `POST /api/reproduce`, and [`NodeCtx`], the extractor that gives every
+//! node-level handler the node its request addresses.
 
-use axum::extract::{FromRequestParts, Request, State};
+use axum::extract::{FromRequestParts, RawPathParams, State};
 use axum::http::request::Parts;
-use axum::http::{StatusCode, Uri};
+use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::Json;
 use hive_proto::{Op, ReproduceResult};
@@ -18,83 +12,58 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::{ApiError, AppState, Path, OP_TIMEOUT};
-use crate::hive::{HiveError, NodeView};
+use crate::hive::{HiveError, NodeView, ROOT_ID};
+use crate::ipc_client::IpcClient;
+use crate::outbox::Outbox;
+use crate::supervisor::Supervisor;
 
-/// Which node a rewritten request addresses.
-#[derive(Debug, Clone)]
-pub struct NodeSelector(pub String);
+/// The node a request addresses, and the global state: the `{id}` of the
+/// `/api/nodes/{id}` mount, or the first node for routes mounted at `/api`.
+/// An id that names no node is a 404.
+#[derive(Clone)]
+pub struct NodeCtx {
+    pub node_id: String,
+    pub supervisor: Supervisor,
+    pub outbox: Outbox,
+    pub app: AppState,
+}
 
-/// The [`AppState`] of the node a request addresses: the first node for
-/// top-level routes, the named one under `/api/nodes/{id}/...`.
-pub struct Scoped(pub AppState);
-
-impl FromRequestParts<AppState> for Scoped {
+impl FromRequestParts<AppState> for NodeCtx {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let Some(NodeSelector(id)) = parts.extensions.get::<NodeSelector>() else {
-            return Ok(Scoped(state.clone()));
-        };
-        let node = state.hive.get(id).ok_or_else(|| {
-            ApiError::NotFound(format!("no node {id:?}; GET /api/nodes lists them"))
-        })?;
-        Ok(Scoped(AppState {
+        let params = RawPathParams::from_request_parts(parts, state).await?;
+        let id = params
+            .iter()
+            .find(|(name, _)| *name == "id")
+            .map_or(ROOT_ID, |(_, id)| id);
+        let node = state
+            .hive
+            .get(id)
+            .ok_or_else(|| HiveError::UnknownNode(id.to_owned()))?;
+        Ok(NodeCtx {
+            node_id: node.record.id.clone(),
             supervisor: node.supervisor.clone(),
             outbox: node.outbox.clone(),
-            node_id: node.record.id.clone(),
-            ..state.clone()
-        }))
+            app: state.clone(),
+        })
     }
 }
 
-/// Rewrite `/api/nodes/{id}/{rest}` to the node-level route `/api/{rest}`
-/// (`metrics` to `/metrics`), remembering the node. Paths without a rest
-/// (`/api/nodes`, `/api/nodes/{id}`) are the nodes API itself and pass as
-/// they are.
-pub fn rewrite_node_path(mut request: Request) -> Request {
-    let path = request.uri().path();
-    let Some(tail) = path.strip_prefix("/api/nodes/") else {
-        return request;
-    };
-    let Some((id, rest)) = tail.split_once('/') else {
-        return request;
-    };
-    if id.is_empty() || rest.is_empty() {
-        return request;
-    }
-    let new_path = if rest == "metrics" {
-        "/metrics".to_owned()
-    } else {
-        format!("/api/{rest}")
-    };
-    let id = id.to_owned();
-    let path_and_query = match request.uri().query() {
-        Some(q) => format!("{new_path}?{q}"),
-        None => new_path,
-    };
-    let mut parts = request.uri().clone().into_parts();
-    match path_and_query.parse() {
-        Ok(pq) => parts.path_and_query = Some(pq),
-        Err(_) => return request,
-    }
-    if let Ok(uri) = Uri::from_parts(parts) {
-        *request.uri_mut() = uri;
-        request.extensions_mut().insert(NodeSelector(id));
-    }
-    request
-}
-
-impl From<HiveError> for ApiError {
-    fn from(e: HiveError) -> Self {
-        match e {
-            HiveError::BadRequest(m) => ApiError::BadRequest(m),
-            HiveError::UnknownNode(id) => {
-                ApiError::NotFound(format!("no node {id:?}; GET /api/nodes lists them"))
-            }
-            HiveError::Conflict(m) => ApiError::Conflict(m),
-            HiveError::NoMemory(m) => ApiError::InsufficientResources(m),
-            HiveError::Io(m) => ApiError::Internal(m),
+impl NodeCtx {
+    /// τ of the addressed node, counting the nodes below it.
+    pub fn tension(&self) -> crate::tension::Tension {
+        match self.app.hive.get(&self.node_id) {
+            Some(node) => self.app.hive.tension(&node),
+            None => self.supervisor.tension(),
         }
+    }
+
+    /// The daemon's IPC link, or 503 when the daemon is not running.
+    pub fn client(&self) -> Result<IpcClient, ApiError> {
+        self.supervisor.client().ok_or_else(|| {
+            ApiError::DaemonDown(self.supervisor.snapshot().state.as_str().to_owned())
+        })
     }
 }
 
@@ -160,7 +129,7 @@ pub struct ReproduceBody {
 /// back as a `reproduce` event, and the host starts the children; they show
 /// up in `GET /api/nodes` once running.
 pub async fn reproduce(
-    Scoped(state): Scoped,
+    state: NodeCtx,
     body: axum::body::Bytes,
 ) -> Result<Json<ReproduceResult>, ApiError> {
     let count = optional_json::<ReproduceBody>(&body)?.count;
@@ -178,35 +147,4 @@ fn optional_json<T: Default + serde::de::DeserializeOwned>(body: &[u8]) -> Resul
     }
     serde_json::from_slice(body)
         .map_err(|e| ApiError::BadRequest(format!("invalid JSON body: {e}")))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn rewrite(uri: &str) -> (String, Option<String>) {
-        let req = Request::builder()
-            .uri(uri)
-            .body(axum::body::Body::empty())
-            .unwrap();
-        let req = rewrite_node_path(req);
-        let node = req.extensions().get::<NodeSelector>().map(|n| n.0.clone());
-        (req.uri().to_string(), node)
-    }
-
-    #[test]
-    fn node_level_routes_are_rewritten_and_the_rest_left_alone() {
-        assert_eq!(
-            rewrite("/api/nodes/n3/topics/t/publish?x=1"),
-            ("/api/topics/t/publish?x=1".into(), Some("n3".into()))
-        );
-        assert_eq!(
-            rewrite("/api/nodes/n3/metrics"),
-            ("/metrics".into(), Some("n3".into()))
-        );
-        assert_eq!(rewrite("/api/nodes/n3"), ("/api/nodes/n3".into(), None));
-        assert_eq!(rewrite("/api/nodes"), ("/api/nodes".into(), None));
-        assert_eq!(rewrite("/api/nodes/n3/"), ("/api/nodes/n3/".into(), None));
-        assert_eq!(rewrite("/api/status"), ("/api/status".into(), None));
-    }
 }

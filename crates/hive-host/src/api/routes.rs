@@ -14,9 +14,22 @@ use serde_json::Value;
 
 use axum::Json;
 
-use super::{ApiError, AppState, JsonBody, Path, Scoped, NETWORK_TIMEOUT, OP_TIMEOUT};
+use super::{ApiError, JsonBody, NodeCtx, Path, NETWORK_TIMEOUT, OP_TIMEOUT};
 use crate::state::DaemonState;
 use crate::store::OutKind;
+
+/// `{topic}` of a topic route, by name: under `/api/nodes/{id}` the path
+/// holds the node's id too.
+#[derive(Deserialize)]
+pub struct TopicPath {
+    topic: String,
+}
+
+/// `{peer_id}` of a direct-message route, by name (see [`TopicPath`]).
+#[derive(Deserialize)]
+pub struct PeerPath {
+    peer_id: String,
+}
 
 /// A live status query must not make `/api/status` slow when the daemon is.
 const STATUS_TIMEOUT: Duration = Duration::from_secs(2);
@@ -44,7 +57,7 @@ pub struct StatusBody {
 
 /// Answers whatever the daemon's state: live data when it responds, the last
 /// known values otherwise.
-pub async fn status(Scoped(state): Scoped) -> Json<StatusBody> {
+pub async fn status(state: NodeCtx) -> Json<StatusBody> {
     let sup = &state.supervisor;
     let live = match sup.client() {
         Some(client) => client
@@ -86,7 +99,7 @@ pub async fn status(Scoped(state): Scoped) -> Json<StatusBody> {
     Json(body)
 }
 
-pub async fn peers(Scoped(state): Scoped) -> Result<Json<Vec<PeerInfo>>, ApiError> {
+pub async fn peers(state: NodeCtx) -> Result<Json<Vec<PeerInfo>>, ApiError> {
     let result: PeersResult = state.client()?.request_typed(Op::Peers, OP_TIMEOUT).await?;
     Ok(Json(result.peers))
 }
@@ -97,7 +110,7 @@ pub struct DialBody {
 }
 
 pub async fn dial(
-    Scoped(state): Scoped,
+    state: NodeCtx,
     JsonBody(body): JsonBody<DialBody>,
 ) -> Result<Json<DialResult>, ApiError> {
     let addr = body.addr.trim();
@@ -116,7 +129,7 @@ pub async fn dial(
     Ok(Json(result))
 }
 
-pub async fn topics(Scoped(state): Scoped) -> Result<Json<Vec<TopicInfo>>, ApiError> {
+pub async fn topics(state: NodeCtx) -> Result<Json<Vec<TopicInfo>>, ApiError> {
     let result: TopicsResult = state
         .client()?
         .request_typed(Op::Topics, OP_TIMEOUT)
@@ -139,8 +152,8 @@ struct Changed {
 }
 
 pub async fn subscribe(
-    Scoped(state): Scoped,
-    Path(topic): Path<String>,
+    state: NodeCtx,
+    Path(TopicPath { topic }): Path<TopicPath>,
 ) -> Result<Json<SubscriptionBody>, ApiError> {
     super::check_topic(&topic)?;
     let client = state.client()?;
@@ -171,8 +184,8 @@ pub async fn subscribe(
 }
 
 pub async fn unsubscribe(
-    Scoped(state): Scoped,
-    Path(topic): Path<String>,
+    state: NodeCtx,
+    Path(TopicPath { topic }): Path<TopicPath>,
 ) -> Result<Json<SubscriptionBody>, ApiError> {
     let client = state.client()?;
     state.supervisor.unwant_topic(&topic).await;
@@ -200,9 +213,9 @@ fn changed(value: Value) -> bool {
 
 /// Check the body against the message size limit and the outbox against
 /// its bound, before anything is written.
-async fn admit(state: &AppState, body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
+async fn admit(state: &NodeCtx, body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
     let data = body?;
-    let limit = state.limits.max_message_size;
+    let limit = state.app.limits.max_message_size;
     if data.len() > limit {
         return Err(ApiError::PayloadTooLarge(format!(
             "message of {} bytes exceeds the limit of {limit} bytes",
@@ -210,10 +223,10 @@ async fn admit(state: &AppState, body: Result<Bytes, BytesRejection>) -> Result<
         )));
     }
     let depth = state.outbox.store().depth().await?;
-    if depth >= state.limits.max_outbox {
+    if depth >= state.app.limits.max_outbox {
         return Err(ApiError::Overloaded(format!(
             "{depth} messages are waiting to go out (limit {}); retry shortly",
-            state.limits.max_outbox
+            state.app.limits.max_outbox
         )));
     }
     Ok(data)
@@ -249,8 +262,8 @@ pub struct PublishQuery {
 }
 
 pub async fn publish(
-    Scoped(state): Scoped,
-    Path(topic): Path<String>,
+    state: NodeCtx,
+    Path(TopicPath { topic }): Path<TopicPath>,
     super::Query(q): super::Query<PublishQuery>,
     headers: axum::http::HeaderMap,
     body: Result<Bytes, BytesRejection>,
@@ -258,7 +271,7 @@ pub async fn publish(
     super::check_topic(&topic)?;
     let key = idempotency_key(&headers)?;
     let data = admit(&state, body).await?;
-    let kind = if q.envelope.unwrap_or(!state.limits.plain_pubsub) {
+    let kind = if q.envelope.unwrap_or(!state.app.limits.plain_pubsub) {
         OutKind::Publish
     } else {
         OutKind::PublishPlain
@@ -266,7 +279,13 @@ pub async fn publish(
     let pushed = state
         .outbox
         .store()
-        .push(kind, topic, data.to_vec(), state.limits.publish_ttl_ms, key)
+        .push(
+            kind,
+            topic,
+            data.to_vec(),
+            state.app.limits.publish_ttl_ms,
+            key,
+        )
         .await?;
     if pushed.inserted {
         // The span carries the request id; the daemon logs the message as
@@ -301,8 +320,8 @@ pub struct SendQuery {
 }
 
 pub async fn send(
-    Scoped(state): Scoped,
-    Path(peer_id): Path<String>,
+    state: NodeCtx,
+    Path(PeerPath { peer_id }): Path<PeerPath>,
     super::Query(q): super::Query<SendQuery>,
     headers: axum::http::HeaderMap,
     body: Result<Bytes, BytesRejection>,
@@ -321,7 +340,7 @@ pub async fn send(
             OutKind::Direct,
             peer_id,
             data.to_vec(),
-            state.limits.direct_ttl_ms,
+            state.app.limits.direct_ttl_ms,
             key,
         )
         .await?;
@@ -375,7 +394,7 @@ pub struct OutboxBody {
 
 /// Messages accepted and not yet acknowledged, oldest first.
 pub async fn outbox(
-    Scoped(state): Scoped,
+    state: NodeCtx,
     super::Query(q): super::Query<OutboxQuery>,
 ) -> Result<Json<OutboxBody>, ApiError> {
     let limit = q.limit.unwrap_or(100).min(1000);
@@ -401,7 +420,7 @@ fn looks_like_peer_id(s: &str) -> bool {
 
 /// 200 only while the daemon is running: load balancers and tests use it as
 /// "the node is usable".
-pub async fn healthz(Scoped(state): Scoped) -> (StatusCode, &'static str) {
+pub async fn healthz(state: NodeCtx) -> (StatusCode, &'static str) {
     if state.supervisor.snapshot().state == DaemonState::Running
         && state.supervisor.client().is_some()
     {
@@ -413,7 +432,7 @@ pub async fn healthz(Scoped(state): Scoped) -> (StatusCode, &'static str) {
 
 /// `GET /api/tension`: τ now, its signals, and its history (one sample per
 /// 5 s over the last 15 minutes, oldest first).
-pub async fn tension(Scoped(state): Scoped) -> Json<Value> {
+pub async fn tension(state: NodeCtx) -> Json<Value> {
     let now = state.tension();
     let history: Vec<Value> = state
         .supervisor
@@ -433,7 +452,7 @@ const DAEMON_METRICS_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// `GET /metrics`: the host's families, then the daemon's libp2p families
 /// (fetched over the IPC), as one OpenMetrics document.
-pub async fn metrics(Scoped(state): Scoped) -> Result<Response, ApiError> {
+pub async fn metrics(state: NodeCtx) -> Result<Response, ApiError> {
     let sup = &state.supervisor;
     let tension = state.tension();
     sup.metrics().set_tension(&tension);
