@@ -19,6 +19,7 @@ use tokio::sync::broadcast;
 
 use crate::inbox::NewIn;
 use crate::ipc_client::IpcClient;
+use crate::kinds::InKind;
 use crate::metrics::Metrics;
 use crate::state::HostEvent;
 use crate::store::Store;
@@ -246,14 +247,14 @@ fn new_in(event: &Event) -> Option<NewIn> {
             data,
             ..
         } => Some(NewIn {
-            kind: "message",
+            kind: InKind::Message,
             id: id.clone(),
             topic: Some(topic.clone()),
             peer: from.clone(),
             data: data.0.clone(),
         }),
         Event::Direct { from, id, data, .. } => Some(NewIn {
-            kind: "direct",
+            kind: InKind::Direct,
             id: id.clone(),
             topic: None,
             peer: from.clone(),

@@ -9,13 +9,13 @@ use std::time::Duration;
 use rusqlite::params;
 use tokio_util::sync::CancellationToken;
 
-use crate::store::{now_ms, InRow, Store, StoreError};
+use crate::store::{now_ms, InKind, InRow, Store, StoreError};
 
 /// One received message on its way into the inbox.
 #[derive(Debug, Clone)]
 pub struct NewIn {
-    /// `message` or `direct`.
-    pub kind: &'static str,
+    /// `Message` or `Direct`.
+    pub kind: InKind,
     pub id: String,
     pub topic: Option<String>,
     pub peer: String,
@@ -90,7 +90,7 @@ impl Store {
     /// duplicate by kind, sender and id).
     pub async fn insert_inbound(
         &self,
-        kind: &'static str,
+        kind: InKind,
         id: String,
         topic: Option<String>,
         peer: String,
@@ -118,7 +118,7 @@ impl Store {
     pub async fn inbound_after(
         &self,
         cursor: u64,
-        kind: Option<&'static str>,
+        kind: Option<InKind>,
         topic: Option<String>,
         limit: usize,
     ) -> Result<Vec<InRow>, StoreError> {
@@ -184,7 +184,7 @@ mod tests {
 
     fn row(id: &str, topic: &str) -> NewIn {
         NewIn {
-            kind: "message",
+            kind: InKind::Message,
             id: id.into(),
             topic: Some(topic.into()),
             peer: "P".into(),

@@ -14,6 +14,7 @@ mod inbound;
 mod inbox;
 mod ipc_client;
 mod ipc_stats;
+mod kinds;
 mod metrics;
 mod outbox;
 mod state;

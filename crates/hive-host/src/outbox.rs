@@ -23,7 +23,7 @@ use tokio_util::sync::CancellationToken;
 use crate::backoff::Backoff;
 use crate::ipc_client::{IpcClient, IpcError};
 use crate::state::HostEvent;
-use crate::store::{now_ms, OutItem, OutKind, Store};
+use crate::store::{now_ms, InKind, OutItem, OutKind, Store};
 use crate::supervisor::Supervisor;
 use crate::sync::lock;
 
@@ -36,8 +36,19 @@ const SEND_TIMEOUT: Duration = Duration::from_secs(30);
 /// Retry waits: from a quarter second, doubling, up to a minute.
 const RETRY_BACKOFF: Backoff = Backoff::new(Duration::from_millis(250), Duration::from_secs(60));
 
+/// Why a direct message will never be delivered.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum Undeliverable {
+    /// The daemon refused it for good (a bad peer id, ...).
+    #[error("{0}")]
+    Refused(String),
+    /// Its time to live ran out; the last reason it was not delivered.
+    #[error("expired: {0}")]
+    Expired(String),
+}
+
 /// How a direct message ended, for an API call waiting on it.
-pub type AckResult = Result<(), String>;
+pub type AckResult = Result<(), Undeliverable>;
 
 #[derive(Clone)]
 pub struct Outbox {
@@ -268,7 +279,7 @@ impl Outbox {
                 self.store.retry(item.seq, next, why).await?;
             }
             Verdict::Refused(why) => {
-                self.resolve(&item.id, Err(why.clone()));
+                self.resolve(&item.id, Err(Undeliverable::Refused(why.clone())));
                 self.refuse(item, why).await?;
             }
             Verdict::NoDaemon => {}
@@ -279,7 +290,7 @@ impl Outbox {
     /// A row the daemon will never take: report it and drop it.
     async fn refuse(&self, item: OutItem, why: String) -> Result<(), crate::store::StoreError> {
         tracing::warn!(id = %item.id, target = %item.target, %why, "message refused by the daemon");
-        self.report("failed", &item, &why).await?;
+        self.report(InKind::Failed, &item, &why).await?;
         self.store.fail(item.seq).await
     }
 
@@ -293,8 +304,8 @@ impl Outbox {
                         .last_error
                         .clone()
                         .unwrap_or_else(|| "time to live ran out".into());
-                    self.resolve(&item.id, Err(format!("expired: {why}")));
-                    if let Err(e) = self.report("expired", &item, &why).await {
+                    self.resolve(&item.id, Err(Undeliverable::Expired(why.clone())));
+                    if let Err(e) = self.report(InKind::Expired, &item, &why).await {
                         tracing::error!(error = %e, "cannot record an expired message");
                     }
                 }
@@ -306,7 +317,7 @@ impl Outbox {
     /// Record an undeliverable message in the inbox and the event stream.
     async fn report(
         &self,
-        kind: &'static str,
+        kind: InKind,
         item: &OutItem,
         why: &str,
     ) -> Result<(), crate::store::StoreError> {

@@ -5,6 +5,8 @@
 use hive_proto::Event;
 use serde::Serialize;
 
+use crate::kinds::InKind;
+
 /// Where the daemon is in its life cycle.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -47,10 +49,10 @@ pub enum HostEvent {
     /// A message or direct message, stored in the inbox under `cursor`.
     Stored { cursor: u64, event: Event },
     /// An outbox message that will never be delivered (`kind` is
-    /// `expired` or `failed`), stored in the inbox under `cursor`.
+    /// `Expired` or `Failed`), stored in the inbox under `cursor`.
     Undelivered {
         cursor: u64,
-        kind: &'static str,
+        kind: InKind,
         id: String,
         target: String,
         direct: bool,

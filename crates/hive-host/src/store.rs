@@ -21,6 +21,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use rusqlite::{params, Connection};
 
+pub use crate::kinds::{InKind, OutKind};
+
 /// How long acknowledged outbox rows are kept for re-sending after a crash.
 pub const RESEND_WINDOW_MS: i64 = 5_000;
 
@@ -34,45 +36,10 @@ pub enum StoreError {
     Join(String),
 }
 
-/// What an outbox row carries.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum OutKind {
-    /// Published in Hive's envelope, so that the message keeps its id
-    /// across retries and Hive receivers drop duplicates.
-    Publish,
-    /// Published as the bare payload, for topics shared with peers that are
-    /// not Hive nodes (they would see the envelope's bytes).
-    PublishPlain,
-    Direct,
-}
-
-impl OutKind {
-    fn as_str(self) -> &'static str {
-        match self {
-            OutKind::Publish => "publish",
-            OutKind::PublishPlain => "publish_plain",
-            OutKind::Direct => "direct",
-        }
-    }
-    fn parse(s: &str) -> OutKind {
-        match s {
-            "direct" => OutKind::Direct,
-            "publish_plain" => OutKind::PublishPlain,
-            _ => OutKind::Publish,
-        }
-    }
-
-    /// A pubsub message, enveloped or not.
-    pub fn is_publish(self) -> bool {
-        matches!(self, OutKind::Publish | OutKind::PublishPlain)
-    }
-}
-
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct OutItem {
     pub seq: i64,
     pub id: String,
-    #[serde(serialize_with = "ser_kind")]
     pub kind: OutKind,
     /// Topic for a publish, peer id for a direct message.
     pub target: String,
@@ -84,10 +51,6 @@ pub struct OutItem {
     pub attempts: i64,
     pub next_ms: i64,
     pub last_error: Option<String>,
-}
-
-fn ser_kind<S: serde::Serializer>(k: &OutKind, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(k.as_str())
 }
 
 /// The outcome of [`Store::push`].
@@ -104,8 +67,7 @@ pub struct Pushed {
 #[derive(Debug, Clone)]
 pub struct InRow {
     pub cursor: u64,
-    /// `message`, `direct` or `expired`.
-    pub kind: String,
+    pub kind: InKind,
     pub id: String,
     pub topic: Option<String>,
     /// The sender (or, for `expired`, the intended recipient or topic).
@@ -267,7 +229,7 @@ impl Store {
             let inserted = c.execute(
                 "INSERT OR IGNORE INTO outbox (id, kind, target, data, created_ms, expires_ms, next_ms)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0)",
-                params![id, kind.as_str(), target, data, now, now + ttl_ms],
+                params![id, kind, target, data, now, now + ttl_ms],
             )? == 1;
             if inserted {
                 unacked.fetch_add(1, Ordering::AcqRel);
@@ -434,12 +396,11 @@ impl Store {
 }
 
 fn out_item(r: &rusqlite::Row<'_>) -> rusqlite::Result<OutItem> {
-    let kind: String = r.get(2)?;
     let data: Vec<u8> = r.get(4)?;
     Ok(OutItem {
         seq: r.get(0)?,
         id: r.get(1)?,
-        kind: OutKind::parse(&kind),
+        kind: r.get(2)?,
         target: r.get(3)?,
         size: data.len(),
         data,
@@ -502,15 +463,27 @@ mod tests {
         assert_eq!(store.depth().await.unwrap(), 2);
 
         let c1 = store
-            .insert_inbound("message", "m".into(), Some("t".into()), "p".into(), vec![1])
+            .insert_inbound(
+                InKind::Message,
+                "m".into(),
+                Some("t".into()),
+                "p".into(),
+                vec![1],
+            )
             .await
             .unwrap();
         let dup = store
-            .insert_inbound("message", "m".into(), Some("t".into()), "p".into(), vec![1])
+            .insert_inbound(
+                InKind::Message,
+                "m".into(),
+                Some("t".into()),
+                "p".into(),
+                vec![1],
+            )
             .await
             .unwrap();
         let c2 = store
-            .insert_inbound("direct", "m".into(), None, "p".into(), vec![2])
+            .insert_inbound(InKind::Direct, "m".into(), None, "p".into(), vec![2])
             .await
             .unwrap();
         assert!(c1.is_some() && c2 > c1);
@@ -521,9 +494,9 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(after.len(), 1);
-        assert_eq!(after[0].kind, "direct");
+        assert_eq!(after[0].kind, InKind::Direct);
         let topic = store
-            .inbound_after(0, Some("message"), Some("t".into()), 10)
+            .inbound_after(0, Some(InKind::Message), Some("t".into()), 10)
             .await
             .unwrap();
         assert_eq!(topic.len(), 1);

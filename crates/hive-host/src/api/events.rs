@@ -16,7 +16,7 @@ use tokio::sync::broadcast;
 
 use super::{ApiError, NodeCtx, Query};
 use crate::state::{DaemonSnapshot, HostEvent};
-use crate::store::InRow;
+use crate::store::{InKind, InRow};
 
 #[derive(Debug, Deserialize)]
 pub struct EventsQuery {
@@ -58,17 +58,14 @@ pub async fn messages(
     state: NodeCtx,
     Query(q): Query<MessagesQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    let kind: &'static str = match q.kind.as_deref().unwrap_or("message") {
-        "message" => "message",
-        "direct" => "direct",
-        "expired" => "expired",
-        "failed" => "failed",
-        other => {
-            return Err(ApiError::BadRequest(format!(
-                "unknown kind {other:?}; use message, direct, expired or failed"
-            )))
-        }
-    };
+    let kind: InKind = q.kind.as_deref().unwrap_or("message").parse().map_err(
+        |e: crate::kinds::UnknownKind| {
+            ApiError::BadRequest(format!(
+                "unknown kind {:?}; use message, direct, expired or failed",
+                e.name
+            ))
+        },
+    )?;
     let limit = q.limit.unwrap_or(100).clamp(1, 1000);
     let rows = state
         .supervisor
@@ -204,8 +201,8 @@ fn event_cursor(event: &HostEvent) -> Option<u64> {
 
 /// The frame of a stored row; the same shape as the live frame.
 pub fn row_frame(row: &InRow) -> Value {
-    let mut frame = match row.kind.as_str() {
-        "message" => encode_daemon_event(&Event::Message {
+    let mut frame = match row.kind {
+        InKind::Message => encode_daemon_event(&Event::Message {
             topic: row.topic.clone().unwrap_or_default(),
             from: row.peer.clone(),
             id: row.id.clone(),
@@ -215,13 +212,13 @@ pub fn row_frame(row: &InRow) -> Value {
             key: None,
             history_seq: None,
         }),
-        "direct" => encode_daemon_event(&Event::Direct {
+        InKind::Direct => encode_daemon_event(&Event::Direct {
             from: row.peer.clone(),
             id: row.id.clone(),
             data: Bytes(row.data.clone()),
             history_seq: None,
         }),
-        kind => Some(json!({
+        kind @ (InKind::Expired | InKind::Failed) => Some(json!({
             "type": kind,
             "id": row.id,
             "target": row.peer,

@@ -140,7 +140,12 @@ pub fn start_window() -> usize {
 /// A default for `--max-nodes`: what the machine's memory holds at
 /// [`NODE_MEMORY`] a node after the reserve, between 4 and 256.
 pub fn default_max_nodes() -> usize {
-    let total = meminfo("MemTotal:").unwrap_or(4 * 1024 * 1024 * 1024);
+    max_nodes_for(meminfo("MemTotal:").unwrap_or(4 * 1024 * 1024 * 1024))
+}
+
+/// How many nodes `total` bytes of memory hold, as [`default_max_nodes`]
+/// counts them.
+fn max_nodes_for(total: u64) -> usize {
     (total.saturating_sub(MEMORY_RESERVE) / NODE_MEMORY).clamp(4, 256) as usize
 }
 
@@ -571,8 +576,15 @@ mod tests {
     }
 
     #[test]
-    fn the_default_limit_is_within_bounds() {
-        let n = default_max_nodes();
-        assert!((4..=256).contains(&n), "{n}");
+    fn the_default_limit_follows_memory_within_its_bounds() {
+        const MIB: u64 = 1024 * 1024;
+        // 1 GiB: 768 MiB after the reserve, 16 MiB a node.
+        assert_eq!(max_nodes_for(1024 * MIB), 48);
+        assert_eq!(max_nodes_for(256 * MIB + 10 * 16 * MIB), 10);
+        // Too little memory for the reserve still allows a few nodes...
+        assert_eq!(max_nodes_for(0), 4);
+        assert_eq!(max_nodes_for(300 * MIB), 4);
+        // ... and a big machine no more than 256.
+        assert_eq!(max_nodes_for(1024 * 1024 * MIB), 256);
     }
 }

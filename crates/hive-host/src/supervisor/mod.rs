@@ -97,8 +97,14 @@ struct Status {
 }
 
 impl Status {
-    fn uptime_secs(&self) -> Option<f64> {
-        self.running_since.map(|t| t.elapsed().as_secs_f64())
+    /// The part of the status the API shows as `daemon`.
+    fn snapshot(&self) -> DaemonSnapshot {
+        DaemonSnapshot {
+            state: self.state,
+            pid: self.pid,
+            restarts: self.restarts,
+            uptime_secs: self.running_since.map(|t| t.elapsed().as_secs_f64()),
+        }
     }
 }
 
@@ -178,24 +184,13 @@ impl Supervisor {
     }
 
     pub fn snapshot(&self) -> DaemonSnapshot {
-        let s = lock(&self.shared.status);
-        DaemonSnapshot {
-            state: s.state,
-            pid: s.pid,
-            restarts: s.restarts,
-            uptime_secs: s.uptime_secs(),
-        }
+        lock(&self.shared.status).snapshot()
     }
 
     pub fn status(&self) -> HostStatus {
         let s = lock(&self.shared.status);
         HostStatus {
-            daemon: DaemonSnapshot {
-                state: s.state,
-                pid: s.pid,
-                restarts: s.restarts,
-                uptime_secs: s.uptime_secs(),
-            },
+            daemon: s.snapshot(),
             peer_id: s.peer_id.clone(),
             listen_addrs: s.listen_addrs.clone(),
             peers: s.peers,
@@ -231,12 +226,7 @@ impl Supervisor {
             s.state = state;
             s.pid = pid;
             s.running_since = (state == DaemonState::Running).then(Instant::now);
-            DaemonSnapshot {
-                state,
-                pid,
-                restarts: s.restarts,
-                uptime_secs: s.uptime_secs(),
-            }
+            s.snapshot()
         };
         self.shared.metrics.set_state(state);
         tracing::info!(state = ?snapshot.state, pid = snapshot.pid, restarts = snapshot.restarts, "daemon state");
