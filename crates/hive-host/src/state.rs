@@ -8,7 +8,7 @@ use serde::Serialize;
 use crate::kinds::InKind;
 
 /// Where the daemon is in its life cycle.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum DaemonState {
     Starting,
@@ -30,7 +30,8 @@ impl DaemonState {
 }
 
 /// The supervision state as the API shows it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+#[schema(as = DaemonInfo)]
 pub struct DaemonSnapshot {
     pub state: DaemonState,
     pub pid: Option<u32>,

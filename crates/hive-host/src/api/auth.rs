@@ -270,11 +270,13 @@ async fn check(state: &AppState, access: Access, mut request: Request, next: Nex
     next.run(request).await
 }
 
-#[derive(Serialize)]
+/// `GET /api/whoami`.
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct WhoAmI {
-    /// The token's name; absent when the host needs no token.
+    /// The token's name (`default` for `--api-token`); null without tokens.
     token: Option<String>,
-    /// What this caller may do.
+    /// Scopes this caller holds: `read`, `write`, `admin`.
+    #[schema(value_type = Vec<String>)]
     scopes: Vec<&'static str>,
     /// Whether the host requires a token.
     required: bool,

@@ -1,9 +1,11 @@
 //! `GET /openapi.json` and a readable page at `/docs`.
 //!
 //! The document is built by `utoipa` from the declarations below, one per
-//! route. The request and response types the handlers use that live in
-//! `hive-proto` (which must not depend on an HTTP documentation crate) are
-//! described here as schemas of their own. A test in `tests/tests/http_api.rs`
+//! route. The host's own request and response types (status, dial,
+//! subscription, send, whoami, nodes) derive their schemas where they are
+//! defined; the ones that live in `hive-proto` (which must not depend on an
+//! HTTP documentation crate) or are built as JSON values are described here
+//! as schemas of their own. A test in `tests/tests/http_api.rs`
 //! calls every documented operation against a real host, so a route that is
 //! documented but not served fails CI.
 
@@ -25,45 +27,11 @@ struct ErrorResponse {
     error: ErrorBody,
 }
 
-#[derive(utoipa::ToSchema)]
-#[allow(dead_code)]
-struct DaemonInfo {
-    /// `starting`, `running`, `restarting` or `stopped`.
-    state: String,
-    pid: Option<u32>,
-    restarts: u64,
-    /// Seconds since the current daemon became ready; absent unless running.
-    uptime_secs: Option<f64>,
-}
-
-#[derive(utoipa::ToSchema)]
-#[allow(dead_code)]
-struct Status {
-    peer_id: String,
-    /// Full multiaddrs ending in `/p2p/<peer id>`.
-    listen_addrs: Vec<String>,
-    daemon: DaemonInfo,
-    peers: u64,
-    /// System tension τ in [0, 1].
-    tension: f64,
-    signals: std::collections::BTreeMap<String, f64>,
-    topics: Vec<String>,
-    /// The host's version.
-    version: String,
-    /// The daemon's version (from its ready line); absent before the first
-    /// daemon was ready.
-    daemon_version: Option<String>,
-    inbound: Inbound,
-    /// The daemon's connection watermarks; absent when its manager is off
-    /// or the daemon does not answer.
-    connections: Option<ConnectionWatermarks>,
-}
-
 /// Connections the daemon keeps: at least `low`, trimmed past `high`, new
 /// ones spared for `grace_secs`.
 #[derive(utoipa::ToSchema)]
 #[allow(dead_code)]
-struct ConnectionWatermarks {
+pub(super) struct ConnectionWatermarks {
     low: u64,
     high: u64,
     grace_secs: u64,
@@ -72,7 +40,7 @@ struct ConnectionWatermarks {
 /// How the host's store keeps up with its daemon's numbered history.
 #[derive(utoipa::ToSchema)]
 #[allow(dead_code)]
-struct Inbound {
+pub(super) struct Inbound {
     /// Last history number stored.
     position: u64,
     /// Holes seen (a queue dropped events, the host or daemon restarted).
@@ -99,13 +67,6 @@ struct Peer {
 
 #[derive(utoipa::ToSchema)]
 #[allow(dead_code)]
-struct DialRequest {
-    /// A multiaddr, with or without `/p2p/<peer id>`.
-    addr: String,
-}
-
-#[derive(utoipa::ToSchema)]
-#[allow(dead_code)]
 struct PeerIdBody {
     peer_id: String,
 }
@@ -119,24 +80,8 @@ struct Topic {
 
 #[derive(utoipa::ToSchema)]
 #[allow(dead_code)]
-struct Subscription {
-    topic: String,
-    subscribed: bool,
-    changed: bool,
-}
-
-#[derive(utoipa::ToSchema)]
-#[allow(dead_code)]
 struct MessageId {
     id: String,
-}
-
-#[derive(utoipa::ToSchema)]
-#[allow(dead_code)]
-struct SendAnswer {
-    id: String,
-    /// True once the remote daemon acknowledged the message.
-    acknowledged: bool,
 }
 
 #[derive(utoipa::ToSchema)]
@@ -156,7 +101,7 @@ struct Outbox {
 }
 
 #[utoipa::path(get, path = "/api/status", tag = "node",
-    responses((status = 200, description = "Identity, daemon state, tension", body = Status)))]
+    responses((status = 200, description = "Identity, daemon state, tension", body = super::routes::StatusBody)))]
 #[allow(dead_code)]
 fn status() {}
 
@@ -165,7 +110,7 @@ fn status() {}
 #[allow(dead_code)]
 fn peers() {}
 
-#[utoipa::path(post, path = "/api/dial", tag = "node", request_body = DialRequest,
+#[utoipa::path(post, path = "/api/dial", tag = "node", request_body = super::routes::DialBody,
     responses((status = 200, body = PeerIdBody), (status = 400, body = ErrorResponse),
                (status = 502, body = ErrorResponse), (status = 503, body = ErrorResponse)))]
 #[allow(dead_code)]
@@ -178,14 +123,14 @@ fn topics() {}
 
 #[utoipa::path(post, path = "/api/topics/{topic}/subscribe", tag = "pubsub",
     params(("topic" = String, Path, description = "1-256 bytes, no control characters")),
-    responses((status = 200, body = Subscription), (status = 400, body = ErrorResponse),
+    responses((status = 200, body = super::routes::SubscriptionBody), (status = 400, body = ErrorResponse),
                (status = 503, body = ErrorResponse)))]
 #[allow(dead_code)]
 fn subscribe() {}
 
 #[utoipa::path(post, path = "/api/topics/{topic}/unsubscribe", tag = "pubsub",
     params(("topic" = String, Path)),
-    responses((status = 200, body = Subscription), (status = 400, body = ErrorResponse),
+    responses((status = 200, body = super::routes::SubscriptionBody), (status = 400, body = ErrorResponse),
                (status = 503, body = ErrorResponse)))]
 #[allow(dead_code)]
 fn unsubscribe() {}
@@ -206,8 +151,8 @@ fn publish() {}
            ("wait" = Option<u64>, Query, description = "Seconds to wait for the acknowledgement (default 30, max 60)"),
            ("Idempotency-Key" = Option<String>, Header)),
     request_body(content = Vec<u8>, content_type = "application/octet-stream"),
-    responses((status = 200, description = "Acknowledged by the remote daemon", body = SendAnswer),
-               (status = 202, description = "Queued; retried until acknowledged or expired", body = SendAnswer),
+    responses((status = 200, description = "Acknowledged by the remote daemon", body = super::routes::SendBody),
+               (status = 202, description = "Queued; retried until acknowledged or expired", body = super::routes::SendBody),
                (status = 400, body = ErrorResponse), (status = 413, body = ErrorResponse),
                (status = 503, body = ErrorResponse)))]
 #[allow(dead_code)]
@@ -295,19 +240,8 @@ struct Stopped {
     stopped: Vec<String>,
 }
 
-#[derive(utoipa::ToSchema)]
-#[allow(dead_code)]
-struct WhoAmI {
-    /// The token's name (`default` for `--api-token`); null without tokens.
-    token: Option<String>,
-    /// Scopes this caller holds: `read`, `write`, `admin`.
-    scopes: Vec<String>,
-    /// Whether the host requires a token.
-    required: bool,
-}
-
 #[utoipa::path(get, path = "/api/whoami", tag = "operations",
-    responses((status = 200, description = "The caller's token and its scopes (any valid token may ask)", body = WhoAmI),
+    responses((status = 200, description = "The caller's token and its scopes (any valid token may ask)", body = super::auth::WhoAmI),
                (status = 401, body = ErrorResponse)))]
 #[allow(dead_code)]
 fn whoami() {}

@@ -34,24 +34,35 @@ pub struct PeerPath {
 /// A live status query must not make `/api/status` slow when the daemon is.
 const STATUS_TIMEOUT: Duration = Duration::from_secs(2);
 
-#[derive(Serialize)]
+/// `GET /api/status`.
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = Status)]
 pub struct StatusBody {
     peer_id: String,
+    /// Full multiaddrs ending in `/p2p/<peer id>`.
     listen_addrs: Vec<String>,
     daemon: crate::state::DaemonSnapshot,
     peers: usize,
+    /// System tension τ in [0, 1].
     tension: f64,
+    #[schema(value_type = std::collections::BTreeMap<String, f64>)]
     signals: std::collections::BTreeMap<&'static str, f64>,
     topics: Vec<String>,
+    /// The host's version.
+    #[schema(value_type = String)]
     version: &'static str,
+    /// The daemon's version (from its ready line); absent before the first
+    /// daemon was ready.
     daemon_version: Option<String>,
     /// How the store keeps up with the daemon's numbered history: last
     /// number stored, holes seen, messages fetched to fill them, messages
     /// the history no longer had.
+    #[schema(value_type = super::openapi::Inbound)]
     inbound: serde_json::Value,
     /// The daemon's connection watermarks (absent when its manager is off
     /// or the daemon does not answer).
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<super::openapi::ConnectionWatermarks>)]
     connections: Option<hive_proto::ConnectionLimits>,
 }
 
@@ -104,8 +115,11 @@ pub async fn peers(state: NodeCtx) -> Result<Json<Vec<PeerInfo>>, ApiError> {
     Ok(Json(result.peers))
 }
 
-#[derive(Deserialize)]
+/// `POST /api/dial`'s body.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[schema(as = DialRequest)]
 pub struct DialBody {
+    /// A multiaddr, with or without `/p2p/<peer id>`.
     addr: String,
 }
 
@@ -137,7 +151,9 @@ pub async fn topics(state: NodeCtx) -> Result<Json<Vec<TopicInfo>>, ApiError> {
     Ok(Json(result.topics))
 }
 
-#[derive(Serialize)]
+/// What subscribe and unsubscribe answer.
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = Subscription)]
 pub struct SubscriptionBody {
     topic: String,
     subscribed: bool,
@@ -302,7 +318,9 @@ pub async fn publish(
 /// 202 (the message stays queued and is retried).
 const SEND_WAIT: Duration = Duration::from_secs(30);
 
-#[derive(Serialize)]
+/// What a direct send answers.
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = SendAnswer)]
 pub struct SendBody {
     id: String,
     /// True once the remote daemon acknowledged the message.
