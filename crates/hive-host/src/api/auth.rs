@@ -284,6 +284,9 @@ pub struct WhoAmI {
 
 /// `GET /api/whoami`: the caller's token name and scopes, so that a client
 /// (the dashboard) can tell what it may do before trying.
+#[utoipa::path(get, path = "/api/whoami", tag = "operations",
+    responses((status = 200, description = "The caller's token and its scopes (any valid token may ask)", body = super::auth::WhoAmI),
+               (status = 401, body = super::openapi::ErrorResponse)))]
 pub async fn whoami(caller: Option<axum::Extension<Caller>>) -> Json<WhoAmI> {
     Json(match caller {
         Some(axum::Extension(Caller(token))) => WhoAmI {

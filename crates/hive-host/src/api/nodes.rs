@@ -68,11 +68,16 @@ impl NodeCtx {
 }
 
 /// `GET /api/nodes`
+#[utoipa::path(operation_id = "nodes_list", get, path = "/api/nodes", tag = "nodes",
+    responses((status = 200, description = "Every node of this host, the first one first", body = [crate::hive::NodeView])))]
 pub async fn list(State(state): State<AppState>) -> Json<Vec<NodeView>> {
     Json(state.hive.views())
 }
 
 /// `GET /api/nodes/{id}`
+#[utoipa::path(operation_id = "nodes_show", get, path = "/api/nodes/{id}", tag = "nodes",
+    params(("id" = String, Path, description = "Node id, e.g. n0")),
+    responses((status = 200, body = crate::hive::NodeView), (status = 404, body = super::openapi::ErrorResponse)))]
 pub async fn show(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -90,6 +95,12 @@ pub struct SpawnBody {
 
 /// `POST /api/nodes` `{"parent"?, "count"?}` → 201 with the new nodes, once
 /// each is running.
+#[utoipa::path(operation_id = "nodes_spawn", post, path = "/api/nodes", tag = "nodes",
+    request_body(content = super::openapi::SpawnRequest, description = "Optional; default one child of the first node"),
+    responses((status = 201, description = "The new nodes, once each is running", body = [crate::hive::NodeView]),
+               (status = 400, body = super::openapi::ErrorResponse), (status = 404, description = "Unknown parent", body = super::openapi::ErrorResponse),
+               (status = 409, description = "--max-nodes reached or parent not running", body = super::openapi::ErrorResponse),
+               (status = 507, description = "Not enough memory", body = super::openapi::ErrorResponse)))]
 pub async fn spawn(
     State(state): State<AppState>,
     body: axum::body::Bytes,
@@ -110,6 +121,11 @@ pub async fn spawn(
 }
 
 /// `DELETE /api/nodes/{id}`: stop the node and everything below it.
+#[utoipa::path(operation_id = "nodes_delete", delete, path = "/api/nodes/{id}", tag = "nodes",
+    params(("id" = String, Path)),
+    responses((status = 200, description = "The node and its subtree stopped and forgotten", body = super::openapi::Stopped),
+               (status = 404, body = super::openapi::ErrorResponse),
+               (status = 409, description = "The first node cannot be deleted", body = super::openapi::ErrorResponse)))]
 pub async fn delete(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -128,6 +144,10 @@ pub struct ReproduceBody {
 /// daemon, over the IPC, to reproduce. Under a host the daemon hands the work
 /// back as a `reproduce` event, and the host starts the children; they show
 /// up in `GET /api/nodes` once running.
+#[utoipa::path(post, path = "/api/reproduce", tag = "nodes",
+    request_body(content = super::openapi::ReproduceRequest, description = "Optional"),
+    responses((status = 200, description = "The daemon asked its host for children", body = super::openapi::ReproduceAnswer),
+               (status = 400, body = super::openapi::ErrorResponse), (status = 503, body = super::openapi::ErrorResponse)))]
 pub async fn reproduce(
     state: NodeCtx,
     body: axum::body::Bytes,

@@ -1,11 +1,12 @@
 //! `GET /openapi.json` and a readable page at `/docs`.
 //!
-//! The document is built by `utoipa` from the declarations below, one per
-//! route. The host's own request and response types (status, dial,
-//! subscription, send, whoami, nodes) derive their schemas where they are
-//! defined; the ones that live in `hive-proto` (which must not depend on an
-//! HTTP documentation crate) or are built as JSON values are described here
-//! as schemas of their own. A test in `tests/tests/http_api.rs`
+//! The document is built by `utoipa` from the `#[utoipa::path]` attributes
+//! on the real handlers (their doc comments become the summaries). The
+//! host's own request and response types (status, dial, subscription, send,
+//! whoami, nodes) derive their schemas where they are defined; the ones
+//! that live in `hive-proto` (which must not depend on an HTTP
+//! documentation crate) or are built as JSON values are described here as
+//! schemas of their own. A test in `tests/tests/http_api.rs`
 //! calls every documented operation against a real host, so a route that is
 //! documented but not served fails CI.
 
@@ -15,7 +16,7 @@ use utoipa::OpenApi;
 
 #[derive(utoipa::ToSchema)]
 #[allow(dead_code)]
-struct ErrorBody {
+pub(super) struct ErrorBody {
     /// Stable error code, e.g. `bad_args`, `unauthorized`, `daemon_unavailable`.
     code: String,
     message: String,
@@ -23,7 +24,7 @@ struct ErrorBody {
 
 #[derive(utoipa::ToSchema)]
 #[allow(dead_code)]
-struct ErrorResponse {
+pub(super) struct ErrorResponse {
     error: ErrorBody,
 }
 
@@ -53,7 +54,7 @@ pub(super) struct Inbound {
 
 #[derive(utoipa::ToSchema)]
 #[allow(dead_code)]
-struct Peer {
+pub(super) struct Peer {
     peer_id: String,
     /// Where the peer can be dialed: the addresses it announced.
     addrs: Vec<String>,
@@ -67,26 +68,26 @@ struct Peer {
 
 #[derive(utoipa::ToSchema)]
 #[allow(dead_code)]
-struct PeerIdBody {
+pub(super) struct PeerIdBody {
     peer_id: String,
 }
 
 #[derive(utoipa::ToSchema)]
 #[allow(dead_code)]
-struct Topic {
+pub(super) struct Topic {
     topic: String,
     peers: u64,
 }
 
 #[derive(utoipa::ToSchema)]
 #[allow(dead_code)]
-struct MessageId {
+pub(super) struct MessageId {
     id: String,
 }
 
 #[derive(utoipa::ToSchema)]
 #[allow(dead_code)]
-struct History {
+pub(super) struct History {
     /// Event frames, as `/api/events` sends them.
     messages: Vec<serde_json::Value>,
     /// Pass back as `after` for the next page.
@@ -95,106 +96,14 @@ struct History {
 
 #[derive(utoipa::ToSchema)]
 #[allow(dead_code)]
-struct Outbox {
+pub(super) struct Outbox {
     depth: u64,
     pending: Vec<serde_json::Value>,
 }
 
-#[utoipa::path(get, path = "/api/status", tag = "node",
-    responses((status = 200, description = "Identity, daemon state, tension", body = super::routes::StatusBody)))]
-#[allow(dead_code)]
-fn status() {}
-
-#[utoipa::path(get, path = "/api/peers", tag = "node",
-    responses((status = 200, body = [Peer]), (status = 503, body = ErrorResponse)))]
-#[allow(dead_code)]
-fn peers() {}
-
-#[utoipa::path(post, path = "/api/dial", tag = "node", request_body = super::routes::DialBody,
-    responses((status = 200, body = PeerIdBody), (status = 400, body = ErrorResponse),
-               (status = 502, body = ErrorResponse), (status = 503, body = ErrorResponse)))]
-#[allow(dead_code)]
-fn dial() {}
-
-#[utoipa::path(get, path = "/api/topics", tag = "pubsub",
-    responses((status = 200, body = [Topic]), (status = 503, body = ErrorResponse)))]
-#[allow(dead_code)]
-fn topics() {}
-
-#[utoipa::path(post, path = "/api/topics/{topic}/subscribe", tag = "pubsub",
-    params(("topic" = String, Path, description = "1-256 bytes, no control characters")),
-    responses((status = 200, body = super::routes::SubscriptionBody), (status = 400, body = ErrorResponse),
-               (status = 503, body = ErrorResponse)))]
-#[allow(dead_code)]
-fn subscribe() {}
-
-#[utoipa::path(post, path = "/api/topics/{topic}/unsubscribe", tag = "pubsub",
-    params(("topic" = String, Path)),
-    responses((status = 200, body = super::routes::SubscriptionBody), (status = 400, body = ErrorResponse),
-               (status = 503, body = ErrorResponse)))]
-#[allow(dead_code)]
-fn unsubscribe() {}
-
-#[utoipa::path(post, path = "/api/topics/{topic}/publish", tag = "pubsub",
-    params(("topic" = String, Path),
-           ("envelope" = Option<bool>, Query, description = "false: publish the bare bytes (for non-Hive libp2p peers); true: Hive's envelope, which keeps the id across retries so Hive receivers drop duplicates. Default: enveloped unless the host runs with --plain-pubsub"),
-           ("Idempotency-Key" = Option<String>, Header, description = "1-64 printable ASCII; a retry with the same key is not queued twice")),
-    request_body(content = Vec<u8>, content_type = "application/octet-stream", description = "The message: raw bytes"),
-    responses((status = 200, description = "Durably queued", body = MessageId),
-               (status = 400, body = ErrorResponse), (status = 413, body = ErrorResponse),
-               (status = 503, description = "Outbox full (Retry-After)", body = ErrorResponse)))]
-#[allow(dead_code)]
-fn publish() {}
-
-#[utoipa::path(post, path = "/api/peers/{peer_id}/send", tag = "direct",
-    params(("peer_id" = String, Path),
-           ("wait" = Option<u64>, Query, description = "Seconds to wait for the acknowledgement (default 30, max 60)"),
-           ("Idempotency-Key" = Option<String>, Header)),
-    request_body(content = Vec<u8>, content_type = "application/octet-stream"),
-    responses((status = 200, description = "Acknowledged by the remote daemon", body = super::routes::SendBody),
-               (status = 202, description = "Queued; retried until acknowledged or expired", body = super::routes::SendBody),
-               (status = 400, body = ErrorResponse), (status = 413, body = ErrorResponse),
-               (status = 503, body = ErrorResponse)))]
-#[allow(dead_code)]
-fn send() {}
-
-#[utoipa::path(get, path = "/api/messages", tag = "history",
-    params(("topic" = Option<String>, Query), ("after" = Option<u64>, Query),
-           ("limit" = Option<u64>, Query, description = "1-1000, default 100"),
-           ("kind" = Option<String>, Query, description = "message (default), direct, expired or failed")),
-    responses((status = 200, body = History), (status = 400, body = ErrorResponse)))]
-#[allow(dead_code)]
-fn messages() {}
-
-#[utoipa::path(get, path = "/api/outbox", tag = "history",
-    params(("limit" = Option<u64>, Query)),
-    responses((status = 200, body = Outbox), (status = 400, body = ErrorResponse)))]
-#[allow(dead_code)]
-fn outbox() {}
-
-#[utoipa::path(get, path = "/api/events", tag = "events",
-    params(("after" = Option<u64>, Query, description = "Replay stored events after this cursor first"),
-           ("token" = Option<String>, Query, description = "API token, for browsers' WebSockets")),
-    responses((status = 101, description = "WebSocket of JSON event frames"),
-               (status = 400, description = "Not a WebSocket upgrade"),
-               (status = 503, body = ErrorResponse)))]
-#[allow(dead_code)]
-fn events() {}
-
-#[utoipa::path(get, path = "/healthz", tag = "operations",
-    responses((status = 200, description = "The daemon is running"), (status = 503, description = "It is not")))]
-#[allow(dead_code)]
-fn healthz() {}
-
-#[utoipa::path(get, path = "/metrics", tag = "operations",
-    responses((status = 200, description = "OpenMetrics text: the host's families, then the daemon's libp2p ones",
-               content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8")))]
-#[allow(dead_code)]
-fn metrics() {}
-
 #[derive(utoipa::ToSchema)]
 #[allow(dead_code)]
-struct TensionSample {
+pub(super) struct TensionSample {
     /// Unix time in milliseconds.
     t: u64,
     value: f64,
@@ -202,7 +111,7 @@ struct TensionSample {
 
 #[derive(utoipa::ToSchema)]
 #[allow(dead_code)]
-struct TensionNow {
+pub(super) struct TensionNow {
     value: f64,
     signals: std::collections::BTreeMap<String, f64>,
     /// One sample per 5 s over the last 15 minutes, oldest first.
@@ -211,7 +120,7 @@ struct TensionNow {
 
 #[derive(utoipa::ToSchema)]
 #[allow(dead_code)]
-struct SpawnRequest {
+pub(super) struct SpawnRequest {
     /// Parent node id (default: the first node, `n0`).
     parent: Option<String>,
     /// 1 to 64 (default 1).
@@ -220,14 +129,14 @@ struct SpawnRequest {
 
 #[derive(utoipa::ToSchema)]
 #[allow(dead_code)]
-struct ReproduceRequest {
+pub(super) struct ReproduceRequest {
     /// 1 to 64 (default 1).
     count: Option<u32>,
 }
 
 #[derive(utoipa::ToSchema)]
 #[allow(dead_code)]
-struct ReproduceAnswer {
+pub(super) struct ReproduceAnswer {
     /// True when the host starts the children (always, under a host).
     delegated: bool,
     children: Vec<serde_json::Value>,
@@ -235,62 +144,16 @@ struct ReproduceAnswer {
 
 #[derive(utoipa::ToSchema)]
 #[allow(dead_code)]
-struct Stopped {
+pub(super) struct Stopped {
     /// Ids of the nodes stopped, deepest first.
     stopped: Vec<String>,
 }
 
-#[utoipa::path(get, path = "/api/whoami", tag = "operations",
-    responses((status = 200, description = "The caller's token and its scopes (any valid token may ask)", body = super::auth::WhoAmI),
-               (status = 401, body = ErrorResponse)))]
-#[allow(dead_code)]
-fn whoami() {}
-
-#[utoipa::path(get, path = "/api/tension", tag = "operations",
-    responses((status = 200, description = "τ, its signals and its 15-minute history", body = TensionNow)))]
-#[allow(dead_code)]
-fn tension() {}
-
-#[utoipa::path(post, path = "/api/reproduce", tag = "nodes",
-    request_body(content = ReproduceRequest, description = "Optional"),
-    responses((status = 200, description = "The daemon asked its host for children", body = ReproduceAnswer),
-               (status = 400, body = ErrorResponse), (status = 503, body = ErrorResponse)))]
-#[allow(dead_code)]
-fn reproduce() {}
-
-#[utoipa::path(get, path = "/api/nodes", tag = "nodes",
-    responses((status = 200, description = "Every node of this host, the first one first", body = [crate::hive::NodeView])))]
-#[allow(dead_code)]
-fn nodes_list() {}
-
-#[utoipa::path(post, path = "/api/nodes", tag = "nodes",
-    request_body(content = SpawnRequest, description = "Optional; default one child of the first node"),
-    responses((status = 201, description = "The new nodes, once each is running", body = [crate::hive::NodeView]),
-               (status = 400, body = ErrorResponse), (status = 404, description = "Unknown parent", body = ErrorResponse),
-               (status = 409, description = "--max-nodes reached or parent not running", body = ErrorResponse),
-               (status = 507, description = "Not enough memory", body = ErrorResponse)))]
-#[allow(dead_code)]
-fn nodes_spawn() {}
-
-#[utoipa::path(get, path = "/api/nodes/{id}", tag = "nodes",
-    params(("id" = String, Path, description = "Node id, e.g. n0")),
-    responses((status = 200, body = crate::hive::NodeView), (status = 404, body = ErrorResponse)))]
-#[allow(dead_code)]
-fn nodes_show() {}
-
-#[utoipa::path(delete, path = "/api/nodes/{id}", tag = "nodes",
-    params(("id" = String, Path)),
-    responses((status = 200, description = "The node and its subtree stopped and forgotten", body = Stopped),
-               (status = 404, body = ErrorResponse),
-               (status = 409, description = "The first node cannot be deleted", body = ErrorResponse)))]
-#[allow(dead_code)]
-fn nodes_delete() {}
-
 #[derive(OpenApi)]
 #[openapi(
     info(title = "Hive host API", description = "The HTTP/WebSocket API of `hive up`. Top-level routes address the first node; every node-level route is also served under `/api/nodes/{id}/...` for any node of the hive."),
-    paths(status, peers, dial, topics, subscribe, unsubscribe, publish, send, messages, outbox, events, healthz, metrics,
-          tension, whoami, reproduce, nodes_list, nodes_spawn, nodes_show, nodes_delete),
+    paths(super::routes::status, super::routes::peers, super::routes::dial, super::routes::topics, super::routes::subscribe, super::routes::unsubscribe, super::routes::publish, super::routes::send, super::events::messages, super::routes::outbox, super::events::events, super::routes::healthz, super::routes::metrics,
+          super::routes::tension, super::auth::whoami, super::nodes::reproduce, super::nodes::list, super::nodes::spawn, super::nodes::show, super::nodes::delete),
     modifiers(&BearerAuth, &PerNode),
 )]
 struct ApiDoc;

@@ -68,6 +68,8 @@ pub struct StatusBody {
 
 /// Answers whatever the daemon's state: live data when it responds, the last
 /// known values otherwise.
+#[utoipa::path(get, path = "/api/status", tag = "node",
+    responses((status = 200, description = "Identity, daemon state, tension", body = super::routes::StatusBody)))]
 pub async fn status(state: NodeCtx) -> Json<StatusBody> {
     let sup = &state.supervisor;
     let live = match sup.client() {
@@ -110,6 +112,8 @@ pub async fn status(state: NodeCtx) -> Json<StatusBody> {
     Json(body)
 }
 
+#[utoipa::path(get, path = "/api/peers", tag = "node",
+    responses((status = 200, body = [super::openapi::Peer]), (status = 503, body = super::openapi::ErrorResponse)))]
 pub async fn peers(state: NodeCtx) -> Result<Json<Vec<PeerInfo>>, ApiError> {
     let result: PeersResult = state.client()?.request_typed(Op::Peers, OP_TIMEOUT).await?;
     Ok(Json(result.peers))
@@ -123,6 +127,9 @@ pub struct DialBody {
     addr: String,
 }
 
+#[utoipa::path(post, path = "/api/dial", tag = "node", request_body = super::routes::DialBody,
+    responses((status = 200, body = super::openapi::PeerIdBody), (status = 400, body = super::openapi::ErrorResponse),
+               (status = 502, body = super::openapi::ErrorResponse), (status = 503, body = super::openapi::ErrorResponse)))]
 pub async fn dial(
     state: NodeCtx,
     JsonBody(body): JsonBody<DialBody>,
@@ -143,6 +150,8 @@ pub async fn dial(
     Ok(Json(result))
 }
 
+#[utoipa::path(get, path = "/api/topics", tag = "pubsub",
+    responses((status = 200, body = [super::openapi::Topic]), (status = 503, body = super::openapi::ErrorResponse)))]
 pub async fn topics(state: NodeCtx) -> Result<Json<Vec<TopicInfo>>, ApiError> {
     let result: TopicsResult = state
         .client()?
@@ -167,6 +176,10 @@ struct Changed {
     changed: Option<bool>,
 }
 
+#[utoipa::path(post, path = "/api/topics/{topic}/subscribe", tag = "pubsub",
+    params(("topic" = String, Path, description = "1-256 bytes, no control characters")),
+    responses((status = 200, body = super::routes::SubscriptionBody), (status = 400, body = super::openapi::ErrorResponse),
+               (status = 503, body = super::openapi::ErrorResponse)))]
 pub async fn subscribe(
     state: NodeCtx,
     Path(TopicPath { topic }): Path<TopicPath>,
@@ -199,6 +212,10 @@ pub async fn subscribe(
     }
 }
 
+#[utoipa::path(post, path = "/api/topics/{topic}/unsubscribe", tag = "pubsub",
+    params(("topic" = String, Path)),
+    responses((status = 200, body = super::routes::SubscriptionBody), (status = 400, body = super::openapi::ErrorResponse),
+               (status = 503, body = super::openapi::ErrorResponse)))]
 pub async fn unsubscribe(
     state: NodeCtx,
     Path(TopicPath { topic }): Path<TopicPath>,
@@ -277,6 +294,14 @@ pub struct PublishQuery {
     envelope: Option<bool>,
 }
 
+#[utoipa::path(post, path = "/api/topics/{topic}/publish", tag = "pubsub",
+    params(("topic" = String, Path),
+           ("envelope" = Option<bool>, Query, description = "false: publish the bare bytes (for non-Hive libp2p peers); true: Hive's envelope, which keeps the id across retries so Hive receivers drop duplicates. Default: enveloped unless the host runs with --plain-pubsub"),
+           ("Idempotency-Key" = Option<String>, Header, description = "1-64 printable ASCII; a retry with the same key is not queued twice")),
+    request_body(content = Vec<u8>, content_type = "application/octet-stream", description = "The message: raw bytes"),
+    responses((status = 200, description = "Durably queued", body = super::openapi::MessageId),
+               (status = 400, body = super::openapi::ErrorResponse), (status = 413, body = super::openapi::ErrorResponse),
+               (status = 503, description = "Outbox full (Retry-After)", body = super::openapi::ErrorResponse)))]
 pub async fn publish(
     state: NodeCtx,
     Path(TopicPath { topic }): Path<TopicPath>,
@@ -337,6 +362,15 @@ pub struct SendQuery {
     wait: Option<u64>,
 }
 
+#[utoipa::path(post, path = "/api/peers/{peer_id}/send", tag = "direct",
+    params(("peer_id" = String, Path),
+           ("wait" = Option<u64>, Query, description = "Seconds to wait for the acknowledgement (default 30, max 60)"),
+           ("Idempotency-Key" = Option<String>, Header)),
+    request_body(content = Vec<u8>, content_type = "application/octet-stream"),
+    responses((status = 200, description = "Acknowledged by the remote daemon", body = super::routes::SendBody),
+               (status = 202, description = "Queued; retried until acknowledged or expired", body = super::routes::SendBody),
+               (status = 400, body = super::openapi::ErrorResponse), (status = 413, body = super::openapi::ErrorResponse),
+               (status = 503, body = super::openapi::ErrorResponse)))]
 pub async fn send(
     state: NodeCtx,
     Path(PeerPath { peer_id }): Path<PeerPath>,
@@ -411,6 +445,9 @@ pub struct OutboxBody {
 }
 
 /// Messages accepted and not yet acknowledged, oldest first.
+#[utoipa::path(get, path = "/api/outbox", tag = "history",
+    params(("limit" = Option<u64>, Query)),
+    responses((status = 200, body = super::openapi::Outbox), (status = 400, body = super::openapi::ErrorResponse)))]
 pub async fn outbox(
     state: NodeCtx,
     super::Query(q): super::Query<OutboxQuery>,
@@ -438,6 +475,8 @@ fn looks_like_peer_id(s: &str) -> bool {
 
 /// 200 only while the daemon is running: load balancers and tests use it as
 /// "the node is usable".
+#[utoipa::path(get, path = "/healthz", tag = "operations",
+    responses((status = 200, description = "The daemon is running"), (status = 503, description = "It is not")))]
 pub async fn healthz(state: NodeCtx) -> (StatusCode, &'static str) {
     if state.supervisor.snapshot().state == DaemonState::Running
         && state.supervisor.client().is_some()
@@ -450,6 +489,8 @@ pub async fn healthz(state: NodeCtx) -> (StatusCode, &'static str) {
 
 /// `GET /api/tension`: τ now, its signals, and its history (one sample per
 /// 5 s over the last 15 minutes, oldest first).
+#[utoipa::path(get, path = "/api/tension", tag = "operations",
+    responses((status = 200, description = "τ, its signals and its 15-minute history", body = super::openapi::TensionNow)))]
 pub async fn tension(state: NodeCtx) -> Json<Value> {
     let now = state.tension();
     let history: Vec<Value> = state
@@ -470,6 +511,9 @@ const DAEMON_METRICS_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// `GET /metrics`: the host's families, then the daemon's libp2p families
 /// (fetched over the IPC), as one OpenMetrics document.
+#[utoipa::path(get, path = "/metrics", tag = "operations",
+    responses((status = 200, description = "OpenMetrics text: the host's families, then the daemon's libp2p ones",
+               content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8")))]
 pub async fn metrics(state: NodeCtx) -> Result<Response, ApiError> {
     let sup = &state.supervisor;
     let tension = state.tension();
