@@ -103,7 +103,7 @@ impl Drop for ClientGuard {
 async fn stream(
     mut socket: WebSocket,
     state: NodeCtx,
-    mut rx: broadcast::Receiver<HostEvent>,
+    rx: broadcast::Receiver<HostEvent>,
     after: Option<u64>,
 ) {
     state.supervisor.metrics().ws_clients.inc();
@@ -118,34 +118,55 @@ async fn stream(
     // Replay what was stored after the client's cursor, then go live,
     // skipping live events the replay already covered: nothing missed,
     // nothing twice.
-    let mut last_sent = 0;
-    if let Some(after) = after {
-        last_sent = after;
-        loop {
-            let rows = match store
-                .inbound_after(last_sent, None, None, REPLAY_PAGE)
-                .await
-            {
-                Ok(rows) => rows,
-                Err(e) => {
-                    tracing::error!(error = %e, "event replay failed");
-                    let _ = socket
-                        .send(close(1011, "cannot read stored events; retry"))
-                        .await;
-                    return;
-                }
-            };
-            if rows.is_empty() {
-                break;
+    let last_sent = match after {
+        Some(after) => match replay(&mut socket, &store, after).await {
+            Some(last) => last,
+            None => return,
+        },
+        None => 0,
+    };
+    live(socket, &state, rx, last_sent).await;
+}
+
+/// Send the stored events after `after`; the cursor of the last one sent,
+/// or `None` when the socket is gone (or closed for a store failure).
+async fn replay(socket: &mut WebSocket, store: &crate::store::Store, after: u64) -> Option<u64> {
+    let mut last_sent = after;
+    loop {
+        let rows = match store
+            .inbound_after(last_sent, None, None, REPLAY_PAGE)
+            .await
+        {
+            Ok(rows) => rows,
+            Err(e) => {
+                tracing::error!(error = %e, "event replay failed");
+                let _ = socket
+                    .send(close(1011, "cannot read stored events; retry"))
+                    .await;
+                return None;
             }
-            for row in &rows {
-                if socket.send(text(&row_frame(row))).await.is_err() {
-                    return;
-                }
-                last_sent = row.cursor;
+        };
+        if rows.is_empty() {
+            return Some(last_sent);
+        }
+        for row in &rows {
+            if socket.send(text(&row_frame(row))).await.is_err() {
+                return None;
             }
+            last_sent = row.cursor;
         }
     }
+}
+
+/// Forward live events past `last_sent` until the client, the host or the
+/// broadcast ends; a client that falls behind is closed with its cursor.
+async fn live(
+    mut socket: WebSocket,
+    state: &NodeCtx,
+    mut rx: broadcast::Receiver<HostEvent>,
+    mut last_sent: u64,
+) {
+    let store = state.supervisor.store();
     loop {
         let frame = tokio::select! {
             event = rx.recv() => match event {
