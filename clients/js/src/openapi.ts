@@ -43,6 +43,10 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
+        /**
+         * One page of stored history: `{"messages": [frames], "cursor": last}`.
+         *     Pass `cursor` back as `after` for the next page.
+         */
         get: operations["messages"];
         put?: never;
         post?: never;
@@ -59,8 +63,13 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
+        /** `GET /api/nodes` */
         get: operations["nodes_list"];
         put?: never;
+        /**
+         * `POST /api/nodes` `{"parent"?, "count"?}` → 201 with the new nodes, once
+         *     each is running.
+         */
         post: operations["nodes_spawn"];
         delete?: never;
         options?: never;
@@ -75,9 +84,11 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
+        /** `GET /api/nodes/{id}` */
         get: operations["nodes_show"];
         put?: never;
         post?: never;
+        /** `DELETE /api/nodes/{id}`: stop the node and everything below it. */
         delete: operations["nodes_delete"];
         options?: never;
         head?: never;
@@ -123,6 +134,10 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
+        /**
+         * One page of stored history: `{"messages": [frames], "cursor": last}`.
+         *     Pass `cursor` back as `after` for the next page.
+         */
         get: operations["messages_of_node"];
         put?: never;
         post?: never;
@@ -139,6 +154,10 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
+        /**
+         * `GET /metrics`: the host's families, then the daemon's libp2p families
+         *     (fetched over the IPC), as one OpenMetrics document.
+         */
         get: operations["metrics_of_node"];
         put?: never;
         post?: never;
@@ -155,6 +174,7 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
+        /** Messages accepted and not yet acknowledged, oldest first. */
         get: operations["outbox_of_node"];
         put?: never;
         post?: never;
@@ -205,6 +225,12 @@ export interface paths {
         };
         get?: never;
         put?: never;
+        /**
+         * `POST /api/reproduce` (and `/api/nodes/{id}/reproduce`): ask the node's
+         *     daemon, over the IPC, to reproduce. Under a host the daemon hands the work
+         *     back as a `reproduce` event, and the host starts the children; they show
+         *     up in `GET /api/nodes` once running.
+         */
         post: operations["reproduce_of_node"];
         delete?: never;
         options?: never;
@@ -219,6 +245,10 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
+        /**
+         * Answers whatever the daemon's state: live data when it responds, the last
+         *     known values otherwise.
+         */
         get: operations["status_of_node"];
         put?: never;
         post?: never;
@@ -235,6 +265,10 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
+        /**
+         * `GET /api/tension`: τ now, its signals, and its history (one sample per
+         *     5 s over the last 15 minutes, oldest first).
+         */
         get: operations["tension_of_node"];
         put?: never;
         post?: never;
@@ -315,6 +349,7 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
+        /** Messages accepted and not yet acknowledged, oldest first. */
         get: operations["outbox"];
         put?: never;
         post?: never;
@@ -365,6 +400,12 @@ export interface paths {
         };
         get?: never;
         put?: never;
+        /**
+         * `POST /api/reproduce` (and `/api/nodes/{id}/reproduce`): ask the node's
+         *     daemon, over the IPC, to reproduce. Under a host the daemon hands the work
+         *     back as a `reproduce` event, and the host starts the children; they show
+         *     up in `GET /api/nodes` once running.
+         */
         post: operations["reproduce"];
         delete?: never;
         options?: never;
@@ -379,6 +420,10 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
+        /**
+         * Answers whatever the daemon's state: live data when it responds, the last
+         *     known values otherwise.
+         */
         get: operations["status"];
         put?: never;
         post?: never;
@@ -395,6 +440,10 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
+        /**
+         * `GET /api/tension`: τ now, its signals, and its history (one sample per
+         *     5 s over the last 15 minutes, oldest first).
+         */
         get: operations["tension"];
         put?: never;
         post?: never;
@@ -475,6 +524,10 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
+        /**
+         * `GET /api/whoami`: the caller's token name and scopes, so that a client
+         *     (the dashboard) can tell what it may do before trying.
+         */
         get: operations["whoami"];
         put?: never;
         post?: never;
@@ -491,6 +544,10 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
+        /**
+         * 200 only while the daemon is running: load balancers and tests use it as
+         *     "the node is usable".
+         */
         get: operations["healthz"];
         put?: never;
         post?: never;
@@ -507,6 +564,10 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
+        /**
+         * `GET /metrics`: the host's families, then the daemon's libp2p families
+         *     (fetched over the IPC), as one OpenMetrics document.
+         */
         get: operations["metrics"];
         put?: never;
         post?: never;
@@ -532,19 +593,26 @@ export interface components {
             /** Format: int64 */
             low: number;
         };
+        /** @description The supervision state as the API shows it. */
         DaemonInfo: {
             /** Format: int32 */
             pid?: number | null;
             /** Format: int64 */
             restarts: number;
-            /** @description `starting`, `running`, `restarting` or `stopped`. */
-            state: string;
+            state: components["schemas"]["DaemonState"];
             /**
              * Format: double
-             * @description Seconds since the current daemon became ready; absent unless running.
+             * @description Seconds since the current daemon became ready (absent when it is
+             *     not running).
              */
             uptime_secs?: number | null;
         };
+        /**
+         * @description Where the daemon is in its life cycle.
+         * @enum {string}
+         */
+        DaemonState: "starting" | "running" | "restarting" | "stopped";
+        /** @description `POST /api/dial`'s body. */
         DialRequest: {
             /** @description A multiaddr, with or without `/p2p/<peer id>`. */
             addr: string;
@@ -646,6 +714,7 @@ export interface components {
              */
             count?: number | null;
         };
+        /** @description What a direct send answers. */
         SendAnswer: {
             /** @description True once the remote daemon acknowledged the message. */
             acknowledged: boolean;
@@ -660,6 +729,7 @@ export interface components {
             /** @description Parent node id (default: the first node, `n0`). */
             parent?: string | null;
         };
+        /** @description `GET /api/status`. */
         Status: {
             connections?: null | components["schemas"]["ConnectionWatermarks"];
             daemon: components["schemas"]["DaemonInfo"];
@@ -668,11 +738,15 @@ export interface components {
              *     daemon was ready.
              */
             daemon_version?: string | null;
+            /**
+             * @description How the store keeps up with the daemon's numbered history: last
+             *     number stored, holes seen, messages fetched to fill them, messages
+             *     the history no longer had.
+             */
             inbound: components["schemas"]["Inbound"];
             /** @description Full multiaddrs ending in `/p2p/<peer id>`. */
             listen_addrs: string[];
             peer_id: string;
-            /** Format: int64 */
             peers: number;
             signals: {
                 [key: string]: number;
@@ -690,7 +764,9 @@ export interface components {
             /** @description Ids of the nodes stopped, deepest first. */
             stopped: string[];
         };
+        /** @description What subscribe and unsubscribe answer. */
         Subscription: {
+            /** @description False when the call changed nothing. */
             changed: boolean;
             subscribed: boolean;
             topic: string;
@@ -718,6 +794,7 @@ export interface components {
             peers: number;
             topic: string;
         };
+        /** @description `GET /api/whoami`. */
         WhoAmI: {
             /** @description Whether the host requires a token. */
             required: boolean;
