@@ -1296,7 +1296,7 @@ export interface operations {
     send_of_node: {
         parameters: {
             query?: {
-                /** @description Seconds to wait for the acknowledgement (default 30, max 60) */
+                /** @description Seconds to wait for the acknowledgement (default 30, max 60); 0 only queues (always 202) */
                 wait?: number;
             };
             header?: {
@@ -1677,7 +1677,7 @@ export interface operations {
     send: {
         parameters: {
             query?: {
-                /** @description Seconds to wait for the acknowledgement (default 30, max 60) */
+                /** @description Seconds to wait for the acknowledgement (default 30, max 60); 0 only queues (always 202) */
                 wait?: number;
             };
             header?: {

@@ -358,13 +358,14 @@ pub struct SendBody {
 /// the outbox and is retried until acknowledged or expired (`--direct-ttl`).
 #[derive(Deserialize)]
 pub struct SendQuery {
-    /// Seconds to wait for the acknowledgement (default 30, at most 60).
+    /// Seconds to wait for the acknowledgement (default 30, at most 60); 0
+    /// only queues.
     wait: Option<u64>,
 }
 
 #[utoipa::path(post, path = "/api/peers/{peer_id}/send", tag = "direct",
     params(("peer_id" = String, Path),
-           ("wait" = Option<u64>, Query, description = "Seconds to wait for the acknowledgement (default 30, max 60)"),
+           ("wait" = Option<u64>, Query, description = "Seconds to wait for the acknowledgement (default 30, max 60); 0 only queues (always 202)"),
            ("Idempotency-Key" = Option<String>, Header)),
     request_body(content = Vec<u8>, content_type = "application/octet-stream"),
     responses((status = 200, description = "Acknowledged by the remote daemon", body = super::routes::SendBody),
@@ -406,12 +407,18 @@ pub async fn send(
         })
         .into_response());
     }
-    let ack = state.outbox.wait_for_ack(&id);
-    state.outbox.wake();
     let wait = q
         .wait
         .map(|s| Duration::from_secs(s.min(60)))
         .unwrap_or(SEND_WAIT);
+    if wait.is_zero() {
+        // `?wait=0` only queues: its answer must not depend on whether the
+        // daemon happened to refuse the message before this line ran.
+        state.outbox.wake();
+        return Ok(queued(id));
+    }
+    let ack = state.outbox.wait_for_ack(&id);
+    state.outbox.wake();
     match tokio::time::timeout(wait, ack).await {
         Ok(Ok(Ok(()))) => Ok(Json(SendBody {
             id,
@@ -422,15 +429,20 @@ pub async fn send(
             "direct message {id} will not be delivered: {reason}"
         ))),
         // Not yet: it stays queued.
-        Ok(Err(_)) | Err(_) => Ok((
-            StatusCode::ACCEPTED,
-            Json(SendBody {
-                id,
-                acknowledged: false,
-            }),
-        )
-            .into_response()),
+        Ok(Err(_)) | Err(_) => Ok(queued(id)),
     }
+}
+
+/// 202: the message is in the outbox, not yet acknowledged.
+fn queued(id: String) -> Response {
+    (
+        StatusCode::ACCEPTED,
+        Json(SendBody {
+            id,
+            acknowledged: false,
+        }),
+    )
+        .into_response()
 }
 
 #[derive(Deserialize)]
