@@ -59,6 +59,26 @@ async fn api_token_is_required_everywhere() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A base64 token on the WebSocket, percent-encoded as a URL needs it (as
+/// Python's `quote` and browsers do): let in, and so is the raw spelling.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_percent_encoded_query_token_is_accepted() -> anyhow::Result<()> {
+    const B64: &str = "b64+tok/en==";
+    let host = Host::start(HostOpts {
+        extra_args: vec!["--api-token".into(), B64.into()],
+        ..Default::default()
+    })
+    .await?;
+    host.wait_healthy().await?;
+    let ws = host.url("/api/events").replacen("http", "ws", 1);
+    for query in ["?token=b64%2Btok%2Fen%3D%3D", "?token=b64+tok/en=="] {
+        let connected = tokio_tungstenite::connect_async(format!("{ws}{query}")).await;
+        assert!(connected.is_ok(), "{query} refused: {:?}", connected.err());
+    }
+    assert_eq!(ws_status(&host, "?token=b64%2Btok", &[]).await?, 401);
+    Ok(())
+}
+
 #[tokio::test]
 async fn non_loopback_bind_without_token_is_refused() -> anyhow::Result<()> {
     let dir = tempfile::TempDir::new()?;

@@ -205,7 +205,9 @@ fn required_scope(method: &Method, access: Access) -> Option<Scope> {
     })
 }
 
-/// The token a request presents, from the header or the query string.
+/// The token a request presents, from the header or the query string
+/// (`?token=`, percent-decoded: a client that encodes a base64 token's
+/// `+`, `/` and `=` as it should is let in).
 fn presented(request: &Request) -> Option<String> {
     let from_header = request
         .headers()
@@ -218,9 +220,36 @@ fn presented(request: &Request) -> Option<String> {
             q.split('&')
                 .filter_map(|pair| pair.split_once('='))
                 .find(|(k, _)| *k == "token")
-                .map(|(_, v)| v.to_owned())
+                .map(|(_, v)| percent_decoded(v))
         })
     })
+}
+
+/// `%XX` escapes decoded (a `+` stays a `+`: tokens are not form text);
+/// text that is not a valid escape sequence, or not UTF-8 once decoded, is
+/// taken as it is.
+fn percent_decoded(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        match (
+            bytes[i],
+            bytes.get(i + 1).copied().and_then(hex),
+            bytes.get(i + 2).copied().and_then(hex),
+        ) {
+            (b'%', Some(hi), Some(lo)) => {
+                out.push((hi * 16 + lo) as u8);
+                i += 3;
+            }
+            (b, _, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).unwrap_or_else(|_| text.to_owned())
 }
 
 /// Which token a request was let in with (absent: no tokens configured).
@@ -305,6 +334,15 @@ pub async fn whoami(caller: Option<axum::Extension<Caller>>) -> Json<WhoAmI> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn query_tokens_are_percent_decoded_and_plus_stays() {
+        assert_eq!(percent_decoded("ab%2Bc%2Fd%3D%3D"), "ab+c/d==");
+        assert_eq!(percent_decoded("ab+c/d=="), "ab+c/d==");
+        assert_eq!(percent_decoded("100%"), "100%", "not an escape");
+        assert_eq!(percent_decoded("%zz%4"), "%zz%4");
+        assert_eq!(percent_decoded("%ff"), "%ff", "not UTF-8 once decoded");
+    }
 
     #[test]
     fn token_file_lines() {
