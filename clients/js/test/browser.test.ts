@@ -120,15 +120,17 @@ test("in a browser: subscribe, receive bytes over the event stream, publish, typ
         await call();
         out.push("no error");
       } catch (e: any) {
-        out.push({ api: e instanceof HiveApiError, status: e.status, code: e.code });
+        // The request id is readable across origins (exposed by CORS).
+        const id = typeof e.requestId === "string" && e.requestId.length > 0;
+        out.push({ api: e instanceof HiveApiError, status: e.status, code: e.code, id });
       }
     }
     (window as any).events.close();
     return out;
   }, h.b.api);
   assert.deepEqual(errors, [
-    { api: true, status: 401, code: "unauthorized" },
-    { api: true, status: 404, code: "not_found" },
-    { api: true, status: 400, code: "bad_args" },
+    { api: true, status: 401, code: "unauthorized", id: true },
+    { api: true, status: 404, code: "not_found", id: true },
+    { api: true, status: 400, code: "bad_args", id: true },
   ]);
 });

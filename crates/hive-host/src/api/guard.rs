@@ -259,6 +259,12 @@ async fn cors(origin: &str, request: Request, next: Next) -> Response {
     if let Ok(value) = HeaderValue::from_str(origin) {
         let h = response.headers_mut();
         h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, value);
+        // Readable by the page too: the id to quote in a bug report, and
+        // when to retry a 503.
+        h.insert(
+            header::ACCESS_CONTROL_EXPOSE_HEADERS,
+            HeaderValue::from_static("x-request-id, retry-after"),
+        );
         h.append(header::VARY, HeaderValue::from_static("Origin"));
     }
     response
