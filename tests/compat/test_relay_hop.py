@@ -16,6 +16,7 @@ the relay on and the flag can only turn it on) and `-relayService=false`
 """
 
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 
@@ -24,7 +25,11 @@ import pytest
 from multiaddr import Multiaddr
 from p2pclient.libp2p_stubs.peer.id import ID
 
-from procs import DAEMON, GO_P2PD, Proc
+from procs import DAEMON, GO_P2PD, REPO, Proc
+
+# The protobuf wire format, written once for the bench (no dependencies).
+sys.path.insert(0, str(REPO / "bench"))
+from hivebench import pb  # noqa: E402
 
 HOP = "/libp2p/circuit/relay/0.2.0/hop"
 # HopMessage{type: RESERVE}, length-prefixed.
@@ -74,21 +79,10 @@ def tmp():
     shutil.rmtree(path, ignore_errors=True)
 
 
-def read_varint(data: bytes, at: int):
-    value, shift = 0, 0
-    while True:
-        byte = data[at]
-        at += 1
-        value |= (byte & 0x7F) << shift
-        shift += 7
-        if byte & 0x80 == 0:
-            return value, at
-
-
 def complete_frame(data: bytes) -> bool:
     """Whether `data` holds a whole varint-length-prefixed message."""
     try:
-        length, at = read_varint(data, 0)
+        length, at = pb.read_varint(data, 0)
     except IndexError:
         return False
     return len(data) >= at + length
@@ -96,22 +90,8 @@ def complete_frame(data: bytes) -> bool:
 
 def hop_message_type(frame: bytes):
     """The `type` (field 1) of a length-prefixed HopMessage, or None."""
-    length, at = read_varint(frame, 0)
-    body = frame[at : at + length]
-    pos = 0
-    while pos < len(body):
-        key, pos = read_varint(body, pos)
-        field, wire = key >> 3, key & 7
-        if wire == 0:
-            value, pos = read_varint(body, pos)
-            if field == 1:
-                return value
-        elif wire == 2:
-            size, pos = read_varint(body, pos)
-            pos += size
-        else:
-            return None
-    return None
+    length, at = pb.read_varint(frame, 0)
+    return pb.decode(frame[at : at + length]).get(1, [None])[0]
 
 
 def offers_hop(binary: str, flags, tmp: Path, name: str) -> bool:

@@ -20,6 +20,7 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 use tokio_tungstenite::tungstenite::Message;
 
+pub mod api;
 pub mod netns;
 
 /// How long any single wait may take before the test gives up. Deliberately

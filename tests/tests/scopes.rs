@@ -1,9 +1,9 @@
 //! API tokens with scopes (`--api-tokens-file`): every documented operation
 //! needs a token, and each route class needs its scope. (REQ-SEC-1, REQ-SEC-6)
 
+use hive_tests::api::ApiAnswer;
 use hive_tests::{hive_bin, Host, HostOpts};
 use reqwest::Method;
-use serde_json::Value;
 
 const ALL: &str = "all-scopes-token";
 const READ: &str = "reader-token";
@@ -34,50 +34,17 @@ async fn host_with_scoped_tokens() -> anyhow::Result<Host> {
     Ok(host)
 }
 
-/// Status and JSON body of one call (`token` as the bearer, if any).
-async fn call(
-    host: &Host,
-    method: Method,
-    path: &str,
-    body: &str,
-    token: Option<&str>,
-) -> anyhow::Result<(u16, Value)> {
-    let mut req = reqwest::Client::new()
-        .request(method, host.url(path))
-        .body(body.to_owned());
-    if body.starts_with('{') {
-        req = req.header("content-type", "application/json");
-    }
-    if let Some(t) = token {
-        req = req.bearer_auth(t);
-    }
-    let r = req.send().await?;
-    let status = r.status().as_u16();
-    let text = r.text().await?;
-    Ok((status, serde_json::from_str(&text).unwrap_or(Value::Null)))
-}
-
-/// The HTTP status a WebSocket handshake to `/api/events` got (101: open).
-async fn ws_status(host: &Host, query: &str) -> anyhow::Result<u16> {
-    use tokio_tungstenite::tungstenite::Error;
-    let url = format!(
-        "{}{query}",
-        host.url("/api/events").replacen("http", "ws", 1)
-    );
-    match tokio_tungstenite::connect_async(url).await {
-        Ok((_, response)) => Ok(response.status().as_u16()),
-        Err(Error::Http(response)) => Ok(response.status().as_u16()),
-        Err(e) => anyhow::bail!("WS handshake failed without an HTTP answer: {e}"),
-    }
-}
-
 /// Audit row 33: every operation in `/openapi.json`, called without a token,
 /// gets 401, except the documented exemptions; the WebSocket handshake gets
 /// an HTTP 401 (not just any failure).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_documented_operation_needs_a_token() -> anyhow::Result<()> {
     let host = host_with_scoped_tokens().await?;
-    let (status, doc) = call(&host, Method::GET, "/openapi.json", "", None).await?;
+    let ApiAnswer {
+        status, body: doc, ..
+    } = host
+        .api_call(Method::GET, "/openapi.json", "", &[], None)
+        .await?;
     assert_eq!(status, 200, "the API description is exempt");
     let exempt = ["/healthz"];
     let mut checked = 0;
@@ -91,29 +58,31 @@ async fn every_documented_operation_needs_a_token() -> anyhow::Result<()> {
                 continue;
             }
             let m = Method::from_bytes(method.to_uppercase().as_bytes())?;
-            let (status, body) = call(&host, m, &concrete, "x", None).await?;
+            let ApiAnswer { status, body, .. } =
+                host.api_call(m, &concrete, "x", &[], None).await?;
             if exempt.contains(&path.as_str()) {
                 assert_eq!(status, 200, "{method} {path} is exempt");
                 continue;
             }
             assert_eq!(status, 401, "{method} {path} without a token: {body}");
             assert_eq!(body["error"]["code"], "unauthorized", "{method} {path}");
-            let (status, _) = call(
-                &host,
-                Method::from_bytes(method.to_uppercase().as_bytes())?,
-                &concrete,
-                "x",
-                Some("not-a-token"),
-            )
-            .await?;
+            let ApiAnswer { status, .. } = host
+                .api_call(
+                    Method::from_bytes(method.to_uppercase().as_bytes())?,
+                    &concrete,
+                    "x",
+                    &[],
+                    Some("not-a-token"),
+                )
+                .await?;
             assert_eq!(status, 401, "{method} {path} with a wrong token");
             checked += 1;
         }
     }
     assert!(checked >= 30, "only {checked} operations documented?");
-    assert_eq!(ws_status(&host, "").await?, 401);
-    assert_eq!(ws_status(&host, "?token=wrong").await?, 401);
-    assert_eq!(ws_status(&host, &format!("?token={READ}")).await?, 101);
+    assert_eq!(host.ws_status("", &[]).await?, 401);
+    assert_eq!(host.ws_status("?token=wrong", &[]).await?, 401);
+    assert_eq!(host.ws_status(&format!("?token={READ}"), &[]).await?, 101);
     Ok(())
 }
 
@@ -163,7 +132,13 @@ async fn each_route_class_needs_its_scope() -> anyhow::Result<()> {
     let tokens = [("read", READ), ("write", WRITE), ("admin", ADMIN)];
     for (method, path, body, scope, ok) in routes {
         for (held, token) in tokens {
-            let (status, answer) = call(&host, method.clone(), path, body, Some(token)).await?;
+            let ApiAnswer {
+                status,
+                body: answer,
+                ..
+            } = host
+                .api_call(method.clone(), path, body, &[], Some(token))
+                .await?;
             if held == *scope {
                 assert_eq!(status, *ok, "{method} {path} with a {held} token: {answer}");
             } else {
@@ -176,7 +151,13 @@ async fn each_route_class_needs_its_scope() -> anyhow::Result<()> {
                 );
             }
         }
-        let (status, answer) = call(&host, method.clone(), path, body, Some(ALL)).await?;
+        let ApiAnswer {
+            status,
+            body: answer,
+            ..
+        } = host
+            .api_call(method.clone(), path, body, &[], Some(ALL))
+            .await?;
         assert_eq!(
             status, *ok,
             "{method} {path} with the --api-token token: {answer}"
@@ -184,15 +165,22 @@ async fn each_route_class_needs_its_scope() -> anyhow::Result<()> {
     }
     for (token, query, want) in [(READ, "", 101), (WRITE, "", 403), (ADMIN, "", 403)] {
         assert_eq!(
-            ws_status(&host, &format!("?token={token}{query}")).await?,
+            host.ws_status(&format!("?token={token}{query}"), &[])
+                .await?,
             want
         );
     }
-    let (status, me) = call(&host, Method::GET, "/api/whoami", "", Some(READ)).await?;
+    let ApiAnswer {
+        status, body: me, ..
+    } = host
+        .api_call(Method::GET, "/api/whoami", "", &[], Some(READ))
+        .await?;
     assert_eq!(status, 200);
     assert_eq!(me["token"], "viewer");
     assert_eq!(me["scopes"], serde_json::json!(["read"]));
-    let (_, me) = call(&host, Method::GET, "/api/whoami", "", Some(ALL)).await?;
+    let ApiAnswer { body: me, .. } = host
+        .api_call(Method::GET, "/api/whoami", "", &[], Some(ALL))
+        .await?;
     assert_eq!(me["scopes"], serde_json::json!(["read", "write", "admin"]));
     Ok(())
 }

@@ -4,8 +4,11 @@
 //! clear errors; foreign Host and Origin headers are refused. (REQ-SEC-1..3, 5)
 
 use hive_tests::{hive_bin, Host, HostOpts};
+use reqwest::Method;
 
 const TOKEN: &str = "s3cret-api-token";
+/// The body of every call: what a page would post.
+const PAGE: &str = "from a page";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn api_token_is_required_everywhere() -> anyhow::Result<()> {
@@ -46,9 +49,9 @@ async fn api_token_is_required_everywhere() -> anyhow::Result<()> {
     assert_eq!(r.status(), 200);
 
     let ws = host.url("/api/events").replacen("http", "ws", 1);
-    assert_eq!(ws_status(&host, "", &[]).await?, 401, "WS without token");
+    assert_eq!(host.ws_status("", &[]).await?, 401, "WS without token");
     assert_eq!(
-        ws_status(&host, "?token=wrong", &[]).await?,
+        host.ws_status("?token=wrong", &[]).await?,
         401,
         "WS with a wrong token"
     );
@@ -75,7 +78,7 @@ async fn a_percent_encoded_query_token_is_accepted() -> anyhow::Result<()> {
         let connected = tokio_tungstenite::connect_async(format!("{ws}{query}")).await;
         assert!(connected.is_ok(), "{query} refused: {:?}", connected.err());
     }
-    assert_eq!(ws_status(&host, "?token=b64%2Btok", &[]).await?, 401);
+    assert_eq!(host.ws_status("?token=b64%2Btok", &[]).await?, 401);
     Ok(())
 }
 
@@ -132,27 +135,6 @@ async fn limits_answer_with_clear_errors() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// What a WebSocket handshake to `/api/events` got: the HTTP status of a
-/// refusal, or 101 when it opened.
-async fn ws_status(host: &Host, query: &str, headers: &[(&str, &str)]) -> anyhow::Result<u16> {
-    use tokio_tungstenite::tungstenite::{client::IntoClientRequest, Error};
-    let url = host.url("/api/events").replacen("http", "ws", 1);
-    let mut request = format!("{url}{query}").into_client_request()?;
-    for (name, value) in headers {
-        request.headers_mut().insert(
-            reqwest::header::HeaderName::from_bytes(name.as_bytes())?,
-            value.parse()?,
-        );
-    }
-    match tokio_tungstenite::connect_async(request).await {
-        Ok((_, response)) => Ok(response.status().as_u16()),
-        Err(Error::Http(response)) => Ok(response.status().as_u16()),
-        Err(e) => Err(anyhow::anyhow!(
-            "WS handshake failed without an HTTP answer: {e}"
-        )),
-    }
-}
-
 /// The port of a host's API, for `Host` and `Origin` values.
 fn api_port(host: &Host) -> u16 {
     host.api
@@ -162,43 +144,14 @@ fn api_port(host: &Host) -> u16 {
         .expect("the API URL ends with its port")
 }
 
-/// Sends `method path` with extra headers (and the token, when given);
-/// returns the status and the JSON error code, if any.
-async fn call(
-    host: &Host,
-    method: reqwest::Method,
-    path: &str,
-    headers: &[(&str, &str)],
-    token: Option<&str>,
-) -> anyhow::Result<(u16, String)> {
-    let mut req = reqwest::Client::new()
-        .request(method, host.url(path))
-        .header("content-type", "text/plain")
-        .body("from a page");
-    for (name, value) in headers {
-        req = req.header(*name, *value);
-    }
-    if let Some(t) = token {
-        req = req.bearer_auth(t);
-    }
-    let r = req.send().await?;
-    let status = r.status().as_u16();
-    let body: serde_json::Value = r.json().await.unwrap_or_default();
-    Ok((
-        status,
-        body["error"]["code"].as_str().unwrap_or("").to_owned(),
-    ))
-}
-
 async fn outbox_depth(host: &Host, token: Option<&str>) -> anyhow::Result<u64> {
-    let mut req = reqwest::Client::new().get(host.url("/api/outbox"));
-    if let Some(t) = token {
-        req = req.bearer_auth(t);
-    }
-    let v: serde_json::Value = req.send().await?.error_for_status()?.json().await?;
-    v["depth"]
+    let r = host
+        .api_call(Method::GET, "/api/outbox", "", &[], token)
+        .await?;
+    anyhow::ensure!(r.status == 200, "GET /api/outbox: {} {}", r.status, r.body);
+    r.body["depth"]
         .as_u64()
-        .ok_or_else(|| anyhow::anyhow!("no depth in {v}"))
+        .ok_or_else(|| anyhow::anyhow!("no depth in {}", r.body))
 }
 
 /// DNS rebinding: requests that name a host other than this API are
@@ -219,58 +172,66 @@ async fn foreign_host_header_is_refused() -> anyhow::Result<()> {
         host.wait_healthy().await?;
         let port = api_port(&host);
         let evil = format!("evil.example:{port}");
-        let get = reqwest::Method::GET;
-        let post = reqwest::Method::POST;
+        let get = Method::GET;
+        let post = Method::POST;
 
-        let (status, code) =
-            call(&host, get.clone(), "/api/status", &[("host", &evil)], token).await?;
-        assert_eq!(
-            (status, code.as_str()),
-            (403, "forbidden"),
-            "token {token:?}"
-        );
-        let (status, _) = call(
-            &host,
-            post.clone(),
-            "/api/topics/x/publish",
-            &[("host", &evil)],
-            token,
-        )
-        .await?;
+        let r = host
+            .api_call(get.clone(), "/api/status", PAGE, &[("host", &evil)], token)
+            .await?;
+        assert_eq!((r.status, r.code()), (403, "forbidden"), "token {token:?}");
+        let status = host
+            .api_call(
+                post.clone(),
+                "/api/topics/x/publish",
+                PAGE,
+                &[("host", &evil)],
+                token,
+            )
+            .await?
+            .status;
         assert_eq!(status, 403);
-        let (status, _) = call(
-            &host,
-            post.clone(),
-            "/api/topics/x/subscribe",
-            &[("host", &evil)],
-            token,
-        )
-        .await?;
+        let status = host
+            .api_call(
+                post.clone(),
+                "/api/topics/x/subscribe",
+                PAGE,
+                &[("host", &evil)],
+                token,
+            )
+            .await?
+            .status;
         assert_eq!(status, 403);
-        let (status, _) = call(&host, get.clone(), "/", &[("host", &evil)], token).await?;
+        let status = host
+            .api_call(get.clone(), "/", PAGE, &[("host", &evil)], token)
+            .await?
+            .status;
         assert_eq!(
             status, 403,
             "the dashboard itself must not load under a rebound name"
         );
         // Same name, wrong port: another origin.
-        let (status, _) = call(
-            &host,
-            get.clone(),
-            "/api/status",
-            &[("host", "localhost:1")],
-            token,
-        )
-        .await?;
+        let status = host
+            .api_call(
+                get.clone(),
+                "/api/status",
+                PAGE,
+                &[("host", "localhost:1")],
+                token,
+            )
+            .await?
+            .status;
         assert_eq!(status, 403);
         let ws_query = token.map(|t| format!("?token={t}")).unwrap_or_default();
-        assert_eq!(ws_status(&host, &ws_query, &[("host", &evil)]).await?, 403);
+        assert_eq!(host.ws_status(&ws_query, &[("host", &evil)]).await?, 403);
         assert_eq!(
             outbox_depth(&host, token).await?,
             0,
             "a refused publish was queued"
         );
-        let topics = call(&host, get.clone(), "/api/topics", &[], token).await?;
-        assert_eq!(topics.0, 200);
+        let topics = host
+            .api_call(get.clone(), "/api/topics", PAGE, &[], token)
+            .await?;
+        assert_eq!(topics.status, 200);
 
         // The API's own names pass.
         for name in [
@@ -280,16 +241,22 @@ async fn foreign_host_header_is_refused() -> anyhow::Result<()> {
             "hive.example".into(),
             format!("HIVE.example:{port}"),
         ] {
-            let (status, _) =
-                call(&host, get.clone(), "/api/status", &[("host", &name)], token).await?;
+            let status = host
+                .api_call(get.clone(), "/api/status", PAGE, &[("host", &name)], token)
+                .await?
+                .status;
             assert_eq!(status, 200, "Host {name} refused");
         }
         assert_eq!(
-            ws_status(&host, &ws_query, &[("host", &format!("localhost:{port}"))]).await?,
+            host.ws_status(&ws_query, &[("host", &format!("localhost:{port}"))])
+                .await?,
             101
         );
         // Probes may use any name.
-        let (status, _) = call(&host, get.clone(), "/healthz", &[("host", &evil)], None).await?;
+        let status = host
+            .api_call(get.clone(), "/healthz", PAGE, &[("host", &evil)], None)
+            .await?
+            .status;
         assert_eq!(status, 200);
     }
     Ok(())
@@ -314,7 +281,7 @@ async fn foreign_origin_cannot_change_state_or_stream() -> anyhow::Result<()> {
         host.wait_healthy().await?;
         let port = api_port(&host);
         let own = format!("http://127.0.0.1:{port}");
-        let post = reqwest::Method::POST;
+        let post = Method::POST;
         let ws_query = token.map(|t| format!("?token={t}")).unwrap_or_default();
 
         for origin in [
@@ -323,39 +290,44 @@ async fn foreign_origin_cannot_change_state_or_stream() -> anyhow::Result<()> {
             "http://127.0.0.1:1",
             "http://localhost",
         ] {
-            let (status, code) = call(
-                &host,
-                post.clone(),
-                "/api/topics/x/publish",
-                &[("origin", origin)],
-                token,
-            )
-            .await?;
+            let r = host
+                .api_call(
+                    post.clone(),
+                    "/api/topics/x/publish",
+                    PAGE,
+                    &[("origin", origin)],
+                    token,
+                )
+                .await?;
             assert_eq!(
-                (status, code.as_str()),
+                (r.status, r.code()),
                 (403, "forbidden"),
                 "publish from {origin}, token {token:?}"
             );
-            let (status, _) = call(
-                &host,
-                post.clone(),
-                "/api/topics/x/subscribe",
-                &[("origin", origin)],
-                token,
-            )
-            .await?;
+            let status = host
+                .api_call(
+                    post.clone(),
+                    "/api/topics/x/subscribe",
+                    PAGE,
+                    &[("origin", origin)],
+                    token,
+                )
+                .await?
+                .status;
             assert_eq!(status, 403, "subscribe from {origin}");
-            let (status, _) = call(
-                &host,
-                reqwest::Method::DELETE,
-                "/api/nodes/n1",
-                &[("origin", origin)],
-                token,
-            )
-            .await?;
+            let status = host
+                .api_call(
+                    Method::DELETE,
+                    "/api/nodes/n1",
+                    PAGE,
+                    &[("origin", origin)],
+                    token,
+                )
+                .await?
+                .status;
             assert_eq!(status, 403, "DELETE from {origin}");
             assert_eq!(
-                ws_status(&host, &ws_query, &[("origin", origin)]).await?,
+                host.ws_status(&ws_query, &[("origin", origin)]).await?,
                 403,
                 "WS from {origin}"
             );
@@ -365,13 +337,10 @@ async fn foreign_origin_cannot_change_state_or_stream() -> anyhow::Result<()> {
             0,
             "a refused publish was queued"
         );
-        let topics: serde_json::Value = {
-            let mut req = reqwest::Client::new().get(host.url("/api/topics"));
-            if let Some(t) = token {
-                req = req.bearer_auth(t);
-            }
-            req.send().await?.json().await?
-        };
+        let topics = host
+            .api_call(Method::GET, "/api/topics", "", &[], token)
+            .await?
+            .body;
         assert!(
             !topics.to_string().contains("\"x\""),
             "a refused subscribe took effect: {topics}"
@@ -379,15 +348,12 @@ async fn foreign_origin_cannot_change_state_or_stream() -> anyhow::Result<()> {
 
         // A read from a foreign page is harmless (CORS keeps it from the
         // page) and stays allowed; no CORS header is sent to it.
-        let mut req = reqwest::Client::new()
-            .get(host.url("/api/status"))
-            .header("origin", "http://evil.example:8000");
-        if let Some(t) = token {
-            req = req.bearer_auth(t);
-        }
-        let r = req.send().await?;
-        assert_eq!(r.status(), 200);
-        assert!(r.headers().get("access-control-allow-origin").is_none());
+        let evil = [("origin", "http://evil.example:8000")];
+        let r = host
+            .api_call(Method::GET, "/api/status", "", &evil, token)
+            .await?;
+        assert_eq!(r.status, 200);
+        assert!(r.headers.get("access-control-allow-origin").is_none());
 
         // The dashboard's own origin, an allowed origin, and no Origin at all.
         for headers in [
@@ -395,17 +361,13 @@ async fn foreign_origin_cannot_change_state_or_stream() -> anyhow::Result<()> {
             vec![("origin", APP)],
             vec![],
         ] {
-            let (status, _) = call(
-                &host,
-                post.clone(),
-                "/api/topics/x/publish",
-                &headers,
-                token,
-            )
-            .await?;
+            let status = host
+                .api_call(post.clone(), "/api/topics/x/publish", PAGE, &headers, token)
+                .await?
+                .status;
             assert_eq!(status, 200, "publish with {headers:?}");
             assert_eq!(
-                ws_status(&host, &ws_query, &headers).await?,
+                host.ws_status(&ws_query, &headers).await?,
                 101,
                 "WS with {headers:?}"
             );
@@ -413,7 +375,7 @@ async fn foreign_origin_cannot_change_state_or_stream() -> anyhow::Result<()> {
         assert_eq!(outbox_depth(&host, token).await?, 3);
         // The allowed origin can read answers (CORS) and gets its preflight.
         let r = reqwest::Client::new()
-            .request(reqwest::Method::OPTIONS, host.url("/api/topics/x/publish"))
+            .request(Method::OPTIONS, host.url("/api/topics/x/publish"))
             .header("origin", APP)
             .header("access-control-request-method", "POST")
             .header(
