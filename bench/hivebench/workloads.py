@@ -59,10 +59,16 @@ async def guarded(name: str, coro):
         say(f"{name}: skipped: {e}")
         return {"skipped": str(e)}
     except Exception as e:
-        reason = f"{type(e).__name__}: {e}"[:300]
-        say(f"{name}: FAILED: {reason}")
-        FAILED.append(f"{name}: {reason}")
-        return {"skipped": f"FAILED: {reason}", "failed": True}
+        return failed_row(name, e)
+
+
+def failed_row(name: str, e: Exception) -> dict:
+    """The row of a workload (or of one daemon in it) that raised: recorded
+    in FAILED, so the run ends non-zero, and shown as FAILED in the report."""
+    reason = f"{type(e).__name__}: {e}"[:300]
+    say(f"{name}: FAILED: {reason}")
+    FAILED.append(f"{name}: {reason}")
+    return {"skipped": f"FAILED: {reason}", "failed": True}
 
 
 # ---------------------------------------------------------------------------
@@ -116,7 +122,7 @@ async def startup(env: Env) -> dict:
             except Skip as e:
                 skipped[kind] = str(e)
             except Exception as e:
-                skipped[kind] = f"failed: {str(e)[:300]}"
+                skipped[kind] = failed_row(f"startup {kind}", e)["skipped"]
     rows = {}
     for kind, label in kinds.items():
         if kind in skipped and not samples[kind]:
@@ -416,7 +422,7 @@ async def _streams_round(env: Env, kinds, echo_n: int, bulk_bytes: int) -> dict:
                 out[kind] = {"skipped": str(e)}
                 continue
             except Exception as e:
-                out[kind] = {"skipped": f"failed: {str(e)[:300]}"}
+                out[kind] = failed_row(f"streams {kind}", e)
                 continue
             servers = [
                 await b.client.stream_handler(str(b.dir / "echo.sock"), ECHO, _echo_handler),
