@@ -11,7 +11,12 @@ use libp2p::identity::Keypair;
 /// Create a directory (and its parents) readable only by its owner.
 pub fn ensure_private_dir(dir: &Path) -> Result<()> {
     if !dir.exists() {
-        fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        fs::create_dir_all(dir).with_context(|| {
+            format!(
+                "cannot create the data directory {}; pass --data-dir with a directory this user can write (`hive doctor --data-dir DIR` checks it)",
+                dir.display()
+            )
+        })?;
         fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
             .with_context(|| format!("cannot set mode 0700 on {}", dir.display()))?;
     }
@@ -26,7 +31,12 @@ fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
         .create_new(true)
         .mode(0o600)
         .open(path)
-        .with_context(|| format!("cannot create {}", path.display()))?;
+        .with_context(|| {
+            format!(
+                "cannot create {}; is the data directory writable by this user?",
+                path.display()
+            )
+        })?;
     file.write_all(bytes)?;
     file.sync_all()?;
     Ok(())
