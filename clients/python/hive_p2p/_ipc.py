@@ -26,6 +26,17 @@ MAX_FRAME = 64 * 1024 * 1024
 EventCallback = Callable[[Dict[str, Any]], None]
 
 
+async def cancel(task: "Optional[asyncio.Task[Any]]") -> None:
+    """Cancel `task` (if any) and wait until it has ended, whatever it raised."""
+    if task is None:
+        return
+    task.cancel()
+    try:
+        await task
+    except (asyncio.CancelledError, Exception):
+        pass
+
+
 def b64(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any, Awaitable, Callable, Dict, List, Optional
 
+from ._ipc import cancel
 from .errors import DaemonError, HiveError
 
 Frame = Dict[str, Any]
@@ -60,12 +61,7 @@ class Resume:
 
     async def close(self) -> None:
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            try:
-                await task
-            except (asyncio.CancelledError, Exception):
-                pass
+        await cancel(task)
 
     def on_event(self, frame: Frame) -> None:
         if frame.get("event") == "lagged":

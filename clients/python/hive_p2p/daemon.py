@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, AsyncIterator, Dict, List, Optional, Sequence, Set
 
 from ._binary import find_binary
-from ._ipc import IpcConnection, b64, unb64
+from ._ipc import IpcConnection, b64, cancel, unb64
 from ._resume import Resume
 from ._supervision import RESTARTING, RUNNING, STARTING, STOPPED, Backoff, States, watch_health
 from .errors import DaemonError, DaemonGone, DaemonStartError
@@ -279,12 +279,7 @@ class Daemon:
 
     async def _stop_watching(self) -> None:
         task, self._health = self._health, None
-        if task is not None:
-            task.cancel()
-            try:
-                await task
-            except (asyncio.CancelledError, Exception):
-                pass
+        await cancel(task)
 
     @property
     def state(self) -> str:
@@ -321,12 +316,7 @@ class Daemon:
             await self._ipc.close()
         await self._resume.close()
         await self._stop_watching()
-        if self._supervisor is not None:
-            self._supervisor.cancel()
-            try:
-                await self._supervisor
-            except (asyncio.CancelledError, Exception):
-                pass
+        await cancel(self._supervisor)
         for subs in self._subs.values():
             for sub in subs:
                 sub._put(None)
