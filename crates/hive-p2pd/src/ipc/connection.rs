@@ -48,7 +48,7 @@ fn frame_text(frame: &ServerFrame) -> Option<Message> {
 }
 
 /// Serve one client until it leaves or the daemon shuts down.
-pub async fn serve_connection<S>(stream: S, ctx: Arc<Context>, mut shutdown: watch::Receiver<bool>)
+pub async fn serve_connection<S>(stream: S, ctx: Arc<Context>, shutdown: watch::Receiver<bool>)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -67,36 +67,7 @@ where
     // The hello must come first, and soon.
     let first = tokio::time::timeout(HANDSHAKE_TIMEOUT, source.next()).await;
     let refusal = match first {
-        Ok(Some(Ok(Message::Text(text)))) => {
-            match decode_client_frame(text.as_str(), ctx.max_frame_bytes) {
-                Ok(ClientFrame::Hello { version, token }) => {
-                    if !constant_time_eq(token.as_bytes(), ctx.token.as_bytes()) {
-                        Some((close::UNAUTHORIZED, "invalid token".to_string()))
-                    } else if version != PROTOCOL_VERSION {
-                        Some((
-                            close::VERSION_MISMATCH,
-                            format!(
-                                "protocol version {version} is not supported; this daemon speaks {PROTOCOL_VERSION}"
-                            ),
-                        ))
-                    } else {
-                        None
-                    }
-                }
-                Ok(ClientFrame::Request(_)) => Some((
-                    close::HANDSHAKE_FAILED,
-                    "the first frame must be a hello with the token".to_string(),
-                )),
-                Err(e) => Some((
-                    close::HANDSHAKE_FAILED,
-                    format!("bad hello: {}", e.error.message),
-                )),
-            }
-        }
-        Ok(Some(Ok(_))) => Some((
-            close::HANDSHAKE_FAILED,
-            "the first frame must be a JSON text hello".to_string(),
-        )),
+        Ok(Some(Ok(message))) => refusal(message, &ctx),
         Ok(_) => return,
         Err(_) => Some((close::HANDSHAKE_FAILED, "no hello within 10 s".to_string())),
     };
@@ -105,7 +76,6 @@ where
         let _ = sink.send(close_message(code, &reason)).await;
         return;
     }
-
     let welcome = ServerFrame::Welcome {
         version: PROTOCOL_VERSION,
         peer_id: ctx.node.peer_id().to_string(),
@@ -117,104 +87,190 @@ where
         }
     }
     tracing::debug!("IPC client authenticated");
+    let session = Session {
+        events: ctx.node.subscribe_events(),
+        events_open: true,
+        pending: FuturesUnordered::new(),
+        out: Outgoing { sink },
+        ctx,
+    };
+    session.run(source, shutdown).await;
+}
 
-    // One task serves the connection from here on: it reads requests,
-    // hands them to the node in arrival order, and writes answers and
-    // events itself. An answer ready while a request is read goes out on
-    // the next turn of the loop, with no task in between (each hop to
-    // another task cost a cross-thread wake-up per round trip).
-    let mut events = ctx.node.subscribe_events();
-    let mut events_open = true;
-    let mut pending: FuturesUnordered<BoxFuture<'static, Response>> = FuturesUnordered::new();
-    let mut out = Outgoing { sink };
+/// Why the first frame does not open the connection (`None`: it does): it
+/// must be a JSON hello with the token, of this protocol version.
+fn refusal(first: Message, ctx: &Context) -> Option<(u16, String)> {
+    let Message::Text(text) = first else {
+        return Some((
+            close::HANDSHAKE_FAILED,
+            "the first frame must be a JSON text hello".to_string(),
+        ));
+    };
+    match decode_client_frame(text.as_str(), ctx.max_frame_bytes) {
+        Ok(ClientFrame::Hello { version, token }) => {
+            if !constant_time_eq(token.as_bytes(), ctx.token.as_bytes()) {
+                Some((close::UNAUTHORIZED, "invalid token".to_string()))
+            } else if version != PROTOCOL_VERSION {
+                Some((
+                    close::VERSION_MISMATCH,
+                    format!(
+                        "protocol version {version} is not supported; this daemon speaks {PROTOCOL_VERSION}"
+                    ),
+                ))
+            } else {
+                None
+            }
+        }
+        Ok(ClientFrame::Request(_)) => Some((
+            close::HANDSHAKE_FAILED,
+            "the first frame must be a hello with the token".to_string(),
+        )),
+        Err(e) => Some((
+            close::HANDSHAKE_FAILED,
+            format!("bad hello: {}", e.error.message),
+        )),
+    }
+}
 
-    loop {
-        // One step: whichever is ready first; answers and events before new
-        // requests, so that a busy client cannot starve its own answers.
-        let step = tokio::select! {
-            biased;
-            _ = shutdown.changed() => Step::Shutdown,
-            Some(response) = pending.next(), if !pending.is_empty() => Step::Answer(response),
-            event = events.recv(), if events_open => Step::Event(event),
-            next = source.next() => Step::Incoming(next),
-        };
-        let keep_going = match step {
+/// An authenticated connection. One task serves it from here on: it reads
+/// requests, hands them to the node in arrival order, and writes answers
+/// and events itself. An answer ready while a request is read goes out on
+/// the next turn of the loop, with no task in between (each hop to another
+/// task cost a cross-thread wake-up per round trip).
+struct Session<K> {
+    ctx: Arc<Context>,
+    events: broadcast::Receiver<Event>,
+    events_open: bool,
+    pending: FuturesUnordered<BoxFuture<'static, Response>>,
+    out: Outgoing<K>,
+}
+
+/// What a step leaves the connection to do.
+enum Flow {
+    Continue,
+    /// The client left: close quietly.
+    Leave,
+    /// A close frame was sent already.
+    Closed,
+}
+
+impl<K> Session<K>
+where
+    K: futures::Sink<Message, Error = WsError> + Unpin,
+{
+    async fn run<R>(mut self, mut source: R, mut shutdown: watch::Receiver<bool>)
+    where
+        R: futures::Stream<Item = Result<Message, WsError>> + Unpin,
+    {
+        loop {
+            // One step: whichever is ready first; answers and events before
+            // new requests, so that a busy client cannot starve its answers.
+            let step = tokio::select! {
+                biased;
+                _ = shutdown.changed() => Step::Shutdown,
+                Some(response) = self.pending.next(), if !self.pending.is_empty() => Step::Answer(response),
+                event = self.events.recv(), if self.events_open => Step::Event(event),
+                next = source.next() => Step::Incoming(next),
+            };
+            match self.step(step).await {
+                Flow::Continue => {}
+                Flow::Leave => break,
+                Flow::Closed => return,
+            }
+            if !self.send_ready().await {
+                break;
+            }
+        }
+        // The client left: answers still owed are of no use to anyone; the
+        // operations themselves have been handed to the node and complete.
+        let _ = tokio::time::timeout(Duration::from_secs(2), self.out.sink.close()).await;
+    }
+
+    async fn step(&mut self, step: Step) -> Flow {
+        let kept = match step {
             Step::Shutdown => {
-                // Answers about to come (the `shutdown` op's own among
-                // them) go out before the close frame.
-                while let Ok(Some(response)) =
-                    tokio::time::timeout(Duration::from_millis(200), pending.next()).await
-                {
-                    if !out.feed(&ServerFrame::Response(response)).await {
-                        return;
-                    }
-                }
-                let _ = out
-                    .finish(close_message(
-                        close::SHUTTING_DOWN,
-                        "the daemon is shutting down",
-                    ))
+                self.shut_down().await;
+                return Flow::Closed;
+            }
+            Step::Answer(response) => self.out.feed(&ServerFrame::Response(response)).await,
+            Step::Event(Ok(event)) => self.out.feed(&ServerFrame::Event(event)).await,
+            Step::Event(Err(broadcast::error::RecvError::Lagged(missed))) => {
+                self.out
+                    .feed(&ServerFrame::Event(Event::Lagged { missed }))
+                    .await
+            }
+            Step::Event(Err(broadcast::error::RecvError::Closed)) => {
+                self.events_open = false;
+                true
+            }
+            Step::Incoming(None | Some(Ok(Message::Close(_)))) => false,
+            Step::Incoming(Some(Ok(message))) => {
+                handle_message(message, &self.ctx, &mut self.pending, &mut self.out).await
+            }
+            Step::Incoming(Some(Err(WsError::Capacity(e)))) => {
+                let reason =
+                    format!("message over the hard limit of {HARD_MAX_FRAME_BYTES} bytes: {e}");
+                tracing::warn!(%reason, "closing IPC connection");
+                let _ = self
+                    .out
+                    .finish(close_message(close::FRAME_TOO_LARGE, &reason))
                     .await;
-                return;
+                return Flow::Closed;
             }
-            Step::Answer(response) => out.feed(&ServerFrame::Response(response)).await,
-            Step::Event(event) => match event {
-                Ok(event) => out.feed(&ServerFrame::Event(event)).await,
-                Err(broadcast::error::RecvError::Lagged(missed)) => {
-                    out.feed(&ServerFrame::Event(Event::Lagged { missed }))
-                        .await
-                }
-                Err(broadcast::error::RecvError::Closed) => {
-                    events_open = false;
-                    true
-                }
-            },
-            Step::Incoming(next) => match next {
-                None | Some(Ok(Message::Close(_))) => false,
-                Some(Ok(message)) => handle_message(message, &ctx, &mut pending, &mut out).await,
-                Some(Err(WsError::Capacity(e))) => {
-                    let reason =
-                        format!("message over the hard limit of {HARD_MAX_FRAME_BYTES} bytes: {e}");
-                    tracing::warn!(%reason, "closing IPC connection");
-                    let _ = out
-                        .finish(close_message(close::FRAME_TOO_LARGE, &reason))
-                        .await;
-                    return;
-                }
-                Some(Err(e)) => {
-                    tracing::debug!(error = %e, "IPC connection error");
-                    false
-                }
-            },
+            Step::Incoming(Some(Err(e))) => {
+                tracing::debug!(error = %e, "IPC connection error");
+                false
+            }
         };
-        if !keep_going {
-            break;
-        }
-        // Whatever else is ready goes out with it: one flush for a batch.
-        let mut healthy = true;
-        while healthy {
-            if let Some(Some(response)) = pending.next().now_or_never() {
-                healthy = out.feed(&ServerFrame::Response(response)).await;
-                continue;
-            }
-            match events_open.then(|| events.try_recv()) {
-                Some(Ok(event)) => healthy = out.feed(&ServerFrame::Event(event)).await,
-                Some(Err(broadcast::error::TryRecvError::Lagged(missed))) => {
-                    healthy = out
-                        .feed(&ServerFrame::Event(Event::Lagged { missed }))
-                        .await
-                }
-                _ => break,
-            }
-        }
-        if !healthy || out.sink.flush().await.is_err() {
-            break;
+        if kept {
+            Flow::Continue
+        } else {
+            Flow::Leave
         }
     }
 
-    // The client left: answers still owed are of no use to anyone; the
-    // operations themselves have been handed to the node and complete.
-    let _ = tokio::time::timeout(Duration::from_secs(2), out.sink.close()).await;
+    /// Answers about to come (the `shutdown` op's own among them) go out
+    /// before the close frame.
+    async fn shut_down(&mut self) {
+        while let Ok(Some(response)) =
+            tokio::time::timeout(Duration::from_millis(200), self.pending.next()).await
+        {
+            if !self.out.feed(&ServerFrame::Response(response)).await {
+                return;
+            }
+        }
+        let _ = self
+            .out
+            .finish(close_message(
+                close::SHUTTING_DOWN,
+                "the daemon is shutting down",
+            ))
+            .await;
+    }
+
+    /// Whatever else is ready goes out with the step's frame: one flush for
+    /// a batch. False once the client is gone.
+    async fn send_ready(&mut self) -> bool {
+        loop {
+            let healthy = if let Some(Some(response)) = self.pending.next().now_or_never() {
+                self.out.feed(&ServerFrame::Response(response)).await
+            } else {
+                match self.events_open.then(|| self.events.try_recv()) {
+                    Some(Ok(event)) => self.out.feed(&ServerFrame::Event(event)).await,
+                    Some(Err(broadcast::error::TryRecvError::Lagged(missed))) => {
+                        self.out
+                            .feed(&ServerFrame::Event(Event::Lagged { missed }))
+                            .await
+                    }
+                    _ => break,
+                }
+            };
+            if !healthy {
+                return false;
+            }
+        }
+        self.out.sink.flush().await.is_ok()
+    }
 }
 
 /// What woke the connection.
