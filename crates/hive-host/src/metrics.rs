@@ -100,97 +100,9 @@ impl Metrics {
             signals: Family::default(),
             registry: Registry::default(),
         };
-        registry.register(
-            "ipc_request_duration_seconds",
-            "Round-trip time of IPC requests to the daemon, by op",
-            ipc.histogram(),
-        );
-        registry.register(
-            "outbox_depth",
-            "Messages accepted by the API and not yet acknowledged by the daemon",
-            m.outbox_depth.clone(),
-        );
-        registry.register(
-            "inbound_duplicates_dropped",
-            "Inbound messages dropped because their id was already stored",
-            m.duplicates_dropped.clone(),
-        );
-        registry.register(
-            "inbound_gaps",
-            "Holes seen in the daemon's numbered messages (a queue dropped, the host or daemon restarted)",
-            m.inbound_gaps.clone(),
-        );
-        registry.register(
-            "inbound_repaired",
-            "Messages fetched from the daemon's history to fill holes",
-            m.inbound_repaired.clone(),
-        );
-        registry.register(
-            "event_clients_dropped_slow",
-            "Event-stream clients disconnected for falling behind",
-            m.slow_clients_dropped.clone(),
-        );
-        registry.register(
-            "messages_published",
-            "Messages published through the API",
-            m.published.clone(),
-        );
-        registry.register(
-            "messages_received",
-            "Gossipsub messages received from the daemon",
-            m.received.clone(),
-        );
-        registry.register(
-            "direct_messages_in",
-            "Direct messages received from peers",
-            m.direct_in.clone(),
-        );
-        registry.register(
-            "direct_messages_out",
-            "Direct messages sent and acknowledged",
-            m.direct_out.clone(),
-        );
-        registry.register(
-            "daemon_restarts",
-            "Times the daemon was restarted",
-            m.restarts.clone(),
-        );
-        registry.register(
-            "daemon_state",
-            "1 for the daemon's current supervision state",
-            m.daemon_state.clone(),
-        );
-        registry.register("peers", "Connected peers", m.peers.clone());
-        registry.register(
-            "messages",
-            "Messages by direction (in, out) and kind (pubsub, direct)",
-            m.messages.clone(),
-        );
-        registry.register(
-            "daemon_resident_memory_bytes",
-            "Resident memory of the daemon process (VmRSS from /proc)",
-            m.daemon_rss.clone(),
-        );
-        registry.register(
-            "daemon_cpu_seconds",
-            "CPU time (user + system) the daemon process has used, from /proc",
-            m.daemon_cpu.clone(),
-        );
-        registry.register(
-            "websocket_clients",
-            "Open /api/events WebSocket connections",
-            m.ws_clients.clone(),
-        );
-        registry.register(
-            "tension",
-            "Tension: 1 - prod(1 - w*s) over the signals",
-            m.tension.clone(),
-        );
-        registry.register(
-            "tension_signal",
-            "Each signal feeding the tension, in [0, 1]",
-            m.signals.clone(),
-        );
+        register_delivery(&mut registry, &m);
+        register_daemon(&mut registry, &m, ipc);
+        register_clients(&mut registry, &m);
         Metrics { registry, ..m }
     }
 
@@ -255,6 +167,109 @@ fn read_proc(pid: u32) -> Option<(u64, f64)> {
     let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
     let ticks = if ticks > 0 { ticks as f64 } else { 100.0 };
     Some((rss_kib * 1024, (utime + stime) as f64 / ticks))
+}
+
+/// Messages in and out, the outbox, and the inbound path's repair work.
+fn register_delivery(registry: &mut Registry, m: &Metrics) {
+    registry.register(
+        "outbox_depth",
+        "Messages accepted by the API and not yet acknowledged by the daemon",
+        m.outbox_depth.clone(),
+    );
+    registry.register(
+        "inbound_duplicates_dropped",
+        "Inbound messages dropped because their id was already stored",
+        m.duplicates_dropped.clone(),
+    );
+    registry.register(
+        "inbound_gaps",
+        "Holes seen in the daemon's numbered messages (a queue dropped, the host or daemon restarted)",
+        m.inbound_gaps.clone(),
+    );
+    registry.register(
+        "inbound_repaired",
+        "Messages fetched from the daemon's history to fill holes",
+        m.inbound_repaired.clone(),
+    );
+    registry.register(
+        "messages_published",
+        "Messages published through the API",
+        m.published.clone(),
+    );
+    registry.register(
+        "messages_received",
+        "Gossipsub messages received from the daemon",
+        m.received.clone(),
+    );
+    registry.register(
+        "direct_messages_in",
+        "Direct messages received from peers",
+        m.direct_in.clone(),
+    );
+    registry.register(
+        "direct_messages_out",
+        "Direct messages sent and acknowledged",
+        m.direct_out.clone(),
+    );
+    registry.register(
+        "messages",
+        "Messages by direction (in, out) and kind (pubsub, direct)",
+        m.messages.clone(),
+    );
+}
+
+/// The daemon: its IPC latency, restarts, state, peers and resources.
+fn register_daemon(registry: &mut Registry, m: &Metrics, ipc: &IpcStats) {
+    registry.register(
+        "ipc_request_duration_seconds",
+        "Round-trip time of IPC requests to the daemon, by op",
+        ipc.histogram(),
+    );
+    registry.register(
+        "daemon_restarts",
+        "Times the daemon was restarted",
+        m.restarts.clone(),
+    );
+    registry.register(
+        "daemon_state",
+        "1 for the daemon's current supervision state",
+        m.daemon_state.clone(),
+    );
+    registry.register("peers", "Connected peers", m.peers.clone());
+    registry.register(
+        "daemon_resident_memory_bytes",
+        "Resident memory of the daemon process (VmRSS from /proc)",
+        m.daemon_rss.clone(),
+    );
+    registry.register(
+        "daemon_cpu_seconds",
+        "CPU time (user + system) the daemon process has used, from /proc",
+        m.daemon_cpu.clone(),
+    );
+}
+
+/// Event-stream clients and the tension.
+fn register_clients(registry: &mut Registry, m: &Metrics) {
+    registry.register(
+        "event_clients_dropped_slow",
+        "Event-stream clients disconnected for falling behind",
+        m.slow_clients_dropped.clone(),
+    );
+    registry.register(
+        "websocket_clients",
+        "Open /api/events WebSocket connections",
+        m.ws_clients.clone(),
+    );
+    registry.register(
+        "tension",
+        "Tension: 1 - prod(1 - w*s) over the signals",
+        m.tension.clone(),
+    );
+    registry.register(
+        "tension_signal",
+        "Each signal feeding the tension, in [0, 1]",
+        m.signals.clone(),
+    );
 }
 
 #[cfg(test)]
