@@ -319,7 +319,7 @@ where
         client,
         tx: tx.clone(),
     };
-    let calls: Arc<Mutex<HashMap<Vec<u8>, CancellationToken>>> = Arc::default();
+    let calls: Calls = Arc::default();
     tracing::debug!(client, "persistent connection open");
     loop {
         let frame = match read_frame_max(&mut read, unary.max_msg).await {
@@ -340,52 +340,7 @@ where
                 continue;
             }
         };
-        let call_id = request.call_id.clone();
-        match request.message.clone() {
-            Some(In::AddUnaryHandler(add)) => {
-                let answer = match unary.add(&add.proto, add.balanced.unwrap_or(false), &me) {
-                    Ok(()) => reply(&call_id, None),
-                    Err(e) => daemon_error(&call_id, e),
-                };
-                let _ = tx.send(answer).await;
-            }
-            Some(In::RemoveUnaryHandler(remove)) => {
-                let answer = match unary.remove(&remove.proto, client) {
-                    Ok(()) => reply(&call_id, None),
-                    Err(e) => daemon_error(&call_id, e),
-                };
-                let _ = tx.send(answer).await;
-            }
-            Some(In::CallUnary(call)) => {
-                let cancel = CancellationToken::new();
-                lock(&calls).insert(call_id.clone(), cancel.clone());
-                let (unary, tx, calls) = (unary.clone(), tx.clone(), calls.clone());
-                tokio::spawn(async move {
-                    let answer = tokio::select! {
-                        answer = unary.call(request, &call) => answer,
-                        _ = cancel.cancelled() => reply(&call_id, Some(Out::Cancel(pb::Cancel {}))),
-                    };
-                    lock(&calls).remove(&call_id);
-                    let _ = tx.send(answer).await;
-                });
-            }
-            Some(In::UnaryResponse(_)) => match lock(&unary.waiting).remove(&call_id) {
-                Some(waiter) => {
-                    let _ = waiter.send(request);
-                }
-                None => tracing::debug!(client, "answer to a call nobody waits for"),
-            },
-            Some(In::Cancel(_)) => {
-                if let Some(cancel) = lock(&calls).remove(&call_id) {
-                    cancel.cancel();
-                }
-            }
-            None => {
-                let _ = tx
-                    .send(daemon_error(&call_id, "the message carries no request"))
-                    .await;
-            }
-        }
+        handle(&unary, &me, &calls, &tx, request).await;
     }
     unary.forget_client(client);
     for (_, cancel) in lock(&calls).drain() {
@@ -394,4 +349,64 @@ where
     // The writer ends once the last sender (calls still finishing) is gone.
     drop(writer);
     tracing::debug!(client, "persistent connection closed");
+}
+
+type Calls = Arc<Mutex<HashMap<Vec<u8>, CancellationToken>>>;
+
+/// One request of a persistent connection: handler (un)registration, a
+/// call to a peer (answered when it completes), a handler's answer to an
+/// inbound call, a cancel.
+async fn handle(
+    unary: &Arc<Unary>,
+    me: &Registered,
+    calls: &Calls,
+    tx: &mpsc::Sender<PersistentConnectionResponse>,
+    request: PersistentConnectionRequest,
+) {
+    let call_id = request.call_id.clone();
+    match request.message.clone() {
+        Some(In::AddUnaryHandler(add)) => {
+            let answer = match unary.add(&add.proto, add.balanced.unwrap_or(false), me) {
+                Ok(()) => reply(&call_id, None),
+                Err(e) => daemon_error(&call_id, e),
+            };
+            let _ = tx.send(answer).await;
+        }
+        Some(In::RemoveUnaryHandler(remove)) => {
+            let answer = match unary.remove(&remove.proto, me.client) {
+                Ok(()) => reply(&call_id, None),
+                Err(e) => daemon_error(&call_id, e),
+            };
+            let _ = tx.send(answer).await;
+        }
+        Some(In::CallUnary(call)) => {
+            let cancel = CancellationToken::new();
+            lock(calls).insert(call_id.clone(), cancel.clone());
+            let (unary, tx, calls) = (unary.clone(), tx.clone(), calls.clone());
+            tokio::spawn(async move {
+                let answer = tokio::select! {
+                    answer = unary.call(request, &call) => answer,
+                    _ = cancel.cancelled() => reply(&call_id, Some(Out::Cancel(pb::Cancel {}))),
+                };
+                lock(&calls).remove(&call_id);
+                let _ = tx.send(answer).await;
+            });
+        }
+        Some(In::UnaryResponse(_)) => match lock(&unary.waiting).remove(&call_id) {
+            Some(waiter) => {
+                let _ = waiter.send(request);
+            }
+            None => tracing::debug!(client = me.client, "answer to a call nobody waits for"),
+        },
+        Some(In::Cancel(_)) => {
+            if let Some(cancel) = lock(calls).remove(&call_id) {
+                cancel.cancel();
+            }
+        }
+        None => {
+            let _ = tx
+                .send(daemon_error(&call_id, "the message carries no request"))
+                .await;
+        }
+    }
 }
