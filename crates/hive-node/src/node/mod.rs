@@ -495,3 +495,34 @@ impl Node {
         Ok(MetricsResult { text })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The one `/p2p` helper: only the last `/p2p/ID` goes, so a relayed
+    /// address keeps its relay's part (the host's old copy cut at the
+    /// first and dropped the route).
+    #[test]
+    fn without_p2p_strips_only_the_last_peer_id() {
+        let relay = "12D3KooWDpJ7As7BWAwRMfu1VU2WCqNjvq387JEYKDBj4kx6nXTN";
+        let target = libp2p::identity::Keypair::generate_ed25519()
+            .public()
+            .to_peer_id();
+        let relayed: Multiaddr =
+            format!("/ip4/10.0.0.1/tcp/4001/p2p/{relay}/p2p-circuit/p2p/{target}")
+                .parse()
+                .unwrap();
+        assert_eq!(
+            without_p2p(&relayed).to_string(),
+            format!("/ip4/10.0.0.1/tcp/4001/p2p/{relay}/p2p-circuit")
+        );
+        let plain: Multiaddr = "/ip4/127.0.0.1/tcp/1".parse().unwrap();
+        assert_eq!(without_p2p(&plain), plain, "nothing to strip");
+        assert_eq!(
+            with_p2p(&relayed, target),
+            relayed.to_string(),
+            "with_p2p puts back exactly one"
+        );
+    }
+}
