@@ -168,14 +168,36 @@ async fn timed<T>(
         })?
 }
 
-/// A HOP stream to `relay` (dialing it first if need be).
+/// How long one attempt to open a HOP stream may take before it is made
+/// again (see [`open_hop`]); dialing the relay and negotiating take far less.
+const HOP_OPEN_ATTEMPT: Duration = Duration::from_secs(3);
+const HOP_OPEN_ATTEMPTS: usize = 3;
+
+/// A HOP stream to `relay` (dialing it first if need be). libp2p-stream can
+/// lose a request made while the connection to the peer is being set up
+/// (the new connection's handler took the queue of waiting requests before
+/// the connection is listed, so the request waits on a queue nobody reads);
+/// asked again, it finds the connection. A circuit dial is exactly that
+/// case when this node was not connected to the relay yet.
 async fn open_hop(control: &mut libp2p_stream::Control, relay: PeerId) -> io::Result<Stream> {
-    control.open_stream(relay, HOP_PROTOCOL).await.map_err(|e| {
-        io::Error::new(
-            io::ErrorKind::ConnectionRefused,
-            format!("cannot open a relay (hop) stream to {relay}: {e}"),
-        )
-    })
+    for _ in 0..HOP_OPEN_ATTEMPTS {
+        let attempt = control.open_stream(relay, HOP_PROTOCOL);
+        match tokio::time::timeout(HOP_OPEN_ATTEMPT, attempt).await {
+            Ok(opened) => {
+                return opened.map_err(|e| {
+                    io::Error::new(
+                        io::ErrorKind::ConnectionRefused,
+                        format!("cannot open a relay (hop) stream to {relay}: {e}"),
+                    )
+                })
+            }
+            Err(_) => tracing::debug!(%relay, "hop stream open stalled; asking again"),
+        }
+    }
+    Err(io::Error::new(
+        io::ErrorKind::TimedOut,
+        format!("cannot open a relay (hop) stream to {relay}: no stream within {HOP_OPEN_ATTEMPTS} attempts"),
+    ))
 }
 
 /// Ask `relay` for a circuit to `dst`; on OK the stream is the circuit.
