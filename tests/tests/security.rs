@@ -67,12 +67,7 @@ async fn api_token_is_required_everywhere() -> anyhow::Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_percent_encoded_query_token_is_accepted() -> anyhow::Result<()> {
     const B64: &str = "b64+tok/en==";
-    let host = Host::start(HostOpts {
-        extra_args: vec!["--api-token".into(), B64.into()],
-        ..Default::default()
-    })
-    .await?;
-    host.wait_healthy().await?;
+    let host = healthy_host(&[], Some(B64)).await?;
     let ws = host.url("/api/events").replacen("http", "ws", 1);
     for query in ["?token=b64%2Btok%2Fen%3D%3D", "?token=b64+tok/en=="] {
         let connected = tokio_tungstenite::connect_async(format!("{ws}{query}")).await;
@@ -154,22 +149,28 @@ async fn outbox_depth(host: &Host, token: Option<&str>) -> anyhow::Result<u64> {
         .ok_or_else(|| anyhow::anyhow!("no depth in {}", r.body))
 }
 
+/// A healthy host started with `args`, and `--api-token` when `token` is set.
+async fn healthy_host(args: &[&str], token: Option<&str>) -> anyhow::Result<Host> {
+    let mut extra: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    if let Some(t) = token {
+        extra.extend(["--api-token".to_string(), t.to_string()]);
+    }
+    let host = Host::start(HostOpts {
+        extra_args: extra,
+        ..Default::default()
+    })
+    .await?;
+    host.wait_healthy().await?;
+    Ok(host)
+}
+
 /// DNS rebinding: requests that name a host other than this API are
 /// refused, over HTTP and WebSocket, whether or not a token is configured
 /// and presented. (REQ-SEC-4)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn foreign_host_header_is_refused() -> anyhow::Result<()> {
     for token in [None, Some(TOKEN)] {
-        let mut extra = vec!["--allowed-host".to_string(), "hive.example".to_string()];
-        if let Some(t) = token {
-            extra.extend(["--api-token".to_string(), t.to_string()]);
-        }
-        let host = Host::start(HostOpts {
-            extra_args: extra,
-            ..Default::default()
-        })
-        .await?;
-        host.wait_healthy().await?;
+        let host = healthy_host(&["--allowed-host", "hive.example"], token).await?;
         let port = api_port(&host);
         let evil = format!("evil.example:{port}");
         let get = Method::GET;
@@ -269,16 +270,7 @@ async fn foreign_host_header_is_refused() -> anyhow::Result<()> {
 async fn foreign_origin_cannot_change_state_or_stream() -> anyhow::Result<()> {
     const APP: &str = "http://app.example:3000";
     for token in [None, Some(TOKEN)] {
-        let mut extra = vec!["--allowed-origin".to_string(), APP.to_string()];
-        if let Some(t) = token {
-            extra.extend(["--api-token".to_string(), t.to_string()]);
-        }
-        let host = Host::start(HostOpts {
-            extra_args: extra,
-            ..Default::default()
-        })
-        .await?;
-        host.wait_healthy().await?;
+        let host = healthy_host(&["--allowed-origin", APP], token).await?;
         let port = api_port(&host);
         let own = format!("http://127.0.0.1:{port}");
         let post = Method::POST;
