@@ -26,6 +26,7 @@
     dropped_clients: 'slow event clients dropped (5 min) ÷ 3',
     peers_below_target: 'connected peers short of the target',
     children_down: 'child nodes not running',
+    catching_up: 'catch-ups with peers waiting or running ÷ 4',
   };
 
   // ----------------------------------------------------------------- state
@@ -371,11 +372,41 @@
     setText('node-topics', (st.topics || []).length);
     setText('host-version', st.version);
     setText('daemon-version', st.daemon_version);
+    renderSync(st.sync);
+    renderInbound(st.inbound);
     setText('foot-version', st.version ? `hive ${st.version}` : 'hive');
     for (const t of st.topics || []) {
       if (!S.topics.has(t)) S.topics.set(t, { subscribed: true, peers: null });
     }
     renderTopics();
+  }
+
+  // What the daemon caught up on from its peers (absent in go mode).
+  function renderSync(sync) {
+    const el = $('node-sync');
+    if (!sync) {
+      el.textContent = 'off';
+      el.dataset.state = 'off';
+      return;
+    }
+    const peers = sync.peers || [];
+    const parts = [sync.behind > 0 ? `catching up with ${plural(sync.behind, 'peer topic')}` : 'up to date'];
+    parts.push(`${sync.fetched} fetched from ${plural(peers.length, 'peer')}`);
+    if (peers.length) parts.push(`last ${fmtDuration(Date.now() - peers[0].last_ms)} ago`);
+    if (sync.rejected) parts.push(`${sync.rejected} refused (bad signature)`);
+    if (sync.failed) parts.push(`${sync.failed} failed`);
+    el.textContent = parts.join(' · ');
+    el.dataset.state = sync.behind > 0 ? 'behind' : 'ok';
+    el.dataset.peers = String(peers.length);
+    el.dataset.fetched = String(sync.fetched);
+    el.title = peers.map((p) => `${shortId(p.peer_id, 8)}: ${p.fetched} fetched, ${p.rejected} refused, ${fmtTime(p.last_ms)}`).join('\n');
+  }
+
+  // How the host's store keeps up with its daemon.
+  function renderInbound(inbound) {
+    if (!inbound) return setText('node-inbound', '—');
+    const { gaps = 0, repaired = 0, lost = 0 } = inbound;
+    setText('node-inbound', gaps ? `${plural(gaps, 'gap')} seen, ${repaired} repaired, ${lost} lost` : 'no gaps');
   }
 
   function applyDaemon(d) {

@@ -490,6 +490,10 @@ async function main() {
       for (const text of [hello, again]) {
         assert.equal(await feedItems(pb, TOPIC).filter({ hasText: text }).count(), 1, `"${text}" shown exactly once on B`);
       }
+      // Back on its data directory, B's daemon asked A for what it missed
+      // (nothing new: the history drops what B had); the page says so.
+      await waitText(pb, '#node-sync', (t) => /^up to date · \d+ fetched from [1-9]\d* peers? · last/.test(t.trim()), 'the catch-up on the page', DELIVERY_TIMEOUT);
+      assert.match(await pb.textContent('#node-inbound'), /gaps|no gaps/);
     });
 
     await step('screenshots at desktop and phone width', async () => {

@@ -10,6 +10,7 @@
 use std::collections::BTreeMap;
 
 use hive_tests::{event_bytes, wait_for, Host, HostOpts};
+use serde_json::Value;
 
 const TOPIC: &str = "away";
 const MISSED: usize = 300;
@@ -142,8 +143,53 @@ async fn catches_up(away: Away) -> anyhow::Result<()> {
     assert_eq!(counts.len(), MISSED + 1, "B: only the 301 messages of A");
     // C met B again too and asked it in turn: nothing new for C.
     assert_eq!(stored(&c).await?.len(), MISSED + 1);
+    shows_the_catch_up(&a, &b, &c).await?;
     println!("catch-up ({away:?}): B, back, has all {MISSED} it missed");
     Ok(())
+}
+
+/// What B fetched shows in its status and metrics, and A or C (whoever B
+/// asked) counted the pages it served.
+async fn shows_the_catch_up(a: &Host, b: &Host, c: &Host) -> anyhow::Result<()> {
+    let (a_id, c_id) = (a.peer_id().await?, c.peer_id().await?);
+    let sync = wait_for("B's status shows what it fetched", || async {
+        let sync = b.status().await.ok()?["sync"].clone();
+        (sync["fetched"].as_u64()? >= MISSED as u64).then_some(sync)
+    })
+    .await?;
+    let peers: Vec<&str> = sync["peers"]
+        .as_array()
+        .map(|p| p.iter().filter_map(|p| p["peer_id"].as_str()).collect())
+        .unwrap_or_default();
+    assert!(
+        peers.iter().all(|p| *p == a_id || *p == c_id) && !peers.is_empty(),
+        "B's sync peers are A and C: {sync}"
+    );
+    assert_eq!(sync["rejected"], 0, "honest peers: {sync}");
+    let served = |h: Value| h["sync"]["served"].as_u64().unwrap_or(0);
+    let served = served(a.status().await?) + served(c.status().await?);
+    assert!(served >= 1, "A or C served B's catch-up");
+    wait_for("B's metrics count what it fetched", || async {
+        (sync_counter(b, "fetched").await.ok()? >= MISSED as u64).then_some(())
+    })
+    .await?;
+    let signals = &b.status().await?["signals"];
+    assert!(
+        signals["catching_up"].is_number(),
+        "τ has the signal: {signals}"
+    );
+    Ok(())
+}
+
+/// `hive_sync_<name>_total` in a host's `/metrics`.
+async fn sync_counter(host: &Host, name: &str) -> anyhow::Result<u64> {
+    let text = reqwest::get(host.url("/metrics")).await?.text().await?;
+    let metric = format!("hive_sync_{name}_total ");
+    let value = text
+        .lines()
+        .find_map(|l| l.strip_prefix(&metric))
+        .ok_or_else(|| anyhow::anyhow!("no {metric}in /metrics"))?;
+    Ok(value.trim().parse()?)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -702,6 +702,25 @@ export interface components {
         PeerIdBody: {
             peer_id: string;
         };
+        /** @description The last catch-up with one peer. */
+        PeerSync: {
+            /**
+             * Format: int64
+             * @description Messages fetched from this peer that passed verification.
+             */
+            fetched: number;
+            /**
+             * Format: int64
+             * @description When it ended, Unix milliseconds.
+             */
+            last_ms: number;
+            peer_id: string;
+            /**
+             * Format: int64
+             * @description Messages refused from this peer.
+             */
+            rejected: number;
+        };
         ReproduceAnswer: {
             children: unknown[];
             /** @description True when the host starts the children (always, under a host). */
@@ -751,6 +770,7 @@ export interface components {
             signals: {
                 [key: string]: number;
             };
+            sync?: null | components["schemas"]["SyncStatus"];
             /**
              * Format: double
              * @description System tension τ in [0, 1].
@@ -770,6 +790,46 @@ export interface components {
             changed: boolean;
             subscribed: boolean;
             topic: string;
+        };
+        /**
+         * @description How the daemon catches up on what it missed (`/hive/sync/1.0.0`),
+         *     counted since it started.
+         */
+        SyncStatus: {
+            /**
+             * Format: int64
+             * @description Catch-ups with peers waiting or running: above 0 the node knows it
+             *     may be behind.
+             */
+            behind: number;
+            /**
+             * Format: int64
+             * @description Catch-ups that failed (no answer, or a broken exchange).
+             */
+            failed: number;
+            /**
+             * Format: int64
+             * @description Messages fetched from peers that passed verification (the history
+             *     keeps the new ones and drops the rest as duplicates).
+             */
+            fetched: number;
+            /** @description The peers caught up with most recently, newest first (at most 32). */
+            peers: components["schemas"]["PeerSync"][];
+            /**
+             * Format: int64
+             * @description Requests from other nodes refused (too many at once).
+             */
+            refused: number;
+            /**
+             * Format: int64
+             * @description Messages peers offered without their author's valid signature.
+             */
+            rejected: number;
+            /**
+             * Format: int64
+             * @description Pages of history served to other nodes.
+             */
+            served: number;
         };
         TensionNow: {
             /** @description One sample per 5 s over the last 15 minutes, oldest first. */

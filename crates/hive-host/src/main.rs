@@ -6,6 +6,7 @@
 
 mod api;
 mod backoff;
+mod catch_up;
 mod cli;
 mod client_cmd;
 mod doctor;

@@ -60,6 +60,8 @@ pub struct Metrics {
     pub inbound_gaps: Counter,
     /// Messages fetched from the daemon's history to fill them.
     pub inbound_repaired: Counter,
+    /// The daemon's catching up with its peers.
+    pub catch_up: crate::catch_up::CatchUpMetrics,
     daemon_state: Family<StateLabel, Gauge>,
     messages: Family<MessageLabel, Counter>,
     daemon_rss: Gauge,
@@ -95,6 +97,7 @@ impl Metrics {
             slow_clients_dropped: Counter::default(),
             inbound_gaps: Counter::default(),
             inbound_repaired: Counter::default(),
+            catch_up: Default::default(),
             daemon_state: Family::default(),
             tension: Gauge::default(),
             signals: Family::default(),
@@ -103,6 +106,7 @@ impl Metrics {
         register_delivery(&mut registry, &m);
         register_daemon(&mut registry, &m, ipc);
         register_clients(&mut registry, &m);
+        m.catch_up.register(&mut registry);
         Metrics { registry, ..m }
     }
 

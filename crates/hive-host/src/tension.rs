@@ -23,6 +23,10 @@ const W_OUTBOX: f64 = 0.5;
 const W_DROPPED_CLIENTS: f64 = 0.3;
 const W_PEERS: f64 = 0.25;
 const W_CHILDREN: f64 = 0.5;
+const W_CATCHING_UP: f64 = 0.3;
+/// Catch-ups waiting or running at which the signal saturates (the daemon
+/// runs four at a time).
+const CATCHING_UP_SATURATE: f64 = 4.0;
 
 /// Outbox rows waiting for the daemon at which the signal saturates.
 const OUTBOX_SATURATE: f64 = 10_000.0;
@@ -52,6 +56,9 @@ pub struct Inputs<'a> {
     /// Child nodes this host supervises, and how many of them are not running.
     pub children: usize,
     pub children_down: usize,
+    /// Catch-ups with peers the daemon has waiting or running: it knows it
+    /// may be behind.
+    pub catching_up: usize,
 }
 
 /// τ and the signals it was made of.
@@ -101,6 +108,8 @@ pub fn compute(inputs: &Inputs<'_>) -> Tension {
         clamp01(inputs.children_down as f64 / inputs.children as f64)
     };
 
+    let catching_up = clamp01(inputs.catching_up as f64 / CATCHING_UP_SATURATE);
+
     let weighted = [
         (W_DAEMON_DOWN, daemon_down),
         (W_RESTARTS, restarts),
@@ -110,6 +119,7 @@ pub fn compute(inputs: &Inputs<'_>) -> Tension {
         (W_DROPPED_CLIENTS, dropped_clients),
         (W_PEERS, peers_missing),
         (W_CHILDREN, children_down),
+        (W_CATCHING_UP, catching_up),
     ];
     let calm: f64 = weighted.iter().map(|(w, s)| 1.0 - w * s).product();
     let signals = BTreeMap::from([
@@ -121,6 +131,7 @@ pub fn compute(inputs: &Inputs<'_>) -> Tension {
         ("dropped_clients", dropped_clients),
         ("peers_below_target", peers_missing),
         ("children_down", children_down),
+        ("catching_up", catching_up),
     ]);
     Tension {
         value: clamp01(1.0 - calm),

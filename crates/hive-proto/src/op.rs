@@ -207,6 +207,42 @@ pub struct StatusResult {
     /// from daemons older than it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub connections: Option<ConnectionLimits>,
+    /// Catching up with peers (`/hive/sync/1.0.0`); absent when the node
+    /// does not catch up (go mode) and from daemons older than it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sync: Option<SyncStatus>,
+}
+
+/// How the node catches up on what it missed, since it started.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SyncStatus {
+    /// (peer, topic) catch-ups waiting or running now: while above 0 the
+    /// node knows it may be behind.
+    pub behind: usize,
+    /// Messages fetched from peers that passed verification (the history
+    /// keeps those it did not have and drops the rest as duplicates).
+    pub fetched: u64,
+    /// Messages peers offered without their author's valid signature.
+    pub rejected: u64,
+    /// Catch-ups that failed (the peer did not answer, or broke the protocol).
+    pub failed: u64,
+    /// Pages served to other nodes, and requests refused (too many at once).
+    pub served: u64,
+    pub refused: u64,
+    /// The peers caught up with most recently, newest first (at most 32).
+    pub peers: Vec<PeerSync>,
+}
+
+/// The last catch-up with one peer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PeerSync {
+    pub peer_id: String,
+    /// When the last catch-up with this peer ended, Unix milliseconds.
+    pub last_ms: i64,
+    /// Messages fetched from this peer that passed verification, in all.
+    pub fetched: u64,
+    /// Messages refused from this peer, in all.
+    pub rejected: u64,
 }
 
 /// Bounded connections: trimmed past `high` down to `low`, sparing peers

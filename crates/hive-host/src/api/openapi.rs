@@ -38,6 +38,42 @@ pub(super) struct ConnectionWatermarks {
     grace_secs: u64,
 }
 
+/// How the daemon catches up on what it missed (`/hive/sync/1.0.0`),
+/// counted since it started.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub(super) struct SyncStatus {
+    /// Catch-ups with peers waiting or running: above 0 the node knows it
+    /// may be behind.
+    behind: u64,
+    /// Messages fetched from peers that passed verification (the history
+    /// keeps the new ones and drops the rest as duplicates).
+    fetched: u64,
+    /// Messages peers offered without their author's valid signature.
+    rejected: u64,
+    /// Catch-ups that failed (no answer, or a broken exchange).
+    failed: u64,
+    /// Pages of history served to other nodes.
+    served: u64,
+    /// Requests from other nodes refused (too many at once).
+    refused: u64,
+    /// The peers caught up with most recently, newest first (at most 32).
+    peers: Vec<PeerSync>,
+}
+
+/// The last catch-up with one peer.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub(super) struct PeerSync {
+    peer_id: String,
+    /// When it ended, Unix milliseconds.
+    last_ms: i64,
+    /// Messages fetched from this peer that passed verification.
+    fetched: u64,
+    /// Messages refused from this peer.
+    rejected: u64,
+}
+
 /// How the host's store keeps up with its daemon's numbered history.
 #[derive(utoipa::ToSchema)]
 #[allow(dead_code)]

@@ -64,6 +64,11 @@ pub struct StatusBody {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<super::openapi::ConnectionWatermarks>)]
     connections: Option<hive_proto::ConnectionLimits>,
+    /// The daemon catching up on what it missed from its peers (absent when
+    /// it does not, as in go mode, or does not answer).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<super::openapi::SyncStatus>)]
+    sync: Option<hive_proto::SyncStatus>,
 }
 
 /// Answers whatever the daemon's state: live data when it responds, the last
@@ -94,6 +99,7 @@ pub async fn status(state: NodeCtx) -> Json<StatusBody> {
             daemon_version: Some(st.daemon_version),
             inbound: sup.inbound_stats(),
             connections: st.connections,
+            sync: st.sync,
         },
         None => StatusBody {
             peer_id: known.peer_id,
@@ -107,6 +113,7 @@ pub async fn status(state: NodeCtx) -> Json<StatusBody> {
             daemon_version: known.daemon_version,
             inbound: sup.inbound_stats(),
             connections: None,
+            sync: None,
         },
     };
     Json(body)

@@ -74,6 +74,10 @@ impl Supervisor {
                         s.daemon_version = Some(st.daemon_version);
                     }
                     self.shared.metrics.peers.set(st.peers as i64);
+                    self.shared
+                        .metrics
+                        .catch_up
+                        .observe(st.pid, st.sync.as_ref());
                 }
                 Err(e) => {
                     failures += 1;

@@ -83,6 +83,7 @@ impl Supervisor {
             peer_target: self.shared.config.daemon.peer_target,
             children,
             children_down,
+            catching_up: self.shared.metrics.catch_up.behind(),
         })
     }
 

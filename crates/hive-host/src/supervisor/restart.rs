@@ -91,6 +91,7 @@ impl Supervisor {
         *lock(&self.shared.client) = None;
         lock(&self.shared.status).peers = 0;
         self.shared.metrics.peers.set(0);
+        self.shared.metrics.catch_up.daemon_gone();
         match outcome {
             Outcome::Shutdown => {
                 self.stop_daemon(&mut child, &client).await;

@@ -52,6 +52,7 @@ pub struct NodeHandle {
     /// Inbound named streams; one consumer takes them (the control server).
     pub(super) named_inbound: NamedInbound,
     pub(super) history: crate::history::History,
+    pub(super) sync: crate::sync::Stats,
 }
 
 /// An operation built and not yet handed to the node. Await it for its
@@ -329,6 +330,11 @@ impl NodeHandle {
 
     /// The node's history itself, for the catch-up between nodes
     /// ([`crate::sync`]), which reads and feeds it off the loop.
+    /// What catching up has done (counted by the sync tasks).
+    pub(crate) fn sync_stats(&self) -> &crate::sync::Stats {
+        &self.sync
+    }
+
     pub(crate) fn history_store(&self) -> &crate::history::History {
         &self.history
     }

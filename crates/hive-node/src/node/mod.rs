@@ -222,6 +222,8 @@ pub struct Node {
     intake: crate::history::Intake,
     /// Direct messages now stored, whose acknowledgements may go out.
     acks: mpsc::UnboundedReceiver<crate::history::Acked>,
+    /// What catching up has done, for `status`.
+    sync: crate::sync::Stats,
 }
 
 /// The peer id at the end of a multiaddr, if any.
@@ -319,6 +321,7 @@ impl Node {
         let (intake, history, acks) =
             crate::history::Intake::open(&config.history, events.clone())?;
         let (commands_tx, commands) = mpsc::channel(1024);
+        let sync = crate::sync::Stats::default();
         let (shutdown, shutdown_rx) = watch::channel(false);
         let handle = NodeHandle {
             commands: commands_tx,
@@ -331,6 +334,7 @@ impl Node {
             conn_tags,
             named_inbound: Arc::new(std::sync::Mutex::new(Some(named_inbound))),
             history,
+            sync: sync.clone(),
         };
         let metrics = Metrics::new(&mut registry);
         let node = Node {
@@ -362,6 +366,7 @@ impl Node {
             pending_kad: HashMap::new(),
             intake,
             acks,
+            sync,
         };
         node.launch(&config.bootstrap);
         if config.catch_up {

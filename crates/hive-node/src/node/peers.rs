@@ -114,6 +114,7 @@ impl Node {
             daemon_version: env!("CARGO_PKG_VERSION").to_string(),
             protocol_version: hive_proto::PROTOCOL_VERSION,
             connections: self.conn_manager.as_ref().map(|m| m.limits().into()),
+            sync: self.sync.snapshot(),
         }
     }
 

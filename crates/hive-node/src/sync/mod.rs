@@ -20,6 +20,7 @@
 //!   timeouts. Peers that do not speak the protocol (other libp2p
 //!   implementations) are skipped.
 
+mod stats;
 mod verify;
 mod wire;
 
@@ -36,6 +37,7 @@ use crate::history::{Entry, History};
 use crate::lock;
 use crate::node::NodeHandle;
 
+pub use stats::Stats;
 pub use verify::{verify, Signed};
 
 pub const SYNC_PROTOCOL: StreamProtocol = StreamProtocol::new("/hive/sync/1.0.0");
@@ -55,9 +57,11 @@ const MAX_REQUESTS_PER_STREAM: usize = 200;
 
 /// Serve the protocol and catch up with peers, for as long as the node runs.
 pub fn spawn(node: NodeHandle) {
+    node.sync_stats().enable();
     match node.stream_control().accept(SYNC_PROTOCOL) {
         Ok(incoming) => {
-            tokio::spawn(serve(incoming, node.history_store().clone()));
+            let (history, stats) = (node.history_store().clone(), node.sync_stats().clone());
+            tokio::spawn(serve(incoming, history, stats));
         }
         Err(e) => tracing::warn!(error = %e, "sync protocol not served"),
     }
@@ -74,21 +78,23 @@ fn now_ms() -> i64 {
 /// Answer other nodes' requests from this node's history: one stream per
 /// peer at a time and [`CONCURRENT`] in all, so a peer that floods requests
 /// is refused while the others are served.
-async fn serve(mut incoming: libp2p_stream::IncomingStreams, history: History) {
+async fn serve(mut incoming: libp2p_stream::IncomingStreams, history: History, stats: Stats) {
     let slots = Arc::new(Semaphore::new(CONCURRENT));
     let busy: Arc<std::sync::Mutex<HashSet<PeerId>>> = Arc::default();
     while let Some((peer, stream)) = incoming.next().await {
         let Ok(slot) = slots.clone().try_acquire_owned() else {
             tracing::debug!(%peer, "sync request refused: busy");
+            stats.refused();
             continue;
         };
         if !lock(&busy).insert(peer) {
             tracing::debug!(%peer, "sync request refused: this peer has one open");
+            stats.refused();
             continue;
         }
-        let (history, busy) = (history.clone(), busy.clone());
+        let (history, busy, stats) = (history.clone(), busy.clone(), stats.clone());
         tokio::spawn(async move {
-            if let Err(e) = answer(stream, &history).await {
+            if let Err(e) = answer(stream, &history, &stats).await {
                 tracing::debug!(%peer, error = %e, "sync stream ended");
             }
             lock(&busy).remove(&peer);
@@ -97,7 +103,11 @@ async fn serve(mut incoming: libp2p_stream::IncomingStreams, history: History) {
     }
 }
 
-async fn answer(mut stream: libp2p::Stream, history: &History) -> Result<(), wire::WireError> {
+async fn answer(
+    mut stream: libp2p::Stream,
+    history: &History,
+    stats: &Stats,
+) -> Result<(), wire::WireError> {
     for _ in 0..MAX_REQUESTS_PER_STREAM {
         let request = match tokio::time::timeout(
             STEP_TIMEOUT,
@@ -136,6 +146,7 @@ async fn answer(mut stream: libp2p::Stream, history: &History) -> Result<(), wir
         tokio::time::timeout(STEP_TIMEOUT, wire::write(&mut stream, &response))
             .await
             .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))??;
+        stats.served();
     }
     Ok(())
 }
@@ -204,22 +215,28 @@ async fn catch_up(node: NodeHandle) {
         let Some((peers, topics)) = peers_and_topics(&node).await else {
             return; // the node stopped
         };
-        for (peer, topic, since_ms) in progress.due(peers, &topics, &newest_before_start) {
+        let due = progress.due(peers, &topics, &newest_before_start);
+        for _ in &due {
+            node.sync_stats().planned();
+        }
+        for (peer, topic, since_ms) in due {
             let Ok(slot) = slots.clone().acquire_owned().await else {
                 return;
             };
             let node = node.clone();
             tokio::spawn(async move {
-                match fetch(&node, peer, &topic, since_ms).await {
+                let outcome = fetch(&node, peer, &topic, since_ms).await;
+                match &outcome {
                     Ok((0, 0)) => {}
                     Ok((kept, rejected)) => tracing::info!(
-                        %peer, topic, offered = kept, rejected,
-                        "caught up with a peer (messages kept before are dropped as duplicates)"
+                        %peer, topic, kept, rejected,
+                        "caught up with a peer"
                     ),
                     Err(e) => {
                         tracing::debug!(%peer, topic, error = %e, "no catch-up with this peer")
                     }
                 }
+                node.sync_stats().ended(peer, outcome.ok(), now_ms());
                 drop(slot);
             });
         }

@@ -1,0 +1,148 @@
+//! What catching up has done since the node started, for `status`.
+//!
+//! Shared between the sync tasks (which count) and the node's loop (which
+//! answers `status`): a mutex held for a few field updates, never across an
+//! await.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use hive_proto::{PeerSync, SyncStatus};
+use libp2p::PeerId;
+
+use crate::lock;
+
+/// Peers listed in the status, newest first.
+const LISTED_PEERS: usize = 32;
+/// Peers remembered at all; the oldest go first.
+const KEPT_PEERS: usize = 1024;
+
+#[derive(Clone, Default)]
+pub struct Stats {
+    inner: Arc<Mutex<Inner>>,
+}
+
+#[derive(Default)]
+struct Inner {
+    enabled: bool,
+    behind: usize,
+    failed: u64,
+    served: u64,
+    refused: u64,
+    fetched: u64,
+    rejected: u64,
+    peers: HashMap<PeerId, PeerSync>,
+}
+
+impl Stats {
+    /// Catching up runs on this node (so `status` reports it).
+    pub(super) fn enable(&self) {
+        lock(&self.inner).enabled = true;
+    }
+
+    /// A catch-up with a peer was planned (it may wait for a slot).
+    pub(super) fn planned(&self) {
+        lock(&self.inner).behind += 1;
+    }
+
+    /// A planned catch-up ended: `Some((kept, rejected))`, or `None` when it
+    /// failed.
+    pub(super) fn ended(&self, peer: PeerId, outcome: Option<(usize, usize)>, now_ms: i64) {
+        let mut s = lock(&self.inner);
+        s.behind = s.behind.saturating_sub(1);
+        let Some((kept, rejected)) = outcome else {
+            s.failed += 1;
+            return;
+        };
+        s.fetched += kept as u64;
+        s.rejected += rejected as u64;
+        if s.peers.len() >= KEPT_PEERS && !s.peers.contains_key(&peer) {
+            if let Some(oldest) = s.peers.values().min_by_key(|p| p.last_ms) {
+                let oldest = oldest.peer_id.clone();
+                s.peers.retain(|_, p| p.peer_id != oldest);
+            }
+        }
+        let entry = s.peers.entry(peer).or_insert_with(|| PeerSync {
+            peer_id: peer.to_string(),
+            last_ms: now_ms,
+            fetched: 0,
+            rejected: 0,
+        });
+        entry.last_ms = now_ms;
+        entry.fetched += kept as u64;
+        entry.rejected += rejected as u64;
+    }
+
+    pub(super) fn served(&self) {
+        lock(&self.inner).served += 1;
+    }
+
+    pub(super) fn refused(&self) {
+        lock(&self.inner).refused += 1;
+    }
+
+    /// The status, or `None` when this node does not catch up.
+    pub fn snapshot(&self) -> Option<SyncStatus> {
+        let s = lock(&self.inner);
+        if !s.enabled {
+            return None;
+        }
+        let mut peers: Vec<PeerSync> = s.peers.values().cloned().collect();
+        peers.sort_by_key(|p| std::cmp::Reverse(p.last_ms));
+        peers.truncate(LISTED_PEERS);
+        Some(SyncStatus {
+            behind: s.behind,
+            fetched: s.fetched,
+            rejected: s.rejected,
+            failed: s.failed,
+            served: s.served,
+            refused: s.refused,
+            peers,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_per_peer_and_in_all_and_lists_the_newest_first() {
+        let stats = Stats::default();
+        assert_eq!(stats.snapshot(), None, "off until enabled");
+        stats.enable();
+        let (a, b) = (PeerId::random(), PeerId::random());
+        for _ in 0..3 {
+            stats.planned();
+        }
+        stats.ended(a, Some((10, 1)), 1_000);
+        stats.ended(b, Some((5, 0)), 2_000);
+        let s = stats.snapshot().expect("enabled");
+        assert_eq!(s.behind, 1, "one catch-up still planned");
+        assert_eq!((s.fetched, s.rejected, s.failed), (15, 1, 0));
+        assert_eq!(s.peers[0].peer_id, b.to_string(), "newest first");
+        stats.ended(a, None, 3_000);
+        let s = stats.snapshot().expect("enabled");
+        assert_eq!((s.behind, s.failed), (0, 1));
+        assert_eq!(s.peers[1].fetched, 10, "a failure adds nothing to a");
+    }
+
+    #[test]
+    fn remembers_a_bounded_number_of_peers() {
+        let stats = Stats::default();
+        stats.enable();
+        for i in 0..(KEPT_PEERS + 10) {
+            stats.planned();
+            stats.ended(PeerId::random(), Some((1, 0)), i as i64);
+        }
+        assert_eq!(lock(&stats.inner).peers.len(), KEPT_PEERS);
+        let s = stats.snapshot().expect("enabled");
+        assert_eq!(s.peers.len(), LISTED_PEERS);
+        assert_eq!(
+            s.fetched,
+            (KEPT_PEERS + 10) as u64,
+            "totals keep everything"
+        );
+        assert_eq!(s.peers[0].last_ms, (KEPT_PEERS + 9) as i64);
+    }
+}
