@@ -124,6 +124,9 @@ pub struct HostOpts {
     pub mdns: bool,
     /// Listen addresses for the daemon; loopback TCP when empty.
     pub listen: Vec<String>,
+    /// Pass no `--listen` at all: the product's defaults (every interface,
+    /// TCP and QUIC), as a user who sets nothing gets them.
+    pub default_listen: bool,
     /// Run inside this network namespace (`ip netns exec`).
     pub netns: Option<String>,
     pub extra_args: Vec<String>,
@@ -171,7 +174,9 @@ impl Host {
             .args(["--http", "127.0.0.1:0"])
             .arg("--daemon-bin")
             .arg(opts.daemon_bin.clone().unwrap_or_else(daemon_bin));
-        let listen = if opts.listen.is_empty() {
+        let listen = if opts.default_listen {
+            Vec::new()
+        } else if opts.listen.is_empty() {
             vec!["/ip4/127.0.0.1/tcp/0".to_string()]
         } else {
             opts.listen.clone()
