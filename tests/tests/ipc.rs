@@ -506,6 +506,39 @@ async fn dht_provide_find_providers_and_find_peer() {
     .await;
     let r = response(&mut wc).await;
     assert!(r.get("error").is_none(), "{r}");
+    // A is C's bootstrap peer: C must not dial it straight back (audit row
+    // 16). Gone, then absent for 5 s.
+    let a_id = a.peer_id();
+    let gone = tokio::time::Instant::now() + Duration::from_secs(10);
+    let mut id = 6;
+    while connected_to(&mut wc, &mut id, &a_id).await {
+        assert!(
+            tokio::time::Instant::now() < gone,
+            "A still connected after disconnect"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for _ in 0..25 {
+        assert!(
+            !connected_to(&mut wc, &mut id, &a_id).await,
+            "C dialed its bootstrap peer back"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Whether the daemon behind `ws` lists `peer` among its peers.
+async fn connected_to(ws: &mut Ws, id: &mut u64, peer: &str) -> bool {
+    *id += 1;
+    send(
+        ws,
+        json!({"type": "request", "id": *id, "op": "peers", "args": {}}),
+    )
+    .await;
+    let r = response(ws).await;
+    r["result"]["peers"]
+        .as_array()
+        .is_some_and(|p| p.iter().any(|p| p["peer_id"] == peer))
 }
 
 /// A daemon without a host reproduces by itself: `reproduce` starts children

@@ -24,6 +24,9 @@ use crate::memory::{
 const BACKOFF_MIN: Duration = Duration::from_secs(1);
 /// Longest delay between two dials of one disconnected peer.
 const BACKOFF_MAX: Duration = Duration::from_secs(16);
+/// How long a peer disconnected on request is not dialed again by the node
+/// itself (an explicit dial ends it sooner).
+pub const HOLD_AFTER_DISCONNECT: Duration = Duration::from_secs(300);
 
 /// The node's memory at run time: who to dial ([`Reconnect`]) and the state
 /// file it is saved to.
@@ -119,6 +122,8 @@ struct Entry {
     connected: bool,
     next_dial: Instant,
     delay: Duration,
+    /// Disconnected on request: not dialed by the node itself before this.
+    held_until: Option<Instant>,
 }
 
 /// Who to dial, and when.
@@ -209,6 +214,33 @@ impl Reconnect {
         }
     }
 
+    /// A client asked to disconnect `peer`: the node does not dial it back
+    /// by itself (bootstrap, remembered, low watermark) for
+    /// [`HOLD_AFTER_DISCONNECT`]. Otherwise a disconnect from a bootstrap
+    /// peer would be undone within seconds.
+    pub fn hold(&mut self, peer: PeerId) {
+        let until = Instant::now() + HOLD_AFTER_DISCONNECT;
+        self.peers
+            .entry(peer)
+            .or_insert_with(|| Entry::new(Vec::new(), 0, false, Instant::now()))
+            .held_until = Some(until);
+    }
+
+    /// A client dialed `peer` itself: the hold ends.
+    pub fn release(&mut self, peer: &PeerId) {
+        if let Some(entry) = self.peers.get_mut(peer) {
+            entry.held_until = None;
+        }
+    }
+
+    /// Whether the node must not dial `peer` by itself now.
+    pub fn is_held(&self, peer: &PeerId) -> bool {
+        self.peers
+            .get(peer)
+            .and_then(|e| e.held_until)
+            .is_some_and(|until| until > Instant::now())
+    }
+
     /// Peers to dial now, each with its addresses; their next attempt is
     /// pushed back by their backoff.
     pub fn due(&mut self, connected: usize) -> Vec<(PeerId, Vec<Multiaddr>)> {
@@ -217,6 +249,9 @@ impl Reconnect {
         let mut out = Vec::new();
         for (peer, entry) in &mut self.peers {
             if entry.connected || entry.addrs.is_empty() || entry.next_dial > now {
+                continue;
+            }
+            if entry.held_until.is_some_and(|until| until > now) {
                 continue;
             }
             if !entry.bootstrap && !below_target {
@@ -280,6 +315,7 @@ impl Entry {
             connected: false,
             next_dial: now,
             delay: BACKOFF_MIN,
+            held_until: None,
         }
     }
 
@@ -329,5 +365,26 @@ mod tests {
         let saved = r.take_dirty().expect("changes to save");
         assert!(saved.iter().any(|p| p.peer_id == a.to_string()));
         assert!(r.take_dirty().is_none());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_peer_disconnected_on_request_is_not_dialed_back_until_dialed() {
+        let (me, boot) = (peer(), peer());
+        let mut r = Reconnect::new(me, &[], 2);
+        r.add_bootstrap(boot, "/ip4/127.0.0.1/tcp/2".parse().unwrap());
+        r.on_connected(boot, None, &[]);
+        r.hold(boot);
+        r.on_disconnected(boot);
+        tokio::time::advance(BACKOFF_MAX).await;
+        assert!(
+            r.due(0).is_empty(),
+            "a bootstrap peer on hold is not chased"
+        );
+        assert!(r.is_held(&boot));
+        tokio::time::advance(HOLD_AFTER_DISCONNECT).await;
+        assert_eq!(r.due(0).len(), 1, "after the hold it is chased again");
+        r.hold(boot);
+        r.release(&boot);
+        assert!(!r.is_held(&boot), "an explicit dial ends the hold");
     }
 }

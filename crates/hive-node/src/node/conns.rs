@@ -110,7 +110,11 @@ impl Node {
                 }
             }
         }
-        known.retain(|(peer, _)| !self.peers.contains_key(peer) && *peer != self.peer_id);
+        known.retain(|(peer, _)| {
+            !self.peers.contains_key(peer)
+                && *peer != self.peer_id
+                && !self.keeper.reconnect.is_held(peer)
+        });
         known.shuffle(&mut rand::thread_rng());
         for (peer, addr) in known.into_iter().take(n) {
             self.dial_idle(peer, addr, "peer below the low watermark");

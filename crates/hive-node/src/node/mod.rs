@@ -446,6 +446,11 @@ impl Node {
             Command::Dial { addr, reply } => self.dial(addr, reply),
             Command::Disconnect { peer, reply } => {
                 // Err means not connected, which is what the caller wants anyway.
+                // Held: the node does not dial it back by itself, and
+                // Kademlia forgets it (its lookups would dial it) until it
+                // connects again.
+                self.keeper.reconnect.hold(peer);
+                self.swarm.behaviour_mut().kad.remove_peer(&peer);
                 let _ = self.swarm.disconnect_peer_id(peer);
                 let _ = reply.send(Ok(()));
             }

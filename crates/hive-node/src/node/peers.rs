@@ -130,6 +130,7 @@ impl Node {
     pub(super) fn dial(&mut self, addr: Multiaddr, reply: Reply<DialResult, DialError>) {
         let opts = match peer_of(&addr) {
             Some(peer) => {
+                self.keeper.reconnect.release(&peer);
                 if self.peers.contains_key(&peer) {
                     let _ = reply.send(Ok(DialResult {
                         peer_id: peer.to_string(),
