@@ -433,8 +433,9 @@ mod tests {
     use tokio::net::TcpListener;
 
     /// A daemon stand-in: welcomes, then answers `status` requests in
-    /// reverse order of arrival once two are pending, errors `peers`, and
-    /// drops the connection on `shutdown` without answering.
+    /// reverse order of arrival once two are pending (and `topic_peers` the
+    /// same way, echoing each request's topic), errors `peers`, and drops
+    /// the connection on `shutdown` without answering.
     async fn fake_daemon() -> String {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("ws://{}", listener.local_addr().unwrap());
@@ -460,6 +461,7 @@ mod tests {
                 .await
                 .unwrap();
             let mut held = Vec::new();
+            let mut held_topics = Vec::new();
             while let Some(Ok(Message::Text(text))) = ws.next().await {
                 let Ok(ClientFrame::Request(req)) = codec::decode_client_frame(&text, 1 << 20)
                 else {
@@ -473,6 +475,20 @@ mod tests {
                         }
                         for id in held.drain(..).rev() {
                             let r = ServerFrame::Response(Response::ok(id, json!({"n": id})));
+                            ws.send(Message::Text(codec::encode(&r).unwrap().into()))
+                                .await
+                                .unwrap();
+                        }
+                        continue;
+                    }
+                    Op::TopicPeers { topic } => {
+                        held_topics.push((req.id, topic));
+                        if held_topics.len() < 2 {
+                            continue;
+                        }
+                        for (id, topic) in held_topics.drain(..).rev() {
+                            let r =
+                                ServerFrame::Response(Response::ok(id, json!({"topic": topic})));
                             ws.send(Message::Text(codec::encode(&r).unwrap().into()))
                                 .await
                                 .unwrap();
@@ -506,11 +522,18 @@ mod tests {
         let (a, b) = tokio::join!(client.request(Op::Status, t), client.request(Op::Status, t));
         let (a, b) = (a.unwrap(), b.unwrap());
         assert_ne!(a["n"], b["n"]);
+        // Answers come back in reverse: each caller must get its own.
+        let ask = |topic: &str| Op::TopicPeers {
+            topic: topic.to_owned(),
+        };
+        let (a, b) = tokio::join!(client.request(ask("a"), t), client.request(ask("b"), t));
+        assert_eq!(a.unwrap()["topic"], "a");
+        assert_eq!(b.unwrap()["topic"], "b");
         match client.request(Op::Peers, t).await {
             Err(IpcError::Daemon(body)) => assert_eq!(body.code, ErrorCode::NotFound),
             other => panic!("unexpected {other:?}"),
         }
-        assert_eq!(stats.recent_latencies_ms().len(), 3);
+        assert_eq!(stats.recent_latencies_ms().len(), 5);
         assert_eq!(stats.in_flight(), 0);
     }
 
