@@ -218,3 +218,43 @@ async def test_messages_above_four_mib_with_a_raised_limit() -> None:
     finally:
         await a.shutdown()
         await b.shutdown()
+
+
+async def test_messages_above_the_default_limit_fail_clearly() -> None:
+    """The same 6 MiB call without raising the daemon's limit (audit row 29).
+    hivemind checks the size itself before sending, so its client is told a
+    bigger limit here: the refusal must come from hive-p2pd (a daemon with
+    no bound would pass the call) as an error naming the flag, and the
+    persistent connection must go on serving (go's daemon drops it, and the
+    call then hangs)."""
+    from hivemind.p2p.p2p_daemon_bindings.utils import P2PDaemonError
+    from hivemind.proto import runtime_pb2
+
+    a = await P2P.create()
+    b = await P2P.create(initial_peers=await a.get_visible_maddrs())
+    try:
+
+        async def echo(request, context):
+            return runtime_pb2.Tensor(buffer=request.buffer[::-1], dtype=request.dtype)
+
+        await b.add_protobuf_handler("TestServicer.rpc_reverse", echo, runtime_pb2.Tensor)
+        a._client.control.persistent_conn_max_msg_size = 16 * 1024 * 1024
+
+        async def call(buffer):
+            return await asyncio.wait_for(
+                a.call_protobuf_handler(
+                    b.peer_id,
+                    "TestServicer.rpc_reverse",
+                    runtime_pb2.Tensor(buffer=buffer, dtype="uint8"),
+                    runtime_pb2.Tensor,
+                ),
+                timeout=60,
+            )
+
+        with pytest.raises(P2PDaemonError, match="persistentConnMaxMsgSize"):
+            await call(os.urandom(6 * 1024 * 1024))
+        # The same connection still carries calls within the limit.
+        assert (await call(b"abc")).buffer == b"cba"
+    finally:
+        await a.shutdown()
+        await b.shutdown()

@@ -31,7 +31,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::compat::FuturesAsyncReadCompatExt;
 use tokio_util::sync::CancellationToken;
 
-use super::framing::{read_frame_max, write_frame};
+use super::framing::{read_frame_max, read_frame_or_skip, write_frame, Frame};
 use super::pb::{
     self, persistent_request::Message as In, persistent_response::Message as Out,
     PersistentConnectionRequest, PersistentConnectionResponse,
@@ -322,8 +322,14 @@ where
     let calls: Calls = Arc::default();
     tracing::debug!(client, "persistent connection open");
     loop {
-        let frame = match read_frame_max(&mut read, unary.max_msg).await {
-            Ok(Some(frame)) => frame,
+        let frame = match read_frame_or_skip(&mut read, unary.max_msg).await {
+            Ok(Some(Frame::Whole(frame))) => frame,
+            Ok(Some(Frame::TooBig { len, head })) => {
+                // go's daemon drops the connection here, and hivemind's
+                // call then waits forever: answer the call instead.
+                let _ = tx.send(too_big(&head, len, unary.max_msg)).await;
+                continue;
+            }
             Ok(None) => break,
             Err(e) => {
                 tracing::debug!(client, error = %e, "persistent connection read failed");
@@ -352,6 +358,22 @@ where
 }
 
 type Calls = Arc<Mutex<HashMap<Vec<u8>, CancellationToken>>>;
+
+/// The error answer to a message over the limit, to the call id found in
+/// its first bytes (protobuf field 1, which clients write first).
+fn too_big(head: &[u8], len: usize, max: usize) -> PersistentConnectionResponse {
+    let call_id = match head {
+        [0x0a, n, rest @ ..] if usize::from(*n) <= rest.len() => &rest[..usize::from(*n)],
+        _ => &[0u8; 16][..],
+    };
+    daemon_error(
+        call_id,
+        format!(
+            "message of {len} bytes exceeds this daemon's -persistentConnMaxMsgSize of {max} bytes; \
+             start it with a larger -persistentConnMaxMsgSize"
+        ),
+    )
+}
 
 /// One request of a persistent connection: handler (un)registration, a
 /// call to a peer (answered when it completes), a handler's answer to an
