@@ -52,8 +52,11 @@ class Proc:
         if self.log:
             env["RUST_LOG"] = "warn,hive_node=info"
             stderr = open(self.log, "w")
+        # cwd "/" for both binaries: hivemind's go p2pd dials a handler's
+        # `/unix/...` address without its leading slash (seen: "dial unix
+        # tmp/...: no such file"), i.e. relative to its working directory.
         self.proc = subprocess.Popen(
-            args, stdout=subprocess.PIPE, stderr=stderr, env=env, text=True
+            args, stdout=subprocess.PIPE, stderr=stderr, env=env, text=True, cwd="/"
         )
         while True:
             line = self.proc.stdout.readline()

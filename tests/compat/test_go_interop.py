@@ -14,7 +14,7 @@ import pytest
 from multiaddr import Multiaddr
 from p2pclient.libp2p_stubs.peer.id import ID
 from p2pclient.pb import p2pd_pb2 as pb
-from p2pclient.utils import read_pbmsg_safe
+from p2pclient.utils import raise_if_failed, read_pbmsg_safe, write_pbmsg
 
 from procs import DAEMON, GO_P2PD, Proc
 from test_p2pclient import eventually
@@ -53,6 +53,85 @@ def test_go_opens_a_stream_to_a_hive_handler(pair):
             await stream.send(b"go->hive")
             assert await stream.receive(1024) == b"evih>-og"
             await stream.aclose()
+
+    anyio.run(main)
+
+
+async def go_stream_handler(client, proto, handler_cb):
+    """STREAM_HANDLER as hivemind's go daemon wants it: with its `balanced`
+    field (3), which p2pclient's protobuf lacks (kept as an unknown field)."""
+    plain = pb.StreamHandlerRequest(addr=client.control.listen_maddr.to_bytes(), proto=[proto])
+    with_balanced = pb.StreamHandlerRequest()
+    with_balanced.ParseFromString(plain.SerializeToString() + b"\x18\x00")
+    stream = await client.control.daemon_connector.open_connection()
+    await write_pbmsg(stream, pb.Request(type=pb.Request.STREAM_HANDLER, streamHandler=with_balanced))
+    resp = pb.Response()
+    await read_pbmsg_safe(stream, resp)
+    await stream.aclose()
+    raise_if_failed(resp)
+    client.control.handlers[proto] = handler_cb
+
+
+def test_hive_opens_a_stream_to_a_go_handler(pair):
+    """The other direction (audit row 27): hive dials go and opens the
+    stream; go's daemon is the handler."""
+    go, hive = pair
+    proto = "/interop/echo/1.0.0"
+
+    async def main():
+        cg, ch = go.client("hg.sock"), hive.client("hh.sock")
+        async with cg.listen():
+
+            async def echo(info, stream):
+                data = await stream.receive(1024)
+                await stream.send(data[::-1])
+                await stream.aclose()
+
+            await go_stream_handler(cg, proto, echo)
+            await ch.connect(ID.from_base58(go.peer_id), [Multiaddr(go.addr)])
+            info, stream = await ch.stream_open(ID.from_base58(go.peer_id), [proto])
+            await stream.send(b"hive->go")
+            assert await stream.receive(1024) == b"og>-evih"
+            await stream.aclose()
+
+    anyio.run(main)
+
+
+def test_gossipsub_over_a_connection_go_dialed(pair):
+    """Gossipsub when go is the dialer (audit row 27: before, only over a
+    connection hive dialed)."""
+    go, hive = pair
+    topic = "interop-go-dialed"
+
+    async def main():
+        cg, ch = go.client("hg.sock"), hive.client("hh.sock")
+        await cg.connect(ID.from_base58(hive.peer_id), [Multiaddr(hive.addr)])
+        sg = await cg.pubsub_subscribe(topic)
+        sh = await ch.pubsub_subscribe(topic)
+
+        async def meshed():
+            a = await cg.pubsub_list_peers(topic)
+            b = await ch.pubsub_list_peers(topic)
+            return hive.peer_id in [p.to_base58() for p in a] and go.peer_id in [
+                p.to_base58() for p in b
+            ]
+
+        await eventually(meshed, "go and hive in each other's topic")
+
+        async def expect(stream, data):
+            with anyio.fail_after(30):
+                while True:
+                    msg = pb.PSMessage()
+                    await read_pbmsg_safe(stream, msg)
+                    if msg.data == data:
+                        return
+
+        await ch.pubsub_publish(topic, b"from hive")
+        await expect(sg, b"from hive")
+        await cg.pubsub_publish(topic, b"from go")
+        await expect(sh, b"from go")
+        await sg.aclose()
+        await sh.aclose()
 
     anyio.run(main)
 
