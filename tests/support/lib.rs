@@ -347,6 +347,28 @@ impl Host {
         Ok(EventStream { ws })
     }
 
+    /// The `/api/events` WebSocket, also of a host inside a network
+    /// namespace (connected from inside it).
+    pub async fn events_anywhere(&self) -> Result<EventStream> {
+        let Some(ns) = &self.netns else {
+            return self.events().await;
+        };
+        let addr: std::net::SocketAddr = self
+            .api
+            .trim_start_matches("http://")
+            .parse()
+            .context("the API address")?;
+        let tcp = netns::connect_in(ns, addr)?;
+        tcp.set_nonblocking(true)?;
+        let tcp = tokio::net::TcpStream::from_std(tcp)?;
+        let url = format!("{}/api/events", self.api.replacen("http", "ws", 1));
+        let (ws, _) =
+            tokio_tungstenite::client_async(url, tokio_tungstenite::MaybeTlsStream::Plain(tcp))
+                .await
+                .context("WebSocket handshake")?;
+        Ok(EventStream { ws })
+    }
+
     /// Send SIGKILL to the host process only (its daemon must notice by itself).
     pub fn kill9(&self) {
         signal(self.pid, libc::SIGKILL);

@@ -207,3 +207,27 @@ impl Drop for Split {
         }
     }
 }
+
+/// A TCP connection to `addr` made from inside the network namespace `ns`
+/// (as `ip netns exec` would), for a test that lives outside it: a socket
+/// keeps the namespace it was created in, so a thread enters `ns`,
+/// connects, and hands the socket back.
+pub fn connect_in(ns: &str, addr: std::net::SocketAddr) -> Result<std::net::TcpStream> {
+    use std::os::fd::AsRawFd;
+    let path = format!("/var/run/netns/{ns}");
+    std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                let file = std::fs::File::open(&path).with_context(|| path.clone())?;
+                // SAFETY: setns on a namespace file we hold open; it only
+                // changes this short-lived thread's network namespace.
+                if unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+                    bail!("setns {path}: {}", std::io::Error::last_os_error());
+                }
+                std::net::TcpStream::connect(addr)
+                    .with_context(|| format!("connect {addr} in {ns}"))
+            })
+            .join()
+            .map_err(|_| anyhow::anyhow!("the netns thread panicked"))?
+    })
+}

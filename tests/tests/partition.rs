@@ -47,6 +47,9 @@ async fn direct_messages_sent_during_a_cut_arrive_after_it_heals() -> anyhow::Re
             .flatten()
     })
     .await?;
+    // B's event stream from before the cut: the inbox is unique by id, so
+    // only the stream can show a message delivered twice (audit row 58).
+    let mut events = b.events_anywhere().await?;
     // One message before the cut proves the path works.
     let before = a.cli_json(&["send", &b_peer, "before the cut"]).await?;
     assert_eq!(before["acknowledged"], true, "{before}");
@@ -108,6 +111,28 @@ async fn direct_messages_sent_during_a_cut_arrive_after_it_heals() -> anyhow::Re
         );
     }
     assert_eq!(ids.iter().filter(|i| i.is_empty()).count(), 0);
+    let streamed = events
+        .collect("direct", MESSAGES + 1, Duration::from_secs(60))
+        .await;
+    // Anything delivered twice would follow the originals.
+    let extra = events.collect("direct", 1, Duration::from_secs(3)).await;
+    let all: Vec<&serde_json::Value> = streamed.iter().chain(&extra).collect();
+    let by_id = hive_tests::histogram(
+        all.iter()
+            .filter_map(|e| e["id"].as_str().map(str::to_owned)),
+    );
+    assert_eq!(
+        by_id.len(),
+        MESSAGES + 1,
+        "direct events on B's stream: {by_id:?}"
+    );
+    assert!(
+        by_id.values().all(|n| *n == 1),
+        "a direct event twice on B's stream: {by_id:?}"
+    );
+    for id in &ids {
+        assert!(by_id.contains_key(id), "{id} never streamed");
+    }
     drop((a, b));
     drop(lan);
     Ok(())
