@@ -43,6 +43,13 @@ async fn doctor_passes_a_healthy_host_and_names_each_problem() -> anyhow::Result
     assert!(ok, "a healthy host: {report}");
     assert_eq!(check(&report, "running host")["status"], "ok");
     assert_eq!(check(&report, "listen port")["status"], "ok", "{report}");
+    // On loopback, with no relay: honest about it, with the fix.
+    let reach = check(&report, "reachability");
+    assert_eq!(reach["status"], "warn", "{reach}");
+    assert!(
+        reach["fix"].as_str().unwrap_or("").contains("--relay"),
+        "{reach}"
+    );
 
     // A bootstrap peer that is down: the port refuses.
     let closed = std::net::TcpListener::bind("127.0.0.1:0")?

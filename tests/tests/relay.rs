@@ -20,6 +20,15 @@ fn circuit_addr(status: &Value) -> Option<String> {
         .map(str::to_owned)
 }
 
+/// `hive doctor --json` against a running host.
+async fn doctor_report(api: &str) -> anyhow::Result<serde_json::Value> {
+    let out = tokio::process::Command::new(hive_tests::hive_bin())
+        .args(["doctor", "--json", "--api", api])
+        .output()
+        .await?;
+    Ok(serde_json::from_slice(&out.stdout)?)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_host_is_reached_through_its_relay() -> anyhow::Result<()> {
     let relay = Host::start(HostOpts {
@@ -47,6 +56,35 @@ async fn a_host_is_reached_through_its_relay() -> anyhow::Result<()> {
         "{addr} is not through {relay_addr}"
     );
     assert!(addr.ends_with(&format!("/p2p/{hidden_peer}")), "{addr}");
+    // Its status and `hive doctor` say how it is reachable: through R.
+    let reach = hidden.status().await?["reach"].clone();
+    assert_eq!(
+        reach["relays"][0]["peer_id"],
+        relay_peer.as_str(),
+        "{reach}"
+    );
+    assert_eq!(reach["relays"][0]["state"], "reserved", "{reach}");
+    let report = doctor_report(&hidden.api).await?;
+    let named = |prefix: &str| {
+        report["checks"]
+            .as_array()
+            .and_then(|c| {
+                c.iter()
+                    .find(|c| c["name"].as_str().is_some_and(|n| n.starts_with(prefix)))
+            })
+            .cloned()
+            .unwrap_or_else(|| panic!("no {prefix} check in {report}"))
+    };
+    let reachability = named("reachability");
+    assert_eq!(reachability["status"], "ok", "{reachability}");
+    assert!(
+        reachability["detail"]
+            .as_str()
+            .unwrap_or("")
+            .contains("through"),
+        "{reachability}"
+    );
+    assert_eq!(named("relay slot")["status"], "ok", "{report}");
 
     let caller = Host::start(HostOpts::default()).await?;
     caller.wait_healthy().await?;

@@ -721,6 +721,26 @@ export interface components {
              */
             rejected: number;
         };
+        /** @description Whether others can dial the node directly, and its relay slots. */
+        ReachStatus: {
+            /** @description AutoNAT's verdict (`public`, `private`, `unknown`); absent when off. */
+            autonat?: string | null;
+            /** @description Addresses others confirmed (external, not relayed). */
+            confirmed_addrs: string[];
+            /** @description `public` or `private` when forced, otherwise `auto`. */
+            mode: string;
+            /** @description Whether the node counts itself as directly dialable now. */
+            reachable: boolean;
+            relays: components["schemas"]["RelaySlot"][];
+        };
+        /** @description A slot on one relay. */
+        RelaySlot: {
+            /** @description The relayed address announced while reserved. */
+            addr?: string | null;
+            peer_id: string;
+            /** @description `reserved`, `reserving`, `refused` (asked again later) or `none`. */
+            state: string;
+        };
         ReproduceAnswer: {
             children: unknown[];
             /** @description True when the host starts the children (always, under a host). */
@@ -767,6 +787,7 @@ export interface components {
             listen_addrs: string[];
             peer_id: string;
             peers: number;
+            reach?: null | components["schemas"]["ReachStatus"];
             signals: {
                 [key: string]: number;
             };

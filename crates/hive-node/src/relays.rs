@@ -83,6 +83,29 @@ impl Relays {
         (relays, rx)
     }
 
+    /// Each candidate's slot, for `status`.
+    pub fn slots(&self) -> Vec<hive_proto::RelaySlot> {
+        let mut out: Vec<hive_proto::RelaySlot> = self
+            .candidates
+            .keys()
+            .map(|peer| {
+                let (state, addr) = match self.slots.get(peer) {
+                    Some(Slot::Reserving) => ("reserving", None),
+                    Some(Slot::Active { addr, .. }) => ("reserved", Some(addr.to_string())),
+                    Some(Slot::Failed { .. }) => ("refused", None),
+                    None => ("none", None),
+                };
+                hive_proto::RelaySlot {
+                    peer_id: peer.to_string(),
+                    state: state.to_owned(),
+                    addr,
+                }
+            })
+            .collect();
+        out.sort_by(|a, b| a.peer_id.cmp(&b.peer_id));
+        out
+    }
+
     /// Candidate relays and their addresses, for dialing.
     pub fn candidates(&self) -> impl Iterator<Item = (&PeerId, &Multiaddr)> {
         self.candidates.iter()

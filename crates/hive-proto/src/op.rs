@@ -211,6 +211,41 @@ pub struct StatusResult {
     /// does not catch up (go mode) and from daemons older than it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sync: Option<SyncStatus>,
+    /// Whether others can dial this node, and its relay slots; absent from
+    /// daemons older than it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reach: Option<ReachStatus>,
+}
+
+/// Whether others can dial this node directly, and the slots it holds on
+/// relays for when they cannot.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ReachStatus {
+    /// What the node goes by: `public` or `private` when forced
+    /// (`--reachability`, `-forceReachability*`), otherwise `auto`.
+    pub mode: String,
+    /// Whether the node counts itself as directly dialable now.
+    pub reachable: bool,
+    /// AutoNAT's verdict: `public`, `private` or `unknown`; absent when
+    /// AutoNAT is off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub autonat: Option<String>,
+    /// Addresses others confirmed (external, not relayed).
+    pub confirmed_addrs: Vec<String>,
+    /// One entry per candidate relay.
+    pub relays: Vec<RelaySlot>,
+}
+
+/// A slot on one relay.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RelaySlot {
+    pub peer_id: String,
+    /// `reserved`, `reserving`, `refused` (asked again later), `none`
+    /// (not asked: not connected, or not wanted while reachable).
+    pub state: String,
+    /// The relayed address announced while reserved.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub addr: Option<String>,
 }
 
 /// How the node catches up on what it missed, since it started.

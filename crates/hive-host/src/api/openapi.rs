@@ -61,6 +61,32 @@ pub(super) struct SyncStatus {
     peers: Vec<PeerSync>,
 }
 
+/// Whether others can dial the node directly, and its relay slots.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub(super) struct ReachStatus {
+    /// `public` or `private` when forced, otherwise `auto`.
+    mode: String,
+    /// Whether the node counts itself as directly dialable now.
+    reachable: bool,
+    /// AutoNAT's verdict (`public`, `private`, `unknown`); absent when off.
+    autonat: Option<String>,
+    /// Addresses others confirmed (external, not relayed).
+    confirmed_addrs: Vec<String>,
+    relays: Vec<RelaySlot>,
+}
+
+/// A slot on one relay.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub(super) struct RelaySlot {
+    peer_id: String,
+    /// `reserved`, `reserving`, `refused` (asked again later) or `none`.
+    state: String,
+    /// The relayed address announced while reserved.
+    addr: Option<String>,
+}
+
 /// The last catch-up with one peer.
 #[derive(utoipa::ToSchema)]
 #[allow(dead_code)]

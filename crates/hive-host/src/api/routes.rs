@@ -69,6 +69,11 @@ pub struct StatusBody {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<super::openapi::SyncStatus>)]
     sync: Option<hive_proto::SyncStatus>,
+    /// Whether others can dial the node directly, AutoNAT's verdict and its
+    /// relay slots (absent when the daemon does not answer).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<super::openapi::ReachStatus>)]
+    reach: Option<hive_proto::ReachStatus>,
 }
 
 /// Answers whatever the daemon's state: live data when it responds, the last
@@ -100,6 +105,7 @@ pub async fn status(state: NodeCtx) -> Json<StatusBody> {
             inbound: sup.inbound_stats(),
             connections: st.connections,
             sync: st.sync,
+            reach: st.reach,
         },
         None => StatusBody {
             peer_id: known.peer_id,
@@ -114,6 +120,7 @@ pub async fn status(state: NodeCtx) -> Json<StatusBody> {
             inbound: sup.inbound_stats(),
             connections: None,
             sync: None,
+            reach: None,
         },
     };
     Json(body)

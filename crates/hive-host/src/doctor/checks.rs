@@ -433,6 +433,7 @@ impl Running {
                 "give a reachable --bootstrap peer, or turn mDNS on for a LAN",
             )
         });
+        checks.extend(super::reach::checks(st));
         let tension = st["tension"].as_f64().unwrap_or(0.0);
         checks.push(if tension < 0.5 {
             Check::ok("tension", format!("τ = {tension:.2}"))

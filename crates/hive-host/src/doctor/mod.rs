@@ -5,13 +5,15 @@
 //! nothing else. Each check here names what it looked at, what is wrong and
 //! the fix: the binaries, the data directory and identity, the ports a node
 //! would bind, every bootstrap peer (reachable? the peer id it claims?), and,
-//! when a host already answers at `--api`, its daemon, peers and tension.
+//! when a host already answers at `--api`, its daemon, peers, tension,
+//! reachability (AutoNAT) and relay slots.
 //! Doctor changes nothing on disk: it binds ports and releases them at once,
 //! and opens TCP connections and closes them; only with a running host does
 //! it ask that node to dial each bootstrap peer (which may then stay
 //! connected, as a bootstrap peer would).
 
 mod checks;
+mod reach;
 
 use serde::Serialize;
 

@@ -115,6 +115,7 @@ impl Node {
             protocol_version: hive_proto::PROTOCOL_VERSION,
             connections: self.conn_manager.as_ref().map(|m| m.limits().into()),
             sync: self.sync.snapshot(),
+            reach: Some(self.reach_status()),
         }
     }
 

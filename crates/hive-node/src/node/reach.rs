@@ -9,6 +9,35 @@ use crate::config::Reachability;
 use crate::relays::AddrChange;
 
 impl Node {
+    /// Reachability and relay slots, for `status` (and `hive doctor`).
+    pub(super) fn reach_status(&self) -> hive_proto::ReachStatus {
+        let mode = match self.reachability {
+            Reachability::Public => "public",
+            Reachability::Private => "private",
+            Reachability::Auto => "auto",
+        };
+        let autonat = self.swarm.behaviour().autonat.as_ref().map(|a| {
+            match a.nat_status() {
+                libp2p::autonat::NatStatus::Public(_) => "public",
+                libp2p::autonat::NatStatus::Private => "private",
+                libp2p::autonat::NatStatus::Unknown => "unknown",
+            }
+            .to_owned()
+        });
+        hive_proto::ReachStatus {
+            mode: mode.to_owned(),
+            reachable: self.reachable(),
+            autonat,
+            confirmed_addrs: self
+                .swarm
+                .external_addresses()
+                .filter(|a| !crate::circuit::is_circuit(a))
+                .map(|a| with_p2p(a, self.peer_id))
+                .collect(),
+            relays: self.relays.slots(),
+        }
+    }
+
     /// Whether others can dial this node directly.
     pub(super) fn reachable(&self) -> bool {
         match self.reachability {
