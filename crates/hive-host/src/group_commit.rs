@@ -73,6 +73,9 @@ pub(crate) struct GroupCommit {
     conn: Arc<Mutex<Connection>>,
     unacked: Arc<AtomicI64>,
     queue: Arc<Mutex<Queue>>,
+    /// Rows queued and transactions committed, for the tests.
+    queued: Arc<std::sync::atomic::AtomicU64>,
+    commits: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl GroupCommit {
@@ -81,7 +84,18 @@ impl GroupCommit {
             conn,
             unacked,
             queue: Arc::default(),
+            queued: Arc::default(),
+            commits: Arc::default(),
         }
+    }
+
+    /// Rows queued and transactions committed so far.
+    #[cfg(test)]
+    pub(crate) fn counts(&self) -> (u64, u64) {
+        (
+            self.queued.load(Ordering::Acquire),
+            self.commits.load(Ordering::Acquire),
+        )
     }
 
     /// Queue one row and wait until the transaction holding it committed.
@@ -105,6 +119,7 @@ impl GroupCommit {
         let start_writer = {
             let mut q = lock(&self.queue);
             q.rows.push(row);
+            self.queued.fetch_add(1, Ordering::AcqRel);
             !std::mem::replace(&mut q.writing, true)
         };
         if start_writer {
@@ -141,7 +156,9 @@ impl GroupCommit {
     fn commit(&self, group: Vec<Row>) {
         let mut conn = lock(&self.conn);
         let _span = tracing::trace_span!("outbox_commit", rows = group.len()).entered();
-        match insert(&mut conn, &group) {
+        let result = insert(&mut conn, &group);
+        self.commits.fetch_add(1, Ordering::AcqRel);
+        match result {
             Ok(results) => {
                 self.count_inserted(&results);
                 for (row, pushed) in group.into_iter().zip(results) {
@@ -285,6 +302,41 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn concurrent_pushes_with_fsync() {
         concurrent_pushes(Durability::Fsync).await;
+    }
+
+    /// Rows that queue while a commit holds the connection go into one
+    /// transaction together.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn pushes_queued_behind_a_commit_share_the_next_transaction() {
+        let dir = tempfile::TempDir::new().unwrap();
+        let store = Store::open_with(&dir.path().join("hive.db"), Durability::Fsync).unwrap();
+        let conn = store.conn_for_tests();
+        // Stands for a long commit: the writer takes the first rows, then
+        // waits for the connection while the others queue.
+        let held = crate::sync::lock(&conn);
+        let tasks: Vec<_> = (0..50u8)
+            .map(|i| {
+                let store = store.clone();
+                tokio::spawn(async move {
+                    store
+                        .push(OutKind::Publish, "t".into(), vec![i], 60_000, None)
+                        .await
+                        .unwrap()
+                })
+            })
+            .collect();
+        while store.writer_for_tests().counts().0 < 50 {
+            std::thread::yield_now();
+        }
+        drop(held);
+        for t in tasks {
+            assert!(t.await.unwrap().inserted);
+        }
+        // The rows the writer took first, then all the rest at once.
+        let (queued, commits) = store.writer_for_tests().counts();
+        assert_eq!(queued, 50);
+        assert!(commits <= 2, "{commits} transactions for 50 rows");
+        assert_eq!(store.depth().await.unwrap(), 50);
     }
 
     #[test]

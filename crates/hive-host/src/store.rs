@@ -203,6 +203,11 @@ impl Store {
         self.conn.clone()
     }
 
+    #[cfg(test)]
+    pub(crate) fn writer_for_tests(&self) -> &GroupCommit {
+        &self.writer
+    }
+
     /// Topics the API subscribed, kept so that a restarted host subscribes
     /// its new daemon to them again. Read once, at start-up.
     pub fn wanted_topics(&self) -> Result<Vec<String>, StoreError> {
