@@ -473,6 +473,15 @@ def host(s) -> str:
         ["burst latency (publish to event)", f"p50 {us(b.get('p50_us'))}, p99 {us(b.get('p99_us'))}"],
         ["`hive up` start to daemon running (host A)", f"{f(s.get('host_ready_ms'))} ms"],
     ]  # fmt: skip
+    for mode, a in (s.get("accept") or {}).items():
+        label = f"POSTs accepted, `--durability {mode}`, {a.get('conns', 64)} in flight (host A, B subscribed)"
+        if skipped(a):
+            rows.append([label, a["skipped"]])
+        elif "rate" not in a:
+            rows.append([label, f"FAILED: {a.get('error', a)}"])
+        else:
+            lat = a["latency"]
+            rows.append([label, f"{f(a['rate'], 0)}/s; POST latency p50 {us(lat.get('p50_us'))}, p99 {us(lat.get('p99_us'))} (n={lat.get('n')})"])
     return head + table(["what", "measured"], rows) + "\n"
 
 

@@ -756,14 +756,14 @@ async def _control_pubsub_sweep(env: Env, kind: str, nodes: int) -> dict:
             await d.stop()
 
 
-async def _host_pair(env: Env, name: str, bootstrap_to=None):
+async def _host_pair(env: Env, name: str, bootstrap_to=None, extra=()):
     """Start a `hive up` host; returns (proc, api_url, dir)."""
     d = env.scratch(name)
     port = free_port()
     api = f"http://127.0.0.1:{port}"
     argv = [
         env.hive, "up", "--data-dir", d, "--http", f"127.0.0.1:{port}", "--listen", "/ip4/127.0.0.1/tcp/0",
-        "--no-mdns", "--daemon-bin", env.p2pd,
+        "--no-mdns", "--daemon-bin", env.p2pd, *extra,
     ]  # fmt: skip
     if bootstrap_to:
         argv += ["--bootstrap", bootstrap_to]
@@ -893,6 +893,52 @@ async def host_e2e(env: Env) -> dict:
             f"latency p50 {r['latency'].get('p50_us')} µs p99 {r['latency'].get('p99_us')} µs; "
             f"burst of {burst}: POSTed at {r['burst']['achieved_rate']}/s, delivered {r['burst']['received']} "
             f"at {r['burst'].get('delivery_rate')}/s"
+        )
+    finally:
+        for p in (a, b):
+            if p:
+                await p.stop()
+    r["accept"] = {}
+    for mode in ("normal", "fsync"):
+        await sample_gate(env)
+        r["accept"][mode] = await guarded(f"host-accept-{mode}", _accept_rate(env, mode))
+    return r
+
+
+ACCEPT_CONNS = 64
+
+
+async def _accept_rate(env: Env, mode: str) -> dict:
+    """`hive up --durability MODE` on host A, a subscriber on host B: how many
+    publishes A's API accepts per second with 64 POSTs in flight (each answered
+    only once its outbox row is stored: in the WAL, or with `fsync` on disk),
+    while A's outbox drains to B as usual."""
+    a, api_a, st_a, _, ha = await _host_pair(env, f"accept-{mode}-a", extra=["--durability", mode])
+    b = None
+    try:
+        addr = [x for x in st_a["listen_addrs"] if "/tcp/" in x][0]
+        b, api_b, _, _, hb = await _host_pair(env, f"accept-{mode}-b", bootstrap_to=addr)
+        for h in (ha, hb):
+            status, _ = await h.json("POST", "/api/topics/accept/subscribe")
+            if status != 200:
+                raise RuntimeError(f"subscribe answered {status}")
+        t = time.perf_counter()
+        while True:
+            _, topics = await ha.json("GET", "/api/topics")
+            if any(x.get("topic") == "accept" and x.get("peers", 0) > 0 for x in topics or []):
+                break
+            if time.perf_counter() - t > 30:
+                raise RuntimeError("host B never joined the topic on host A")
+            await asyncio.sleep(0.05)
+        r = await run_json(
+            [env.hbench, "host-accept", "--api", api_a, "--topic", "accept", "--conns", ACCEPT_CONNS,
+             "--secs", 3 if env.quick else 10],
+            timeout=120,
+        )  # fmt: skip
+        r["mode"] = mode
+        say(
+            f"--durability {mode}: {r['rate']:.0f} POSTs/s accepted with {ACCEPT_CONNS} in flight; "
+            f"p50 {r['latency'].get('p50_us')} µs p99 {r['latency'].get('p99_us')} µs"
         )
         return r
     finally:

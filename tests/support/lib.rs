@@ -132,6 +132,9 @@ pub struct HostOpts {
     pub extra_args: Vec<String>,
     /// Another daemon binary than the workspace's `hive-p2pd` (`--daemon-bin`).
     pub daemon_bin: Option<PathBuf>,
+    /// Run `hive` under this command (e.g. `strace -f -o FILE`); the host's
+    /// `pid` is then the wrapper's.
+    pub wrapper: Vec<String>,
 }
 
 /// A running `hive up` process with its own data directory.
@@ -166,7 +169,14 @@ impl Host {
                 c.args(["netns", "exec", ns]).arg(&hive);
                 c
             }
-            None => Command::new(&hive),
+            None => match opts.wrapper.split_first() {
+                Some((prog, args)) => {
+                    let mut c = Command::new(prog);
+                    c.args(args).arg(&hive);
+                    c
+                }
+                None => Command::new(&hive),
+            },
         };
         cmd.arg("up")
             .arg("--data-dir")

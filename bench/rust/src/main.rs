@@ -14,6 +14,8 @@
 //!                                         p2pclient does; SUBSCRIBE streams), for any daemon
 //! hbench host-pubsub --pub-api URL --sub-api URL --topic T [sweep options]
 //!                                         POST publish on one host, receive on another's /api/events
+//! hbench host-accept --api URL [--topic T --conns 64 --secs 5 --size 256]
+//!                                         POSTs accepted per second with --conns in flight, and their latency
 //! sweep options: --size 256 --lat-count 1000 --lat-rate 200 --rates 500,1000,... --secs 3 --grace 3
 //!                --burst N (then N messages as fast as possible) --conns 16 (HTTP connections)
 //! ```
@@ -26,6 +28,7 @@ mod args;
 mod control;
 mod control_pubsub;
 mod echo;
+mod host_accept;
 mod host_pubsub;
 mod http;
 mod ipc;
@@ -57,6 +60,7 @@ fn main() {
             "ipc-rtt" => rtt::ipc_rtt(&args).await,
             "ipc-pubsub" => ipc_pubsub::ipc_pubsub(&args).await,
             "host-pubsub" => host_pubsub::host_pubsub(&args).await,
+            "host-accept" => host_accept::host_accept(&args).await,
             "control-pubsub" => control_pubsub::control_pubsub(&args).await,
             _ => Err(format!("unknown command {cmd:?}; see the source for usage").into()),
         }

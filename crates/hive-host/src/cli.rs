@@ -209,6 +209,13 @@ pub struct UpArgs {
     /// --conn-low, sparing mesh, relay and recent peers [default: the daemon's, 16].
     #[arg(long, value_name = "N")]
     pub conn_high: Option<usize>,
+    /// When an accepted publish or send is on disk. `normal`: the API answers
+    /// once the message is in SQLite's WAL (it survives a crash or kill of
+    /// the host, not a power loss or kernel crash). `fsync`: the API answers
+    /// only after the WAL was fsynced (it survives power loss too); POSTs
+    /// arriving together share one fsync.
+    #[arg(long, value_enum, default_value_t = crate::store::Durability::Normal)]
+    pub durability: crate::store::Durability,
     /// Connected peers a node should have; fewer raise its tension (0 = no target).
     #[arg(long, value_name = "N", default_value_t = 1)]
     pub peer_target: usize,

@@ -10,6 +10,7 @@ mod catch_up;
 mod cli;
 mod client_cmd;
 mod doctor;
+mod group_commit;
 mod hive;
 mod inbound;
 mod inbox;

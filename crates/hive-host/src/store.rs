@@ -2,11 +2,15 @@
 //! inbox of messages the daemon received, in one SQLite database
 //! (`<data-dir>/hive.db`, mode 0600).
 //!
-//! Durability: WAL journal with `synchronous = NORMAL`. A commit is in the
-//! WAL file (in the kernel's page cache) before the API answers, so killing
-//! the host process, even with SIGKILL, loses nothing it acknowledged; only a
-//! power loss or kernel crash could lose the last transactions, which this
-//! trade-off accepts for throughput (no fsync per message).
+//! Durability ([`Durability`], `hive up --durability`): WAL journal with
+//! `synchronous = NORMAL` by default. A commit is in the WAL file (in the
+//! kernel's page cache) before the API answers, so killing the host
+//! process, even with SIGKILL, loses nothing it acknowledged; a power loss
+//! or kernel crash can lose the commits since the WAL was last synced (at
+//! checkpoints), which this default accepts for throughput. `fsync` sets
+//! `synchronous = FULL`: every commit fsyncs the WAL before it returns, and
+//! the API answers only after the commit holding its row returned. Either
+//! way the outbox's rows are written by group commit (`group_commit.rs`).
 //!
 //! Outbox rows stay after the daemon acknowledges them, marked `acked_ms`,
 //! for [`RESEND_WINDOW_MS`]: a daemon killed right after acknowledging may
@@ -21,6 +25,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use rusqlite::{params, Connection};
 
+pub use crate::group_commit::Durability;
+use crate::group_commit::GroupCommit;
 pub use crate::kinds::{InKind, OutKind};
 
 /// How long acknowledged outbox rows are kept for re-sending after a crash.
@@ -91,10 +97,18 @@ pub struct Store {
     /// Unacknowledged outbox rows, kept in memory: the API checks it on
     /// every publish, and counting rows there would cost a scan each time.
     unacked: Arc<std::sync::atomic::AtomicI64>,
+    /// The outbox's writer: pushes share transactions.
+    writer: GroupCommit,
 }
 
 impl Store {
+    /// Open (or create) the store in the default durability mode.
+    #[cfg(test)]
     pub fn open(path: &Path) -> Result<Store, StoreError> {
+        Self::open_with(path, Durability::Normal)
+    }
+
+    pub fn open_with(path: &Path, durability: Durability) -> Result<Store, StoreError> {
         if !path.exists() {
             // Owner-only from the first byte.
             std::fs::OpenOptions::new()
@@ -102,10 +116,14 @@ impl Store {
                 .create_new(true)
                 .mode(0o600)
                 .open(path)?;
+            if durability == Durability::Fsync {
+                // The new file's name must survive a power loss too.
+                sync_parent(path)?;
+            }
         }
         let conn = Connection::open(path)?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
-        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        conn.pragma_update(None, "synchronous", durability.synchronous())?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         conn.execute_batch(
             "CREATE TABLE IF NOT EXISTS outbox (
@@ -154,10 +172,13 @@ impl Store {
             [],
             |r| r.get(0),
         )?;
+        let conn = Arc::new(Mutex::new(conn));
+        let unacked = Arc::new(std::sync::atomic::AtomicI64::new(unacked));
         Ok(Store {
-            conn: Arc::new(Mutex::new(conn)),
+            writer: GroupCommit::new(conn.clone(), unacked.clone()),
+            conn,
             last_cursor: Arc::new(AtomicU64::new(last as u64)),
-            unacked: Arc::new(std::sync::atomic::AtomicI64::new(unacked)),
+            unacked,
         })
     }
 
@@ -174,6 +195,17 @@ impl Store {
         .await
         .map_err(|e| StoreError::Join(e.to_string()))?
         .map_err(StoreError::from)
+    }
+
+    /// The connection, for tests that look at the database directly.
+    #[cfg(test)]
+    pub(crate) fn conn_for_tests(&self) -> Arc<Mutex<Connection>> {
+        self.conn.clone()
+    }
+
+    #[cfg(test)]
+    pub(crate) fn writer_for_tests(&self) -> &GroupCommit {
+        &self.writer
     }
 
     /// Topics the API subscribed, kept so that a restarted host subscribes
@@ -210,7 +242,9 @@ impl Store {
         self.last_cursor.clone()
     }
 
-    /// Accept a message into the outbox; durable when this returns.
+    /// Accept a message into the outbox; stored when this returns (in the
+    /// WAL, and with `--durability fsync` on disk). Concurrent pushes share
+    /// one transaction (`group_commit.rs`).
     ///
     /// `key` is the client's idempotency key: a retried request with the
     /// same key finds the row already there and is not queued twice.
@@ -223,31 +257,7 @@ impl Store {
         key: Option<String>,
     ) -> Result<Pushed, StoreError> {
         let id = key.unwrap_or_else(|| hex::encode(rand::random::<[u8; 16]>()));
-        let unacked = self.unacked.clone();
-        self.call(move |c| {
-            let now = now_ms();
-            let inserted = c.execute(
-                "INSERT OR IGNORE INTO outbox (id, kind, target, data, created_ms, expires_ms, next_ms)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0)",
-                params![id, kind, target, data, now, now + ttl_ms],
-            )? == 1;
-            if inserted {
-                unacked.fetch_add(1, Ordering::AcqRel);
-            }
-            let pending = inserted
-                || c.query_row(
-                    "SELECT acked_ms IS NULL FROM outbox WHERE id = ?1",
-                    params![id],
-                    |r| r.get::<_, bool>(0),
-                )
-                .unwrap_or(false);
-            Ok(Pushed {
-                id,
-                inserted,
-                pending,
-            })
-        })
-        .await
+        self.writer.push(id, kind, target, data, ttl_ms).await
     }
 
     /// Unacknowledged rows due now, oldest first.
@@ -393,6 +403,17 @@ impl Store {
         })
         .await
     }
+}
+
+/// fsync the directory holding `path`, so that a file just created there
+/// is found after a power loss.
+fn sync_parent(path: &Path) -> Result<(), StoreError> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    std::fs::File::open(dir)?.sync_all()?;
+    Ok(())
 }
 
 fn out_item(r: &rusqlite::Row<'_>) -> rusqlite::Result<OutItem> {

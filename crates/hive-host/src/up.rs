@@ -94,6 +94,7 @@ impl HostConfig {
                 bootstrap: args.bootstrap,
                 retention: Duration::from_secs(args.retention_secs),
                 retention_count: args.retention_count,
+                durability: args.durability,
             },
             max_nodes: args.max_nodes.unwrap_or_else(hive::default_max_nodes),
             nodes: args.nodes,

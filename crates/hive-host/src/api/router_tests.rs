@@ -41,6 +41,7 @@ fn app(token: Option<&str>) -> (axum::Router, CancellationToken, tempfile::TempD
         bootstrap: Vec::new(),
         retention: Duration::from_secs(3600),
         retention_count: 1000,
+        durability: Default::default(),
     };
     let hive = Hive::new(template, 4, shutdown.clone());
     hive.start_root().expect("the first node starts");

@@ -110,6 +110,8 @@ pub struct NodeTemplate {
     pub bootstrap: Vec<String>,
     pub retention: Duration,
     pub retention_count: u64,
+    /// `--durability`: when an accepted message is on disk.
+    pub durability: crate::store::Durability,
 }
 
 /// Every node of this host. Cheap to clone.
@@ -240,7 +242,7 @@ impl Hive {
         let (daemon_dir, db_path) = self.node_dirs(&record.id);
         std::fs::create_dir_all(&daemon_dir)
             .map_err(|e| HiveError::Io(format!("cannot create {}: {e}", daemon_dir.display())))?;
-        let store = Store::open(&db_path).map_err(|e| {
+        let store = Store::open_with(&db_path, t.durability).map_err(|e| {
             HiveError::Io(format!("cannot open the store {}: {e}", db_path.display()))
         })?;
         let stats = Arc::new(IpcStats::default());
