@@ -3,7 +3,7 @@
 //! (`normal`) no fsync lies between the row's write and the answer. Seen
 //! from outside: a real host runs under `strace -f`, which records the
 //! host's writes, fsyncs and socket writes in the order they happened.
-//! (REQ-LOSS-9)
+//! (REQ-LOSS-10)
 //!
 //! Why strace's order is the order that matters: the HTTP answer is written
 //! by a task that the writer thread wakes after its commit (and the commit's
