@@ -45,9 +45,13 @@ impl Lan {
     /// Create a bridge and `n` host namespaces with addresses 10.213.X.(i+1)/24,
     /// where X is derived from the process id so parallel runs do not clash.
     pub fn new(n: usize) -> Result<Lan> {
+        // Several LANs in one test process (tests run in parallel) need
+        // their own names and subnets.
+        static MADE: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let nth = MADE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let pid = std::process::id();
-        let tag = format!("{:x}", pid % 0xfffff);
-        let subnet = 1 + (pid % 250);
+        let tag = format!("{:x}", (pid.wrapping_mul(8).wrapping_add(nth)) % 0xfffff);
+        let subnet = 1 + (pid.wrapping_add(nth.wrapping_mul(37)) % 250);
         let bridge_ns = format!("hvb{tag}");
         let mut lan = Lan {
             tag: tag.clone(),
@@ -102,6 +106,52 @@ impl Lan {
             &dev,
             if up { "up" } else { "down" },
         ])
+    }
+}
+
+impl Lan {
+    /// Kill host `i`'s TCP connections to `peer_ip` (`ss -K`), as a NAT
+    /// dropping its mapping or a middlebox resetting would: the connection
+    /// is gone, not merely stalled.
+    pub fn kill_connections(&self, i: usize, peer_ip: &str) -> Result<()> {
+        let out = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &self.hosts[i],
+                "ss",
+                "-K",
+                "-t",
+                "dst",
+                peer_ip,
+            ])
+            .output()
+            .context("running ss -K")?;
+        if !out.status.success() {
+            bail!("ss -K: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        // ss -K says nothing when the kernel cannot destroy sockets
+        // (CONFIG_INET_DIAG_DESTROY): check that none is left.
+        let left = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &self.hosts[i],
+                "ss",
+                "-H",
+                "-t",
+                "state",
+                "established",
+                "dst",
+                peer_ip,
+            ])
+            .output()
+            .context("running ss")?;
+        let left = String::from_utf8_lossy(&left.stdout);
+        if !left.trim().is_empty() {
+            bail!("ss -K left connections to {peer_ip}: {left}");
+        }
+        Ok(())
     }
 }
 

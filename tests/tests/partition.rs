@@ -137,3 +137,80 @@ async fn direct_messages_sent_during_a_cut_arrive_after_it_heals() -> anyhow::Re
     drop(lan);
     Ok(())
 }
+
+/// The cut kills the connection (audit row 17): A, the sender, dialed B (B
+/// has no bootstrap edge to A, so only A can bring the link back); while
+/// A's link is down its TCP connections to B are killed (`ss -K`), so the
+/// old connection cannot carry the queued requests once the link is back.
+/// A's outbox must retry and A must dial B again by itself; every message
+/// arrives once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn direct_messages_survive_a_cut_that_kills_the_connection() -> anyhow::Result<()> {
+    assert!(Lan::available(), "this test needs root and iproute2");
+    let lan = Lan::new(2)?;
+    let b = Host::start(HostOpts {
+        netns: Some(lan.hosts[1].clone()),
+        listen: vec![format!("/ip4/{}/tcp/4112", lan.addr(1))],
+        ..Default::default()
+    })
+    .await?;
+    let b_status = wait_for("host B running", || async {
+        let st = b.cli_json(&["status"]).await.ok()?;
+        (st["daemon"]["state"] == "running").then_some(st)
+    })
+    .await?;
+    let b_addr = b_status["listen_addrs"][0]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let b_peer = b_status["peer_id"].as_str().unwrap_or_default().to_string();
+    let a = Host::start(HostOpts {
+        netns: Some(lan.hosts[0].clone()),
+        listen: vec![format!("/ip4/{}/tcp/4111", lan.addr(0))],
+        bootstrap: vec![b_addr],
+        ..Default::default()
+    })
+    .await?;
+    let before = wait_for("A reaches B", || async {
+        let r = a
+            .cli_json(&["send", &b_peer, "before the cut"])
+            .await
+            .ok()?;
+        (r["acknowledged"] == true).then_some(r)
+    })
+    .await?;
+    assert_eq!(before["acknowledged"], true);
+    let mut events = b.events_anywhere().await?;
+
+    lan.set_link(0, false)?;
+    lan.kill_connections(0, &lan.addr(1))?;
+    for i in 0..MESSAGES {
+        a.cli_json(&[
+            "send",
+            &b_peer,
+            &format!("after the kill {i}"),
+            "--wait",
+            "0",
+        ])
+        .await?;
+    }
+    lan.set_link(0, true)?;
+
+    let got = events
+        .collect("direct", MESSAGES, Duration::from_secs(120))
+        .await;
+    let extra = events.collect("direct", 1, Duration::from_secs(3)).await;
+    let texts = hive_tests::histogram(got.iter().chain(&extra).map(|e| {
+        String::from_utf8(hive_tests::event_bytes(e).unwrap_or_default()).unwrap_or_default()
+    }));
+    for i in 0..MESSAGES {
+        let want = format!("after the kill {i}");
+        assert_eq!(
+            texts.get(&want),
+            Some(&1),
+            "{want:?} not streamed exactly once: {texts:?}"
+        );
+    }
+    assert_eq!(texts.len(), MESSAGES, "nothing else: {texts:?}");
+    Ok(())
+}
