@@ -1193,6 +1193,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
+            /** @description No node with this id in the hive (`GET /api/nodes` lists them) */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
             502: {
                 headers: {
                     [name: string]: unknown;
@@ -1242,6 +1251,15 @@ export interface operations {
                 };
                 content?: never;
             };
+            /** @description No node with this id in the hive (`GET /api/nodes` lists them) */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -1287,6 +1305,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
+            /** @description No node with this id in the hive (`GET /api/nodes` lists them) */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
         };
     };
     metrics_of_node: {
@@ -1308,6 +1335,15 @@ export interface operations {
                 };
                 content: {
                     "application/openmetrics-text; version=1.0.0; charset=utf-8": unknown;
+                };
+            };
+            /** @description No node with this id in the hive (`GET /api/nodes` lists them) */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
         };
@@ -1342,6 +1378,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
+            /** @description No node with this id in the hive (`GET /api/nodes` lists them) */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
         };
     };
     peers_of_node: {
@@ -1362,6 +1407,15 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["Peer"][];
+                };
+            };
+            /** @description No node with this id in the hive (`GET /api/nodes` lists them) */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
             503: {
@@ -1422,6 +1476,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
+            /** @description No node with this id in the hive (`GET /api/nodes` lists them) */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
             413: {
                 headers: {
                     [name: string]: unknown;
@@ -1474,6 +1537,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
+            /** @description No node with this id in the hive (`GET /api/nodes` lists them) */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -1505,6 +1577,15 @@ export interface operations {
                     "application/json": components["schemas"]["Status"];
                 };
             };
+            /** @description No node with this id in the hive (`GET /api/nodes` lists them) */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
         };
     };
     tension_of_node: {
@@ -1528,6 +1609,15 @@ export interface operations {
                     "application/json": components["schemas"]["TensionNow"];
                 };
             };
+            /** @description No node with this id in the hive (`GET /api/nodes` lists them) */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
         };
     };
     topics_of_node: {
@@ -1548,6 +1638,15 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["Topic"][];
+                };
+            };
+            /** @description No node with this id in the hive (`GET /api/nodes` lists them) */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
             503: {
@@ -1594,6 +1693,15 @@ export interface operations {
                 };
             };
             400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No node with this id in the hive (`GET /api/nodes` lists them) */
+            404: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -1650,6 +1758,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
+            /** @description No node with this id in the hive (`GET /api/nodes` lists them) */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -1682,6 +1799,15 @@ export interface operations {
                 };
             };
             400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No node with this id in the hive (`GET /api/nodes` lists them) */
+            404: {
                 headers: {
                     [name: string]: unknown;
                 };

@@ -243,6 +243,15 @@ impl utoipa::Modify for PerNode {
                 (format!("/api/nodes/{{id}}{rest}"), item.clone())
             })
             .collect();
+        let unknown_node = utoipa::openapi::ResponseBuilder::new()
+            .description("No node with this id in the hive (`GET /api/nodes` lists them)")
+            .content(
+                "application/json",
+                utoipa::openapi::ContentBuilder::new()
+                    .schema(Some(utoipa::openapi::Ref::from_schema_name("ErrorResponse")))
+                    .build(),
+            )
+            .build();
         for (path, mut item) in node_level {
             let id = ParameterBuilder::new()
                 .name("id")
@@ -263,6 +272,10 @@ impl utoipa::Modify for PerNode {
                 if let Some(op_id) = op.operation_id.as_mut() {
                     op_id.push_str("_of_node");
                 }
+                op.responses
+                    .responses
+                    .entry("404".to_owned())
+                    .or_insert_with(|| unknown_node.clone().into());
             }
             openapi.paths.paths.insert(path, item);
         }
