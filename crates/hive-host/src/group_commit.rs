@@ -53,6 +53,8 @@ impl Durability {
 /// One row on its way into the outbox.
 struct Row {
     id: String,
+    /// The id is the client's idempotency key (remembered for a day).
+    keyed: bool,
     kind: OutKind,
     target: String,
     data: Vec<u8>,
@@ -102,6 +104,7 @@ impl GroupCommit {
     pub(crate) async fn push(
         &self,
         id: String,
+        keyed: bool,
         kind: OutKind,
         target: String,
         data: Vec<u8>,
@@ -110,6 +113,7 @@ impl GroupCommit {
         let (answer, answered) = oneshot::channel();
         let row = Row {
             id,
+            keyed,
             kind,
             target,
             data,
@@ -213,9 +217,14 @@ fn insert(conn: &mut Connection, rows: &[Row]) -> Result<Vec<Pushed>, rusqlite::
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0)",
         )?;
         let mut known = tx.prepare_cached("SELECT acked_ms IS NULL FROM outbox WHERE id = ?1")?;
+        let mut remember = tx.prepare_cached("INSERT OR IGNORE INTO idempotency (key, at_ms) VALUES (?1, ?2)")?;
         let now = now_ms();
         for r in rows {
-            let inserted = ins.execute(params![
+            // A key seen within the window is never queued again, even
+            // when its row was acknowledged and swept long ago.
+            let fresh_key = !r.keyed || remember.execute(params![r.id, now])? == 1;
+            let inserted = fresh_key
+                && ins.execute(params![
                 r.id,
                 r.kind,
                 r.target,
@@ -352,5 +361,40 @@ mod tests {
                 .unwrap();
             assert_eq!(got, want, "{mode:?}");
         }
+    }
+
+    /// A retried key is not queued again after its message went out and its
+    /// row was swept (audit row 24: it was, 5 s after the acknowledgement),
+    /// and is forgotten only after the window.
+    #[tokio::test]
+    async fn a_key_is_remembered_after_its_row_was_swept() {
+        let dir = tempfile::TempDir::new().unwrap();
+        let store = Store::open(&dir.path().join("k.db")).unwrap();
+        let push = |store: &Store| {
+            let store = store.clone();
+            async move {
+                store
+                    .push(OutKind::Publish, "t".into(), b"m".to_vec(), 60_000, Some("k".into()))
+                    .await
+                    .unwrap()
+            }
+        };
+        assert!(push(&store).await.inserted);
+        let row = store.due(10).await.unwrap().remove(0);
+        store.ack(row.seq).await.unwrap();
+        let backdate = |sql: &'static str| {
+            let conn = store.conn_for_tests();
+            let conn = crate::sync::lock(&conn);
+            conn.execute(sql, []).unwrap();
+        };
+        backdate("UPDATE outbox SET acked_ms = 1");
+        store.sweep().await.unwrap();
+        assert_eq!(store.pending(10).await.unwrap().len(), 0, "the acknowledged row is swept");
+        let again = push(&store).await;
+        assert!(!again.inserted && !again.pending, "{:?}", (again.inserted, again.pending));
+        assert!(store.due(10).await.unwrap().is_empty(), "not queued again");
+        backdate("UPDATE idempotency SET at_ms = 1");
+        store.sweep().await.unwrap();
+        assert!(push(&store).await.inserted, "a key older than the window is new again");
     }
 }

@@ -31,6 +31,9 @@ pub use crate::kinds::{InKind, OutKind};
 
 /// How long acknowledged outbox rows are kept for re-sending after a crash.
 pub const RESEND_WINDOW_MS: i64 = 5_000;
+/// How long an `Idempotency-Key` is remembered: a retry within it is never
+/// queued again, also after its message went out and its row was swept.
+pub const IDEMPOTENCY_WINDOW_MS: i64 = 24 * 3600 * 1000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -151,6 +154,8 @@ impl Store {
             );
             CREATE INDEX IF NOT EXISTS inbox_topic ON inbox(topic, cursor);
             CREATE TABLE IF NOT EXISTS topics (topic TEXT PRIMARY KEY);
+            CREATE TABLE IF NOT EXISTS idempotency (key TEXT PRIMARY KEY, at_ms INTEGER NOT NULL);
+            CREATE INDEX IF NOT EXISTS idempotency_at ON idempotency(at_ms);
             CREATE TABLE IF NOT EXISTS daemon_position (journal TEXT PRIMARY KEY, seq INTEGER NOT NULL);
             CREATE INDEX IF NOT EXISTS outbox_unacked ON outbox(seq) WHERE acked_ms IS NULL;",
         )?;
@@ -256,8 +261,9 @@ impl Store {
         ttl_ms: i64,
         key: Option<String>,
     ) -> Result<Pushed, StoreError> {
+        let keyed = key.is_some();
         let id = key.unwrap_or_else(|| hex::encode(rand::random::<[u8; 16]>()));
-        self.writer.push(id, kind, target, data, ttl_ms).await
+        self.writer.push(id, keyed, kind, target, data, ttl_ms).await
     }
 
     /// Unacknowledged rows due now, oldest first.
@@ -369,6 +375,10 @@ impl Store {
             tx.execute(
                 "DELETE FROM outbox WHERE acked_ms IS NOT NULL AND acked_ms < ?1",
                 params![now - RESEND_WINDOW_MS],
+            )?;
+            tx.execute(
+                "DELETE FROM idempotency WHERE at_ms < ?1",
+                params![now - IDEMPOTENCY_WINDOW_MS],
             )?;
             let expired: Vec<OutItem> = {
                 let mut stmt = tx.prepare_cached(
