@@ -117,6 +117,24 @@ def test_dcutr_turns_a_relayed_connection_into_a_direct_one(tmp):
 
             await eventually(upgraded, "a DCUtR upgrade in either daemon's log")
 
+            # The connections themselves (LIST_PEERS lists one entry per
+            # connection, as go's daemon does): a direct one to the target
+            # now exists beside the relayed one it came from.
+            async def conns_to_target():
+                return [
+                    str(a)
+                    for p in await cc.list_peers()
+                    if p.peer_id.to_base58() == target.peer_id
+                    for a in p.addrs
+                ]
+
+            async def direct():
+                conns = await conns_to_target()
+                return conns if any("/p2p-circuit" not in c for c in conns) else None
+
+            conns = await eventually(direct, "a direct connection from the caller to the target")
+            print(f"caller's connections to the target after DCUtR: {conns}")
+
         anyio.run(main)
     finally:
         for p in procs:

@@ -33,14 +33,27 @@ pub(super) async fn disconnect(
     }
 }
 
-/// LIST_PEERS: the connected peers and their addresses.
+/// LIST_PEERS as go's daemon answers it: one entry per open connection,
+/// with that connection's remote address (a circuit's ends in
+/// `/p2p-circuit`), so a client sees how it is connected, not where the
+/// peer says it listens.
 pub(super) async fn list(node: &NodeHandle) -> pb::Response {
     match node.peers().await {
         Ok(p) => pb::Response {
             peers: p
                 .peers
                 .iter()
-                .filter_map(|p| peer_info(&p.peer_id, &p.addrs))
+                .flat_map(|p| {
+                    let conns: Vec<&String> = if p.connections.is_empty() {
+                        p.addrs.iter().collect()
+                    } else {
+                        p.connections.iter().collect()
+                    };
+                    conns
+                        .into_iter()
+                        .filter_map(|c| peer_info(&p.peer_id, std::slice::from_ref(c)))
+                        .collect::<Vec<_>>()
+                })
                 .collect(),
             ..pb::Response::ok()
         },
