@@ -151,6 +151,26 @@ async fn wrong_or_missing_token_is_refused_with_a_reason() {
     assert_eq!(r["result"]["peer_id"], d.peer_id().as_str());
 }
 
+/// A client that connects and says nothing is closed with 4003 once the
+/// 10 s for its hello are over (audit row 59), and the daemon still serves
+/// others meanwhile.
+#[tokio::test]
+async fn a_silent_client_is_closed_after_the_hello_timeout() {
+    let (_dir, d) = daemon().await;
+    let started = std::time::Instant::now();
+    let mut silent = connect(&d).await;
+    let mut other = authed(&d).await;
+    send(
+        &mut other,
+        json!({"type": "request", "id": 1, "op": "status"}),
+    )
+    .await;
+    assert!(response(&mut other).await["result"]["peer_id"].is_string());
+    let (code, reason) = close_frame(&mut silent).await;
+    assert_eq!(code, close::HANDSHAKE_FAILED, "{reason}");
+    println!("silent client closed after {:?}", started.elapsed());
+}
+
 #[tokio::test]
 async fn bad_frames_get_errors_and_the_connection_keeps_working() {
     let (_dir, d) = daemon().await;
