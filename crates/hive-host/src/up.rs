@@ -67,6 +67,20 @@ impl HostConfig {
             args.api_tokens_file.as_deref(),
         )?;
         check_exposure(&args.http, !tokens.is_empty())?;
+        if args.inbox_peer_bytes < args.max_message_size as u64 {
+            bail!(
+                "--inbox-peer-bytes {} is below --max-message-size {}: a peer's every message would be evicted at once",
+                args.inbox_peer_bytes,
+                args.max_message_size
+            );
+        }
+        if args.inbox_max_bytes < args.inbox_peer_bytes {
+            bail!(
+                "--inbox-max-bytes {} is below --inbox-peer-bytes {}: the total budget must hold at least one peer's",
+                args.inbox_max_bytes,
+                args.inbox_peer_bytes
+            );
+        }
         // Caught here, not by each daemon start (which the supervisor would
         // retry forever).
         if let Some(relay) = args.relays.iter().find(|r| !r.contains("/p2p/")) {
@@ -88,6 +102,18 @@ impl HostConfig {
                     relay_service: args.relay_service,
                     conn_low: args.conn_low,
                     conn_high: args.conn_high,
+                    peer_limits: crate::peer_guard::PeerLimits {
+                        rates: crate::peer_guard::DaemonRates {
+                            direct_rate: args.direct_rate,
+                            direct_burst: args.direct_burst,
+                            direct_bytes_rate: args.direct_bytes_rate,
+                            sync_rate: args.sync_rate,
+                        },
+                        budget: crate::peer_guard::InboxBudget {
+                            per_peer: args.inbox_peer_bytes,
+                            total: args.inbox_max_bytes,
+                        },
+                    },
                 },
                 data_dir,
                 listen: args.listen,

@@ -10,6 +10,7 @@ pub mod connmgr;
 pub mod envelope;
 pub mod history;
 mod kad_recheck;
+pub mod limits;
 pub mod listen;
 pub mod memory;
 pub mod named;

@@ -215,6 +215,10 @@ pub struct StatusResult {
     /// daemons older than it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reach: Option<ReachStatus>,
+    /// What the daemon refused from remote peers over their rate limits
+    /// since it started (absent from daemons older than the limits).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refused: Option<Refusals>,
 }
 
 /// Whether others can dial this node directly, and the slots it holds on
@@ -278,6 +282,15 @@ pub struct PeerSync {
     pub fetched: u64,
     /// Messages refused from this peer, in all.
     pub rejected: u64,
+}
+
+/// Counts of what remote peers were refused, since the daemon started.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Refusals {
+    /// Direct messages refused (the sender got `rate_limited`).
+    pub direct_rate_limited: u64,
+    /// History-sync requests refused (the stream was closed).
+    pub sync_rate_limited: u64,
 }
 
 /// Bounded connections: trimmed past `high` down to `low`, sparing peers

@@ -116,6 +116,7 @@ impl Node {
             connections: self.conn_manager.as_ref().map(|m| m.limits().into()),
             sync: self.sync.snapshot(),
             reach: Some(self.reach_status()),
+            refused: Some(self.refusals.snapshot()),
         }
     }
 
