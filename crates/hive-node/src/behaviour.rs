@@ -210,12 +210,16 @@ fn gossipsub(
     } else {
         gossipsub::MessageAuthenticity::Author(key.public().to_peer_id())
     };
-    let behaviour =
+    let mut behaviour =
         gossipsub::Behaviour::new_with_transform(authenticity, gossipsub_config, signatures)?
             .with_metrics(
                 registry.sub_registry_with_prefix("gossipsub"),
                 gossipsub::MetricsConfig::default(),
             );
+    // Invalid messages and protocol abuse graylist their sender (`scoring`).
+    behaviour
+        .with_peer_score(crate::scoring::params(), crate::scoring::thresholds())
+        .map_err(|e| format!("gossipsub peer scoring: {e}"))?;
     Ok(behaviour)
 }
 

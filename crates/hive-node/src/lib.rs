@@ -18,6 +18,7 @@ pub mod node;
 mod pubsub_meta;
 pub mod reconnect;
 pub mod relays;
+pub mod scoring;
 pub mod sync;
 pub mod unslash;
 
