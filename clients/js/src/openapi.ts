@@ -736,6 +736,12 @@ export interface components {
             connected_secs?: number | null;
             /** @description The remote address of each open connection (circuits end in `/p2p-circuit`). */
             connections: string[];
+            /**
+             * Format: double
+             * @description The peer's gossipsub score: 0 for an honest peer; below -80 it is
+             *     graylisted (what it sends over gossipsub is ignored).
+             */
+            gossip_score?: number | null;
             peer_id: string;
             /**
              * Format: double

@@ -329,6 +329,10 @@ pub struct PeerInfo {
     /// Seconds since the first of the current connections was established.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub connected_secs: Option<f64>,
+    /// The peer's gossipsub score: 0 for an honest peer; below -80 it is
+    /// graylisted (everything it sends over gossipsub is ignored).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gossip_score: Option<f64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
