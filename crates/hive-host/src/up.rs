@@ -74,6 +74,16 @@ impl HostConfig {
                 args.max_message_size
             );
         }
+        // Caught here, as the daemon would refuse them at every start.
+        for (flag, rate) in [
+            ("--direct-rate", args.direct_rate),
+            ("--direct-burst", args.direct_burst),
+            ("--sync-rate", args.sync_rate),
+        ] {
+            if rate.is_some_and(|r| !r.is_finite() || r < 0.0) {
+                bail!("{flag} must be a number of at least 0 (0 = no limit)");
+            }
+        }
         if args.inbox_max_bytes < args.inbox_peer_bytes {
             bail!(
                 "--inbox-max-bytes {} is below --inbox-peer-bytes {}: the total budget must hold at least one peer's",
@@ -424,5 +434,32 @@ mod tests {
         assert_eq!(c.direct_ttl_ms, 7000);
         assert!(c.template.daemon.no_mdns);
         assert_eq!(c.template.daemon.conn_low, Some(3));
+    }
+
+    #[test]
+    fn peer_limits_are_checked_and_the_rates_passed_to_the_daemon() {
+        let c = config(&[
+            "--direct-rate",
+            "5",
+            "--sync-rate",
+            "0",
+            "--inbox-peer-bytes",
+            "2000000",
+        ])
+        .expect("ok");
+        let limits = &c.template.daemon.peer_limits;
+        assert_eq!(limits.budget.per_peer, 2_000_000);
+        assert_eq!(
+            limits.rates.daemon_args(),
+            ["--direct-rate", "5", "--sync-rate", "0"]
+        );
+        for (args, says) in [
+            (&["--direct-rate", "NaN"][..], "--direct-rate"),
+            (&["--inbox-peer-bytes", "1000"][..], "--max-message-size"),
+            (&["--inbox-max-bytes", "2000000"][..], "--inbox-peer-bytes"),
+        ] {
+            let err = config(args).err().expect("refused");
+            assert!(err.to_string().contains(says), "{args:?}: {err}");
+        }
     }
 }

@@ -524,4 +524,28 @@ mod tests {
         assert_eq!(n.state_file, Some(PathBuf::from("/d/node-state.json")));
         assert_eq!(n.target_peers, 0);
     }
+
+    #[test]
+    fn peer_rate_flags() {
+        use hive_node::limits::PeerLimits;
+        assert_eq!(settings(&[]).unwrap().node.peer_limits, PeerLimits::DEFAULT);
+        let n = settings(&[
+            "--direct-rate",
+            "5",
+            "--direct-bytes-rate",
+            "1000",
+            "--sync-rate",
+            "0",
+        ])
+        .unwrap()
+        .node;
+        assert_eq!(n.peer_limits.direct_msgs.per_sec, 5.0);
+        // One largest message always fits the byte bucket.
+        assert_eq!(n.peer_limits.direct_bytes.burst, n.max_message_size as f64);
+        assert!(n.peer_limits.sync_requests.is_unlimited());
+        let Err(err) = settings(&["--direct-burst", "inf"]) else {
+            panic!("--direct-burst inf accepted");
+        };
+        assert!(err.to_string().contains("--direct-burst"), "{err}");
+    }
 }
