@@ -625,6 +625,37 @@ export interface components {
         ErrorResponse: {
             error: components["schemas"]["ErrorBody"];
         };
+        /** @description `/api/status`'s `peer_limits`. */
+        GuardStatus: {
+            budget: components["schemas"]["InboxBudget"];
+            /**
+             * Format: int64
+             * @description Direct messages the daemon refused (senders over their rate).
+             */
+            direct_rate_limited: number;
+            /** Format: int64 */
+            evicted_bytes: number;
+            /**
+             * Format: int64
+             * @description Messages evicted because their peer was over its budget.
+             */
+            evicted_peer_budget: number;
+            /**
+             * Format: int64
+             * @description Messages evicted because the inbox was over its total budget.
+             */
+            evicted_total_budget: number;
+            /**
+             * Format: int64
+             * @description Payload bytes stored in the inbox.
+             */
+            stored_bytes: number;
+            /**
+             * Format: int64
+             * @description History-sync requests the daemon refused.
+             */
+            sync_rate_limited: number;
+        };
         History: {
             /**
              * Format: int64
@@ -656,6 +687,19 @@ export interface components {
              * @description Messages fetched from the daemon's history to fill them.
              */
             repaired: number;
+        };
+        /** @description The inbox's byte budget. */
+        InboxBudget: {
+            /**
+             * Format: int64
+             * @description Most payload bytes stored for one peer.
+             */
+            per_peer: number;
+            /**
+             * Format: int64
+             * @description Most payload bytes stored in all.
+             */
+            total: number;
         };
         MessageId: {
             id: string;
@@ -692,6 +736,12 @@ export interface components {
             connected_secs?: number | null;
             /** @description The remote address of each open connection (circuits end in `/p2p-circuit`). */
             connections: string[];
+            /**
+             * Format: double
+             * @description The peer's gossipsub score: 0 for an honest peer; below -80 it is
+             *     graylisted (what it sends over gossipsub is ignored).
+             */
+            gossip_score?: number | null;
             peer_id: string;
             /**
              * Format: double
@@ -786,6 +836,11 @@ export interface components {
             /** @description Full multiaddrs ending in `/p2p/<peer id>`. */
             listen_addrs: string[];
             peer_id: string;
+            /**
+             * @description The inbox's byte budget, bytes stored, and what remote peers were
+             *     refused (over their rate) or had evicted (over the budget).
+             */
+            peer_limits: components["schemas"]["GuardStatus"];
             peers: number;
             reach?: null | components["schemas"]["ReachStatus"];
             signals: {

@@ -219,4 +219,29 @@ pub struct UpArgs {
     /// Connected peers a node should have; fewer raise its tension (0 = no target).
     #[arg(long, value_name = "N", default_value_t = 1)]
     pub peer_target: usize,
+    /// Most payload bytes of received messages stored for one peer; past
+    /// it that peer's oldest stored messages are evicted (and counted).
+    #[arg(long, value_name = "BYTES", default_value_t = crate::peer_guard::InboxBudget::default().per_peer)]
+    pub inbox_peer_bytes: u64,
+    /// Most payload bytes of received messages stored in all; past it the
+    /// oldest stored messages are evicted (and counted).
+    #[arg(long, value_name = "BYTES", default_value_t = crate::peer_guard::InboxBudget::default().total)]
+    pub inbox_max_bytes: u64,
+    /// Direct messages a second each daemon accepts from one peer; past it
+    /// (and --direct-burst) the sender gets `rate_limited` (0 = no limit)
+    /// [default: the daemon's, 200].
+    #[arg(long, value_name = "N")]
+    pub direct_rate: Option<f64>,
+    /// Direct messages one peer may send at once above --direct-rate
+    /// [default: the daemon's, 400].
+    #[arg(long, value_name = "N")]
+    pub direct_burst: Option<f64>,
+    /// Direct message payload bytes a second each daemon accepts from one
+    /// peer [default: the daemon's, 8 MiB].
+    #[arg(long, value_name = "BYTES")]
+    pub direct_bytes_rate: Option<u64>,
+    /// History-sync pages a second each daemon serves one peer [default:
+    /// the daemon's, 20].
+    #[arg(long, value_name = "N")]
+    pub sync_rate: Option<f64>,
 }

@@ -39,6 +39,8 @@ pub struct InboundStats {
     pub lost: AtomicU64,
     /// Last history number stored.
     pub position: AtomicU64,
+    /// The inbox's byte budget and what remote peers were refused.
+    pub guard: crate::peer_guard::GuardStats,
 }
 
 impl InboundStats {
@@ -200,12 +202,22 @@ impl Inbound {
     async fn flush(&mut self) -> Result<(), InboundError> {
         let events = std::mem::take(&mut self.todo);
         let rows: Vec<NewIn> = events.iter().filter_map(new_in).collect();
-        let cursors = self
+        let stored = self
             .store
-            .insert_inbound_batch(rows, self.journal.clone(), self.last)
+            .insert_inbound_batch(
+                rows,
+                self.journal.clone(),
+                self.last,
+                self.stats.guard.budget,
+            )
             .await?;
         self.stats.position.store(self.last, Ordering::Relaxed);
         let m = &self.metrics;
+        self.stats
+            .guard
+            .count_evictions(stored.evicted, stored.bytes);
+        m.guard.evicted(stored.evicted, stored.bytes);
+        let cursors = stored.cursors;
         for (mut event, cursor) in events.into_iter().zip(cursors) {
             let Some(cursor) = cursor else {
                 m.duplicates_dropped.inc();

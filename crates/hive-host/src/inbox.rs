@@ -3,12 +3,14 @@
 //! has got, so that after any crash the host resumes exactly where its
 //! store ends (see `inbound.rs`); reads by cursor; and retention.
 
+use std::collections::BTreeSet;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use rusqlite::params;
 use tokio_util::sync::CancellationToken;
 
+use crate::peer_guard::{Evicted, InboxBudget};
 use crate::store::{now_ms, InKind, InRow, Store, StoreError};
 
 /// One received message on its way into the inbox.
@@ -20,6 +22,15 @@ pub struct NewIn {
     pub topic: Option<String>,
     pub peer: String,
     pub data: Vec<u8>,
+}
+
+/// What storing a batch did.
+#[derive(Debug)]
+pub struct Stored {
+    pub cursors: Vec<Option<u64>>,
+    pub evicted: Evicted,
+    /// Payload bytes in the inbox after it.
+    pub bytes: u64,
 }
 
 impl Store {
@@ -39,15 +50,18 @@ impl Store {
         .await
     }
 
-    /// Store a batch in one transaction and move the position in
+    /// Store a batch in one transaction, hold the inbox to `budget`
+    /// (`peer_guard`: the oldest evicted) and move the position in
     /// `journal` to `seq`. Per row its inbox cursor, `None` for a duplicate
-    /// (same kind, sender and id as a stored row).
+    /// (same kind, sender and id as a stored row); what was evicted; the
+    /// payload bytes now stored.
     pub async fn insert_inbound_batch(
         &self,
         rows: Vec<NewIn>,
         journal: String,
         seq: u64,
-    ) -> Result<Vec<Option<u64>>, StoreError> {
+        budget: InboxBudget,
+    ) -> Result<Stored, StoreError> {
         let last = self.cursor_counter();
         self.call(move |c| {
             let tx = c.transaction()?;
@@ -64,6 +78,9 @@ impl Store {
                     cursors.push((changed == 1).then(|| tx.last_insert_rowid() as u64));
                 }
             }
+            let peers: BTreeSet<String> = rows.iter().map(|r| r.peer.clone()).collect();
+            let evicted = crate::peer_guard::enforce(&tx, &peers, budget)?;
+            let bytes = crate::peer_guard::stored_bytes(&tx)?;
             // One journal only: the position in an older one means nothing
             // to this daemon.
             tx.execute(
@@ -79,7 +96,11 @@ impl Store {
             if let Some(max) = cursors.iter().flatten().max() {
                 last.fetch_max(*max, Ordering::AcqRel);
             }
-            Ok(cursors)
+            Ok(Stored {
+                cursors,
+                evicted,
+                bytes,
+            })
         })
         .await
     }
@@ -202,9 +223,11 @@ mod tests {
                 vec![row("a", "t"), row("b", "t"), row("a", "t")],
                 "J".into(),
                 3,
+                InboxBudget::default(),
             )
             .await
-            .unwrap();
+            .unwrap()
+            .cursors;
         assert!(cursors[0].is_some() && cursors[1].is_some());
         assert_eq!(cursors[2], None, "a duplicate in the batch is dropped");
         assert_eq!(
@@ -214,7 +237,7 @@ mod tests {
         assert_eq!(store.last_cursor(), cursors[1].unwrap());
         // Positions never move back; another journal replaces the old one.
         store
-            .insert_inbound_batch(vec![], "J".into(), 2)
+            .insert_inbound_batch(vec![], "J".into(), 2, InboxBudget::default())
             .await
             .unwrap();
         assert_eq!(
@@ -222,7 +245,7 @@ mod tests {
             Some(("J".into(), 3))
         );
         store
-            .insert_inbound_batch(vec![row("c", "u")], "K".into(), 1)
+            .insert_inbound_batch(vec![row("c", "u")], "K".into(), 1, InboxBudget::default())
             .await
             .unwrap();
         assert_eq!(

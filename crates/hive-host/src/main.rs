@@ -19,6 +19,7 @@ mod ipc_stats;
 mod kinds;
 mod metrics;
 mod outbox;
+mod peer_guard;
 mod state;
 mod store;
 mod supervisor;

@@ -68,6 +68,8 @@ pub struct Metrics {
     daemon_cpu: Gauge<f64, AtomicU64>,
     tension: Gauge<f64, AtomicU64>,
     signals: Family<SignalLabel, Gauge<f64, AtomicU64>>,
+    /// Refusals of remote peers and inbox evictions (`peer_guard`).
+    pub guard: crate::peer_guard::GuardMetrics,
 }
 
 impl Metrics {
@@ -101,12 +103,14 @@ impl Metrics {
             daemon_state: Family::default(),
             tension: Gauge::default(),
             signals: Family::default(),
+            guard: Default::default(),
             registry: Registry::default(),
         };
         register_delivery(&mut registry, &m);
         register_daemon(&mut registry, &m, ipc);
         register_clients(&mut registry, &m);
         m.catch_up.register(&mut registry);
+        m.guard.register(&mut registry);
         Metrics { registry, ..m }
     }
 

@@ -159,6 +159,7 @@ impl Store {
             CREATE TABLE IF NOT EXISTS daemon_position (journal TEXT PRIMARY KEY, seq INTEGER NOT NULL);
             CREATE INDEX IF NOT EXISTS outbox_unacked ON outbox(seq) WHERE acked_ms IS NULL;",
         )?;
+        crate::peer_guard::init_schema(&conn)?;
         // The WAL and shared-memory files inherit nothing: tighten them too.
         for suffix in ["-wal", "-shm"] {
             let mut p = path.as_os_str().to_owned();

@@ -27,6 +27,10 @@ const W_CATCHING_UP: f64 = 0.3;
 /// Catch-ups waiting or running at which the signal saturates (the daemon
 /// runs four at a time).
 const CATCHING_UP_SATURATE: f64 = 4.0;
+const W_REFUSALS: f64 = 0.3;
+/// Refusals of remote peers (and inbox evictions) within
+/// `peer_guard::REFUSAL_WINDOW` at which the `peer_refusals` signal saturates.
+const REFUSALS_SATURATE: f64 = 1000.0;
 
 /// Outbox rows waiting for the daemon at which the signal saturates.
 const OUTBOX_SATURATE: f64 = 10_000.0;
@@ -59,6 +63,9 @@ pub struct Inputs<'a> {
     /// Catch-ups with peers the daemon has waiting or running: it knows it
     /// may be behind.
     pub catching_up: usize,
+    /// Remote peers' messages and requests refused over their rate, and
+    /// inbox messages evicted over its byte budget, within the last minute.
+    pub peer_refusals: u64,
 }
 
 /// τ and the signals it was made of.
@@ -110,6 +117,7 @@ pub fn compute(inputs: &Inputs<'_>) -> Tension {
 
     let catching_up = clamp01(inputs.catching_up as f64 / CATCHING_UP_SATURATE);
 
+    let peer_refusals = clamp01(inputs.peer_refusals as f64 / REFUSALS_SATURATE);
     let weighted = [
         (W_DAEMON_DOWN, daemon_down),
         (W_RESTARTS, restarts),
@@ -120,6 +128,7 @@ pub fn compute(inputs: &Inputs<'_>) -> Tension {
         (W_PEERS, peers_missing),
         (W_CHILDREN, children_down),
         (W_CATCHING_UP, catching_up),
+        (W_REFUSALS, peer_refusals),
     ];
     let calm: f64 = weighted.iter().map(|(w, s)| 1.0 - w * s).product();
     let signals = BTreeMap::from([
@@ -132,6 +141,7 @@ pub fn compute(inputs: &Inputs<'_>) -> Tension {
         ("peers_below_target", peers_missing),
         ("children_down", children_down),
         ("catching_up", catching_up),
+        ("peer_refusals", peer_refusals),
     ]);
     Tension {
         value: clamp01(1.0 - calm),
@@ -282,5 +292,20 @@ mod more_signals {
         let calm = (1.0 - W_OUTBOX * 0.5) * (1.0 - W_DROPPED_CLIENTS) * (1.0 - W_CHILDREN * 0.5);
         assert!((t.value - (1.0 - calm)).abs() < 1e-9);
         assert!(t.value < 1.0);
+    }
+
+    #[test]
+    fn refused_peers_strain_but_never_break_a_node() {
+        let at = |n| {
+            compute(&Inputs {
+                peer_refusals: n,
+                ..running()
+            })
+        };
+        assert_eq!(at(0).value, 0.0);
+        assert!((at(500).signals["peer_refusals"] - 0.5).abs() < 1e-9);
+        let flooded = at(1_000_000);
+        assert_eq!(flooded.signals["peer_refusals"], 1.0);
+        assert!((flooded.value - 0.3).abs() < 1e-9, "{flooded:?}");
     }
 }

@@ -67,6 +67,30 @@ impl HostConfig {
             args.api_tokens_file.as_deref(),
         )?;
         check_exposure(&args.http, !tokens.is_empty())?;
+        if args.inbox_peer_bytes < args.max_message_size as u64 {
+            bail!(
+                "--inbox-peer-bytes {} is below --max-message-size {}: a peer's every message would be evicted at once",
+                args.inbox_peer_bytes,
+                args.max_message_size
+            );
+        }
+        // Caught here, as the daemon would refuse them at every start.
+        for (flag, rate) in [
+            ("--direct-rate", args.direct_rate),
+            ("--direct-burst", args.direct_burst),
+            ("--sync-rate", args.sync_rate),
+        ] {
+            if rate.is_some_and(|r| !r.is_finite() || r < 0.0) {
+                bail!("{flag} must be a number of at least 0 (0 = no limit)");
+            }
+        }
+        if args.inbox_max_bytes < args.inbox_peer_bytes {
+            bail!(
+                "--inbox-max-bytes {} is below --inbox-peer-bytes {}: the total budget must hold at least one peer's",
+                args.inbox_max_bytes,
+                args.inbox_peer_bytes
+            );
+        }
         // Caught here, not by each daemon start (which the supervisor would
         // retry forever).
         if let Some(relay) = args.relays.iter().find(|r| !r.contains("/p2p/")) {
@@ -88,6 +112,18 @@ impl HostConfig {
                     relay_service: args.relay_service,
                     conn_low: args.conn_low,
                     conn_high: args.conn_high,
+                    peer_limits: crate::peer_guard::PeerLimits {
+                        rates: crate::peer_guard::DaemonRates {
+                            direct_rate: args.direct_rate,
+                            direct_burst: args.direct_burst,
+                            direct_bytes_rate: args.direct_bytes_rate,
+                            sync_rate: args.sync_rate,
+                        },
+                        budget: crate::peer_guard::InboxBudget {
+                            per_peer: args.inbox_peer_bytes,
+                            total: args.inbox_max_bytes,
+                        },
+                    },
                 },
                 data_dir,
                 listen: args.listen,
@@ -398,5 +434,32 @@ mod tests {
         assert_eq!(c.direct_ttl_ms, 7000);
         assert!(c.template.daemon.no_mdns);
         assert_eq!(c.template.daemon.conn_low, Some(3));
+    }
+
+    #[test]
+    fn peer_limits_are_checked_and_the_rates_passed_to_the_daemon() {
+        let c = config(&[
+            "--direct-rate",
+            "5",
+            "--sync-rate",
+            "0",
+            "--inbox-peer-bytes",
+            "2000000",
+        ])
+        .expect("ok");
+        let limits = &c.template.daemon.peer_limits;
+        assert_eq!(limits.budget.per_peer, 2_000_000);
+        assert_eq!(
+            limits.rates.daemon_args(),
+            ["--direct-rate", "5", "--sync-rate", "0"]
+        );
+        for (args, says) in [
+            (&["--direct-rate", "NaN"][..], "--direct-rate"),
+            (&["--inbox-peer-bytes", "1000"][..], "--max-message-size"),
+            (&["--inbox-max-bytes", "2000000"][..], "--inbox-peer-bytes"),
+        ] {
+            let err = config(args).err().expect("refused");
+            assert!(err.to_string().contains(says), "{args:?}: {err}");
+        }
     }
 }

@@ -29,10 +29,33 @@ pub struct DirectRequest {
     pub data: Vec<u8>,
 }
 
-/// The receiving daemon's acknowledgement of a direct message.
+/// The receiving daemon's answer to a direct message: stored (no
+/// `refused`), or refused with a reason the sender's daemon reports with a
+/// stable error code. Daemons older than refusals send only `id`, and
+/// ignore a `refused` they do not know (CBOR maps, unknown keys skipped).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct DirectAck {
     pub id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refused: Option<Refusal>,
+}
+
+/// Why a receiving daemon did not store a direct message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Refusal {
+    /// The sender is over the receiver's per-peer rate limit.
+    RateLimited,
+    /// A reason this daemon does not know (a newer receiver).
+    #[serde(other)]
+    Other,
+}
+
+impl DirectAck {
+    /// The message is stored.
+    pub fn stored(id: String) -> Self {
+        DirectAck { id, refused: None }
+    }
 }
 
 /// An on-demand ping; the nonce comes back.
@@ -187,12 +210,16 @@ fn gossipsub(
     } else {
         gossipsub::MessageAuthenticity::Author(key.public().to_peer_id())
     };
-    let behaviour =
+    let mut behaviour =
         gossipsub::Behaviour::new_with_transform(authenticity, gossipsub_config, signatures)?
             .with_metrics(
                 registry.sub_registry_with_prefix("gossipsub"),
                 gossipsub::MetricsConfig::default(),
             );
+    // Invalid messages and protocol abuse graylist their sender (`scoring`).
+    behaviour
+        .with_peer_score(crate::scoring::params(), crate::scoring::thresholds())
+        .map_err(|e| format!("gossipsub peer scoring: {e}"))?;
     Ok(behaviour)
 }
 

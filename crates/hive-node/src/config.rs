@@ -74,6 +74,8 @@ pub struct NodeConfig {
     /// Ask peers for missed messages after being away, and answer theirs
     /// (`/hive/sync/1.0.0`, see [`crate::sync`]).
     pub catch_up: bool,
+    /// Rate limits on what remote peers ask of this node (`limits`).
+    pub peer_limits: crate::limits::PeerLimits,
 }
 
 /// Relays to keep a slot on.
@@ -155,6 +157,7 @@ impl NodeConfig {
             state_file: None,
             target_peers: 8,
             catch_up: true,
+            peer_limits: crate::limits::PeerLimits::DEFAULT,
         }
     }
 }

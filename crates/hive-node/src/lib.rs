@@ -10,6 +10,7 @@ pub mod connmgr;
 pub mod envelope;
 pub mod history;
 mod kad_recheck;
+pub mod limits;
 pub mod listen;
 pub mod memory;
 pub mod named;
@@ -17,6 +18,7 @@ pub mod node;
 mod pubsub_meta;
 pub mod reconnect;
 pub mod relays;
+pub mod scoring;
 pub mod sync;
 pub mod unslash;
 

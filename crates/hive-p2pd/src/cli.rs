@@ -101,6 +101,26 @@ pub struct Cli {
     #[arg(long, value_name = "N", default_value_t = 100_000)]
     pub history_per_topic: u64,
 
+    /// Direct messages a second accepted from one peer; past it (and a
+    /// burst of --direct-burst) its messages are refused with `rate_limited`
+    /// (0 = no limit).
+    #[arg(long, value_name = "N", default_value_t = hive_node::limits::PeerLimits::DEFAULT.direct_msgs.per_sec)]
+    pub direct_rate: f64,
+
+    /// Direct messages one peer may send at once above --direct-rate.
+    #[arg(long, value_name = "N", default_value_t = hive_node::limits::PeerLimits::DEFAULT.direct_msgs.burst)]
+    pub direct_burst: f64,
+
+    /// Direct message payload bytes a second accepted from one peer (bursts
+    /// of twice that, and always of one largest message; 0 = no limit).
+    #[arg(long, value_name = "BYTES", default_value_t = hive_node::limits::PeerLimits::DEFAULT.direct_bytes.per_sec as u64)]
+    pub direct_bytes_rate: u64,
+
+    /// History-sync pages a second served to one peer (bursts of ten times
+    /// that); past it the peer's sync stream is closed (0 = no limit).
+    #[arg(long, value_name = "N", default_value_t = hive_node::limits::PeerLimits::DEFAULT.sync_requests.per_sec)]
+    pub sync_rate: f64,
+
     /// Connections kept at least (the connection manager's low watermark):
     /// below it the node dials peers its routing table knows.
     #[arg(long, value_name = "N", default_value_t = hive_node::connmgr::Limits::HIVE.low)]

@@ -134,6 +134,15 @@ impl Settings {
                 .clone()
                 .unwrap_or_else(|| data_dir.join("identity.key"))
         });
+        for (flag, rate) in [
+            ("--direct-rate", cli.direct_rate),
+            ("--direct-burst", cli.direct_burst),
+            ("--sync-rate", cli.sync_rate),
+        ] {
+            if !rate.is_finite() || rate < 0.0 {
+                anyhow::bail!("{flag} must be a number of at least 0 (0 = no limit), not {rate}");
+            }
+        }
         let mut node = node_config(&cli, go.as_ref(), &data_dir);
         compat::check_relay_addrs("--relay", &cli.relays)?;
         match &go {
@@ -227,12 +236,35 @@ fn node_config(cli: &Cli, go: Option<&GoOptions>, data_dir: &std::path::Path) ->
     config.relay_client = !cli.no_relay_client;
     config.autonat = cli.autonat;
     config.upnp = cli.upnp;
+    config.peer_limits = peer_limits(cli);
     config.history = hive_node::history::HistoryConfig {
         path: Some(hive_node::history::default_path(data_dir)),
         max_age: Duration::from_secs(cli.history_hours.saturating_mul(3600)),
         max_per_topic: cli.history_per_topic.max(1),
     };
     config
+}
+
+/// The per-peer rate limits from --direct-rate, --direct-burst,
+/// --direct-bytes-rate and --sync-rate.
+fn peer_limits(cli: &Cli) -> hive_node::limits::PeerLimits {
+    use hive_node::limits::{PeerLimits, Rate};
+    let bytes = cli.direct_bytes_rate as f64;
+    PeerLimits {
+        direct_msgs: Rate {
+            per_sec: cli.direct_rate,
+            burst: cli.direct_burst.max(1.0),
+        },
+        direct_bytes: Rate {
+            per_sec: bytes,
+            // One largest message always fits.
+            burst: (2.0 * bytes).max(cli.max_message_size as f64),
+        },
+        sync_requests: Rate {
+            per_sec: cli.sync_rate,
+            burst: (10.0 * cli.sync_rate).max(1.0),
+        },
+    }
 }
 
 /// go's daemon: a relay service (HOP) from the start unless turned off,
@@ -491,5 +523,29 @@ mod tests {
         assert!(!n.relay_client && n.relay_service.is_none() && n.auto_relay.is_none());
         assert_eq!(n.state_file, Some(PathBuf::from("/d/node-state.json")));
         assert_eq!(n.target_peers, 0);
+    }
+
+    #[test]
+    fn peer_rate_flags() {
+        use hive_node::limits::PeerLimits;
+        assert_eq!(settings(&[]).unwrap().node.peer_limits, PeerLimits::DEFAULT);
+        let n = settings(&[
+            "--direct-rate",
+            "5",
+            "--direct-bytes-rate",
+            "1000",
+            "--sync-rate",
+            "0",
+        ])
+        .unwrap()
+        .node;
+        assert_eq!(n.peer_limits.direct_msgs.per_sec, 5.0);
+        // One largest message always fits the byte bucket.
+        assert_eq!(n.peer_limits.direct_bytes.burst, n.max_message_size as f64);
+        assert!(n.peer_limits.sync_requests.is_unlimited());
+        let Err(err) = settings(&["--direct-burst", "inf"]) else {
+            panic!("--direct-burst inf accepted");
+        };
+        assert!(err.to_string().contains("--direct-burst"), "{err}");
     }
 }

@@ -178,6 +178,9 @@ pub enum ErrorCode {
     SendFailed,
     /// Too many requests in flight on this connection.
     Busy,
+    /// The remote daemon refused a direct message: its sender is over the
+    /// receiver's rate limit. Try again later.
+    RateLimited,
     /// The daemon is shutting down.
     ShuttingDown,
     /// This daemon cannot do that here (for example a node that cannot start

@@ -215,6 +215,10 @@ pub struct StatusResult {
     /// daemons older than it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reach: Option<ReachStatus>,
+    /// What the daemon refused from remote peers over their rate limits
+    /// since it started (absent from daemons older than the limits).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refused: Option<Refusals>,
 }
 
 /// Whether others can dial this node directly, and the slots it holds on
@@ -280,6 +284,15 @@ pub struct PeerSync {
     pub rejected: u64,
 }
 
+/// Counts of what remote peers were refused, since the daemon started.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Refusals {
+    /// Direct messages refused (the sender got `rate_limited`).
+    pub direct_rate_limited: u64,
+    /// History-sync requests refused (the stream was closed).
+    pub sync_rate_limited: u64,
+}
+
 /// Bounded connections: trimmed past `high` down to `low`, sparing peers
 /// connected for less than `grace_secs`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -316,6 +329,10 @@ pub struct PeerInfo {
     /// Seconds since the first of the current connections was established.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub connected_secs: Option<f64>,
+    /// The peer's gossipsub score: 0 for an honest peer; below -80 it is
+    /// graylisted (everything it sends over gossipsub is ignored).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gossip_score: Option<f64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -120,6 +120,7 @@ fn status_for(code: ErrorCode) -> StatusCode {
             StatusCode::BAD_GATEWAY
         }
         ErrorCode::Timeout => StatusCode::GATEWAY_TIMEOUT,
+        ErrorCode::RateLimited => StatusCode::TOO_MANY_REQUESTS,
         ErrorCode::Unsupported => StatusCode::CONFLICT,
         ErrorCode::ProtocolViolation | ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
     }

@@ -126,6 +126,9 @@ pub(super) struct Peer {
     rtt_ms: Option<f64>,
     /// Seconds since the first of the current connections was established.
     connected_secs: Option<f64>,
+    /// The peer's gossipsub score: 0 for an honest peer; below -80 it is
+    /// graylisted (what it sends over gossipsub is ignored).
+    gossip_score: Option<f64>,
 }
 
 #[derive(utoipa::ToSchema)]

@@ -34,6 +34,7 @@ fn app(token: Option<&str>) -> (axum::Router, CancellationToken, tempfile::TempD
             relays: Vec::new(),
             relay_service: false,
             conn_low: None,
+            peer_limits: Default::default(),
             conn_high: None,
         },
         data_dir: dir.path().to_owned(),

@@ -74,6 +74,9 @@ pub struct StatusBody {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<super::openapi::ReachStatus>)]
     reach: Option<hive_proto::ReachStatus>,
+    /// The inbox's byte budget, bytes stored, and what remote peers were
+    /// refused (over their rate) or had evicted (over the budget).
+    peer_limits: crate::peer_guard::GuardStatus,
 }
 
 /// Answers whatever the daemon's state: live data when it responds, the last
@@ -106,6 +109,7 @@ pub async fn status(state: NodeCtx) -> Json<StatusBody> {
             connections: st.connections,
             sync: st.sync,
             reach: st.reach,
+            peer_limits: sup.guard_status(),
         },
         None => StatusBody {
             peer_id: known.peer_id,
@@ -121,6 +125,7 @@ pub async fn status(state: NodeCtx) -> Json<StatusBody> {
             connections: None,
             sync: None,
             reach: None,
+            peer_limits: sup.guard_status(),
         },
     };
     Json(body)

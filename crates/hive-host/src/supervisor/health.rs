@@ -58,6 +58,7 @@ impl Supervisor {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         tick.tick().await;
         let mut failures = 0;
+        let mut fresh = true;
         loop {
             tick.tick().await;
             match client
@@ -78,6 +79,11 @@ impl Supervisor {
                         .metrics
                         .catch_up
                         .observe(st.pid, st.sync.as_ref());
+                    if let Some(refused) = st.refused {
+                        let d = self.shared.inbound.guard.observe_daemon(refused, fresh);
+                        self.shared.metrics.guard.daemon_refused(d);
+                        fresh = false;
+                    }
                 }
                 Err(e) => {
                     failures += 1;

@@ -84,6 +84,7 @@ impl Supervisor {
             children,
             children_down,
             catching_up: self.shared.metrics.catch_up.behind(),
+            peer_refusals: self.shared.inbound.guard.recent(),
         })
     }
 

@@ -73,6 +73,9 @@ pub struct DaemonSettings {
     /// `None`: the daemon's defaults.
     pub conn_low: Option<usize>,
     pub conn_high: Option<usize>,
+    /// What remote peers may make this node store: the per-peer rates
+    /// passed to the daemon, and the inbox's byte budget the host keeps.
+    pub peer_limits: crate::peer_guard::PeerLimits,
 }
 
 /// How much τ history each node keeps: 15 minutes at one sample per 5 s.
@@ -148,9 +151,9 @@ impl Supervisor {
             }
         };
         metrics.set_state(DaemonState::Starting);
+        let budget = config.daemon.peer_limits.budget;
         Supervisor {
             shared: Arc::new(Shared {
-                config,
                 status: Mutex::new(Status {
                     state: DaemonState::Starting,
                     pid: None,
@@ -170,7 +173,11 @@ impl Supervisor {
                 store,
                 stats,
                 metrics,
-                inbound: Arc::default(),
+                config,
+                inbound: Arc::new(InboundStats {
+                    guard: crate::peer_guard::GuardStats::new(budget),
+                    ..InboundStats::default()
+                }),
             }),
         }
     }
@@ -206,6 +213,11 @@ impl Supervisor {
     /// `/api/status`'s `inbound` field.
     pub fn inbound_stats(&self) -> serde_json::Value {
         self.shared.inbound.snapshot()
+    }
+
+    /// `/api/status`'s `peer_limits` field.
+    pub fn guard_status(&self) -> crate::peer_guard::GuardStatus {
+        self.shared.inbound.guard.status()
     }
 
     pub fn store(&self) -> &Store {

@@ -1,13 +1,14 @@
 //! Direct messages (acknowledged once the receiver stored them) and Hive's
 //! ping: the two request-response protocols.
 
+use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use hive_proto::{PingResult, SendResult};
 use libp2p::{request_response, PeerId};
 
 use super::{Delivery, DirectError, Node, PingError, Reply};
-use crate::behaviour::{DirectAck, DirectRequest, PingRequest, PingResponse};
+use crate::behaviour::{DirectAck, DirectRequest, PingRequest, PingResponse, Refusal};
 
 impl Node {
     pub(super) fn send_direct(
@@ -54,6 +55,13 @@ impl Node {
                 },
                 ..
             } => {
+                if !self
+                    .direct_limiter
+                    .admit(peer, request.data.len(), Instant::now())
+                {
+                    self.refuse_direct(peer, request.id, channel);
+                    return;
+                }
                 // Acknowledged once on disk; a retried duplicate is dropped
                 // by the history (same sender and id) and acknowledged too.
                 self.intake.offer(crate::history::Entry::Direct {
@@ -72,7 +80,9 @@ impl Node {
                 ..
             } => {
                 if let Some((id, reply)) = self.pending_sends.remove(&request_id) {
-                    let result = if response.id == id {
+                    let result = if let Some(refusal) = response.refused {
+                        Err(DirectError::Refused { id, refusal })
+                    } else if response.id == id {
                         Ok(SendResult { id })
                     } else {
                         Err(DirectError::WrongAck {
@@ -102,6 +112,33 @@ impl Node {
                 tracing::debug!(%peer, %error, "inbound direct message failed");
             }
             E::ResponseSent { .. } => {}
+        }
+    }
+
+    /// Answer a direct message over its sender's rate limit with a refusal
+    /// (never a silent drop: the sender's daemon reports `rate_limited`).
+    fn refuse_direct(
+        &mut self,
+        peer: PeerId,
+        id: String,
+        channel: request_response::ResponseChannel<DirectAck>,
+    ) {
+        let n = self.refusals.direct.fetch_add(1, Ordering::Relaxed) + 1;
+        if n.is_power_of_two() {
+            tracing::warn!(%peer, refused = n, "direct messages refused: sender over its rate limit");
+        }
+        let ack = DirectAck {
+            id,
+            refused: Some(Refusal::RateLimited),
+        };
+        if self
+            .swarm
+            .behaviour_mut()
+            .direct
+            .send_response(channel, ack)
+            .is_err()
+        {
+            tracing::debug!(%peer, "direct message refusal could not be sent");
         }
     }
 

@@ -95,6 +95,11 @@ pub enum DirectError {
     ToSelf,
     #[error("remote acknowledged id {got} instead of {id}")]
     WrongAck { id: String, got: String },
+    #[error("direct message {id} refused by the receiving node: {}", refusal_text(*.refusal))]
+    Refused {
+        id: String,
+        refusal: crate::behaviour::Refusal,
+    },
     #[error("direct message {id} to {peer} not acknowledged: {reason}")]
     NotAcked {
         id: String,
@@ -145,4 +150,13 @@ pub enum MetricsError {
     Call(#[from] CallError),
     #[error("cannot encode metrics: {0}")]
     Encode(String),
+}
+
+fn refusal_text(refusal: crate::behaviour::Refusal) -> &'static str {
+    match refusal {
+        crate::behaviour::Refusal::RateLimited => {
+            "this node is over the receiver's rate limit for direct messages; try again later"
+        }
+        crate::behaviour::Refusal::Other => "for a reason this daemon does not know",
+    }
 }

@@ -53,6 +53,9 @@ pub struct NodeHandle {
     pub(super) named_inbound: NamedInbound,
     pub(super) history: crate::history::History,
     pub(super) sync: crate::sync::Stats,
+    /// What was refused from remote peers (shared with the node loop).
+    pub(super) refusals: Arc<crate::limits::RefusalCounts>,
+    pub(super) peer_limits: crate::limits::PeerLimits,
 }
 
 /// An operation built and not yet handed to the node. Await it for its
@@ -337,6 +340,16 @@ impl NodeHandle {
 
     pub(crate) fn history_store(&self) -> &crate::history::History {
         &self.history
+    }
+
+    /// Counters of what remote peers were refused.
+    pub(crate) fn refusals(&self) -> Arc<crate::limits::RefusalCounts> {
+        self.refusals.clone()
+    }
+
+    /// The rate limits this node applies to remote peers.
+    pub fn peer_limits(&self) -> crate::limits::PeerLimits {
+        self.peer_limits
     }
 
     /// Tags of the connection manager (go's CONNMANAGER TAG_PEER).

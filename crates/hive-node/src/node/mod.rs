@@ -224,6 +224,9 @@ pub struct Node {
     acks: mpsc::UnboundedReceiver<crate::history::Acked>,
     /// What catching up has done, for `status`.
     sync: crate::sync::Stats,
+    /// Per-peer rate limits on inbound direct messages, and what they refused.
+    direct_limiter: crate::limits::DirectLimiter,
+    refusals: Arc<crate::limits::RefusalCounts>,
 }
 
 /// The peer id at the end of a multiaddr, if any.
@@ -322,6 +325,7 @@ impl Node {
             crate::history::Intake::open(&config.history, events.clone())?;
         let (commands_tx, commands) = mpsc::channel(1024);
         let sync = crate::sync::Stats::default();
+        let refusals = Arc::<crate::limits::RefusalCounts>::default();
         let (shutdown, shutdown_rx) = watch::channel(false);
         let handle = NodeHandle {
             commands: commands_tx,
@@ -335,6 +339,8 @@ impl Node {
             named_inbound: Arc::new(std::sync::Mutex::new(Some(named_inbound))),
             history,
             sync: sync.clone(),
+            refusals: refusals.clone(),
+            peer_limits: config.peer_limits,
         };
         let metrics = Metrics::new(&mut registry);
         let node = Node {
@@ -367,6 +373,8 @@ impl Node {
             intake,
             acks,
             sync,
+            direct_limiter: crate::limits::DirectLimiter::new(&config.peer_limits),
+            refusals,
         };
         node.launch(&config.bootstrap);
         if config.catch_up {
@@ -406,7 +414,7 @@ impl Node {
                     None => break,
                 },
                 Some(acked) = self.acks.recv() => {
-                    let ack = DirectAck { id: acked.id };
+                    let ack = DirectAck::stored(acked.id);
                     if self.swarm.behaviour_mut().direct.send_response(acked.channel, ack).is_err() {
                         // The sender gave up; it will retry with the same id.
                         tracing::debug!("direct message ack could not be sent");

@@ -94,6 +94,7 @@ impl Node {
                 .unwrap_or_default(),
             rtt_ms: state.and_then(|s| s.rtt).map(|d| d.as_secs_f64() * 1000.0),
             connected_secs: state.map(|s| s.since.elapsed().as_secs_f64()),
+            gossip_score: self.swarm.behaviour().gossipsub.peer_score(peer),
         }
     }
 
@@ -116,6 +117,7 @@ impl Node {
             connections: self.conn_manager.as_ref().map(|m| m.limits().into()),
             sync: self.sync.snapshot(),
             reach: Some(self.reach_status()),
+            refused: Some(self.refusals.snapshot()),
         }
     }
 

@@ -19,12 +19,17 @@ fn check_topic(topic: &str) -> Result<(), PubsubError> {
 impl Node {
     pub(super) fn subscribe(&mut self, topic: &str) -> Result<SubscribeResult, PubsubError> {
         check_topic(topic)?;
-        let changed = self
-            .swarm
-            .behaviour_mut()
-            .gossipsub
-            .subscribe(&gossipsub::IdentTopic::new(topic))
+        let gossipsub = &mut self.swarm.behaviour_mut().gossipsub;
+        let ident = gossipsub::IdentTopic::new(topic);
+        let changed = gossipsub
+            .subscribe(&ident)
             .map_err(|e| PubsubError::Subscribe(format!("{e:?}")))?;
+        if changed {
+            // Scored from now on: its invalid messages count against their sender.
+            if let Err(e) = gossipsub.set_topic_params(ident, crate::scoring::topic_params()) {
+                tracing::warn!(topic, error = e, "topic not scored");
+            }
+        }
         Ok(SubscribeResult { changed })
     }
 

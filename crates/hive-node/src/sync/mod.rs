@@ -61,7 +61,13 @@ pub fn spawn(node: NodeHandle) {
     match node.stream_control().accept(SYNC_PROTOCOL) {
         Ok(incoming) => {
             let (history, stats) = (node.history_store().clone(), node.sync_stats().clone());
-            tokio::spawn(serve(incoming, history, stats));
+            let limiter = RequestLimiter {
+                buckets: Arc::new(std::sync::Mutex::new(crate::limits::PerPeer::new(
+                    node.peer_limits().sync_requests,
+                ))),
+                refusals: node.refusals(),
+            };
+            tokio::spawn(serve(incoming, history, stats, limiter));
         }
         Err(e) => tracing::warn!(error = %e, "sync protocol not served"),
     }
@@ -75,10 +81,42 @@ fn now_ms() -> i64 {
         .unwrap_or_default()
 }
 
+/// Per-peer rate limit on the requests (pages) this node answers; shared by
+/// all streams, so reopening a stream does not reset it.
+#[derive(Clone)]
+struct RequestLimiter {
+    buckets: Arc<std::sync::Mutex<crate::limits::PerPeer>>,
+    refusals: Arc<crate::limits::RefusalCounts>,
+}
+
+impl RequestLimiter {
+    /// May `peer` have one more page now? Counts a refusal when not.
+    fn admit(&self, peer: PeerId) -> bool {
+        if lock(&self.buckets).try_take(peer, 1.0, std::time::Instant::now()) {
+            return true;
+        }
+        let n = self
+            .refusals
+            .sync
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            + 1;
+        if n.is_power_of_two() {
+            tracing::warn!(%peer, refused = n, "sync requests refused: peer over its rate limit");
+        }
+        false
+    }
+}
+
 /// Answer other nodes' requests from this node's history: one stream per
 /// peer at a time and [`CONCURRENT`] in all, so a peer that floods requests
-/// is refused while the others are served.
-async fn serve(mut incoming: libp2p_stream::IncomingStreams, history: History, stats: Stats) {
+/// is refused while the others are served; past its rate limit a peer's
+/// stream is closed (it asks again on a later connection).
+async fn serve(
+    mut incoming: libp2p_stream::IncomingStreams,
+    history: History,
+    stats: Stats,
+    limiter: RequestLimiter,
+) {
     let slots = Arc::new(Semaphore::new(CONCURRENT));
     let busy: Arc<std::sync::Mutex<HashSet<PeerId>>> = Arc::default();
     while let Some((peer, stream)) = incoming.next().await {
@@ -93,8 +131,9 @@ async fn serve(mut incoming: libp2p_stream::IncomingStreams, history: History, s
             continue;
         }
         let (history, busy, stats) = (history.clone(), busy.clone(), stats.clone());
+        let limiter = limiter.clone();
         tokio::spawn(async move {
-            if let Err(e) = answer(stream, &history, &stats).await {
+            if let Err(e) = answer(stream, &history, &stats, |_| limiter.admit(peer)).await {
                 tracing::debug!(%peer, error = %e, "sync stream ended");
             }
             lock(&busy).remove(&peer);
@@ -107,6 +146,7 @@ async fn answer(
     mut stream: libp2p::Stream,
     history: &History,
     stats: &Stats,
+    admit: impl Fn(&wire::Request) -> bool,
 ) -> Result<(), wire::WireError> {
     for _ in 0..MAX_REQUESTS_PER_STREAM {
         let request = match tokio::time::timeout(
@@ -119,6 +159,9 @@ async fn answer(
             Ok(Ok(None)) | Err(_) => return Ok(()),
             Ok(Err(e)) => return Err(e),
         };
+        if !admit(&request) {
+            return Ok(());
+        }
         let limit = request.limit.clamp(1, PAGE) as usize;
         let kept = history
             .signed_since(request.topic, request.since_ms, request.after, limit)

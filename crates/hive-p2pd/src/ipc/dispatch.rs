@@ -185,6 +185,10 @@ impl Coded for DirectError {
             DirectError::Call(e) => e.code(),
             DirectError::TooLarge { .. } | DirectError::ToSelf => ErrorCode::BadArgs,
             DirectError::WrongAck { .. } => ErrorCode::SendFailed,
+            DirectError::Refused { refusal, .. } => match refusal {
+                hive_node::behaviour::Refusal::RateLimited => ErrorCode::RateLimited,
+                hive_node::behaviour::Refusal::Other => ErrorCode::SendFailed,
+            },
             DirectError::NotAcked { delivery, .. } => match delivery {
                 Delivery::Unreachable => ErrorCode::NotConnected,
                 Delivery::TimedOut => ErrorCode::Timeout,
