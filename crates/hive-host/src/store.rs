@@ -45,7 +45,8 @@ pub enum StoreError {
     Join(String),
 }
 
-#[derive(Debug, Clone, serde::Serialize)]
+/// A message accepted and not yet acknowledged, as `GET /api/outbox` shows it.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 pub struct OutItem {
     pub seq: i64,
     pub id: String,

@@ -315,7 +315,7 @@ pub struct WhoAmI {
 /// (the dashboard) can tell what it may do before trying.
 #[utoipa::path(get, path = "/api/whoami", tag = "operations",
     responses((status = 200, description = "The caller's token and its scopes (any valid token may ask)", body = super::auth::WhoAmI),
-               (status = 401, body = super::openapi::ErrorResponse)))]
+               (status = 401, body = super::error::ErrorResponse)))]
 pub async fn whoami(caller: Option<axum::Extension<Caller>>) -> Json<WhoAmI> {
     Json(match caller {
         Some(axum::Extension(Caller(token))) => WhoAmI {

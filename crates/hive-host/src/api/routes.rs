@@ -57,22 +57,18 @@ pub struct StatusBody {
     /// How the store keeps up with the daemon's numbered history: last
     /// number stored, holes seen, messages fetched to fill them, messages
     /// the history no longer had.
-    #[schema(value_type = super::openapi::Inbound)]
-    inbound: serde_json::Value,
+    inbound: crate::inbound::InboundSnapshot,
     /// The daemon's connection watermarks (absent when its manager is off
     /// or the daemon does not answer).
     #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<super::openapi::ConnectionWatermarks>)]
     connections: Option<hive_proto::ConnectionLimits>,
     /// The daemon catching up on what it missed from its peers (absent when
     /// it does not, as in go mode, or does not answer).
     #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<super::openapi::SyncStatus>)]
     sync: Option<hive_proto::SyncStatus>,
     /// Whether others can dial the node directly, AutoNAT's verdict and its
     /// relay slots (absent when the daemon does not answer).
     #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<super::openapi::ReachStatus>)]
     reach: Option<hive_proto::ReachStatus>,
 }
 
@@ -127,7 +123,7 @@ pub async fn status(state: NodeCtx) -> Json<StatusBody> {
 }
 
 #[utoipa::path(get, path = "/api/peers", tag = "node",
-    responses((status = 200, body = [super::openapi::Peer]), (status = 503, body = super::openapi::ErrorResponse)))]
+    responses((status = 200, body = [hive_proto::PeerInfo]), (status = 503, body = super::error::ErrorResponse)))]
 pub async fn peers(state: NodeCtx) -> Result<Json<Vec<PeerInfo>>, ApiError> {
     let result: PeersResult = state.client()?.request_typed(Op::Peers, OP_TIMEOUT).await?;
     Ok(Json(result.peers))
@@ -142,8 +138,8 @@ pub struct DialBody {
 }
 
 #[utoipa::path(post, path = "/api/dial", tag = "node", request_body = super::routes::DialBody,
-    responses((status = 200, body = super::openapi::PeerIdBody), (status = 400, body = super::openapi::ErrorResponse),
-               (status = 502, body = super::openapi::ErrorResponse), (status = 503, body = super::openapi::ErrorResponse)))]
+    responses((status = 200, body = hive_proto::DialResult), (status = 400, body = super::error::ErrorResponse),
+               (status = 502, body = super::error::ErrorResponse), (status = 503, body = super::error::ErrorResponse)))]
 pub async fn dial(
     state: NodeCtx,
     JsonBody(body): JsonBody<DialBody>,
@@ -165,7 +161,7 @@ pub async fn dial(
 }
 
 #[utoipa::path(get, path = "/api/topics", tag = "pubsub",
-    responses((status = 200, body = [super::openapi::Topic]), (status = 503, body = super::openapi::ErrorResponse)))]
+    responses((status = 200, body = [hive_proto::TopicInfo]), (status = 503, body = super::error::ErrorResponse)))]
 pub async fn topics(state: NodeCtx) -> Result<Json<Vec<TopicInfo>>, ApiError> {
     let result: TopicsResult = state
         .client()?
@@ -192,8 +188,8 @@ struct Changed {
 
 #[utoipa::path(post, path = "/api/topics/{topic}/subscribe", tag = "pubsub",
     params(("topic" = String, Path, description = "1-256 bytes, no control characters")),
-    responses((status = 200, body = super::routes::SubscriptionBody), (status = 400, body = super::openapi::ErrorResponse),
-               (status = 503, body = super::openapi::ErrorResponse)))]
+    responses((status = 200, body = super::routes::SubscriptionBody), (status = 400, body = super::error::ErrorResponse),
+               (status = 503, body = super::error::ErrorResponse)))]
 pub async fn subscribe(
     state: NodeCtx,
     Path(TopicPath { topic }): Path<TopicPath>,
@@ -228,8 +224,8 @@ pub async fn subscribe(
 
 #[utoipa::path(post, path = "/api/topics/{topic}/unsubscribe", tag = "pubsub",
     params(("topic" = String, Path)),
-    responses((status = 200, body = super::routes::SubscriptionBody), (status = 400, body = super::openapi::ErrorResponse),
-               (status = 503, body = super::openapi::ErrorResponse)))]
+    responses((status = 200, body = super::routes::SubscriptionBody), (status = 400, body = super::error::ErrorResponse),
+               (status = 503, body = super::error::ErrorResponse)))]
 pub async fn unsubscribe(
     state: NodeCtx,
     Path(TopicPath { topic }): Path<TopicPath>,
@@ -313,9 +309,9 @@ pub struct PublishQuery {
            ("envelope" = Option<bool>, Query, description = "false: publish the bare bytes (for non-Hive libp2p peers); true: Hive's envelope, which keeps the id across retries so Hive receivers drop duplicates. Default: enveloped unless the host runs with --plain-pubsub"),
            ("Idempotency-Key" = Option<String>, Header, description = "1-64 printable ASCII; a retry with the same key is not queued twice")),
     request_body(content = Vec<u8>, content_type = "application/octet-stream", description = "The message: raw bytes"),
-    responses((status = 200, description = "Durably queued", body = super::openapi::MessageId),
-               (status = 400, body = super::openapi::ErrorResponse), (status = 413, body = super::openapi::ErrorResponse),
-               (status = 503, description = "Outbox full (Retry-After)", body = super::openapi::ErrorResponse)))]
+    responses((status = 200, description = "Durably queued", body = hive_proto::PublishResult),
+               (status = 400, body = super::error::ErrorResponse), (status = 413, body = super::error::ErrorResponse),
+               (status = 503, description = "Outbox full (Retry-After)", body = super::error::ErrorResponse)))]
 pub async fn publish(
     state: NodeCtx,
     Path(TopicPath { topic }): Path<TopicPath>,
@@ -384,8 +380,8 @@ pub struct SendQuery {
     request_body(content = Vec<u8>, content_type = "application/octet-stream"),
     responses((status = 200, description = "Acknowledged by the remote daemon", body = super::routes::SendBody),
                (status = 202, description = "Queued; retried until acknowledged or expired", body = super::routes::SendBody),
-               (status = 400, body = super::openapi::ErrorResponse), (status = 413, body = super::openapi::ErrorResponse),
-               (status = 503, body = super::openapi::ErrorResponse)))]
+               (status = 400, body = super::error::ErrorResponse), (status = 413, body = super::error::ErrorResponse),
+               (status = 503, body = super::error::ErrorResponse)))]
 pub async fn send(
     state: NodeCtx,
     Path(PeerPath { peer_id }): Path<PeerPath>,
@@ -464,7 +460,8 @@ pub struct OutboxQuery {
     limit: Option<usize>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = Outbox)]
 pub struct OutboxBody {
     depth: u64,
     pending: Vec<crate::store::OutItem>,
@@ -473,7 +470,7 @@ pub struct OutboxBody {
 /// Messages accepted and not yet acknowledged, oldest first.
 #[utoipa::path(get, path = "/api/outbox", tag = "history",
     params(("limit" = Option<u64>, Query)),
-    responses((status = 200, body = super::openapi::Outbox), (status = 400, body = super::openapi::ErrorResponse)))]
+    responses((status = 200, body = super::routes::OutboxBody), (status = 400, body = super::error::ErrorResponse)))]
 pub async fn outbox(
     state: NodeCtx,
     super::Query(q): super::Query<OutboxQuery>,
@@ -516,20 +513,38 @@ pub async fn healthz(state: NodeCtx) -> (StatusCode, &'static str) {
 /// `GET /api/tension`: τ now, its signals, and its history (one sample per
 /// 5 s over the last 15 minutes, oldest first).
 #[utoipa::path(get, path = "/api/tension", tag = "operations",
-    responses((status = 200, description = "τ, its signals and its 15-minute history", body = super::openapi::TensionNow)))]
-pub async fn tension(state: NodeCtx) -> Json<Value> {
+    responses((status = 200, description = "τ, its signals and its 15-minute history", body = super::routes::TensionNow)))]
+pub async fn tension(state: NodeCtx) -> Json<TensionNow> {
     let now = state.tension();
-    let history: Vec<Value> = state
+    let history = state
         .supervisor
         .tension_history()
         .into_iter()
-        .map(|(t, value)| serde_json::json!({"t": t, "value": value}))
+        .map(|(t, value)| TensionSample { t, value })
         .collect();
-    Json(serde_json::json!({
-        "value": now.value,
-        "signals": now.signals,
-        "history": history,
-    }))
+    Json(TensionNow {
+        value: now.value,
+        signals: now.signals,
+        history,
+    })
+}
+
+/// `GET /api/tension`.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct TensionNow {
+    value: f64,
+    #[schema(value_type = std::collections::BTreeMap<String, f64>)]
+    signals: std::collections::BTreeMap<&'static str, f64>,
+    /// One sample per 5 s over the last 15 minutes, oldest first.
+    history: Vec<TensionSample>,
+}
+
+/// One point of τ's history.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct TensionSample {
+    /// Unix time in milliseconds.
+    t: u64,
+    value: f64,
 }
 
 /// How long `/metrics` waits for the daemon's own libp2p metrics.

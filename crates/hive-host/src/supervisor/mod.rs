@@ -204,7 +204,7 @@ impl Supervisor {
     }
 
     /// `/api/status`'s `inbound` field.
-    pub fn inbound_stats(&self) -> serde_json::Value {
+    pub fn inbound_stats(&self) -> crate::inbound::InboundSnapshot {
         self.shared.inbound.snapshot()
     }
 
