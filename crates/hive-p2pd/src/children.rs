@@ -181,15 +181,38 @@ impl ChildSpec {
     }
 }
 
+/// Why a child did not get as far as its ready line.
+#[derive(Debug, thiserror::Error)]
+enum StartError {
+    #[error("cannot create {}: {source}", dir.display())]
+    DataDir {
+        dir: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot start {}: {source}", exe.display())]
+    Spawn {
+        exe: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("the child has no stdout")]
+    NoStdout,
+    #[error("it exited before it was ready")]
+    Exited,
+    #[error("no ready line within {0:?}")]
+    NotReady(Duration),
+}
+
 /// Start a child and read its ready line.
-async fn start(spec: &ChildSpec) -> Result<(Child, ReadyLine), String> {
-    std::fs::create_dir_all(&spec.data_dir)
-        .map_err(|e| format!("cannot create {}: {e}", spec.data_dir.display()))?;
-    let mut child = spec
-        .command()
-        .spawn()
-        .map_err(|e| format!("cannot start {}: {e}", spec.exe.display()))?;
-    let stdout = child.stdout.take().ok_or("the child has no stdout")?;
+async fn start(spec: &ChildSpec) -> Result<(Child, ReadyLine), StartError> {
+    std::fs::create_dir_all(&spec.data_dir).map_err(|source| StartError::DataDir {
+        dir: spec.data_dir.clone(),
+        source,
+    })?;
+    let mut child = spec.command().spawn().map_err(|source| StartError::Spawn {
+        exe: spec.exe.clone(),
+        source,
+    })?;
+    let stdout = child.stdout.take().ok_or(StartError::NoStdout)?;
     let mut lines = BufReader::new(stdout).lines();
     let ready = tokio::time::timeout(READY_TIMEOUT, async {
         while let Ok(Some(line)) = lines.next_line().await {
@@ -206,15 +229,15 @@ async fn start(spec: &ChildSpec) -> Result<(Child, ReadyLine), String> {
             tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
             Ok((child, ready))
         }
-        Ok(None) => Err("it exited before it was ready".into()),
-        Err(_) => Err(format!("no ready line within {READY_TIMEOUT:?}")),
+        Ok(None) => Err(StartError::Exited),
+        Err(_) => Err(StartError::NotReady(READY_TIMEOUT)),
     }
 }
 
 /// Keep one child running until this daemon shuts down.
 async fn supervise(
     spec: ChildSpec,
-    first: oneshot::Sender<Result<ChildInfo, String>>,
+    first: oneshot::Sender<Result<ChildInfo, StartError>>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut first = Some(first);

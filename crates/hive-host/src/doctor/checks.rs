@@ -145,8 +145,8 @@ fn data_directory(dir: Option<&Path>) -> Vec<Check> {
                     parent.display()
                 )
             }),
-            Some(parent) => Err(format!("{} is not a directory", parent.display())),
-            None => Err("no existing parent directory".into()),
+            Some(parent) => Err(Unwritable::NotADirectory(parent.to_owned())),
+            None => Err(Unwritable::NoParent),
         }
     };
     let mut checks = vec![match writable {
@@ -161,11 +161,22 @@ fn data_directory(dir: Option<&Path>) -> Vec<Check> {
     checks
 }
 
+/// Why the data directory cannot be written.
+#[derive(Debug, thiserror::Error)]
+enum Unwritable {
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    #[error("{} is not a directory", .0.display())]
+    NotADirectory(std::path::PathBuf),
+    #[error("no existing parent directory")]
+    NoParent,
+}
+
 /// Create and remove a file in `dir`.
-fn probe_write(dir: &Path) -> Result<(), String> {
+fn probe_write(dir: &Path) -> Result<(), Unwritable> {
     let probe = dir.join(format!(".hive-doctor-{}", std::process::id()));
-    std::fs::write(&probe, b"probe").map_err(|e| e.to_string())?;
-    std::fs::remove_file(&probe).map_err(|e| e.to_string())
+    std::fs::write(&probe, b"probe")?;
+    Ok(std::fs::remove_file(&probe)?)
 }
 
 fn identity(key: &Path) -> Check {

@@ -16,9 +16,9 @@ use prost::Message as _;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_util::compat::FuturesAsyncReadCompatExt;
 
+use super::args::{peer_from, protocol, ArgError};
 use super::framing::write_frame;
 use super::pb;
-use super::peers::peer_from;
 
 /// Where a handler client listens.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,9 +28,8 @@ enum HandlerAddr {
 }
 
 impl HandlerAddr {
-    fn from_bytes(bytes: &[u8]) -> Result<HandlerAddr, String> {
-        let addr = Multiaddr::try_from(bytes.to_vec())
-            .map_err(|e| format!("invalid handler address: {e}"))?;
+    fn from_bytes(bytes: &[u8]) -> Result<HandlerAddr, ArgError> {
+        let addr = Multiaddr::try_from(bytes.to_vec())?;
         use libp2p::multiaddr::Protocol;
         let mut iter = addr.iter();
         match iter.next() {
@@ -44,13 +43,13 @@ impl HandlerAddr {
             }
             Some(Protocol::Ip4(ip)) => match iter.next() {
                 Some(Protocol::Tcp(port)) => Ok(HandlerAddr::Tcp((ip, port).into())),
-                _ => Err(format!("unsupported handler address {addr}")),
+                _ => Err(ArgError::UnsupportedHandlerAddr(addr.clone())),
             },
             Some(Protocol::Ip6(ip)) => match iter.next() {
                 Some(Protocol::Tcp(port)) => Ok(HandlerAddr::Tcp((ip, port).into())),
-                _ => Err(format!("unsupported handler address {addr}")),
+                _ => Err(ArgError::UnsupportedHandlerAddr(addr.clone())),
             },
-            _ => Err(format!("unsupported handler address {addr}")),
+            _ => Err(ArgError::UnsupportedHandlerAddr(addr.clone())),
         }
     }
 }
@@ -71,6 +70,20 @@ pub struct Handlers {
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Why STREAM_OPEN was answered with an error.
+#[derive(Debug, thiserror::Error)]
+enum OpenFailed {
+    #[error(transparent)]
+    Args(#[from] ArgError),
+    /// Every protocol was tried; `last` is what the last attempt said.
+    #[error("cannot open a stream to {peer} ({name}): {last}")]
+    Failed {
+        peer: PeerId,
+        name: String,
+        last: String,
+    },
 }
 
 /// Open a stream, giving a peer whose connection is still coming up (or
@@ -121,17 +134,6 @@ where
     B: AsyncRead + AsyncWrite + Unpin + ?Sized,
 {
     tokio::io::copy_bidirectional_with_sizes(a, b, PIPE_BUFFER, PIPE_BUFFER).await
-}
-
-/// The in-process protocol for a client's name: names without a leading
-/// slash (hivemind's) travel under an alias that `hive_node::unslash`
-/// translates on the wire.
-fn protocol(name: &str) -> Result<StreamProtocol, String> {
-    if name.is_empty() {
-        return Err("an empty protocol name".into());
-    }
-    StreamProtocol::try_from_owned(hive_node::unslash::alias(name))
-        .map_err(|e| format!("protocol {name:?}: {e}"))
 }
 
 impl Handlers {
@@ -297,7 +299,7 @@ where
         let name = req
             .proto
             .first()
-            .ok_or_else(|| "STREAM_OPEN needs a protocol".to_string())?
+            .ok_or(ArgError::Missing("STREAM_OPEN needs a protocol"))?
             .clone();
         let mut last = String::new();
         for name in &req.proto {
@@ -314,7 +316,7 @@ where
                 Err(_) => last = format!("timed out after {timeout:?}"),
             }
         }
-        Err(format!("cannot open a stream to {peer} ({name}): {last}"))
+        Err(OpenFailed::Failed { peer, name, last })
     }
     .await;
     match answer {
