@@ -87,7 +87,7 @@ pub struct Tags(Arc<Mutex<HashMap<PeerId, HashMap<String, i64>>>>);
 
 impl Tags {
     fn lock(&self) -> MutexGuard<'_, HashMap<PeerId, HashMap<String, i64>>> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner())
+        crate::lock(&self.0)
     }
 
     pub fn tag(&self, peer: PeerId, tag: String, weight: i64) {

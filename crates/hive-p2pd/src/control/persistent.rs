@@ -20,10 +20,11 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use hive_node::named::{NamedStreams, OpenError};
+use hive_proto::sync::lock;
 use libp2p::PeerId;
 use prost::Message as _;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -101,10 +102,6 @@ pub struct Unary {
     /// Largest message on a persistent connection and in a unary call
     /// (`-persistentConnMaxMsgSize`).
     max_msg: usize,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 fn reply(call_id: &[u8], message: Option<Out>) -> PersistentConnectionResponse {

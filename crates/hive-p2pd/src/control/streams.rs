@@ -19,6 +19,7 @@ use tokio_util::compat::FuturesAsyncReadCompatExt;
 use super::args::{peer_from, protocol, ArgError};
 use super::framing::write_frame;
 use super::pb;
+use hive_proto::sync::lock;
 
 /// Where a handler client listens.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -66,10 +67,6 @@ struct Registration {
 pub struct Handlers {
     node: NodeHandle,
     by_proto: Arc<Mutex<HashMap<String, Registration>>>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// Why STREAM_OPEN was answered with an error.
