@@ -31,27 +31,17 @@ enum HandlerAddr {
 impl HandlerAddr {
     fn from_bytes(bytes: &[u8]) -> Result<HandlerAddr, ArgError> {
         let addr = Multiaddr::try_from(bytes.to_vec())?;
-        use libp2p::multiaddr::Protocol;
-        let mut iter = addr.iter();
-        match iter.next() {
-            Some(Protocol::Unix(path)) => {
-                let path = path.to_string();
-                Ok(HandlerAddr::Unix(if path.starts_with('/') {
-                    path
-                } else {
-                    format!("/{path}")
-                }))
-            }
-            Some(Protocol::Ip4(ip)) => match iter.next() {
-                Some(Protocol::Tcp(port)) => Ok(HandlerAddr::Tcp((ip, port).into())),
-                _ => Err(ArgError::UnsupportedHandlerAddr(addr.clone())),
-            },
-            Some(Protocol::Ip6(ip)) => match iter.next() {
-                Some(Protocol::Tcp(port)) => Ok(HandlerAddr::Tcp((ip, port).into())),
-                _ => Err(ArgError::UnsupportedHandlerAddr(addr.clone())),
-            },
-            _ => Err(ArgError::UnsupportedHandlerAddr(addr.clone())),
+        if let Some(libp2p::multiaddr::Protocol::Unix(path)) = addr.iter().next() {
+            let path = path.to_string();
+            return Ok(HandlerAddr::Unix(if path.starts_with('/') {
+                path
+            } else {
+                format!("/{path}")
+            }));
         }
+        super::multiaddr_to_socket(&addr)
+            .map(HandlerAddr::Tcp)
+            .ok_or(ArgError::UnsupportedHandlerAddr(addr))
     }
 }
 
@@ -339,5 +329,38 @@ where
         Err(e) => {
             let _ = write_frame(&mut client, &pb::Response::error(e).encode_to_vec()).await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<HandlerAddr, ArgError> {
+        HandlerAddr::from_bytes(&text.parse::<Multiaddr>().unwrap().to_vec())
+    }
+
+    #[test]
+    fn handler_addresses_are_unix_paths_or_tcp_sockets() {
+        // p2pclient's encoding of /unix/tmp/h.sock: one component, the path.
+        let unix = Multiaddr::empty().with(libp2p::multiaddr::Protocol::Unix("/tmp/h.sock".into()));
+        assert_eq!(
+            HandlerAddr::from_bytes(&unix.to_vec()).unwrap(),
+            HandlerAddr::Unix("/tmp/h.sock".into())
+        );
+        assert_eq!(
+            parse("/ip4/127.0.0.1/tcp/7000").unwrap(),
+            HandlerAddr::Tcp("127.0.0.1:7000".parse().unwrap())
+        );
+        assert_eq!(
+            parse("/ip6/::1/tcp/7000").unwrap(),
+            HandlerAddr::Tcp("[::1]:7000".parse().unwrap())
+        );
+        for bad in ["/ip4/127.0.0.1/udp/7000", "/dns4/localhost/tcp/7000"] {
+            let e = parse(bad).unwrap_err();
+            assert_eq!(e.to_string(), format!("unsupported handler address {bad}"));
+        }
+        let e = HandlerAddr::from_bytes(b"\xff\xff").unwrap_err();
+        assert!(e.to_string().starts_with("invalid handler address"), "{e}");
     }
 }
