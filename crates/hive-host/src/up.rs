@@ -55,7 +55,7 @@ impl HostConfig {
     /// Read the token files and check the arguments; touches nothing but
     /// the files the arguments name.
     fn from_args(args: UpArgs, log_format: LogFormat) -> anyhow::Result<Self> {
-        let data_dir = match args.data_dir {
+        let data_dir = match args.node.data_dir {
             Some(dir) => dir,
             None => dirs::data_dir()
                 .map(|d| d.join("hive"))
@@ -66,15 +66,15 @@ impl HostConfig {
             args.api_token_file.as_deref(),
             args.api_tokens_file.as_deref(),
         )?;
-        check_exposure(&args.http, !tokens.is_empty())?;
+        check_exposure(&args.node.http, !tokens.is_empty())?;
         // Caught here, not by each daemon start (which the supervisor would
         // retry forever).
         if let Some(relay) = args.relays.iter().find(|r| !r.contains("/p2p/")) {
             bail!("--relay {relay}: the address needs its /p2p/RELAY-ID part");
         }
-        let daemon_bin = resolve_daemon_bin(args.daemon_bin)?;
+        let daemon_bin = resolve_daemon_bin(args.node.daemon_bin)?;
         Ok(HostConfig {
-            http: args.http,
+            http: args.node.http,
             tokens,
             allowed_hosts: args.allowed_hosts,
             allowed_origins: args.allowed_origins,
@@ -90,8 +90,8 @@ impl HostConfig {
                     conn_high: args.conn_high,
                 },
                 data_dir,
-                listen: args.listen,
-                bootstrap: args.bootstrap,
+                listen: args.node.listen,
+                bootstrap: args.node.bootstrap,
                 retention: Duration::from_secs(args.retention_secs),
                 retention_count: args.retention_count,
                 durability: args.durability,

@@ -8,35 +8,25 @@ use clap::Args;
 use serde_json::Value;
 
 use super::Check;
+use crate::cli::NodeArgs;
 
 /// How long one probe (a TCP connect, a request, `--version`) may take.
 const PROBE: Duration = Duration::from_secs(3);
 
-/// The same flags as `hive up` where they matter, so that `hive doctor`
-/// checks the node that `hive up` with these flags would run.
+/// `hive up`'s own flags where they matter ([`NodeArgs`], one definition
+/// for both), so that `hive doctor` checks the node that `hive up` with
+/// these flags would run.
 #[derive(Debug, Clone, Args)]
 pub struct DoctorArgs {
-    /// Data directory [default: the platform data directory + /hive].
-    #[arg(long)]
-    pub data_dir: Option<PathBuf>,
-    /// HTTP address `hive up` would serve on.
-    #[arg(long, default_value = "127.0.0.1:7700")]
-    pub http: String,
-    /// Listen addresses the node would bind (repeatable).
-    #[arg(long)]
-    pub listen: Vec<String>,
-    /// Bootstrap peers to check (repeatable), `/ip4/…/tcp/…/p2p/ID`.
-    #[arg(long)]
-    pub bootstrap: Vec<String>,
-    /// The hive-p2pd binary [default: next to this hive].
-    #[arg(long)]
-    pub daemon_bin: Option<PathBuf>,
+    #[command(flatten)]
+    pub node: NodeArgs,
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
 }
 
 pub async fn all(args: &DoctorArgs, api: &str) -> Vec<Check> {
+    let args = &args.node;
     let running = Running::probe(api).await;
     let data_dir = args
         .data_dir
@@ -237,11 +227,7 @@ fn http_port(http: &str, running: Option<&Running>) -> Check {
 
 /// The TCP ports the node would bind: configured fixed ones, and the ones
 /// it bound last time (node-state.json) for `tcp/0` addresses.
-fn listen_ports(
-    args: &DoctorArgs,
-    data_dir: Option<&Path>,
-    running: Option<&Running>,
-) -> Vec<Check> {
+fn listen_ports(args: &NodeArgs, data_dir: Option<&Path>, running: Option<&Running>) -> Vec<Check> {
     let mut wanted: Vec<(SocketAddr, bool)> = args
         .listen
         .iter()
