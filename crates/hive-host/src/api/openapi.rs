@@ -18,8 +18,8 @@ use utoipa::OpenApi;
 #[derive(OpenApi)]
 #[openapi(
     info(title = "Hive host API", description = "The HTTP/WebSocket API of `hive up`. Top-level routes address the first node; every node-level route is also served under `/api/nodes/{id}/...` for any node of the hive."),
-    paths(super::routes::status, super::routes::peers, super::routes::dial, super::routes::topics, super::routes::subscribe, super::routes::unsubscribe, super::routes::publish, super::routes::send, super::events::messages, super::routes::outbox, super::events::events, super::routes::healthz, super::routes::metrics,
-          super::routes::tension, super::auth::whoami, super::nodes::reproduce, super::nodes::list, super::nodes::spawn, super::nodes::show, super::nodes::delete),
+    paths(super::routes::status, super::routes::peers, super::routes::dial, super::routes::topics, super::routes::subscribe, super::routes::unsubscribe, super::routes::publish, super::routes::send, super::events::messages, super::routes::outbox, super::events::events, super::operations::healthz, super::operations::metrics,
+          super::operations::tension, super::auth::whoami, super::nodes::reproduce, super::nodes::list, super::nodes::spawn, super::nodes::show, super::nodes::delete),
     modifiers(&BearerAuth, &PerNode),
 )]
 struct ApiDoc;

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::http::{header, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use hive_proto::{
     DialResult, Op, PeerInfo, PeersResult, PublishResult, StatusResult, TopicInfo, TopicsResult,
@@ -15,7 +15,6 @@ use serde_json::Value;
 use axum::Json;
 
 use super::{ApiError, JsonBody, NodeCtx, Path, NETWORK_TIMEOUT, OP_TIMEOUT};
-use crate::state::DaemonState;
 use crate::store::OutKind;
 
 /// `{topic}` of a topic route, by name: under `/api/nodes/{id}` the path
@@ -494,105 +493,6 @@ fn looks_like_peer_id(s: &str) -> bool {
         && s.chars()
             .all(|c| c.is_ascii_lowercase() || ('2'..='7').contains(&c));
     (32..=128).contains(&s.len()) && (base58 || cid)
-}
-
-/// 200 only while the daemon is running: load balancers and tests use it as
-/// "the node is usable".
-#[utoipa::path(get, path = "/healthz", tag = "operations",
-    responses((status = 200, description = "The daemon is running"), (status = 503, description = "It is not")))]
-pub async fn healthz(state: NodeCtx) -> (StatusCode, &'static str) {
-    if state.supervisor.snapshot().state == DaemonState::Running
-        && state.supervisor.client().is_some()
-    {
-        (StatusCode::OK, "ok")
-    } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "daemon not running")
-    }
-}
-
-/// `GET /api/tension`: τ now, its signals, and its history (one sample per
-/// 5 s over the last 15 minutes, oldest first).
-#[utoipa::path(get, path = "/api/tension", tag = "operations",
-    responses((status = 200, description = "τ, its signals and its 15-minute history", body = super::routes::TensionNow)))]
-pub async fn tension(state: NodeCtx) -> Json<TensionNow> {
-    let now = state.tension();
-    let history = state
-        .supervisor
-        .tension_history()
-        .into_iter()
-        .map(|(t, value)| TensionSample { t, value })
-        .collect();
-    Json(TensionNow {
-        value: now.value,
-        signals: now.signals,
-        history,
-    })
-}
-
-/// `GET /api/tension`.
-#[derive(Serialize, utoipa::ToSchema)]
-pub struct TensionNow {
-    value: f64,
-    #[schema(value_type = std::collections::BTreeMap<String, f64>)]
-    signals: std::collections::BTreeMap<&'static str, f64>,
-    /// One sample per 5 s over the last 15 minutes, oldest first.
-    history: Vec<TensionSample>,
-}
-
-/// One point of τ's history.
-#[derive(Serialize, utoipa::ToSchema)]
-pub struct TensionSample {
-    /// Unix time in milliseconds.
-    t: u64,
-    value: f64,
-}
-
-/// How long `/metrics` waits for the daemon's own libp2p metrics.
-const DAEMON_METRICS_TIMEOUT: Duration = Duration::from_secs(2);
-
-/// `GET /metrics`: the host's families, then the daemon's libp2p families
-/// (fetched over the IPC), as one OpenMetrics document.
-#[utoipa::path(get, path = "/metrics", tag = "operations",
-    responses((status = 200, description = "OpenMetrics text: the host's families, then the daemon's libp2p ones",
-               content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8")))]
-pub async fn metrics(state: NodeCtx) -> Result<Response, ApiError> {
-    let sup = &state.supervisor;
-    let tension = state.tension();
-    sup.metrics().set_tension(&tension);
-    sup.metrics().set_process(sup.snapshot().pid);
-    let mut text = sup
-        .metrics()
-        .encode()
-        .map_err(|e| ApiError::Internal(format!("cannot encode metrics: {e}")))?;
-    let daemon = match sup.client() {
-        Some(client) => client
-            .request_typed::<hive_proto::MetricsResult>(Op::Metrics, DAEMON_METRICS_TIMEOUT)
-            .await
-            .ok(),
-        None => None,
-    };
-    if let Some(daemon) = daemon {
-        // One document has one `# EOF`, at its end.
-        let host_part = text.trim_end().strip_suffix("# EOF").unwrap_or(&text);
-        let daemon_part = daemon.text.trim_end();
-        let daemon_part = daemon_part
-            .strip_suffix("# EOF")
-            .unwrap_or(daemon_part)
-            .trim_end();
-        text = format!(
-            "{}{}\n# EOF\n",
-            host_part,
-            daemon_part.trim_start_matches('\n')
-        );
-    }
-    Ok((
-        [(
-            header::CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
-        text,
-    )
-        .into_response())
 }
 
 #[cfg(test)]

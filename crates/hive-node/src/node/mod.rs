@@ -290,29 +290,19 @@ impl Node {
     /// Build the swarm, bind every listen address, dial the bootstrap peers,
     /// and spawn the loop. Returns once the node is listening.
     pub async fn start(config: NodeConfig) -> Result<NodeHandle, NodeError> {
-        let mut registry = Registry::default();
-        let (named_behaviour, named, named_inbound) = crate::named::new();
-        let (keep_signatures, signatures) = crate::pubsub_meta::new();
-        let streams = libp2p_stream::Behaviour::new();
-        let mut stream_control = streams.new_control();
-        let (circuits, inbound_circuits) = crate::circuit::new_transport(stream_control.clone());
-        let parts = build::Parts {
-            named: named_behaviour,
+        let build::Wired {
+            swarm,
+            mut registry,
+            listen_addrs,
+            keeper,
             streams,
-            signatures: keep_signatures,
-            circuits,
-        };
-        let mut swarm = build::swarm(&config, &mut registry, parts)?;
+            named,
+            named_inbound,
+            signatures,
+            relays,
+            relay_outcomes,
+        } = build::wire(&config).await?;
         let peer_id = *swarm.local_peer_id();
-
-        let (listen_addrs, keeper) = listen(&mut swarm, &config).await?;
-        if config.relay_client {
-            build::accept_circuits(&mut swarm, &mut stream_control, inbound_circuits)?;
-        }
-
-        let (relays, relay_outcomes) =
-            Relays::new(config.auto_relay.as_ref(), stream_control.clone());
-
         let conn_tags = crate::connmgr::Tags::default();
         let conn_manager = config
             .conn_manager
@@ -329,7 +319,7 @@ impl Node {
             peer_id,
             listen_addrs: listen_addrs.iter().map(|a| with_p2p(a, peer_id)).collect(),
             shutdown: shutdown_rx,
-            streams: stream_control,
+            streams,
             named,
             conn_tags,
             named_inbound: Arc::new(std::sync::Mutex::new(Some(named_inbound))),
