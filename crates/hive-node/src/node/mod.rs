@@ -45,6 +45,8 @@ mod dht;
 mod direct;
 mod errors;
 mod handle;
+#[cfg(test)]
+mod memory_tests;
 mod peers;
 mod pubsub;
 mod reach;
@@ -290,6 +292,13 @@ impl Node {
     /// Build the swarm, bind every listen address, dial the bootstrap peers,
     /// and spawn the loop. Returns once the node is listening.
     pub async fn start(config: NodeConfig) -> Result<NodeHandle, NodeError> {
+        let wired = build::wire(&config).await?;
+        Self::assemble(config, wired)
+    }
+
+    /// The loop's state around a wired swarm (from [`build::wire`], or an
+    /// in-memory one in tests); spawns the loop.
+    fn assemble(config: NodeConfig, wired: build::Wired) -> Result<NodeHandle, NodeError> {
         let build::Wired {
             swarm,
             mut registry,
@@ -301,7 +310,7 @@ impl Node {
             signatures,
             relays,
             relay_outcomes,
-        } = build::wire(&config).await?;
+        } = wired;
         let peer_id = *swarm.local_peer_id();
         let conn_tags = crate::connmgr::Tags::default();
         let conn_manager = config
