@@ -20,7 +20,7 @@ use rusqlite::{params, Connection};
 use tokio::sync::oneshot;
 
 use crate::store::{now_ms, OutKind, Pushed, StoreError};
-use crate::sync::lock;
+use hive_proto::sync::lock;
 
 /// Most rows in one transaction: bounds the time one commit holds the
 /// connection (the dispatcher and the readers wait for it).
@@ -322,7 +322,7 @@ mod tests {
         let conn = store.conn_for_tests();
         // Stands for a long commit: the writer takes the first rows, then
         // waits for the connection while the others queue.
-        let held = crate::sync::lock(&conn);
+        let held = hive_proto::sync::lock(&conn);
         let tasks: Vec<_> = (0..50u8)
             .map(|i| {
                 let store = store.clone();
@@ -355,7 +355,7 @@ mod tests {
             let path = dir.path().join(format!("{mode:?}.db"));
             let store = Store::open_with(&path, mode).unwrap();
             let conn = store.conn_for_tests();
-            let conn = crate::sync::lock(&conn);
+            let conn = hive_proto::sync::lock(&conn);
             let got: i64 = conn
                 .query_row("PRAGMA synchronous", [], |r| r.get(0))
                 .unwrap();
