@@ -217,7 +217,8 @@ fn insert(conn: &mut Connection, rows: &[Row]) -> Result<Vec<Pushed>, rusqlite::
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0)",
         )?;
         let mut known = tx.prepare_cached("SELECT acked_ms IS NULL FROM outbox WHERE id = ?1")?;
-        let mut remember = tx.prepare_cached("INSERT OR IGNORE INTO idempotency (key, at_ms) VALUES (?1, ?2)")?;
+        let mut remember =
+            tx.prepare_cached("INSERT OR IGNORE INTO idempotency (key, at_ms) VALUES (?1, ?2)")?;
         let now = now_ms();
         for r in rows {
             // A key seen within the window is never queued again, even
@@ -225,13 +226,13 @@ fn insert(conn: &mut Connection, rows: &[Row]) -> Result<Vec<Pushed>, rusqlite::
             let fresh_key = !r.keyed || remember.execute(params![r.id, now])? == 1;
             let inserted = fresh_key
                 && ins.execute(params![
-                r.id,
-                r.kind,
-                r.target,
-                r.data,
-                now,
-                now.saturating_add(r.ttl_ms)
-            ])? == 1;
+                    r.id,
+                    r.kind,
+                    r.target,
+                    r.data,
+                    now,
+                    now.saturating_add(r.ttl_ms)
+                ])? == 1;
             // A retried idempotency key: still pending unless acknowledged
             // (a row gone already was acknowledged and swept).
             let pending = inserted
@@ -374,7 +375,13 @@ mod tests {
             let store = store.clone();
             async move {
                 store
-                    .push(OutKind::Publish, "t".into(), b"m".to_vec(), 60_000, Some("k".into()))
+                    .push(
+                        OutKind::Publish,
+                        "t".into(),
+                        b"m".to_vec(),
+                        60_000,
+                        Some("k".into()),
+                    )
                     .await
                     .unwrap()
             }
@@ -384,17 +391,28 @@ mod tests {
         store.ack(row.seq).await.unwrap();
         let backdate = |sql: &'static str| {
             let conn = store.conn_for_tests();
-            let conn = crate::sync::lock(&conn);
+            let conn = hive_proto::sync::lock(&conn);
             conn.execute(sql, []).unwrap();
         };
         backdate("UPDATE outbox SET acked_ms = 1");
         store.sweep().await.unwrap();
-        assert_eq!(store.pending(10).await.unwrap().len(), 0, "the acknowledged row is swept");
+        assert_eq!(
+            store.pending(10).await.unwrap().len(),
+            0,
+            "the acknowledged row is swept"
+        );
         let again = push(&store).await;
-        assert!(!again.inserted && !again.pending, "{:?}", (again.inserted, again.pending));
+        assert!(
+            !again.inserted && !again.pending,
+            "{:?}",
+            (again.inserted, again.pending)
+        );
         assert!(store.due(10).await.unwrap().is_empty(), "not queued again");
         backdate("UPDATE idempotency SET at_ms = 1");
         store.sweep().await.unwrap();
-        assert!(push(&store).await.inserted, "a key older than the window is new again");
+        assert!(
+            push(&store).await.inserted,
+            "a key older than the window is new again"
+        );
     }
 }

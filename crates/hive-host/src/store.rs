@@ -264,7 +264,9 @@ impl Store {
     ) -> Result<Pushed, StoreError> {
         let keyed = key.is_some();
         let id = key.unwrap_or_else(|| hex::encode(rand::random::<[u8; 16]>()));
-        self.writer.push(id, keyed, kind, target, data, ttl_ms).await
+        self.writer
+            .push(id, keyed, kind, target, data, ttl_ms)
+            .await
     }
 
     /// Unacknowledged rows due now, oldest first.

@@ -52,7 +52,9 @@ impl utoipa::Modify for PerNode {
             .content(
                 "application/json",
                 utoipa::openapi::ContentBuilder::new()
-                    .schema(Some(utoipa::openapi::Ref::from_schema_name("ErrorResponse")))
+                    .schema(Some(utoipa::openapi::Ref::from_schema_name(
+                        "ErrorResponse",
+                    )))
                     .build(),
             )
             .build();
