@@ -581,16 +581,23 @@ export interface paths {
 export type webhooks = Record<string, never>;
 export interface components {
     schemas: {
+        /** @description A node started by a daemon running without a host. */
+        ChildInfo: {
+            /** @description Its data directory (identity, and its own children). */
+            data_dir: string;
+            listen_addrs: string[];
+            peer_id: string;
+            /** Format: int32 */
+            pid?: number | null;
+        };
         /**
-         * @description Connections the daemon keeps: at least `low`, trimmed past `high`, new
-         *     ones spared for `grace_secs`.
+         * @description Bounded connections: trimmed past `high` down to `low`, sparing peers
+         *     connected for less than `grace_secs`.
          */
         ConnectionWatermarks: {
             /** Format: int64 */
             grace_secs: number;
-            /** Format: int64 */
             high: number;
-            /** Format: int64 */
             low: number;
         };
         /** @description The supervision state as the API shows it. */
@@ -617,11 +624,13 @@ export interface components {
             /** @description A multiaddr, with or without `/p2p/<peer id>`. */
             addr: string;
         };
+        /** @description One error: a stable code to match on, and a message for people. */
         ErrorBody: {
             /** @description Stable error code, e.g. `bad_args`, `unauthorized`, `daemon_unavailable`. */
             code: string;
             message: string;
         };
+        /** @description What every failed request answers: `{"error": {...}}`. */
         ErrorResponse: {
             error: components["schemas"]["ErrorBody"];
         };
@@ -656,6 +665,7 @@ export interface components {
              */
             sync_rate_limited: number;
         };
+        /** @description One page of `GET /api/messages`. */
         History: {
             /**
              * Format: int64
@@ -665,7 +675,10 @@ export interface components {
             /** @description Event frames, as `/api/events` sends them. */
             messages: unknown[];
         };
-        /** @description How the host's store keeps up with its daemon's numbered history. */
+        /**
+         * @description How the host's store keeps up with its daemon's numbered history, as
+         *     `/api/status` shows it.
+         */
         Inbound: {
             /**
              * Format: int64
@@ -702,6 +715,7 @@ export interface components {
             total: number;
         };
         MessageId: {
+            /** @description Gossipsub message id, as receivers will see it in their `message` event. */
             id: string;
         };
         /** @description A node as the API shows it. */
@@ -721,66 +735,108 @@ export interface components {
             /** Format: double */
             tension: number;
         };
+        /** @description A message accepted and not yet acknowledged, as `GET /api/outbox` shows it. */
+        OutItem: {
+            /** Format: int64 */
+            attempts: number;
+            /** Format: int64 */
+            created_ms: number;
+            /** Format: int64 */
+            expires_ms: number;
+            id: string;
+            kind: components["schemas"]["OutKind"];
+            last_error?: string | null;
+            /** Format: int64 */
+            next_ms: number;
+            /** Format: int64 */
+            seq: number;
+            size: number;
+            /** @description Topic for a publish, peer id for a direct message. */
+            target: string;
+        };
+        /**
+         * @description What an outbox row carries.
+         * @enum {string}
+         */
+        OutKind: "publish" | "publish_plain" | "direct";
         Outbox: {
             /** Format: int64 */
             depth: number;
-            pending: unknown[];
+            pending: components["schemas"]["OutItem"][];
         };
         Peer: {
-            /** @description Where the peer can be dialed: the addresses it announced. */
+            /**
+             * @description Addresses the peer announced (identify), or those of its open
+             *     connections when it announced none: where it can be dialed.
+             */
             addrs: string[];
             /**
              * Format: double
              * @description Seconds since the first of the current connections was established.
              */
             connected_secs?: number | null;
-            /** @description The remote address of each open connection (circuits end in `/p2p-circuit`). */
+            /**
+             * @description The remote address of each open connection to the peer (a circuit
+             *     through a relay ends in `/p2p-circuit`): how it is reached now.
+             *     (Defaulted only for daemons older than it; always sent.)
+             */
             connections: string[];
             /**
              * Format: double
              * @description The peer's gossipsub score: 0 for an honest peer; below -80 it is
-             *     graylisted (what it sends over gossipsub is ignored).
+             *     graylisted (everything it sends over gossipsub is ignored).
              */
             gossip_score?: number | null;
             peer_id: string;
             /**
              * Format: double
-             * @description Last round trip measured by libp2p ping; absent before the first.
+             * @description Last round trip measured by the libp2p ping protocol, if any.
              */
             rtt_ms?: number | null;
         };
         PeerIdBody: {
+            /** @description The peer the connection reached. */
             peer_id: string;
         };
         /** @description The last catch-up with one peer. */
         PeerSync: {
             /**
              * Format: int64
-             * @description Messages fetched from this peer that passed verification.
+             * @description Messages fetched from this peer that passed verification, in all.
              */
             fetched: number;
             /**
              * Format: int64
-             * @description When it ended, Unix milliseconds.
+             * @description When the last catch-up with this peer ended, Unix milliseconds.
              */
             last_ms: number;
             peer_id: string;
             /**
              * Format: int64
-             * @description Messages refused from this peer.
+             * @description Messages refused from this peer, in all.
              */
             rejected: number;
         };
-        /** @description Whether others can dial the node directly, and its relay slots. */
+        /**
+         * @description Whether others can dial this node directly, and the slots it holds on
+         *     relays for when they cannot.
+         */
         ReachStatus: {
-            /** @description AutoNAT's verdict (`public`, `private`, `unknown`); absent when off. */
+            /**
+             * @description AutoNAT's verdict: `public`, `private` or `unknown`; absent when
+             *     AutoNAT is off.
+             */
             autonat?: string | null;
             /** @description Addresses others confirmed (external, not relayed). */
             confirmed_addrs: string[];
-            /** @description `public` or `private` when forced, otherwise `auto`. */
+            /**
+             * @description What the node goes by: `public` or `private` when forced
+             *     (`--reachability`, `-forceReachability*`), otherwise `auto`.
+             */
             mode: string;
             /** @description Whether the node counts itself as directly dialable now. */
             reachable: boolean;
+            /** @description One entry per candidate relay. */
             relays: components["schemas"]["RelaySlot"][];
         };
         /** @description A slot on one relay. */
@@ -788,14 +844,23 @@ export interface components {
             /** @description The relayed address announced while reserved. */
             addr?: string | null;
             peer_id: string;
-            /** @description `reserved`, `reserving`, `refused` (asked again later) or `none`. */
+            /**
+             * @description `reserved`, `reserving`, `refused` (asked again later), `none`
+             *     (not asked: not connected, or not wanted while reachable).
+             */
             state: string;
         };
+        /** @description Result of [`Op::Reproduce`]. */
         ReproduceAnswer: {
-            children: unknown[];
-            /** @description True when the host starts the children (always, under a host). */
+            /** @description Children this daemon started and now supervises itself. */
+            children: components["schemas"]["ChildInfo"][];
+            /**
+             * @description True when a host will start the children (the daemon pushed a
+             *     `reproduce` event to it); `children` is then empty.
+             */
             delegated: boolean;
         };
+        /** @description `POST /api/reproduce`'s body. */
         ReproduceRequest: {
             /**
              * Format: int32
@@ -809,6 +874,7 @@ export interface components {
             acknowledged: boolean;
             id: string;
         };
+        /** @description `POST /api/nodes`'s body. */
         SpawnRequest: {
             /**
              * Format: int32
@@ -856,6 +922,7 @@ export interface components {
             /** @description The host's version. */
             version: string;
         };
+        /** @description What `DELETE /api/nodes/{id}` answers. */
         Stopped: {
             /** @description Ids of the nodes stopped, deepest first. */
             stopped: string[];
@@ -867,26 +934,22 @@ export interface components {
             subscribed: boolean;
             topic: string;
         };
-        /**
-         * @description How the daemon catches up on what it missed (`/hive/sync/1.0.0`),
-         *     counted since it started.
-         */
+        /** @description How the node catches up on what it missed, since it started. */
         SyncStatus: {
             /**
-             * Format: int64
-             * @description Catch-ups with peers waiting or running: above 0 the node knows it
-             *     may be behind.
+             * @description (peer, topic) catch-ups waiting or running now: while above 0 the
+             *     node knows it may be behind.
              */
             behind: number;
             /**
              * Format: int64
-             * @description Catch-ups that failed (no answer, or a broken exchange).
+             * @description Catch-ups that failed (the peer did not answer, or broke the protocol).
              */
             failed: number;
             /**
              * Format: int64
              * @description Messages fetched from peers that passed verification (the history
-             *     keeps the new ones and drops the rest as duplicates).
+             *     keeps those it did not have and drops the rest as duplicates).
              */
             fetched: number;
             /** @description The peers caught up with most recently, newest first (at most 32). */
@@ -907,6 +970,7 @@ export interface components {
              */
             served: number;
         };
+        /** @description `GET /api/tension`. */
         TensionNow: {
             /** @description One sample per 5 s over the last 15 minutes, oldest first. */
             history: components["schemas"]["TensionSample"][];
@@ -916,6 +980,7 @@ export interface components {
             /** Format: double */
             value: number;
         };
+        /** @description One point of τ's history. */
         TensionSample: {
             /**
              * Format: int64
@@ -926,7 +991,7 @@ export interface components {
             value: number;
         };
         Topic: {
-            /** Format: int64 */
+            /** @description Remote peers known to be subscribed to the topic. */
             peers: number;
             topic: string;
         };

@@ -11,7 +11,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
-use crate::sync::lock;
+use hive_proto::sync::lock;
 
 #[derive(Default)]
 pub struct CatchUpMetrics {

@@ -117,8 +117,10 @@ pub enum Command {
     },
 }
 
-#[derive(Debug, Args)]
-pub struct UpArgs {
+/// The flags `hive up` and `hive doctor` share, so that doctor checks the
+/// node `hive up` with the same flags would run.
+#[derive(Debug, Clone, PartialEq, Eq, Args)]
+pub struct NodeArgs {
     /// Where the host keeps its state [default: <platform data dir>/hive].
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
@@ -131,6 +133,15 @@ pub struct UpArgs {
     /// Multiaddr of a bootstrap peer (repeatable).
     #[arg(long)]
     pub bootstrap: Vec<String>,
+    /// Path of the daemon [default: hive-p2pd beside this executable].
+    #[arg(long)]
+    pub daemon_bin: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct UpArgs {
+    #[command(flatten)]
+    pub node: NodeArgs,
     /// Disable mDNS discovery on the local network.
     #[arg(long)]
     pub no_mdns: bool,
@@ -143,9 +154,6 @@ pub struct UpArgs {
     /// Let the nodes serve as circuit relays for other peers.
     #[arg(long)]
     pub relay_service: bool,
-    /// Path of the daemon [default: hive-p2pd beside this executable].
-    #[arg(long)]
-    pub daemon_bin: Option<PathBuf>,
     /// Require `Authorization: Bearer TOKEN` on every HTTP and WebSocket request
     /// (WebSockets may pass `?token=TOKEN`). Needed to bind a non-loopback address.
     #[arg(long, env = "HIVE_API_TOKEN", hide_env_values = true)]
@@ -244,4 +252,36 @@ pub struct UpArgs {
     /// the daemon's, 20].
     #[arg(long, value_name = "N")]
     pub sync_rate: Option<f64>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn doctor_reads_the_node_flags_exactly_as_up_does() {
+        let flags = [
+            "--data-dir",
+            "/tmp/h",
+            "--http",
+            "127.0.0.1:0",
+            "--listen",
+            "/ip4/127.0.0.1/tcp/4001",
+            "--bootstrap",
+            "/ip4/127.0.0.1/tcp/4002/p2p/12D3KooWD3eckifWpRn9wQpMG9R9hX3sD158z7EqHWmweQAJU5SA",
+            "--daemon-bin",
+            "/opt/hive-p2pd",
+        ];
+        let parse = |command: &str| {
+            Cli::try_parse_from(["hive", command].into_iter().chain(flags)).expect(command)
+        };
+        let (Command::Up(up), Command::Doctor(doctor)) =
+            (parse("up").command, parse("doctor").command)
+        else {
+            panic!("not up and doctor");
+        };
+        assert_eq!(up.node, doctor.node);
+        assert_eq!(up.node.listen, ["/ip4/127.0.0.1/tcp/4001"]);
+        assert_eq!(up.node.daemon_bin, Some(PathBuf::from("/opt/hive-p2pd")));
+    }
 }

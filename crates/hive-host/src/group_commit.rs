@@ -20,7 +20,7 @@ use rusqlite::{params, Connection};
 use tokio::sync::oneshot;
 
 use crate::store::{now_ms, OutKind, Pushed, StoreError};
-use crate::sync::lock;
+use hive_proto::sync::lock;
 
 /// Most rows in one transaction: bounds the time one commit holds the
 /// connection (the dispatcher and the readers wait for it).
@@ -323,7 +323,7 @@ mod tests {
         let conn = store.conn_for_tests();
         // Stands for a long commit: the writer takes the first rows, then
         // waits for the connection while the others queue.
-        let held = crate::sync::lock(&conn);
+        let held = hive_proto::sync::lock(&conn);
         let tasks: Vec<_> = (0..50u8)
             .map(|i| {
                 let store = store.clone();
@@ -356,7 +356,7 @@ mod tests {
             let path = dir.path().join(format!("{mode:?}.db"));
             let store = Store::open_with(&path, mode).unwrap();
             let conn = store.conn_for_tests();
-            let conn = crate::sync::lock(&conn);
+            let conn = hive_proto::sync::lock(&conn);
             let got: i64 = conn
                 .query_row("PRAGMA synchronous", [], |r| r.get(0))
                 .unwrap();
@@ -391,7 +391,7 @@ mod tests {
         store.ack(row.seq).await.unwrap();
         let backdate = |sql: &'static str| {
             let conn = store.conn_for_tests();
-            let conn = crate::sync::lock(&conn);
+            let conn = hive_proto::sync::lock(&conn);
             conn.execute(sql, []).unwrap();
         };
         backdate("UPDATE outbox SET acked_ms = 1");

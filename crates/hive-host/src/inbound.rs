@@ -43,14 +43,29 @@ pub struct InboundStats {
     pub guard: crate::peer_guard::GuardStats,
 }
 
+/// How the host's store keeps up with its daemon's numbered history, as
+/// `/api/status` shows it.
+#[derive(Debug, Clone, Copy, serde::Serialize, utoipa::ToSchema)]
+#[schema(as = Inbound)]
+pub struct InboundSnapshot {
+    /// Last history number stored.
+    pub position: u64,
+    /// Holes seen (a queue dropped events, the host or daemon restarted).
+    pub gaps: u64,
+    /// Messages fetched from the daemon's history to fill them.
+    pub repaired: u64,
+    /// Messages pruned from the daemon's history before the host stored them.
+    pub lost: u64,
+}
+
 impl InboundStats {
-    pub fn snapshot(&self) -> serde_json::Value {
-        serde_json::json!({
-            "position": self.position.load(Ordering::Relaxed),
-            "gaps": self.gaps.load(Ordering::Relaxed),
-            "repaired": self.repaired.load(Ordering::Relaxed),
-            "lost": self.lost.load(Ordering::Relaxed),
-        })
+    pub fn snapshot(&self) -> InboundSnapshot {
+        InboundSnapshot {
+            position: self.position.load(Ordering::Relaxed),
+            gaps: self.gaps.load(Ordering::Relaxed),
+            repaired: self.repaired.load(Ordering::Relaxed),
+            lost: self.lost.load(Ordering::Relaxed),
+        }
     }
 }
 

@@ -74,7 +74,7 @@ impl Inner {
     fn lock_pending(
         &self,
     ) -> std::sync::MutexGuard<'_, Option<HashMap<u64, oneshot::Sender<Reply>>>> {
-        crate::sync::lock(&self.pending)
+        hive_proto::sync::lock(&self.pending)
     }
 
     /// Mark the link closed and fail everything waiting on it. Idempotent.

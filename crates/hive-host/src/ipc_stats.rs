@@ -10,7 +10,7 @@ use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 
-use crate::sync::lock;
+use hive_proto::sync::lock;
 
 /// Round trips kept for the latency percentile used by the tension signal.
 const LATENCY_WINDOW: usize = 256;

@@ -17,7 +17,7 @@ pub struct UnknownKind {
 }
 
 /// What an outbox row carries.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum OutKind {
     /// Published in Hive's envelope, so that the message keeps its id

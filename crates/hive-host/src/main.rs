@@ -5,7 +5,6 @@
 //! that API.
 
 mod api;
-mod backoff;
 mod catch_up;
 mod cli;
 mod client_cmd;
@@ -23,7 +22,6 @@ mod peer_guard;
 mod state;
 mod store;
 mod supervisor;
-mod sync;
 mod tension;
 mod trace;
 mod up;

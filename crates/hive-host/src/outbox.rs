@@ -20,12 +20,12 @@ use hive_proto::{ErrorCode, Op};
 use tokio::sync::{oneshot, Notify};
 use tokio_util::sync::CancellationToken;
 
-use crate::backoff::Backoff;
 use crate::ipc_client::{IpcClient, IpcError};
 use crate::state::HostEvent;
 use crate::store::{now_ms, InKind, OutItem, OutKind, Store};
 use crate::supervisor::Supervisor;
-use crate::sync::lock;
+use hive_proto::backoff::Backoff;
+use hive_proto::sync::lock;
 
 /// Rows fetched per pass.
 const BATCH: usize = 512;

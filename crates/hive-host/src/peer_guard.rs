@@ -155,7 +155,7 @@ impl GuardStats {
     /// Take a daemon's status counts; `fresh`: a new daemon (its counts
     /// start again at 0). Returns the increase.
     pub fn observe_daemon(&self, now: Refusals, fresh: bool) -> Refusals {
-        let mut last = crate::sync::lock(&self.last_seen);
+        let mut last = hive_proto::sync::lock(&self.last_seen);
         let before = if fresh { Refusals::default() } else { *last };
         // A count lower than before is a restarted daemon too.
         let delta = |n: u64, b: u64| if n >= b { n - b } else { n };
@@ -183,7 +183,7 @@ impl GuardStats {
     pub fn recent(&self) -> u64 {
         let now = Instant::now();
         let all = self.all();
-        let mut samples = crate::sync::lock(&self.samples);
+        let mut samples = hive_proto::sync::lock(&self.samples);
         samples.push_back((now, all));
         while samples.len() > 1
             && samples

@@ -45,7 +45,8 @@ pub enum StoreError {
     Join(String),
 }
 
-#[derive(Debug, Clone, serde::Serialize)]
+/// A message accepted and not yet acknowledged, as `GET /api/outbox` shows it.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 pub struct OutItem {
     pub seq: i64,
     pub id: String,
@@ -195,7 +196,7 @@ impl Store {
     {
         let conn = self.conn.clone();
         tokio::task::spawn_blocking(move || {
-            let mut conn = conn.lock().unwrap_or_else(|p| p.into_inner());
+            let mut conn = hive_proto::sync::lock(&conn);
             f(&mut conn)
         })
         .await
@@ -217,7 +218,7 @@ impl Store {
     /// Topics the API subscribed, kept so that a restarted host subscribes
     /// its new daemon to them again. Read once, at start-up.
     pub fn wanted_topics(&self) -> Result<Vec<String>, StoreError> {
-        let conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        let conn = hive_proto::sync::lock(&self.conn);
         let mut stmt = conn.prepare("SELECT topic FROM topics ORDER BY topic")?;
         let topics = stmt
             .query_map([], |r| r.get::<_, String>(0))?

@@ -55,7 +55,7 @@ impl HostConfig {
     /// Read the token files and check the arguments; touches nothing but
     /// the files the arguments name.
     fn from_args(args: UpArgs, log_format: LogFormat) -> anyhow::Result<Self> {
-        let data_dir = match args.data_dir {
+        let data_dir = match args.node.data_dir {
             Some(dir) => dir,
             None => dirs::data_dir()
                 .map(|d| d.join("hive"))
@@ -66,7 +66,7 @@ impl HostConfig {
             args.api_token_file.as_deref(),
             args.api_tokens_file.as_deref(),
         )?;
-        check_exposure(&args.http, !tokens.is_empty())?;
+        check_exposure(&args.node.http, !tokens.is_empty())?;
         if args.inbox_peer_bytes < args.max_message_size as u64 {
             bail!(
                 "--inbox-peer-bytes {} is below --max-message-size {}: a peer's every message would be evicted at once",
@@ -96,9 +96,9 @@ impl HostConfig {
         if let Some(relay) = args.relays.iter().find(|r| !r.contains("/p2p/")) {
             bail!("--relay {relay}: the address needs its /p2p/RELAY-ID part");
         }
-        let daemon_bin = resolve_daemon_bin(args.daemon_bin)?;
+        let daemon_bin = resolve_daemon_bin(args.node.daemon_bin)?;
         Ok(HostConfig {
-            http: args.http,
+            http: args.node.http,
             tokens,
             allowed_hosts: args.allowed_hosts,
             allowed_origins: args.allowed_origins,
@@ -126,8 +126,8 @@ impl HostConfig {
                     },
                 },
                 data_dir,
-                listen: args.listen,
-                bootstrap: args.bootstrap,
+                listen: args.node.listen,
+                bootstrap: args.node.bootstrap,
                 retention: Duration::from_secs(args.retention_secs),
                 retention_count: args.retention_count,
                 durability: args.durability,

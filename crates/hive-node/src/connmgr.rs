@@ -47,18 +47,27 @@ impl Limits {
     };
 
     /// A clear refusal of watermarks that cannot work.
-    pub fn check(&self) -> Result<(), String> {
+    pub fn check(&self) -> Result<(), LimitsError> {
         if self.high == 0 {
-            return Err("the high watermark must be at least 1".into());
+            return Err(LimitsError::ZeroHigh);
         }
         if self.low > self.high {
-            return Err(format!(
-                "the low watermark ({}) is above the high one ({})",
-                self.low, self.high
-            ));
+            return Err(LimitsError::LowAboveHigh {
+                low: self.low,
+                high: self.high,
+            });
         }
         Ok(())
     }
+}
+
+/// Watermarks that cannot work.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LimitsError {
+    #[error("the high watermark must be at least 1")]
+    ZeroHigh,
+    #[error("the low watermark ({low}) is above the high one ({high})")]
+    LowAboveHigh { low: usize, high: usize },
 }
 
 impl From<&Limits> for hive_proto::ConnectionLimits {
@@ -78,7 +87,7 @@ pub struct Tags(Arc<Mutex<HashMap<PeerId, HashMap<String, i64>>>>);
 
 impl Tags {
     fn lock(&self) -> MutexGuard<'_, HashMap<PeerId, HashMap<String, i64>>> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner())
+        crate::lock(&self.0)
     }
 
     pub fn tag(&self, peer: PeerId, tag: String, weight: i64) {
@@ -266,11 +275,21 @@ mod tests {
         }
         .check()
         .is_ok());
-        assert!(Limits {
-            low: 17,
-            ..Limits::HIVE
-        }
-        .check()
-        .is_err());
+        assert_eq!(
+            Limits {
+                low: 17,
+                ..Limits::HIVE
+            }
+            .check(),
+            Err(LimitsError::LowAboveHigh { low: 17, high: 16 })
+        );
+        assert_eq!(
+            Limits {
+                high: 0,
+                ..Limits::HIVE
+            }
+            .check(),
+            Err(LimitsError::ZeroHigh)
+        );
     }
 }

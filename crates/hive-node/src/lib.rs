@@ -28,9 +28,5 @@ pub use node::{
     NodeError, NodeHandle, Pending, PingError, PubsubError, OP_TIMEOUT,
 };
 
-/// A mutex's guard even if a thread panicked while holding it: the data in
-/// this crate's mutexes stays consistent between statements, so a poisoned
-/// lock is no reason to stop serving.
-pub(crate) fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
+/// The one poisoned-mutex policy, shared with the host.
+pub(crate) use hive_proto::sync::lock;

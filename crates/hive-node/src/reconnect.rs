@@ -12,6 +12,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use hive_proto::backoff::Backoff;
 use libp2p::{Multiaddr, PeerId};
 use tokio::time::Instant;
 
@@ -20,10 +21,9 @@ use crate::memory::{
     has_port_zero, now_secs, pin_port, KnownPeer, NodeState, Saved, Writer, MAX_ADDRS, MAX_PEERS,
 };
 
-/// First retry delay after a dial; doubled on each attempt.
-const BACKOFF_MIN: Duration = Duration::from_secs(1);
-/// Longest delay between two dials of one disconnected peer.
-const BACKOFF_MAX: Duration = Duration::from_secs(16);
+/// Waits between two dials of one disconnected peer: 1 s after the first,
+/// doubling on each attempt, at most 16 s.
+const REDIAL: Backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(16));
 /// How long a peer disconnected on request is not dialed again by the node
 /// itself (an explicit dial ends it sooner).
 pub const HOLD_AFTER_DISCONNECT: Duration = Duration::from_secs(300);
@@ -121,7 +121,8 @@ struct Entry {
     bootstrap: bool,
     connected: bool,
     next_dial: Instant,
-    delay: Duration,
+    /// Dials since it was last connected.
+    dials: u32,
     /// Disconnected on request: not dialed by the node itself before this.
     held_until: Option<Instant>,
 }
@@ -195,7 +196,7 @@ impl Reconnect {
             .entry(peer)
             .or_insert_with(|| Entry::new(Vec::new(), 0, false, Instant::now()));
         entry.connected = true;
-        entry.delay = BACKOFF_MIN;
+        entry.dials = 0;
         entry.last_seen = now_secs();
         if let Some(addr) = dialed {
             entry.put_first(addr);
@@ -209,7 +210,7 @@ impl Reconnect {
         if let Some(entry) = self.peers.get_mut(&peer) {
             entry.connected = false;
             entry.last_seen = now_secs();
-            entry.next_dial = Instant::now() + BACKOFF_MIN;
+            entry.next_dial = Instant::now() + REDIAL.delay(0);
             self.dirty = true;
         }
     }
@@ -257,8 +258,8 @@ impl Reconnect {
             if !entry.bootstrap && !below_target {
                 continue;
             }
-            entry.next_dial = now + entry.delay;
-            entry.delay = (entry.delay * 2).min(BACKOFF_MAX);
+            entry.next_dial = now + REDIAL.delay(entry.dials);
+            entry.dials = entry.dials.saturating_add(1);
             out.push((*peer, entry.addrs.clone()));
         }
         out
@@ -314,7 +315,7 @@ impl Entry {
             bootstrap,
             connected: false,
             next_dial: now,
-            delay: BACKOFF_MIN,
+            dials: 0,
             held_until: None,
         }
     }
@@ -350,17 +351,17 @@ mod tests {
         r.add_bootstrap(boot, "/ip4/127.0.0.1/tcp/2".parse().unwrap());
         assert_eq!(r.due(0).len(), 2, "everyone is dialed at start");
         assert!(r.due(0).is_empty(), "not again before the backoff");
-        tokio::time::advance(BACKOFF_MIN).await;
+        tokio::time::advance(REDIAL.delay(0)).await;
         assert_eq!(r.due(0).len(), 2);
-        tokio::time::advance(BACKOFF_MIN).await;
+        tokio::time::advance(REDIAL.delay(0)).await;
         assert!(r.due(0).is_empty(), "the delay doubled");
-        tokio::time::advance(BACKOFF_MIN).await;
+        tokio::time::advance(REDIAL.delay(0)).await;
         // At the target only the bootstrap peer is chased.
         let due = r.due(2);
         assert_eq!(due.iter().map(|d| d.0).collect::<Vec<_>>(), vec![boot]);
         r.on_connected(a, None, &[]);
         r.on_disconnected(a);
-        tokio::time::advance(BACKOFF_MIN).await;
+        tokio::time::advance(REDIAL.delay(0)).await;
         assert_eq!(r.due(0).iter().filter(|d| d.0 == a).count(), 1);
         let saved = r.take_dirty().expect("changes to save");
         assert!(saved.iter().any(|p| p.peer_id == a.to_string()));
@@ -375,7 +376,7 @@ mod tests {
         r.on_connected(boot, None, &[]);
         r.hold(boot);
         r.on_disconnected(boot);
-        tokio::time::advance(BACKOFF_MAX).await;
+        tokio::time::advance(REDIAL.delay(u32::MAX)).await;
         assert!(
             r.due(0).is_empty(),
             "a bootstrap peer on hold is not chased"

@@ -6,7 +6,7 @@
 //! say) starts its children as processes of its own binary, each with its own
 //! data directory (so its own identity, kept across restarts) under
 //! `<data dir>/children/<n>`, bootstrapped from this node, and restarts them
-//! with backoff when they die. Children are started with the parent-death
+//! when they die with the host's restart policy (`hive_proto::backoff`). Children are started with the parent-death
 //! signal armed and are killed when this daemon's runtime drops them, so none
 //! outlives its parent.
 
@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use hive_node::NodeHandle;
-use hive_proto::{ChildInfo, ErrorBody, ErrorCode, Event, ReadyLine, ReproduceResult};
+use hive_proto::{backoff, ChildInfo, ErrorBody, ErrorCode, Event, ReadyLine, ReproduceResult};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 use tokio::sync::{oneshot, watch};
@@ -25,10 +25,6 @@ use tokio::sync::{oneshot, watch};
 const READY_TIMEOUT: Duration = Duration::from_secs(20);
 /// Most children a single `reproduce` request may ask for.
 pub const MAX_COUNT_PER_REQUEST: u32 = 64;
-const BACKOFF_START: Duration = Duration::from_millis(200);
-const BACKOFF_MAX: Duration = Duration::from_secs(10);
-/// A child that ran this long resets its backoff.
-const STABLE_AFTER: Duration = Duration::from_secs(30);
 
 /// How this daemon answers `reproduce`.
 pub enum Reproducer {
@@ -181,15 +177,38 @@ impl ChildSpec {
     }
 }
 
+/// Why a child did not get as far as its ready line.
+#[derive(Debug, thiserror::Error)]
+enum StartError {
+    #[error("cannot create {}: {source}", dir.display())]
+    DataDir {
+        dir: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot start {}: {source}", exe.display())]
+    Spawn {
+        exe: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("the child has no stdout")]
+    NoStdout,
+    #[error("it exited before it was ready")]
+    Exited,
+    #[error("no ready line within {0:?}")]
+    NotReady(Duration),
+}
+
 /// Start a child and read its ready line.
-async fn start(spec: &ChildSpec) -> Result<(Child, ReadyLine), String> {
-    std::fs::create_dir_all(&spec.data_dir)
-        .map_err(|e| format!("cannot create {}: {e}", spec.data_dir.display()))?;
-    let mut child = spec
-        .command()
-        .spawn()
-        .map_err(|e| format!("cannot start {}: {e}", spec.exe.display()))?;
-    let stdout = child.stdout.take().ok_or("the child has no stdout")?;
+async fn start(spec: &ChildSpec) -> Result<(Child, ReadyLine), StartError> {
+    std::fs::create_dir_all(&spec.data_dir).map_err(|source| StartError::DataDir {
+        dir: spec.data_dir.clone(),
+        source,
+    })?;
+    let mut child = spec.command().spawn().map_err(|source| StartError::Spawn {
+        exe: spec.exe.clone(),
+        source,
+    })?;
+    let stdout = child.stdout.take().ok_or(StartError::NoStdout)?;
     let mut lines = BufReader::new(stdout).lines();
     let ready = tokio::time::timeout(READY_TIMEOUT, async {
         while let Ok(Some(line)) = lines.next_line().await {
@@ -206,19 +225,20 @@ async fn start(spec: &ChildSpec) -> Result<(Child, ReadyLine), String> {
             tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
             Ok((child, ready))
         }
-        Ok(None) => Err("it exited before it was ready".into()),
-        Err(_) => Err(format!("no ready line within {READY_TIMEOUT:?}")),
+        Ok(None) => Err(StartError::Exited),
+        Err(_) => Err(StartError::NotReady(READY_TIMEOUT)),
     }
 }
 
 /// Keep one child running until this daemon shuts down.
 async fn supervise(
     spec: ChildSpec,
-    first: oneshot::Sender<Result<ChildInfo, String>>,
+    first: oneshot::Sender<Result<ChildInfo, StartError>>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut first = Some(first);
-    let mut backoff = BACKOFF_START;
+    // The host's restart policy, so that a node waits alike under either.
+    let mut failures = 0u32;
     loop {
         let (mut child, ready) = match start(&spec).await {
             Ok(started) => started,
@@ -229,10 +249,10 @@ async fn supervise(
                     return;
                 }
                 tokio::select! {
-                    _ = tokio::time::sleep(backoff) => {}
+                    _ = tokio::time::sleep(backoff::RESTART.delay(failures)) => {}
                     _ = shutdown.changed() => return,
                 }
-                backoff = (backoff * 2).min(BACKOFF_MAX);
+                failures = failures.saturating_add(1);
                 continue;
             }
         };
@@ -255,14 +275,14 @@ async fn supervise(
                 return;
             }
         }
-        if since.elapsed() > STABLE_AFTER {
-            backoff = BACKOFF_START;
+        if since.elapsed() >= backoff::HEALTHY_AFTER {
+            failures = 0;
         }
         tokio::select! {
-            _ = tokio::time::sleep(backoff) => {}
+            _ = tokio::time::sleep(backoff::RESTART.delay(failures)) => {}
             _ = shutdown.changed() => return,
         }
-        backoff = (backoff * 2).min(BACKOFF_MAX);
+        failures = failures.saturating_add(1);
     }
 }
 

@@ -47,8 +47,10 @@ pub fn print(out: &mut impl Write, ready: &ReadyLine, style: Style<'_>) -> Resul
             writeln!(out, "Peer ID: {}", ready.peer_id)?;
             writeln!(out, "Peer Addrs:")?;
             for addr in &ready.listen_addrs {
-                let bare = addr.rsplit_once("/p2p/").map(|(a, _)| a).unwrap_or(addr);
-                writeln!(out, "{bare}")?;
+                match addr.parse::<libp2p::Multiaddr>() {
+                    Ok(full) => writeln!(out, "{}", hive_node::without_p2p(&full))?,
+                    Err(_) => writeln!(out, "{addr}")?,
+                }
             }
         }
         Style::Json => writeln!(out, "{}", serde_json::to_string(ready)?)?,

@@ -13,11 +13,19 @@
 //! one of the [`close`] codes. After that the client may pipeline any number of
 //! [`Request`]s; each gets exactly one [`Response`] carrying the same `id`, in
 //! whatever order they complete. [`Event`]s are pushed at any time.
+//!
+//! Besides the protocol, the two small rules both processes must follow
+//! alike live here too: the supervisors' restart [`backoff`], the
+//! poisoned-mutex policy ([`sync::lock`]) and the constant-time comparison
+//! of tokens ([`secret::same_secret`]).
 
+pub mod backoff;
 pub mod bytes;
 pub mod codec;
 pub mod event;
 pub mod op;
+pub mod secret;
+pub mod sync;
 
 pub use bytes::Bytes;
 pub use codec::{decode_client_frame, decode_server_frame, FrameError};

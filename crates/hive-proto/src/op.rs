@@ -168,6 +168,7 @@ pub struct MetricsResult {
 
 /// Result of [`Op::Reproduce`].
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(as = ReproduceAnswer))]
 pub struct ReproduceResult {
     /// True when a host will start the children (the daemon pushed a
     /// `reproduce` event to it); `children` is then empty.
@@ -178,6 +179,7 @@ pub struct ReproduceResult {
 
 /// A node started by a daemon running without a host.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ChildInfo {
     pub peer_id: String,
     pub pid: Option<u32>,
@@ -224,6 +226,7 @@ pub struct StatusResult {
 /// Whether others can dial this node directly, and the slots it holds on
 /// relays for when they cannot.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ReachStatus {
     /// What the node goes by: `public` or `private` when forced
     /// (`--reachability`, `-forceReachability*`), otherwise `auto`.
@@ -242,6 +245,7 @@ pub struct ReachStatus {
 
 /// A slot on one relay.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RelaySlot {
     pub peer_id: String,
     /// `reserved`, `reserving`, `refused` (asked again later), `none`
@@ -254,6 +258,7 @@ pub struct RelaySlot {
 
 /// How the node catches up on what it missed, since it started.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SyncStatus {
     /// (peer, topic) catch-ups waiting or running now: while above 0 the
     /// node knows it may be behind.
@@ -265,8 +270,9 @@ pub struct SyncStatus {
     pub rejected: u64,
     /// Catch-ups that failed (the peer did not answer, or broke the protocol).
     pub failed: u64,
-    /// Pages served to other nodes, and requests refused (too many at once).
+    /// Pages of history served to other nodes.
     pub served: u64,
+    /// Requests from other nodes refused (too many at once).
     pub refused: u64,
     /// The peers caught up with most recently, newest first (at most 32).
     pub peers: Vec<PeerSync>,
@@ -274,6 +280,7 @@ pub struct SyncStatus {
 
 /// The last catch-up with one peer.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PeerSync {
     pub peer_id: String,
     /// When the last catch-up with this peer ended, Unix milliseconds.
@@ -296,6 +303,7 @@ pub struct Refusals {
 /// Bounded connections: trimmed past `high` down to `low`, sparing peers
 /// connected for less than `grace_secs`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(as = ConnectionWatermarks))]
 pub struct ConnectionLimits {
     pub low: usize,
     pub high: usize,
@@ -308,12 +316,14 @@ pub struct ListenAddrsResult {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(as = PeerIdBody))]
 pub struct DialResult {
     /// The peer the connection reached.
     pub peer_id: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(as = Peer))]
 pub struct PeerInfo {
     pub peer_id: String,
     /// Addresses the peer announced (identify), or those of its open
@@ -321,7 +331,9 @@ pub struct PeerInfo {
     pub addrs: Vec<String>,
     /// The remote address of each open connection to the peer (a circuit
     /// through a relay ends in `/p2p-circuit`): how it is reached now.
+    /// (Defaulted only for daemons older than it; always sent.)
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(required = true))]
     pub connections: Vec<String>,
     /// Last round trip measured by the libp2p ping protocol, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -348,6 +360,7 @@ pub struct SubscribeResult {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(as = Topic))]
 pub struct TopicInfo {
     pub topic: String,
     /// Remote peers known to be subscribed to the topic.
@@ -365,6 +378,7 @@ pub struct TopicPeersResult {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(as = MessageId))]
 pub struct PublishResult {
     /// Gossipsub message id, as receivers will see it in their `message` event.
     pub id: String,

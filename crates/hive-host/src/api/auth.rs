@@ -163,17 +163,12 @@ impl Tokens {
     fn find(&self, presented: &str) -> Option<&ApiToken> {
         let mut found = None;
         for token in &self.0 {
-            if same_secret(presented.as_bytes(), token.secret.as_bytes()) {
+            if hive_proto::secret::same_secret(presented.as_bytes(), token.secret.as_bytes()) {
                 found = Some(token);
             }
         }
         found
     }
-}
-
-/// Constant-time comparison, so that timing does not reveal a token prefix.
-fn same_secret(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// What a group of routes asks of a token. Safe methods (GET, HEAD,
@@ -315,7 +310,7 @@ pub struct WhoAmI {
 /// (the dashboard) can tell what it may do before trying.
 #[utoipa::path(get, path = "/api/whoami", tag = "operations",
     responses((status = 200, description = "The caller's token and its scopes (any valid token may ask)", body = super::auth::WhoAmI),
-               (status = 401, body = super::openapi::ErrorResponse)))]
+               (status = 401, body = super::error::ErrorResponse)))]
 pub async fn whoami(caller: Option<axum::Extension<Caller>>) -> Json<WhoAmI> {
     Json(match caller {
         Some(axum::Extension(Caller(token))) => WhoAmI {

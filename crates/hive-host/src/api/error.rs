@@ -11,7 +11,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use hive_proto::ErrorCode;
-use serde_json::json;
+use serde::Serialize;
 
 use crate::ipc_client::IpcError;
 
@@ -50,6 +50,20 @@ pub enum ApiError {
     /// The machine lacks the memory for what was asked.
     #[error("{0}")]
     InsufficientResources(String),
+}
+
+/// What every failed request answers: `{"error": {...}}`.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ErrorResponse {
+    pub error: ErrorBody,
+}
+
+/// One error: a stable code to match on, and a message for people.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    /// Stable error code, e.g. `bad_args`, `unauthorized`, `daemon_unavailable`.
+    pub code: String,
+    pub message: String,
 }
 
 impl From<crate::store::StoreError> for ApiError {
@@ -140,7 +154,9 @@ impl IntoResponse for ApiError {
         } else {
             tracing::debug!(%status, %code, %message, "API error");
         }
-        let body = Json(json!({"error": {"code": code, "message": message}}));
+        let body = Json(ErrorResponse {
+            error: ErrorBody { code, message },
+        });
         let mut response = (status, body).into_response();
         let headers = response.headers_mut();
         match &self {

@@ -29,7 +29,7 @@ pub struct EventsQuery {
            ("token" = Option<String>, Query, description = "API token, for browsers' WebSockets")),
     responses((status = 101, description = "WebSocket of JSON event frames"),
                (status = 400, description = "Not a WebSocket upgrade"),
-               (status = 503, body = super::openapi::ErrorResponse)))]
+               (status = 503, body = super::error::ErrorResponse)))]
 pub async fn events(
     ws: WebSocketUpgrade,
     state: NodeCtx,
@@ -64,11 +64,11 @@ pub struct MessagesQuery {
     params(("topic" = Option<String>, Query), ("after" = Option<u64>, Query),
            ("limit" = Option<u64>, Query, description = "1-1000, default 100"),
            ("kind" = Option<String>, Query, description = "message (default), direct, expired or failed")),
-    responses((status = 200, body = super::openapi::History), (status = 400, body = super::openapi::ErrorResponse)))]
+    responses((status = 200, body = super::events::History), (status = 400, body = super::error::ErrorResponse)))]
 pub async fn messages(
     state: NodeCtx,
     Query(q): Query<MessagesQuery>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<History>, ApiError> {
     let kind: InKind = q.kind.as_deref().unwrap_or("message").parse().map_err(
         |e: crate::kinds::UnknownKind| {
             ApiError::BadRequest(format!(
@@ -85,7 +85,19 @@ pub async fn messages(
         .await?;
     let cursor = rows.last().map(|r| r.cursor).unwrap_or(q.after);
     let frames: Vec<Value> = rows.iter().map(row_frame).collect();
-    Ok(Json(json!({"messages": frames, "cursor": cursor})))
+    Ok(Json(History {
+        messages: frames,
+        cursor,
+    }))
+}
+
+/// One page of `GET /api/messages`.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct History {
+    /// Event frames, as `/api/events` sends them.
+    messages: Vec<Value>,
+    /// Pass back as `after` for the next page.
+    cursor: u64,
 }
 
 /// Rows replayed per database read.

@@ -11,6 +11,7 @@ mod events;
 pub mod guard;
 mod nodes;
 mod openapi;
+mod operations;
 #[cfg(test)]
 mod router_tests;
 mod routes;
@@ -110,16 +111,16 @@ pub fn router(state: AppState) -> Router {
         .route("/", get(dashboard::index))
         .route("/app.js", get(dashboard::app_js))
         .route("/style.css", get(dashboard::style_css))
-        .route("/healthz", get(routes::healthz))
+        .route("/healthz", get(operations::healthz))
         .route("/openapi.json", get(openapi::openapi_json))
         .route("/docs", get(openapi::docs_page));
     let hive = Router::new()
         .route("/api/nodes", get(nodes::list).post(nodes::spawn))
         .route("/api/nodes/{id}", get(nodes::show).delete(nodes::delete))
-        .route("/metrics", get(routes::metrics))
+        .route("/metrics", get(operations::metrics))
         .route_layer(from_fn_with_state(state.clone(), auth::admin));
     let node_metrics = Router::new()
-        .route("/metrics", get(routes::metrics))
+        .route("/metrics", get(operations::metrics))
         .route_layer(from_fn_with_state(state.clone(), auth::admin));
     // Unknown paths need a token too: which paths exist is no business of a
     // caller without one.
@@ -155,7 +156,7 @@ fn node_routes(state: &AppState) -> Router<AppState> {
         .route("/events", get(events::events))
         .route("/messages", get(events::messages))
         .route("/outbox", get(routes::outbox))
-        .route("/tension", get(routes::tension))
+        .route("/tension", get(operations::tension))
         .route("/reproduce", post(nodes::reproduce))
         .route_layer(from_fn_with_state(state.clone(), auth::admin))
         .merge(writes)

@@ -8,8 +8,7 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::Json;
 use hive_proto::{Op, ReproduceResult};
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
 
 use super::{ApiError, AppState, Path, OP_TIMEOUT};
 use crate::hive::{HiveError, NodeView, ROOT_ID};
@@ -77,7 +76,7 @@ pub async fn list(State(state): State<AppState>) -> Json<Vec<NodeView>> {
 /// `GET /api/nodes/{id}`
 #[utoipa::path(operation_id = "nodes_show", get, path = "/api/nodes/{id}", tag = "nodes",
     params(("id" = String, Path, description = "Node id, e.g. n0")),
-    responses((status = 200, body = crate::hive::NodeView), (status = 404, body = super::openapi::ErrorResponse)))]
+    responses((status = 200, body = crate::hive::NodeView), (status = 404, body = super::error::ErrorResponse)))]
 pub async fn show(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -86,21 +85,26 @@ pub async fn show(
     Ok(Json(state.hive.view(&node)))
 }
 
-#[derive(Debug, Default, Deserialize)]
+/// `POST /api/nodes`'s body.
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = SpawnRequest)]
 pub struct SpawnBody {
+    /// Parent node id (default: the first node, `n0`).
     parent: Option<String>,
+    /// 1 to 64 (default 1).
+    #[schema(value_type = Option<u32>)]
     count: Option<i64>,
 }
 
 /// `POST /api/nodes` `{"parent"?, "count"?}` → 201 with the new nodes, once
 /// each is running.
 #[utoipa::path(operation_id = "nodes_spawn", post, path = "/api/nodes", tag = "nodes",
-    request_body(content = super::openapi::SpawnRequest, description = "Optional; default one child of the first node"),
+    request_body(content = super::nodes::SpawnBody, description = "Optional; default one child of the first node"),
     responses((status = 201, description = "The new nodes, once each is running", body = [crate::hive::NodeView]),
-               (status = 400, body = super::openapi::ErrorResponse), (status = 404, description = "Unknown parent", body = super::openapi::ErrorResponse),
-               (status = 409, description = "--max-nodes reached or parent not running", body = super::openapi::ErrorResponse),
-               (status = 507, description = "Not enough memory", body = super::openapi::ErrorResponse)))]
+               (status = 400, body = super::error::ErrorResponse), (status = 404, description = "Unknown parent", body = super::error::ErrorResponse),
+               (status = 409, description = "--max-nodes reached or parent not running", body = super::error::ErrorResponse),
+               (status = 507, description = "Not enough memory", body = super::error::ErrorResponse)))]
 pub async fn spawn(
     State(state): State<AppState>,
     body: axum::body::Bytes,
@@ -123,20 +127,30 @@ pub async fn spawn(
 /// `DELETE /api/nodes/{id}`: stop the node and everything below it.
 #[utoipa::path(operation_id = "nodes_delete", delete, path = "/api/nodes/{id}", tag = "nodes",
     params(("id" = String, Path)),
-    responses((status = 200, description = "The node and its subtree stopped and forgotten", body = super::openapi::Stopped),
-               (status = 404, body = super::openapi::ErrorResponse),
-               (status = 409, description = "The first node cannot be deleted", body = super::openapi::ErrorResponse)))]
+    responses((status = 200, description = "The node and its subtree stopped and forgotten", body = super::nodes::Stopped),
+               (status = 404, body = super::error::ErrorResponse),
+               (status = 409, description = "The first node cannot be deleted", body = super::error::ErrorResponse)))]
 pub async fn delete(
     State(state): State<AppState>,
     Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Stopped>, ApiError> {
     let stopped = state.hive.delete(&id).await?;
-    Ok(Json(json!({ "stopped": stopped })))
+    Ok(Json(Stopped { stopped }))
 }
 
-#[derive(Debug, Default, Deserialize)]
+/// What `DELETE /api/nodes/{id}` answers.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Stopped {
+    /// Ids of the nodes stopped, deepest first.
+    stopped: Vec<String>,
+}
+
+/// `POST /api/reproduce`'s body.
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = ReproduceRequest)]
 pub struct ReproduceBody {
+    /// 1 to 64 (default 1).
     count: Option<u32>,
 }
 
@@ -145,9 +159,9 @@ pub struct ReproduceBody {
 /// back as a `reproduce` event, and the host starts the children; they show
 /// up in `GET /api/nodes` once running.
 #[utoipa::path(post, path = "/api/reproduce", tag = "nodes",
-    request_body(content = super::openapi::ReproduceRequest, description = "Optional"),
-    responses((status = 200, description = "The daemon asked its host for children", body = super::openapi::ReproduceAnswer),
-               (status = 400, body = super::openapi::ErrorResponse), (status = 503, body = super::openapi::ErrorResponse)))]
+    request_body(content = super::nodes::ReproduceBody, description = "Optional"),
+    responses((status = 200, description = "The daemon asked its host for children", body = hive_proto::ReproduceResult),
+               (status = 400, body = super::error::ErrorResponse), (status = 503, body = super::error::ErrorResponse)))]
 pub async fn reproduce(
     state: NodeCtx,
     body: axum::body::Bytes,

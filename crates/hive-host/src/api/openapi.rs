@@ -1,224 +1,25 @@
 //! `GET /openapi.json` and a readable page at `/docs`.
 //!
 //! The document is built by `utoipa` from the `#[utoipa::path]` attributes
-//! on the real handlers (their doc comments become the summaries). The
-//! host's own request and response types (status, dial, subscription, send,
-//! whoami, nodes) derive their schemas where they are defined; the ones
-//! that live in `hive-proto` (which must not depend on an HTTP
-//! documentation crate) or are built as JSON values are described here as
-//! schemas of their own. A test in `tests/tests/http_api.rs`
-//! calls every documented operation against a real host, so a route that is
-//! documented but not served fails CI.
+//! on the real handlers (their doc comments become the summaries) and the
+//! schemas of the real types they answer with: the host's own derive
+//! `ToSchema` where they are defined, `hive-proto`'s results derive it
+//! behind that crate's `openapi` feature (which only the host turns on, so
+//! the daemon builds without utoipa). Nothing here repeats a type.
+//! `tests/tests/http_api.rs` calls every documented operation against a
+//! real host (a route documented but not served fails CI), and
+//! `tests/tests/openapi_fields.rs` checks that every field a real host
+//! serves is declared.
 
 use axum::response::{Html, IntoResponse};
 use axum::Json;
 use utoipa::OpenApi;
 
-#[derive(utoipa::ToSchema)]
-#[allow(dead_code)]
-pub(super) struct ErrorBody {
-    /// Stable error code, e.g. `bad_args`, `unauthorized`, `daemon_unavailable`.
-    code: String,
-    message: String,
-}
-
-#[derive(utoipa::ToSchema)]
-#[allow(dead_code)]
-pub(super) struct ErrorResponse {
-    error: ErrorBody,
-}
-
-/// Connections the daemon keeps: at least `low`, trimmed past `high`, new
-/// ones spared for `grace_secs`.
-#[derive(utoipa::ToSchema)]
-#[allow(dead_code)]
-pub(super) struct ConnectionWatermarks {
-    low: u64,
-    high: u64,
-    grace_secs: u64,
-}
-
-/// How the daemon catches up on what it missed (`/hive/sync/1.0.0`),
-/// counted since it started.
-#[derive(utoipa::ToSchema)]
-#[allow(dead_code)]
-pub(super) struct SyncStatus {
-    /// Catch-ups with peers waiting or running: above 0 the node knows it
-    /// may be behind.
-    behind: u64,
-    /// Messages fetched from peers that passed verification (the history
-    /// keeps the new ones and drops the rest as duplicates).
-    fetched: u64,
-    /// Messages peers offered without their author's valid signature.
-    rejected: u64,
-    /// Catch-ups that failed (no answer, or a broken exchange).
-    failed: u64,
-    /// Pages of history served to other nodes.
-    served: u64,
-    /// Requests from other nodes refused (too many at once).
-    refused: u64,
-    /// The peers caught up with most recently, newest first (at most 32).
-    peers: Vec<PeerSync>,
-}
-
-/// Whether others can dial the node directly, and its relay slots.
-#[derive(utoipa::ToSchema)]
-#[allow(dead_code)]
-pub(super) struct ReachStatus {
-    /// `public` or `private` when forced, otherwise `auto`.
-    mode: String,
-    /// Whether the node counts itself as directly dialable now.
-    reachable: bool,
-    /// AutoNAT's verdict (`public`, `private`, `unknown`); absent when off.
-    autonat: Option<String>,
-    /// Addresses others confirmed (external, not relayed).
-    confirmed_addrs: Vec<String>,
-    relays: Vec<RelaySlot>,
-}
-
-/// A slot on one relay.
-#[derive(utoipa::ToSchema)]
-#[allow(dead_code)]
-pub(super) struct RelaySlot {
-    peer_id: String,
-    /// `reserved`, `reserving`, `refused` (asked again later) or `none`.
-    state: String,
-    /// The relayed address announced while reserved.
-    addr: Option<String>,
-}
-
-/// The last catch-up with one peer.
-#[derive(utoipa::ToSchema)]
-#[allow(dead_code)]
-pub(super) struct PeerSync {
-    peer_id: String,
-    /// When it ended, Unix milliseconds.
-    last_ms: i64,
-    /// Messages fetched from this peer that passed verification.
-    fetched: u64,
-    /// Messages refused from this peer.
-    rejected: u64,
-}
-
-/// How the host's store keeps up with its daemon's numbered history.
-#[derive(utoipa::ToSchema)]
-#[allow(dead_code)]
-pub(super) struct Inbound {
-    /// Last history number stored.
-    position: u64,
-    /// Holes seen (a queue dropped events, the host or daemon restarted).
-    gaps: u64,
-    /// Messages fetched from the daemon's history to fill them.
-    repaired: u64,
-    /// Messages pruned from the daemon's history before the host stored them.
-    lost: u64,
-}
-
-#[derive(utoipa::ToSchema)]
-#[allow(dead_code)]
-pub(super) struct Peer {
-    peer_id: String,
-    /// Where the peer can be dialed: the addresses it announced.
-    addrs: Vec<String>,
-    /// The remote address of each open connection (circuits end in `/p2p-circuit`).
-    connections: Vec<String>,
-    /// Last round trip measured by libp2p ping; absent before the first.
-    rtt_ms: Option<f64>,
-    /// Seconds since the first of the current connections was established.
-    connected_secs: Option<f64>,
-    /// The peer's gossipsub score: 0 for an honest peer; below -80 it is
-    /// graylisted (what it sends over gossipsub is ignored).
-    gossip_score: Option<f64>,
-}
-
-#[derive(utoipa::ToSchema)]
-#[allow(dead_code)]
-pub(super) struct PeerIdBody {
-    peer_id: String,
-}
-
-#[derive(utoipa::ToSchema)]
-#[allow(dead_code)]
-pub(super) struct Topic {
-    topic: String,
-    peers: u64,
-}
-
-#[derive(utoipa::ToSchema)]
-#[allow(dead_code)]
-pub(super) struct MessageId {
-    id: String,
-}
-
-#[derive(utoipa::ToSchema)]
-#[allow(dead_code)]
-pub(super) struct History {
-    /// Event frames, as `/api/events` sends them.
-    messages: Vec<serde_json::Value>,
-    /// Pass back as `after` for the next page.
-    cursor: u64,
-}
-
-#[derive(utoipa::ToSchema)]
-#[allow(dead_code)]
-pub(super) struct Outbox {
-    depth: u64,
-    pending: Vec<serde_json::Value>,
-}
-
-#[derive(utoipa::ToSchema)]
-#[allow(dead_code)]
-pub(super) struct TensionSample {
-    /// Unix time in milliseconds.
-    t: u64,
-    value: f64,
-}
-
-#[derive(utoipa::ToSchema)]
-#[allow(dead_code)]
-pub(super) struct TensionNow {
-    value: f64,
-    signals: std::collections::BTreeMap<String, f64>,
-    /// One sample per 5 s over the last 15 minutes, oldest first.
-    history: Vec<TensionSample>,
-}
-
-#[derive(utoipa::ToSchema)]
-#[allow(dead_code)]
-pub(super) struct SpawnRequest {
-    /// Parent node id (default: the first node, `n0`).
-    parent: Option<String>,
-    /// 1 to 64 (default 1).
-    count: Option<u32>,
-}
-
-#[derive(utoipa::ToSchema)]
-#[allow(dead_code)]
-pub(super) struct ReproduceRequest {
-    /// 1 to 64 (default 1).
-    count: Option<u32>,
-}
-
-#[derive(utoipa::ToSchema)]
-#[allow(dead_code)]
-pub(super) struct ReproduceAnswer {
-    /// True when the host starts the children (always, under a host).
-    delegated: bool,
-    children: Vec<serde_json::Value>,
-}
-
-#[derive(utoipa::ToSchema)]
-#[allow(dead_code)]
-pub(super) struct Stopped {
-    /// Ids of the nodes stopped, deepest first.
-    stopped: Vec<String>,
-}
-
 #[derive(OpenApi)]
 #[openapi(
     info(title = "Hive host API", description = "The HTTP/WebSocket API of `hive up`. Top-level routes address the first node; every node-level route is also served under `/api/nodes/{id}/...` for any node of the hive."),
-    paths(super::routes::status, super::routes::peers, super::routes::dial, super::routes::topics, super::routes::subscribe, super::routes::unsubscribe, super::routes::publish, super::routes::send, super::events::messages, super::routes::outbox, super::events::events, super::routes::healthz, super::routes::metrics,
-          super::routes::tension, super::auth::whoami, super::nodes::reproduce, super::nodes::list, super::nodes::spawn, super::nodes::show, super::nodes::delete),
+    paths(super::routes::status, super::routes::peers, super::routes::dial, super::routes::topics, super::routes::subscribe, super::routes::unsubscribe, super::routes::publish, super::routes::send, super::events::messages, super::routes::outbox, super::events::events, super::operations::healthz, super::operations::metrics,
+          super::operations::tension, super::auth::whoami, super::nodes::reproduce, super::nodes::list, super::nodes::spawn, super::nodes::show, super::nodes::delete),
     modifiers(&BearerAuth, &PerNode),
 )]
 struct ApiDoc;

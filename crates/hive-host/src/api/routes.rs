@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::http::{header, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use hive_proto::{
     DialResult, Op, PeerInfo, PeersResult, PublishResult, StatusResult, TopicInfo, TopicsResult,
@@ -15,7 +15,6 @@ use serde_json::Value;
 use axum::Json;
 
 use super::{ApiError, JsonBody, NodeCtx, Path, NETWORK_TIMEOUT, OP_TIMEOUT};
-use crate::state::DaemonState;
 use crate::store::OutKind;
 
 /// `{topic}` of a topic route, by name: under `/api/nodes/{id}` the path
@@ -57,22 +56,18 @@ pub struct StatusBody {
     /// How the store keeps up with the daemon's numbered history: last
     /// number stored, holes seen, messages fetched to fill them, messages
     /// the history no longer had.
-    #[schema(value_type = super::openapi::Inbound)]
-    inbound: serde_json::Value,
+    inbound: crate::inbound::InboundSnapshot,
     /// The daemon's connection watermarks (absent when its manager is off
     /// or the daemon does not answer).
     #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<super::openapi::ConnectionWatermarks>)]
     connections: Option<hive_proto::ConnectionLimits>,
     /// The daemon catching up on what it missed from its peers (absent when
     /// it does not, as in go mode, or does not answer).
     #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<super::openapi::SyncStatus>)]
     sync: Option<hive_proto::SyncStatus>,
     /// Whether others can dial the node directly, AutoNAT's verdict and its
     /// relay slots (absent when the daemon does not answer).
     #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<super::openapi::ReachStatus>)]
     reach: Option<hive_proto::ReachStatus>,
     /// The inbox's byte budget, bytes stored, and what remote peers were
     /// refused (over their rate) or had evicted (over the budget).
@@ -132,7 +127,7 @@ pub async fn status(state: NodeCtx) -> Json<StatusBody> {
 }
 
 #[utoipa::path(get, path = "/api/peers", tag = "node",
-    responses((status = 200, body = [super::openapi::Peer]), (status = 503, body = super::openapi::ErrorResponse)))]
+    responses((status = 200, body = [hive_proto::PeerInfo]), (status = 503, body = super::error::ErrorResponse)))]
 pub async fn peers(state: NodeCtx) -> Result<Json<Vec<PeerInfo>>, ApiError> {
     let result: PeersResult = state.client()?.request_typed(Op::Peers, OP_TIMEOUT).await?;
     Ok(Json(result.peers))
@@ -147,8 +142,8 @@ pub struct DialBody {
 }
 
 #[utoipa::path(post, path = "/api/dial", tag = "node", request_body = super::routes::DialBody,
-    responses((status = 200, body = super::openapi::PeerIdBody), (status = 400, body = super::openapi::ErrorResponse),
-               (status = 502, body = super::openapi::ErrorResponse), (status = 503, body = super::openapi::ErrorResponse)))]
+    responses((status = 200, body = hive_proto::DialResult), (status = 400, body = super::error::ErrorResponse),
+               (status = 502, body = super::error::ErrorResponse), (status = 503, body = super::error::ErrorResponse)))]
 pub async fn dial(
     state: NodeCtx,
     JsonBody(body): JsonBody<DialBody>,
@@ -170,7 +165,7 @@ pub async fn dial(
 }
 
 #[utoipa::path(get, path = "/api/topics", tag = "pubsub",
-    responses((status = 200, body = [super::openapi::Topic]), (status = 503, body = super::openapi::ErrorResponse)))]
+    responses((status = 200, body = [hive_proto::TopicInfo]), (status = 503, body = super::error::ErrorResponse)))]
 pub async fn topics(state: NodeCtx) -> Result<Json<Vec<TopicInfo>>, ApiError> {
     let result: TopicsResult = state
         .client()?
@@ -197,8 +192,8 @@ struct Changed {
 
 #[utoipa::path(post, path = "/api/topics/{topic}/subscribe", tag = "pubsub",
     params(("topic" = String, Path, description = "1-256 bytes, no control characters")),
-    responses((status = 200, body = super::routes::SubscriptionBody), (status = 400, body = super::openapi::ErrorResponse),
-               (status = 503, body = super::openapi::ErrorResponse)))]
+    responses((status = 200, body = super::routes::SubscriptionBody), (status = 400, body = super::error::ErrorResponse),
+               (status = 503, body = super::error::ErrorResponse)))]
 pub async fn subscribe(
     state: NodeCtx,
     Path(TopicPath { topic }): Path<TopicPath>,
@@ -233,8 +228,8 @@ pub async fn subscribe(
 
 #[utoipa::path(post, path = "/api/topics/{topic}/unsubscribe", tag = "pubsub",
     params(("topic" = String, Path)),
-    responses((status = 200, body = super::routes::SubscriptionBody), (status = 400, body = super::openapi::ErrorResponse),
-               (status = 503, body = super::openapi::ErrorResponse)))]
+    responses((status = 200, body = super::routes::SubscriptionBody), (status = 400, body = super::error::ErrorResponse),
+               (status = 503, body = super::error::ErrorResponse)))]
 pub async fn unsubscribe(
     state: NodeCtx,
     Path(TopicPath { topic }): Path<TopicPath>,
@@ -318,9 +313,9 @@ pub struct PublishQuery {
            ("envelope" = Option<bool>, Query, description = "false: publish the bare bytes (for non-Hive libp2p peers); true: Hive's envelope, which keeps the id across retries so Hive receivers drop duplicates. Default: enveloped unless the host runs with --plain-pubsub"),
            ("Idempotency-Key" = Option<String>, Header, description = "1-64 printable ASCII; a retry with the same key is not queued twice")),
     request_body(content = Vec<u8>, content_type = "application/octet-stream", description = "The message: raw bytes"),
-    responses((status = 200, description = "Durably queued", body = super::openapi::MessageId),
-               (status = 400, body = super::openapi::ErrorResponse), (status = 413, body = super::openapi::ErrorResponse),
-               (status = 503, description = "Outbox full (Retry-After)", body = super::openapi::ErrorResponse)))]
+    responses((status = 200, description = "Durably queued", body = hive_proto::PublishResult),
+               (status = 400, body = super::error::ErrorResponse), (status = 413, body = super::error::ErrorResponse),
+               (status = 503, description = "Outbox full (Retry-After)", body = super::error::ErrorResponse)))]
 pub async fn publish(
     state: NodeCtx,
     Path(TopicPath { topic }): Path<TopicPath>,
@@ -389,8 +384,8 @@ pub struct SendQuery {
     request_body(content = Vec<u8>, content_type = "application/octet-stream"),
     responses((status = 200, description = "Acknowledged by the remote daemon", body = super::routes::SendBody),
                (status = 202, description = "Queued; retried until acknowledged or expired", body = super::routes::SendBody),
-               (status = 400, body = super::openapi::ErrorResponse), (status = 413, body = super::openapi::ErrorResponse),
-               (status = 503, body = super::openapi::ErrorResponse)))]
+               (status = 400, body = super::error::ErrorResponse), (status = 413, body = super::error::ErrorResponse),
+               (status = 503, body = super::error::ErrorResponse)))]
 pub async fn send(
     state: NodeCtx,
     Path(PeerPath { peer_id }): Path<PeerPath>,
@@ -469,7 +464,8 @@ pub struct OutboxQuery {
     limit: Option<usize>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = Outbox)]
 pub struct OutboxBody {
     depth: u64,
     pending: Vec<crate::store::OutItem>,
@@ -478,7 +474,7 @@ pub struct OutboxBody {
 /// Messages accepted and not yet acknowledged, oldest first.
 #[utoipa::path(get, path = "/api/outbox", tag = "history",
     params(("limit" = Option<u64>, Query)),
-    responses((status = 200, body = super::openapi::Outbox), (status = 400, body = super::openapi::ErrorResponse)))]
+    responses((status = 200, body = super::routes::OutboxBody), (status = 400, body = super::error::ErrorResponse)))]
 pub async fn outbox(
     state: NodeCtx,
     super::Query(q): super::Query<OutboxQuery>,
@@ -502,87 +498,6 @@ fn looks_like_peer_id(s: &str) -> bool {
         && s.chars()
             .all(|c| c.is_ascii_lowercase() || ('2'..='7').contains(&c));
     (32..=128).contains(&s.len()) && (base58 || cid)
-}
-
-/// 200 only while the daemon is running: load balancers and tests use it as
-/// "the node is usable".
-#[utoipa::path(get, path = "/healthz", tag = "operations",
-    responses((status = 200, description = "The daemon is running"), (status = 503, description = "It is not")))]
-pub async fn healthz(state: NodeCtx) -> (StatusCode, &'static str) {
-    if state.supervisor.snapshot().state == DaemonState::Running
-        && state.supervisor.client().is_some()
-    {
-        (StatusCode::OK, "ok")
-    } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "daemon not running")
-    }
-}
-
-/// `GET /api/tension`: τ now, its signals, and its history (one sample per
-/// 5 s over the last 15 minutes, oldest first).
-#[utoipa::path(get, path = "/api/tension", tag = "operations",
-    responses((status = 200, description = "τ, its signals and its 15-minute history", body = super::openapi::TensionNow)))]
-pub async fn tension(state: NodeCtx) -> Json<Value> {
-    let now = state.tension();
-    let history: Vec<Value> = state
-        .supervisor
-        .tension_history()
-        .into_iter()
-        .map(|(t, value)| serde_json::json!({"t": t, "value": value}))
-        .collect();
-    Json(serde_json::json!({
-        "value": now.value,
-        "signals": now.signals,
-        "history": history,
-    }))
-}
-
-/// How long `/metrics` waits for the daemon's own libp2p metrics.
-const DAEMON_METRICS_TIMEOUT: Duration = Duration::from_secs(2);
-
-/// `GET /metrics`: the host's families, then the daemon's libp2p families
-/// (fetched over the IPC), as one OpenMetrics document.
-#[utoipa::path(get, path = "/metrics", tag = "operations",
-    responses((status = 200, description = "OpenMetrics text: the host's families, then the daemon's libp2p ones",
-               content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8")))]
-pub async fn metrics(state: NodeCtx) -> Result<Response, ApiError> {
-    let sup = &state.supervisor;
-    let tension = state.tension();
-    sup.metrics().set_tension(&tension);
-    sup.metrics().set_process(sup.snapshot().pid);
-    let mut text = sup
-        .metrics()
-        .encode()
-        .map_err(|e| ApiError::Internal(format!("cannot encode metrics: {e}")))?;
-    let daemon = match sup.client() {
-        Some(client) => client
-            .request_typed::<hive_proto::MetricsResult>(Op::Metrics, DAEMON_METRICS_TIMEOUT)
-            .await
-            .ok(),
-        None => None,
-    };
-    if let Some(daemon) = daemon {
-        // One document has one `# EOF`, at its end.
-        let host_part = text.trim_end().strip_suffix("# EOF").unwrap_or(&text);
-        let daemon_part = daemon.text.trim_end();
-        let daemon_part = daemon_part
-            .strip_suffix("# EOF")
-            .unwrap_or(daemon_part)
-            .trim_end();
-        text = format!(
-            "{}{}\n# EOF\n",
-            host_part,
-            daemon_part.trim_start_matches('\n')
-        );
-    }
-    Ok((
-        [(
-            header::CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
-        text,
-    )
-        .into_response())
 }
 
 #[cfg(test)]

@@ -8,35 +8,25 @@ use clap::Args;
 use serde_json::Value;
 
 use super::Check;
+use crate::cli::NodeArgs;
 
 /// How long one probe (a TCP connect, a request, `--version`) may take.
 const PROBE: Duration = Duration::from_secs(3);
 
-/// The same flags as `hive up` where they matter, so that `hive doctor`
-/// checks the node that `hive up` with these flags would run.
+/// `hive up`'s own flags where they matter ([`NodeArgs`], one definition
+/// for both), so that `hive doctor` checks the node that `hive up` with
+/// these flags would run.
 #[derive(Debug, Clone, Args)]
 pub struct DoctorArgs {
-    /// Data directory [default: the platform data directory + /hive].
-    #[arg(long)]
-    pub data_dir: Option<PathBuf>,
-    /// HTTP address `hive up` would serve on.
-    #[arg(long, default_value = "127.0.0.1:7700")]
-    pub http: String,
-    /// Listen addresses the node would bind (repeatable).
-    #[arg(long)]
-    pub listen: Vec<String>,
-    /// Bootstrap peers to check (repeatable), `/ip4/…/tcp/…/p2p/ID`.
-    #[arg(long)]
-    pub bootstrap: Vec<String>,
-    /// The hive-p2pd binary [default: next to this hive].
-    #[arg(long)]
-    pub daemon_bin: Option<PathBuf>,
+    #[command(flatten)]
+    pub node: NodeArgs,
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
 }
 
 pub async fn all(args: &DoctorArgs, api: &str) -> Vec<Check> {
+    let args = &args.node;
     let running = Running::probe(api).await;
     let data_dir = args
         .data_dir
@@ -145,8 +135,8 @@ fn data_directory(dir: Option<&Path>) -> Vec<Check> {
                     parent.display()
                 )
             }),
-            Some(parent) => Err(format!("{} is not a directory", parent.display())),
-            None => Err("no existing parent directory".into()),
+            Some(parent) => Err(Unwritable::NotADirectory(parent.to_owned())),
+            None => Err(Unwritable::NoParent),
         }
     };
     let mut checks = vec![match writable {
@@ -161,11 +151,22 @@ fn data_directory(dir: Option<&Path>) -> Vec<Check> {
     checks
 }
 
+/// Why the data directory cannot be written.
+#[derive(Debug, thiserror::Error)]
+enum Unwritable {
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    #[error("{} is not a directory", .0.display())]
+    NotADirectory(std::path::PathBuf),
+    #[error("no existing parent directory")]
+    NoParent,
+}
+
 /// Create and remove a file in `dir`.
-fn probe_write(dir: &Path) -> Result<(), String> {
+fn probe_write(dir: &Path) -> Result<(), Unwritable> {
     let probe = dir.join(format!(".hive-doctor-{}", std::process::id()));
-    std::fs::write(&probe, b"probe").map_err(|e| e.to_string())?;
-    std::fs::remove_file(&probe).map_err(|e| e.to_string())
+    std::fs::write(&probe, b"probe")?;
+    Ok(std::fs::remove_file(&probe)?)
 }
 
 fn identity(key: &Path) -> Check {
@@ -226,11 +227,7 @@ fn http_port(http: &str, running: Option<&Running>) -> Check {
 
 /// The TCP ports the node would bind: configured fixed ones, and the ones
 /// it bound last time (node-state.json) for `tcp/0` addresses.
-fn listen_ports(
-    args: &DoctorArgs,
-    data_dir: Option<&Path>,
-    running: Option<&Running>,
-) -> Vec<Check> {
+fn listen_ports(args: &NodeArgs, data_dir: Option<&Path>, running: Option<&Running>) -> Vec<Check> {
     let mut wanted: Vec<(SocketAddr, bool)> = args
         .listen
         .iter()

@@ -33,8 +33,8 @@ use crate::outbox::Outbox;
 use crate::state::{DaemonState, HostEvent};
 use crate::store::Store;
 use crate::supervisor::{DaemonSettings, Supervisor, SupervisorConfig};
-use crate::sync::lock;
 use crate::tension::Tension;
+use hive_proto::sync::lock;
 
 /// The id of the node a host starts with.
 pub const ROOT_ID: &str = "n0";

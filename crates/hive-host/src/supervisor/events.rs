@@ -9,7 +9,7 @@ use super::Supervisor;
 use crate::inbound::Inbound;
 use crate::ipc_client::IpcClient;
 use crate::state::HostEvent;
-use crate::sync::lock;
+use hive_proto::sync::lock;
 
 impl Supervisor {
     /// Store the daemon's messages and re-broadcast its events to host

@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::Supervisor;
 use crate::ipc_client::IpcClient;
-use crate::sync::lock;
+use hive_proto::sync::lock;
 
 const HEALTH_INTERVAL: Duration = Duration::from_secs(2);
 const HEALTH_TIMEOUT: Duration = Duration::from_secs(5);

@@ -5,8 +5,8 @@ use std::time::{Duration, Instant};
 
 use super::{Supervisor, TENSION_HISTORY_LEN};
 use crate::state::DaemonState;
-use crate::sync::lock;
 use crate::tension::{self, Tension};
+use hive_proto::sync::lock;
 
 impl Supervisor {
     /// Current tension, computed from the live signals.

@@ -38,7 +38,7 @@ use crate::ipc_stats::IpcStats;
 use crate::metrics::Metrics;
 use crate::state::{DaemonSnapshot, DaemonState, HostEvent, HostStatus};
 use crate::store::Store;
-use crate::sync::lock;
+use hive_proto::sync::lock;
 
 /// Capacity of the host event channel fanned out to WebSocket clients.
 pub const HOST_EVENT_CAPACITY: usize = 16_384;
@@ -211,7 +211,7 @@ impl Supervisor {
     }
 
     /// `/api/status`'s `inbound` field.
-    pub fn inbound_stats(&self) -> serde_json::Value {
+    pub fn inbound_stats(&self) -> crate::inbound::InboundSnapshot {
         self.shared.inbound.snapshot()
     }
 

@@ -11,7 +11,7 @@ use tokio::sync::broadcast;
 
 use super::Supervisor;
 use crate::ipc_client::IpcClient;
-use crate::sync::lock;
+use hive_proto::sync::lock;
 
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);

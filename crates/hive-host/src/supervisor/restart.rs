@@ -1,21 +1,16 @@
 //! The life-cycle loop: start a daemon, watch it, and when it ends start the
 //! next one after a backoff, until the host shuts down.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use tokio_util::sync::CancellationToken;
 
 use super::health::{Outcome, HEALTH_FAILURES};
 use super::process::kill_and_reap;
 use super::Supervisor;
-use crate::backoff::Backoff;
 use crate::state::DaemonState;
-use crate::sync::lock;
-
-/// Restart waits: from a quarter second, doubling, up to half a minute.
-const RESTART_BACKOFF: Backoff = Backoff::new(Duration::from_millis(250), Duration::from_secs(30));
-/// A daemon that ran this long resets the backoff.
-const HEALTHY_RESET: Duration = Duration::from_secs(60);
+use hive_proto::backoff;
+use hive_proto::sync::lock;
 
 /// How one daemon's life ended.
 enum Life {
@@ -44,7 +39,7 @@ impl Supervisor {
             self.count_restart();
             state = DaemonState::Restarting;
             self.set_state(state, None);
-            let delay = RESTART_BACKOFF.delay(failures);
+            let delay = backoff::RESTART.delay(failures);
             tracing::info!(?delay, "restarting the daemon");
             tokio::select! {
                 _ = tokio::time::sleep(delay) => {}
@@ -113,7 +108,7 @@ impl Supervisor {
             }
         }
         Life::Ended {
-            healthy: since.elapsed() >= HEALTHY_RESET,
+            healthy: since.elapsed() >= backoff::HEALTHY_AFTER,
         }
     }
 }

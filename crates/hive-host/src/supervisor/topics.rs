@@ -7,7 +7,7 @@ use hive_proto::Op;
 
 use super::Supervisor;
 use crate::ipc_client::IpcClient;
-use crate::sync::lock;
+use hive_proto::sync::lock;
 
 const RESUBSCRIBE_TIMEOUT: Duration = Duration::from_secs(5);
 

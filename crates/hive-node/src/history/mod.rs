@@ -118,7 +118,7 @@ impl History {
         let reader = self.reader.clone();
         let journal = self.journal.to_string();
         tokio::task::spawn_blocking(move || {
-            let conn = reader.lock().unwrap_or_else(|p| p.into_inner());
+            let conn = crate::lock(&reader);
             db::page(&conn, journal, after, limit)
         })
         .await
@@ -133,7 +133,7 @@ impl History {
     ) -> Result<T, HistoryError> {
         let reader = self.reader.clone();
         tokio::task::spawn_blocking(move || {
-            let conn = reader.lock().unwrap_or_else(|p| p.into_inner());
+            let conn = crate::lock(&reader);
             read(&conn)
         })
         .await

@@ -1,6 +1,6 @@
 //! Building the swarm: transports, their upgrades and the behaviours.
 
-use libp2p::{noise, tcp, yamux, Swarm};
+use libp2p::{noise, tcp, yamux, Multiaddr, PeerId, Stream, Swarm};
 use prometheus_client::registry::Registry;
 use tokio::sync::mpsc;
 
@@ -8,6 +8,57 @@ use super::NodeError;
 use crate::behaviour::Behaviour;
 use crate::circuit::{CircuitTransport, InboundCircuit};
 use crate::config::NodeConfig;
+use crate::relays::{Relays, ReservationOutcome};
+
+/// The swarm, listening, and what the rest of the node reaches it through.
+pub(super) struct Wired {
+    pub swarm: Swarm<Behaviour>,
+    pub registry: Registry,
+    pub listen_addrs: Vec<Multiaddr>,
+    pub keeper: crate::reconnect::Keeper,
+    pub streams: libp2p_stream::Control,
+    pub named: crate::named::NamedStreams,
+    pub named_inbound: mpsc::Receiver<(PeerId, String, Stream)>,
+    pub signatures: crate::pubsub_meta::Signatures,
+    pub relays: Relays,
+    pub relay_outcomes: mpsc::UnboundedReceiver<ReservationOutcome>,
+}
+
+/// Build the swarm with its behaviours and transports, bind every listen
+/// address, take circuits when this node is a relay client, and set up its
+/// relay slots.
+pub(super) async fn wire(config: &NodeConfig) -> Result<Wired, NodeError> {
+    let mut registry = Registry::default();
+    let (named_behaviour, named, named_inbound) = crate::named::new();
+    let (keep_signatures, signatures) = crate::pubsub_meta::new();
+    let streams = libp2p_stream::Behaviour::new();
+    let mut stream_control = streams.new_control();
+    let (circuits, inbound_circuits) = crate::circuit::new_transport(stream_control.clone());
+    let parts = Parts {
+        named: named_behaviour,
+        streams,
+        signatures: keep_signatures,
+        circuits,
+    };
+    let mut swarm = swarm(config, &mut registry, parts)?;
+    let (listen_addrs, keeper) = super::listen(&mut swarm, config).await?;
+    if config.relay_client {
+        accept_circuits(&mut swarm, &mut stream_control, inbound_circuits)?;
+    }
+    let (relays, relay_outcomes) = Relays::new(config.auto_relay.as_ref(), stream_control.clone());
+    Ok(Wired {
+        swarm,
+        registry,
+        listen_addrs,
+        keeper,
+        streams: stream_control,
+        named,
+        named_inbound,
+        signatures,
+        relays,
+        relay_outcomes,
+    })
+}
 
 /// What the swarm is built from beyond the configuration: behaviours and
 /// the circuit transport, made before it so that their handles stay out.

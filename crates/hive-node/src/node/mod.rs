@@ -45,6 +45,8 @@ mod dht;
 mod direct;
 mod errors;
 mod handle;
+#[cfg(test)]
+mod memory_tests;
 mod peers;
 mod pubsub;
 mod reach;
@@ -293,29 +295,26 @@ impl Node {
     /// Build the swarm, bind every listen address, dial the bootstrap peers,
     /// and spawn the loop. Returns once the node is listening.
     pub async fn start(config: NodeConfig) -> Result<NodeHandle, NodeError> {
-        let mut registry = Registry::default();
-        let (named_behaviour, named, named_inbound) = crate::named::new();
-        let (keep_signatures, signatures) = crate::pubsub_meta::new();
-        let streams = libp2p_stream::Behaviour::new();
-        let mut stream_control = streams.new_control();
-        let (circuits, inbound_circuits) = crate::circuit::new_transport(stream_control.clone());
-        let parts = build::Parts {
-            named: named_behaviour,
+        let wired = build::wire(&config).await?;
+        Self::assemble(config, wired)
+    }
+
+    /// The loop's state around a wired swarm (from [`build::wire`], or an
+    /// in-memory one in tests); spawns the loop.
+    fn assemble(config: NodeConfig, wired: build::Wired) -> Result<NodeHandle, NodeError> {
+        let build::Wired {
+            swarm,
+            mut registry,
+            listen_addrs,
+            keeper,
             streams,
-            signatures: keep_signatures,
-            circuits,
-        };
-        let mut swarm = build::swarm(&config, &mut registry, parts)?;
+            named,
+            named_inbound,
+            signatures,
+            relays,
+            relay_outcomes,
+        } = wired;
         let peer_id = *swarm.local_peer_id();
-
-        let (listen_addrs, keeper) = listen(&mut swarm, &config).await?;
-        if config.relay_client {
-            build::accept_circuits(&mut swarm, &mut stream_control, inbound_circuits)?;
-        }
-
-        let (relays, relay_outcomes) =
-            Relays::new(config.auto_relay.as_ref(), stream_control.clone());
-
         let conn_tags = crate::connmgr::Tags::default();
         let conn_manager = config
             .conn_manager
@@ -333,7 +332,7 @@ impl Node {
             peer_id,
             listen_addrs: listen_addrs.iter().map(|a| with_p2p(a, peer_id)).collect(),
             shutdown: shutdown_rx,
-            streams: stream_control,
+            streams,
             named,
             conn_tags,
             named_inbound: Arc::new(std::sync::Mutex::new(Some(named_inbound))),

@@ -41,10 +41,10 @@ impl ConnManager {
 
     /// TRIM: close connections down to the low watermark. Returns how many
     /// peers were disconnected. Does nothing unless `-connManager` is on.
-    pub async fn trim(&self, node: &NodeHandle) -> Result<usize, String> {
+    pub async fn trim(&self, node: &NodeHandle) -> Result<usize, hive_node::CallError> {
         if !self.enabled {
             return Ok(0);
         }
-        node.trim().await.map_err(|e| e.to_string())
+        node.trim().await
     }
 }

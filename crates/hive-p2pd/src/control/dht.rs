@@ -7,8 +7,9 @@ use libp2p::PeerId;
 use prost::Message as _;
 use tokio::io::{AsyncRead, AsyncWrite};
 
+use super::args::peer_from;
 use super::framing::write_frame;
-use super::peers::{peer_from, peer_info};
+use super::peers::peer_info;
 use super::{ok_or_error, pb};
 
 /// DHT: answered once, or streamed for the queries that find many.

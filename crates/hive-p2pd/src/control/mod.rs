@@ -20,6 +20,7 @@
 //! its accept loop and the `-idleTimeout` watchdog.
 
 mod addr;
+mod args;
 pub mod connmgr;
 mod dht;
 mod framing;
@@ -44,10 +45,10 @@ use prost::Message as _;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::sync::watch;
 
+use args::{peer_from, ArgError};
 use framing::{read_frame, write_frame};
 use idle::OpenGuard;
 use pb::{PsRequestType, RequestType};
-use peers::peer_from;
 
 /// Shared state of the control server.
 pub struct Control {
@@ -163,9 +164,10 @@ fn ok_or_error<T, E: std::fmt::Display>(result: Result<T, E>) -> pb::Response {
 /// CONNMANAGER: TAG_PEER (0), UNTAG_PEER (1), TRIM (2).
 async fn conn_manager(control: &Control, req: pb::ConnManagerRequest) -> pb::Response {
     let peer = || match req.peer.as_deref().map(peer_from) {
-        Some(Ok(peer)) => Ok(peer),
-        Some(Err(e)) => Err(e),
-        None => Err("CONNMANAGER TAG_PEER/UNTAG_PEER needs a peer".to_string()),
+        Some(parsed) => parsed,
+        None => Err(ArgError::Missing(
+            "CONNMANAGER TAG_PEER/UNTAG_PEER needs a peer",
+        )),
     };
     match req.r#type {
         0 | 1 => {

@@ -91,10 +91,12 @@ impl Response {
         }
     }
 
-    pub fn error(msg: impl Into<String>) -> Self {
+    pub fn error(msg: impl std::fmt::Display) -> Self {
         Response {
             r#type: ResponseType::Error as i32,
-            error: Some(ErrorResponse { msg: msg.into() }),
+            error: Some(ErrorResponse {
+                msg: msg.to_string(),
+            }),
             ..Default::default()
         }
     }

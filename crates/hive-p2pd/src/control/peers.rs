@@ -4,6 +4,7 @@
 use hive_node::NodeHandle;
 use libp2p::{Multiaddr, PeerId};
 
+use super::args::peer_from;
 use super::{ok_or_error, pb};
 
 /// IDENTIFY: this node's id and the addresses others can dial.
@@ -59,10 +60,6 @@ pub(super) async fn list(node: &NodeHandle) -> pb::Response {
         },
         Err(e) => pb::Response::error(e.to_string()),
     }
-}
-
-pub(super) fn peer_from(bytes: &[u8]) -> Result<PeerId, String> {
-    PeerId::from_bytes(bytes).map_err(|e| format!("invalid peer id: {e}"))
 }
 
 /// Own addresses as binary multiaddrs without the `/p2p` suffix (a

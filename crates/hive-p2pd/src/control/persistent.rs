@@ -20,10 +20,11 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use hive_node::named::{NamedStreams, OpenError};
+use hive_proto::sync::lock;
 use libp2p::PeerId;
 use prost::Message as _;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -36,6 +37,39 @@ use super::pb::{
     self, persistent_request::Message as In, persistent_response::Message as Out,
     PersistentConnectionRequest, PersistentConnectionResponse,
 };
+
+/// Why ADD/REMOVE_UNARY_HANDLER was refused (the client sees the message,
+/// worded as go's daemon words it).
+#[derive(Debug, thiserror::Error)]
+enum HandlerError {
+    #[error("handler for protocol {0} already set")]
+    Taken(String),
+    #[error("handler for protocol {0} already set on this connection")]
+    TakenHere(String),
+    #[error("handler for protocol {0} does not exist")]
+    Missing(String),
+    #[error("handler for protocol {0} was not created in this persistent connection")]
+    NotHere(String),
+}
+
+/// Why a CALL_UNARY got no answer from the remote handler.
+#[derive(Debug, thiserror::Error)]
+enum CallError {
+    #[error("cannot reach {peer}: {reason}")]
+    Unreachable { peer: PeerId, reason: String },
+    #[error(transparent)]
+    Open(OpenError),
+    #[error("cannot send the call: {0}")]
+    Send(std::io::Error),
+    #[error("cannot read the answer: {0}")]
+    Read(std::io::Error),
+    #[error("the peer closed the stream without answering")]
+    Unanswered,
+    #[error("malformed answer: {0}")]
+    Malformed(prost::DecodeError),
+    #[error("the answer carries no unaryResponse")]
+    NoUnaryResponse,
+}
 
 /// How long a call may take to reach its peer and be answered.
 const CALL_TIMEOUT: Duration = Duration::from_secs(120);
@@ -68,10 +102,6 @@ pub struct Unary {
     /// Largest message on a persistent connection and in a unary call
     /// (`-persistentConnMaxMsgSize`).
     max_msg: usize,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 fn reply(call_id: &[u8], message: Option<Out>) -> PersistentConnectionResponse {
@@ -115,33 +145,29 @@ impl Unary {
         unary
     }
 
-    fn add(&self, name: &str, balanced: bool, who: &Registered) -> Result<(), String> {
+    fn add(&self, name: &str, balanced: bool, who: &Registered) -> Result<(), HandlerError> {
         let mut handlers = lock(&self.handlers);
         let entry = handlers.by_name.entry(name.to_owned()).or_default();
         if !entry.0.is_empty() && !balanced {
-            return Err(format!("handler for protocol {name} already set"));
+            return Err(HandlerError::Taken(name.to_owned()));
         }
         if entry.0.iter().any(|r| r.client == who.client) {
-            return Err(format!(
-                "handler for protocol {name} already set on this connection"
-            ));
+            return Err(HandlerError::TakenHere(name.to_owned()));
         }
         entry.0.push(who.clone());
         self.named.accept(name);
         Ok(())
     }
 
-    fn remove(&self, name: &str, client: u64) -> Result<(), String> {
+    fn remove(&self, name: &str, client: u64) -> Result<(), HandlerError> {
         let mut handlers = lock(&self.handlers);
         let Some(entry) = handlers.by_name.get_mut(name) else {
-            return Err(format!("handler for protocol {name} does not exist"));
+            return Err(HandlerError::Missing(name.to_owned()));
         };
         let before = entry.0.len();
         entry.0.retain(|r| r.client != client);
         if entry.0.len() == before {
-            return Err(format!(
-                "handler for protocol {name} was not created in this persistent connection"
-            ));
+            return Err(HandlerError::NotHere(name.to_owned()));
         }
         if entry.0.is_empty() {
             handlers.by_name.remove(name);
@@ -241,18 +267,18 @@ impl Unary {
     /// Open a stream, giving a peer that is not reachable yet (its
     /// connection to us still coming up, its addresses not yet learned
     /// through identify or the DHT) a few seconds before giving up.
-    async fn open_soon(&self, peer: PeerId, name: &str) -> Result<libp2p::Stream, String> {
+    async fn open_soon(&self, peer: PeerId, name: &str) -> Result<libp2p::Stream, CallError> {
         let deadline = tokio::time::Instant::now() + UNREACHABLE_GRACE;
         loop {
             match self.named.open(peer, name).await {
                 Ok(stream) => return Ok(stream),
                 Err(OpenError::Unreachable(reason)) => {
                     if tokio::time::Instant::now() >= deadline {
-                        return Err(format!("cannot reach {peer}: {reason}"));
+                        return Err(CallError::Unreachable { peer, reason });
                     }
                     tokio::time::sleep(Duration::from_millis(200)).await;
                 }
-                Err(e) => return Err(e.to_string()),
+                Err(e) => return Err(CallError::Open(e)),
             }
         }
     }
@@ -264,31 +290,31 @@ impl Unary {
         call: &pb::CallUnaryRequest,
     ) -> PersistentConnectionResponse {
         let call_id = request.call_id.clone();
-        let peer = match PeerId::from_bytes(&call.peer) {
+        let peer = match super::args::peer_from(&call.peer) {
             Ok(p) => p,
-            Err(e) => return daemon_error(&call_id, format!("invalid peer id: {e}")),
+            Err(e) => return daemon_error(&call_id, e.to_string()),
         };
         let exchange = async {
             let stream = self.open_soon(peer, &call.proto).await?;
             let (mut read, mut write) = tokio::io::split(stream.compat());
             write_frame(&mut write, &request.encode_to_vec())
                 .await
-                .map_err(|e| format!("cannot send the call: {e}"))?;
+                .map_err(CallError::Send)?;
             let frame = read_frame_max(&mut read, self.max_msg)
                 .await
-                .map_err(|e| format!("cannot read the answer: {e}"))?
-                .ok_or("the peer closed the stream without answering")?;
+                .map_err(CallError::Read)?
+                .ok_or(CallError::Unanswered)?;
             let _ = write.shutdown().await;
             let answer = PersistentConnectionRequest::decode(frame.as_slice())
-                .map_err(|e| format!("malformed answer: {e}"))?;
+                .map_err(CallError::Malformed)?;
             match answer.message {
                 Some(In::UnaryResponse(response)) => Ok(response),
-                _ => Err("the answer carries no unaryResponse".to_owned()),
+                _ => Err(CallError::NoUnaryResponse),
             }
         };
         match tokio::time::timeout(CALL_TIMEOUT, exchange).await {
             Ok(Ok(response)) => reply(&call_id, Some(Out::CallUnaryResponse(response))),
-            Ok(Err(reason)) => daemon_error(&call_id, reason),
+            Ok(Err(reason)) => daemon_error(&call_id, reason.to_string()),
             Err(_) => daemon_error(
                 &call_id,
                 format!("no answer from {peer} within {CALL_TIMEOUT:?}"),
@@ -390,14 +416,14 @@ async fn handle(
         Some(In::AddUnaryHandler(add)) => {
             let answer = match unary.add(&add.proto, add.balanced.unwrap_or(false), me) {
                 Ok(()) => reply(&call_id, None),
-                Err(e) => daemon_error(&call_id, e),
+                Err(e) => daemon_error(&call_id, e.to_string()),
             };
             let _ = tx.send(answer).await;
         }
         Some(In::RemoveUnaryHandler(remove)) => {
             let answer = match unary.remove(&remove.proto, me.client) {
                 Ok(()) => reply(&call_id, None),
-                Err(e) => daemon_error(&call_id, e),
+                Err(e) => daemon_error(&call_id, e.to_string()),
             };
             let _ = tx.send(answer).await;
         }

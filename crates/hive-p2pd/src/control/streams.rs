@@ -16,9 +16,10 @@ use prost::Message as _;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_util::compat::FuturesAsyncReadCompatExt;
 
+use super::args::{peer_from, protocol, ArgError};
 use super::framing::write_frame;
 use super::pb;
-use super::peers::peer_from;
+use hive_proto::sync::lock;
 
 /// Where a handler client listens.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,30 +29,19 @@ enum HandlerAddr {
 }
 
 impl HandlerAddr {
-    fn from_bytes(bytes: &[u8]) -> Result<HandlerAddr, String> {
-        let addr = Multiaddr::try_from(bytes.to_vec())
-            .map_err(|e| format!("invalid handler address: {e}"))?;
-        use libp2p::multiaddr::Protocol;
-        let mut iter = addr.iter();
-        match iter.next() {
-            Some(Protocol::Unix(path)) => {
-                let path = path.to_string();
-                Ok(HandlerAddr::Unix(if path.starts_with('/') {
-                    path
-                } else {
-                    format!("/{path}")
-                }))
-            }
-            Some(Protocol::Ip4(ip)) => match iter.next() {
-                Some(Protocol::Tcp(port)) => Ok(HandlerAddr::Tcp((ip, port).into())),
-                _ => Err(format!("unsupported handler address {addr}")),
-            },
-            Some(Protocol::Ip6(ip)) => match iter.next() {
-                Some(Protocol::Tcp(port)) => Ok(HandlerAddr::Tcp((ip, port).into())),
-                _ => Err(format!("unsupported handler address {addr}")),
-            },
-            _ => Err(format!("unsupported handler address {addr}")),
+    fn from_bytes(bytes: &[u8]) -> Result<HandlerAddr, ArgError> {
+        let addr = Multiaddr::try_from(bytes.to_vec())?;
+        if let Some(libp2p::multiaddr::Protocol::Unix(path)) = addr.iter().next() {
+            let path = path.to_string();
+            return Ok(HandlerAddr::Unix(if path.starts_with('/') {
+                path
+            } else {
+                format!("/{path}")
+            }));
         }
+        super::multiaddr_to_socket(&addr)
+            .map(HandlerAddr::Tcp)
+            .ok_or(ArgError::UnsupportedHandlerAddr(addr))
     }
 }
 
@@ -69,8 +59,18 @@ pub struct Handlers {
     by_proto: Arc<Mutex<HashMap<String, Registration>>>,
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
+/// Why STREAM_OPEN was answered with an error.
+#[derive(Debug, thiserror::Error)]
+enum OpenFailed {
+    #[error(transparent)]
+    Args(#[from] ArgError),
+    /// Every protocol was tried; `last` is what the last attempt said.
+    #[error("cannot open a stream to {peer} ({name}): {last}")]
+    Failed {
+        peer: PeerId,
+        name: String,
+        last: String,
+    },
 }
 
 /// Open a stream, giving a peer whose connection is still coming up (or
@@ -121,17 +121,6 @@ where
     B: AsyncRead + AsyncWrite + Unpin + ?Sized,
 {
     tokio::io::copy_bidirectional_with_sizes(a, b, PIPE_BUFFER, PIPE_BUFFER).await
-}
-
-/// The in-process protocol for a client's name: names without a leading
-/// slash (hivemind's) travel under an alias that `hive_node::unslash`
-/// translates on the wire.
-fn protocol(name: &str) -> Result<StreamProtocol, String> {
-    if name.is_empty() {
-        return Err("an empty protocol name".into());
-    }
-    StreamProtocol::try_from_owned(hive_node::unslash::alias(name))
-        .map_err(|e| format!("protocol {name:?}: {e}"))
 }
 
 impl Handlers {
@@ -297,7 +286,7 @@ where
         let name = req
             .proto
             .first()
-            .ok_or_else(|| "STREAM_OPEN needs a protocol".to_string())?
+            .ok_or(ArgError::Missing("STREAM_OPEN needs a protocol"))?
             .clone();
         let mut last = String::new();
         for name in &req.proto {
@@ -314,7 +303,7 @@ where
                 Err(_) => last = format!("timed out after {timeout:?}"),
             }
         }
-        Err(format!("cannot open a stream to {peer} ({name}): {last}"))
+        Err(OpenFailed::Failed { peer, name, last })
     }
     .await;
     match answer {
@@ -340,5 +329,38 @@ where
         Err(e) => {
             let _ = write_frame(&mut client, &pb::Response::error(e).encode_to_vec()).await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<HandlerAddr, ArgError> {
+        HandlerAddr::from_bytes(&text.parse::<Multiaddr>().unwrap().to_vec())
+    }
+
+    #[test]
+    fn handler_addresses_are_unix_paths_or_tcp_sockets() {
+        // p2pclient's encoding of /unix/tmp/h.sock: one component, the path.
+        let unix = Multiaddr::empty().with(libp2p::multiaddr::Protocol::Unix("/tmp/h.sock".into()));
+        assert_eq!(
+            HandlerAddr::from_bytes(&unix.to_vec()).unwrap(),
+            HandlerAddr::Unix("/tmp/h.sock".into())
+        );
+        assert_eq!(
+            parse("/ip4/127.0.0.1/tcp/7000").unwrap(),
+            HandlerAddr::Tcp("127.0.0.1:7000".parse().unwrap())
+        );
+        assert_eq!(
+            parse("/ip6/::1/tcp/7000").unwrap(),
+            HandlerAddr::Tcp("[::1]:7000".parse().unwrap())
+        );
+        for bad in ["/ip4/127.0.0.1/udp/7000", "/dns4/localhost/tcp/7000"] {
+            let e = parse(bad).unwrap_err();
+            assert_eq!(e.to_string(), format!("unsupported handler address {bad}"));
+        }
+        let e = HandlerAddr::from_bytes(b"\xff\xff").unwrap_err();
+        assert!(e.to_string().starts_with("invalid handler address"), "{e}");
     }
 }

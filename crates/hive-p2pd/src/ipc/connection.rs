@@ -24,7 +24,8 @@ use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tracing::Instrument;
 
-use super::{constant_time_eq, Context};
+use super::Context;
+use hive_proto::secret::same_secret;
 
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Requests one connection may have in flight; more get `busy` at once.
@@ -108,7 +109,7 @@ fn refusal(first: Message, ctx: &Context) -> Option<(u16, String)> {
     };
     match decode_client_frame(text.as_str(), ctx.max_frame_bytes) {
         Ok(ClientFrame::Hello { version, token }) => {
-            if !constant_time_eq(token.as_bytes(), ctx.token.as_bytes()) {
+            if !same_secret(token.as_bytes(), ctx.token.as_bytes()) {
                 Some((close::UNAUTHORIZED, "invalid token".to_string()))
             } else if version != PROTOCOL_VERSION {
                 Some((
