@@ -1,0 +1,184 @@
+//! Unit tests of the store (`store.rs`), kept apart to keep that file short.
+use super::*;
+
+#[tokio::test]
+async fn the_outbox_survives_a_reopen_and_keys_are_not_queued_twice() {
+    let dir = tempfile::TempDir::new().unwrap();
+    let path = dir.path().join("hive.db");
+    let store = Store::open(&path).unwrap();
+    let a = store
+        .push(OutKind::Publish, "t".into(), b"one".to_vec(), 60_000, None)
+        .await
+        .unwrap()
+        .id;
+    store
+        .push(
+            OutKind::Direct,
+            "peer".into(),
+            b"two".to_vec(),
+            60_000,
+            Some("k1".into()),
+        )
+        .await
+        .unwrap();
+    // The same idempotency key again: not queued twice.
+    let again = store
+        .push(
+            OutKind::Direct,
+            "peer".into(),
+            b"two".to_vec(),
+            60_000,
+            Some("k1".into()),
+        )
+        .await
+        .unwrap();
+    assert!(!again.inserted && again.pending);
+    assert_eq!(again.id, "k1");
+    drop(store);
+
+    let store = Store::open(&path).unwrap();
+    let due = store.due(10).await.unwrap();
+    assert_eq!(due.len(), 2);
+    assert_eq!(due[0].id, a);
+    assert_eq!(due[0].data, b"one");
+    store.ack(due[0].seq).await.unwrap();
+    assert_eq!(store.depth().await.unwrap(), 1);
+    // A crash right after the ack: the recent window goes out again.
+    assert_eq!(store.resend_recent().await.unwrap(), 1);
+    assert_eq!(store.depth().await.unwrap(), 2);
+
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+}
+
+/// The inbox drops a second copy and pages by kind and topic (audit row 25:
+/// the filter was tested with one message row, so it could exclude
+/// nothing).
+#[tokio::test]
+async fn the_inbox_dedupes_and_pages_by_kind_and_topic() {
+    let dir = tempfile::TempDir::new().unwrap();
+    let store = Store::open(&dir.path().join("hive.db")).unwrap();
+    let put = |kind, id: &str, topic: Option<&str>| {
+        let store = store.clone();
+        let (id, topic) = (id.to_owned(), topic.map(str::to_owned));
+        async move {
+            store
+                .insert_inbound(kind, id, topic, "p".into(), vec![1])
+                .await
+                .unwrap()
+        }
+    };
+    let c1 = put(InKind::Message, "m", Some("t")).await;
+    assert_eq!(
+        put(InKind::Message, "m", Some("t")).await,
+        None,
+        "a second copy is dropped"
+    );
+    let c2 = put(InKind::Direct, "m", None).await;
+    assert!(c1.is_some() && c2 > c1);
+    assert_eq!(store.last_cursor(), c2.unwrap());
+    let after = store
+        .inbound_after(c1.unwrap(), None, None, 10)
+        .await
+        .unwrap();
+    assert_eq!(after.len(), 1);
+    assert_eq!(after[0].kind, InKind::Direct);
+    for i in 0..5 {
+        put(InKind::Message, &format!("u{i}"), Some("u")).await;
+        put(InKind::Message, &format!("t{i}"), Some("t")).await;
+    }
+    // Topic t in pages of 2: its six messages, in order, no u and no direct.
+    let (mut seen, mut cursor) = (Vec::new(), 0);
+    loop {
+        let page = store
+            .inbound_after(cursor, Some(InKind::Message), Some("t".into()), 2)
+            .await
+            .unwrap();
+        assert!(page.len() <= 2, "a page holds at most its limit");
+        let Some(last) = page.last() else { break };
+        cursor = last.cursor;
+        seen.extend(page.iter().map(|r| (r.topic.clone(), r.id.clone())));
+    }
+    let want: Vec<(Option<String>, String)> = std::iter::once("m".to_owned())
+        .chain((0..5).map(|i| format!("t{i}")))
+        .map(|id| (Some("t".to_owned()), id))
+        .collect();
+    assert_eq!(seen, want);
+}
+
+#[tokio::test]
+async fn the_depth_counter_agrees_with_the_rows() {
+    let dir = tempfile::TempDir::new().unwrap();
+    let path = dir.path().join("hive.db");
+    let store = Store::open(&path).unwrap();
+    let count = |store: &Store| {
+        let conn = store.conn.lock().unwrap();
+        conn.query_row(
+            "SELECT COUNT(*) FROM outbox WHERE acked_ms IS NULL",
+            [],
+            |r| r.get::<_, i64>(0),
+        )
+        .unwrap() as u64
+    };
+    for i in 0..10 {
+        store
+            .push(OutKind::Publish, "t".into(), vec![i], 60_000, None)
+            .await
+            .unwrap();
+    }
+    // A retried key is not a new row.
+    for _ in 0..2 {
+        store
+            .push(
+                OutKind::PublishPlain,
+                "t".into(),
+                b"k".to_vec(),
+                60_000,
+                Some("key".into()),
+            )
+            .await
+            .unwrap();
+    }
+    assert_eq!(store.depth().await.unwrap(), 11);
+    let due = store.due(100).await.unwrap();
+    store
+        .ack_many(due.iter().take(6).map(|r| r.seq).collect())
+        .await
+        .unwrap();
+    // Acknowledging twice changes nothing.
+    store.ack(due[0].seq).await.unwrap();
+    store.fail(due[7].seq).await.unwrap();
+    assert_eq!(store.depth().await.unwrap(), count(&store));
+    assert_eq!(store.depth().await.unwrap(), 4);
+    store.resend_recent().await.unwrap();
+    assert_eq!(store.depth().await.unwrap(), 10);
+    drop(store);
+    let again = Store::open(&path).unwrap();
+    assert_eq!(again.depth().await.unwrap(), 10);
+    assert_eq!(count(&again), 10);
+}
+
+#[tokio::test]
+async fn expired_rows_are_taken_out_for_reporting() {
+    let dir = tempfile::TempDir::new().unwrap();
+    let store = Store::open(&dir.path().join("hive.db")).unwrap();
+    store
+        .push(OutKind::Direct, "peer".into(), b"late".to_vec(), -1, None)
+        .await
+        .unwrap();
+    store
+        .push(
+            OutKind::Direct,
+            "peer".into(),
+            b"fine".to_vec(),
+            60_000,
+            None,
+        )
+        .await
+        .unwrap();
+    let expired = store.sweep().await.unwrap();
+    assert_eq!(expired.len(), 1);
+    assert_eq!(expired[0].data, b"late");
+    assert_eq!(store.depth().await.unwrap(), 1);
+}
