@@ -55,6 +55,7 @@ impl HostConfig {
     /// Read the token files and check the arguments; touches nothing but
     /// the files the arguments name.
     fn from_args(args: UpArgs, log_format: LogFormat) -> anyhow::Result<Self> {
+        check_peer_limits(&args)?;
         let data_dir = match args.node.data_dir {
             Some(dir) => dir,
             None => dirs::data_dir()
@@ -67,30 +68,6 @@ impl HostConfig {
             args.api_tokens_file.as_deref(),
         )?;
         check_exposure(&args.node.http, !tokens.is_empty())?;
-        if args.inbox_peer_bytes < args.max_message_size as u64 {
-            bail!(
-                "--inbox-peer-bytes {} is below --max-message-size {}: a peer's every message would be evicted at once",
-                args.inbox_peer_bytes,
-                args.max_message_size
-            );
-        }
-        // Caught here, as the daemon would refuse them at every start.
-        for (flag, rate) in [
-            ("--direct-rate", args.direct_rate),
-            ("--direct-burst", args.direct_burst),
-            ("--sync-rate", args.sync_rate),
-        ] {
-            if rate.is_some_and(|r| !r.is_finite() || r < 0.0) {
-                bail!("{flag} must be a number of at least 0 (0 = no limit)");
-            }
-        }
-        if args.inbox_max_bytes < args.inbox_peer_bytes {
-            bail!(
-                "--inbox-max-bytes {} is below --inbox-peer-bytes {}: the total budget must hold at least one peer's",
-                args.inbox_max_bytes,
-                args.inbox_peer_bytes
-            );
-        }
         // Caught here, not by each daemon start (which the supervisor would
         // retry forever).
         if let Some(relay) = args.relays.iter().find(|r| !r.contains("/p2p/")) {
@@ -286,6 +263,37 @@ impl Host {
             tracing::error!(error = %e, "signal task failed");
         }
     }
+}
+
+/// The peer-limit flags, checked at start: each daemon would refuse bad
+/// rates at every restart, and a budget below one message or one peer's
+/// share would evict everything at once.
+fn check_peer_limits(args: &UpArgs) -> anyhow::Result<()> {
+    if args.inbox_peer_bytes < args.max_message_size as u64 {
+        bail!(
+            "--inbox-peer-bytes {} is below --max-message-size {}: a peer's every message would be evicted at once",
+            args.inbox_peer_bytes,
+            args.max_message_size
+        );
+    }
+    // Caught here, as the daemon would refuse them at every start.
+    for (flag, rate) in [
+        ("--direct-rate", args.direct_rate),
+        ("--direct-burst", args.direct_burst),
+        ("--sync-rate", args.sync_rate),
+    ] {
+        if rate.is_some_and(|r| !r.is_finite() || r < 0.0) {
+            bail!("{flag} must be a number of at least 0 (0 = no limit)");
+        }
+    }
+    if args.inbox_max_bytes < args.inbox_peer_bytes {
+        bail!(
+            "--inbox-max-bytes {} is below --inbox-peer-bytes {}: the total budget must hold at least one peer's",
+            args.inbox_max_bytes,
+            args.inbox_peer_bytes
+        );
+    }
+    Ok(())
 }
 
 /// Refuse to expose the API beyond this machine without a token.
