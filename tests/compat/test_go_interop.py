@@ -97,80 +97,55 @@ def test_hive_opens_a_stream_to_a_go_handler(pair):
     anyio.run(main)
 
 
+def gossip_both_ways(pair, topic, go_dials):
+    """Gossipsub go -> hive and hive -> go on one topic, over a connection
+    the one side dialed."""
+    go, hive = pair
+
+    async def main():
+        cg, ch = go.client("hg.sock"), hive.client("hh.sock")
+        if go_dials:
+            await cg.connect(ID.from_base58(hive.peer_id), [Multiaddr(hive.addr)])
+        else:
+            await ch.connect(ID.from_base58(go.peer_id), [Multiaddr(go.addr)])
+        sg = await cg.pubsub_subscribe(topic)
+        sh = await ch.pubsub_subscribe(topic)
+
+        async def meshed():
+            a = await cg.pubsub_list_peers(topic)
+            b = await ch.pubsub_list_peers(topic)
+            return hive.peer_id in [p.to_base58() for p in a] and go.peer_id in [
+                p.to_base58() for p in b
+            ]
+
+        await eventually(meshed, "go and hive in each other's topic")
+
+        async def expect(stream, data):
+            with anyio.fail_after(30):
+                while True:
+                    msg = pb.PSMessage()
+                    await read_pbmsg_safe(stream, msg)
+                    if msg.data == data:
+                        return
+
+        await cg.pubsub_publish(topic, b"from go")
+        await expect(sh, b"from go")
+        await ch.pubsub_publish(topic, b"from hive")
+        await expect(sg, b"from hive")
+        await sg.aclose()
+        await sh.aclose()
+
+    anyio.run(main)
+
+
 def test_gossipsub_over_a_connection_go_dialed(pair):
     """Gossipsub when go is the dialer (audit row 27: before, only over a
     connection hive dialed)."""
-    go, hive = pair
-    topic = "interop-go-dialed"
-
-    async def main():
-        cg, ch = go.client("hg.sock"), hive.client("hh.sock")
-        await cg.connect(ID.from_base58(hive.peer_id), [Multiaddr(hive.addr)])
-        sg = await cg.pubsub_subscribe(topic)
-        sh = await ch.pubsub_subscribe(topic)
-
-        async def meshed():
-            a = await cg.pubsub_list_peers(topic)
-            b = await ch.pubsub_list_peers(topic)
-            return hive.peer_id in [p.to_base58() for p in a] and go.peer_id in [
-                p.to_base58() for p in b
-            ]
-
-        await eventually(meshed, "go and hive in each other's topic")
-
-        async def expect(stream, data):
-            with anyio.fail_after(30):
-                while True:
-                    msg = pb.PSMessage()
-                    await read_pbmsg_safe(stream, msg)
-                    if msg.data == data:
-                        return
-
-        await ch.pubsub_publish(topic, b"from hive")
-        await expect(sg, b"from hive")
-        await cg.pubsub_publish(topic, b"from go")
-        await expect(sh, b"from go")
-        await sg.aclose()
-        await sh.aclose()
-
-    anyio.run(main)
+    gossip_both_ways(pair, "interop-go-dialed", go_dials=True)
 
 
 def test_gossipsub_both_ways_between_go_and_hive(pair):
-    go, hive = pair
-    topic = "interop-topic"
-
-    async def main():
-        cg, ch = go.client("hg.sock"), hive.client("hh.sock")
-        await ch.connect(ID.from_base58(go.peer_id), [Multiaddr(go.addr)])
-        sg = await cg.pubsub_subscribe(topic)
-        sh = await ch.pubsub_subscribe(topic)
-
-        async def meshed():
-            a = await cg.pubsub_list_peers(topic)
-            b = await ch.pubsub_list_peers(topic)
-            return hive.peer_id in [p.to_base58() for p in a] and go.peer_id in [
-                p.to_base58() for p in b
-            ]
-
-        await eventually(meshed, "go and hive in each other's topic")
-
-        async def expect(stream, data):
-            with anyio.fail_after(30):
-                while True:
-                    msg = pb.PSMessage()
-                    await read_pbmsg_safe(stream, msg)
-                    if msg.data == data:
-                        return
-
-        await cg.pubsub_publish(topic, b"from go")
-        await expect(sh, b"from go")
-        await ch.pubsub_publish(topic, b"from hive")
-        await expect(sg, b"from hive")
-        await sg.aclose()
-        await sh.aclose()
-
-    anyio.run(main)
+    gossip_both_ways(pair, "interop-topic", go_dials=False)
 
 
 def test_pubsub_messages_carry_seqno_signature_and_key_as_go_hands_them(pair):

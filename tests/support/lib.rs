@@ -379,6 +379,28 @@ impl Host {
         Ok(EventStream { ws })
     }
 
+    /// The payloads (as text) of every message of `topic` the host stored,
+    /// in stored order, read through `/api/messages` a page at a time.
+    pub async fn stored_payloads(&self, topic: &str) -> Result<Vec<String>> {
+        let mut out = Vec::new();
+        let mut after = 0u64;
+        loop {
+            let page = self
+                .get(&format!(
+                    "/api/messages?topic={topic}&after={after}&limit=1000"
+                ))
+                .await?;
+            let rows = page["messages"].as_array().cloned().unwrap_or_default();
+            for row in &rows {
+                out.push(String::from_utf8(event_bytes(row)?)?);
+            }
+            after = page["cursor"].as_u64().unwrap_or(after);
+            if rows.len() < 1000 {
+                return Ok(out);
+            }
+        }
+    }
+
     /// Send SIGKILL to the host process only (its daemon must notice by itself).
     pub fn kill9(&self) {
         signal(self.pid, libc::SIGKILL);

@@ -9,7 +9,7 @@
 
 use std::collections::BTreeMap;
 
-use hive_tests::{event_bytes, wait_for, Host, HostOpts};
+use hive_tests::{wait_for, Host, HostOpts};
 use serde_json::Value;
 
 const TOPIC: &str = "away";
@@ -17,25 +17,7 @@ const MISSED: usize = 300;
 
 /// Every stored message of `TOPIC` on `host`: payload -> count.
 async fn stored(host: &Host) -> anyhow::Result<BTreeMap<String, usize>> {
-    let mut counts = BTreeMap::new();
-    let mut after = 0u64;
-    loop {
-        let page = host
-            .get(&format!(
-                "/api/messages?topic={TOPIC}&after={after}&limit=1000"
-            ))
-            .await?;
-        let rows = page["messages"].as_array().cloned().unwrap_or_default();
-        for row in &rows {
-            *counts
-                .entry(String::from_utf8(event_bytes(row)?)?)
-                .or_default() += 1;
-        }
-        after = page["cursor"].as_u64().unwrap_or(after);
-        if rows.len() < 1000 {
-            return Ok(counts);
-        }
-    }
+    Ok(hive_tests::histogram(host.stored_payloads(TOPIC).await?))
 }
 
 fn missed(counts: &BTreeMap<String, usize>) -> usize {

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use base64::Engine;
 use futures::{SinkExt, StreamExt};
-use hive_tests::{event_bytes, Daemon, Host, HostOpts};
+use hive_tests::{Daemon, Host, HostOpts};
 use serde_json::{json, Value};
 use tokio::sync::Semaphore;
 use tokio_tungstenite::tungstenite::Message;
@@ -130,24 +130,10 @@ fn payload(n: usize) -> String {
 /// Every message row B stored: payload -> how many times.
 async fn stored(b: &Host) -> HashMap<String, usize> {
     let mut counts = HashMap::new();
-    let mut after = 0u64;
-    loop {
-        let page = b
-            .get(&format!(
-                "/api/messages?topic={TOPIC}&after={after}&limit=1000"
-            ))
-            .await
-            .expect("B's messages");
-        let rows = page["messages"].as_array().cloned().unwrap_or_default();
-        for row in &rows {
-            let text = String::from_utf8(event_bytes(row).unwrap()).unwrap();
-            *counts.entry(text).or_default() += 1;
-        }
-        after = page["cursor"].as_u64().unwrap_or(after);
-        if rows.len() < 1000 {
-            return counts;
-        }
+    for text in b.stored_payloads(TOPIC).await.expect("B's messages") {
+        *counts.entry(text).or_default() += 1;
     }
+    counts
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use hive_tests::{event_bytes, wait_for, Host, HostOpts};
+use hive_tests::{wait_for, Host, HostOpts};
 
 const TOPIC: &str = "many";
 const PUBLISHERS: usize = 16;
@@ -15,23 +15,7 @@ const EACH: usize = 625;
 
 /// Every stored message of `TOPIC` on `host`, in stored order.
 async fn stored(host: &Host) -> anyhow::Result<Vec<String>> {
-    let mut out = Vec::new();
-    let mut after = 0u64;
-    loop {
-        let page = host
-            .get(&format!(
-                "/api/messages?topic={TOPIC}&after={after}&limit=1000"
-            ))
-            .await?;
-        let rows = page["messages"].as_array().cloned().unwrap_or_default();
-        for row in &rows {
-            out.push(String::from_utf8(event_bytes(row)?)?);
-        }
-        after = page["cursor"].as_u64().unwrap_or(after);
-        if rows.len() < 1000 {
-            return Ok(out);
-        }
-    }
+    host.stored_payloads(TOPIC).await
 }
 
 /// Exactly once each, and each publisher's messages in its order.
