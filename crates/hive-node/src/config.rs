@@ -8,6 +8,16 @@ use libp2p::Multiaddr;
 /// Default gossipsub / direct message size limit: 1 MiB.
 pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 1024 * 1024;
 
+/// Which security protocols TCP connections offer (go's `-noise` and
+/// `-tls`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TcpSecurity {
+    /// Noise first, then TLS (go's daemon offers both).
+    Both,
+    NoiseOnly,
+    TlsOnly,
+}
+
 /// Everything the swarm needs to start. The daemon builds it from its CLI.
 #[derive(Clone)]
 pub struct NodeConfig {
@@ -46,6 +56,8 @@ pub struct NodeConfig {
     pub autonat: bool,
     /// Ask the local gateway (UPnP IGD) to forward the TCP listen ports.
     pub upnp: bool,
+    /// The security protocols offered on TCP (QUIC always uses TLS).
+    pub tcp_security: TcpSecurity,
     /// Kademlia as a client only: it queries but answers nobody (go's
     /// `-dhtClient`). Otherwise it serves, even without a confirmed
     /// external address.
@@ -146,6 +158,7 @@ impl NodeConfig {
             auto_relay: None,
             reachability: Reachability::Auto,
             autonat: false,
+            tcp_security: TcpSecurity::Both,
             upnp: false,
             dht_client: false,
             pubsub_sign: true,

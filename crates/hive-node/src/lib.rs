@@ -22,7 +22,7 @@ pub mod scoring;
 pub mod sync;
 pub mod unslash;
 
-pub use config::{NodeConfig, DEFAULT_MAX_MESSAGE_SIZE};
+pub use config::{NodeConfig, TcpSecurity, DEFAULT_MAX_MESSAGE_SIZE};
 pub use node::{
     without_p2p, Call, CallError, Delivery, DialError, DirectError, KadError, MetricsError, Node,
     NodeError, NodeHandle, Pending, PingError, PubsubError, OP_TIMEOUT,

@@ -284,6 +284,11 @@ fn apply_go_node_options(config: &mut NodeConfig, go: &GoOptions) {
     }
     config.conn_manager = go.conn_manager.then_some(go.conn_limits);
     config.autonat |= go.autonat;
+    config.tcp_security = match (go.noise, go.tls) {
+        (true, false) => hive_node::TcpSecurity::NoiseOnly,
+        (false, true) => hive_node::TcpSecurity::TlsOnly,
+        _ => hive_node::TcpSecurity::Both,
+    };
     config.upnp |= go.nat_port_map;
     if go.relay && go.relay_service {
         config.relay_service = Some(go.relay_limits.clone());

@@ -237,9 +237,19 @@ async function checkHonoured (impl, options, identity, flags) {
       .map(a => a.getComponents())
       .find(c => c.length === 2 && (c[0].name === 'ip4' || c[0].name === 'ip6') && c[1].name === 'tcp')
     if (tcpAddr == null) return
+    const security = flags.filter(f => /^-(tls|noise|plaintext)/.test(f)).join(' ')
     const { accepted, answer } = await offersProtocol(tcpAddr[0].value, Number(tcpAddr[1].value), proto)
     if (!accepted) {
-      throw new Error(`${impl} was started with ${flags.filter(f => /^-(tls|noise|plaintext)/.test(f)).join(' ')} for ${options.encryption}, but its TCP listener answers "${answer}" to ${proto} in multistream-select`)
+      throw new Error(`${impl} was started with ${security} for ${options.encryption}, but its TCP listener answers "${answer}" to ${proto} in multistream-select`)
+    }
+    // The one turned off must be refused too, or a "tls" case may run on
+    // Noise and pass (audit row 10).
+    const off = { noise: 'tls', tls: 'noise' }[options.encryption]
+    if (off != null) {
+      const other = await offersProtocol(tcpAddr[0].value, Number(tcpAddr[1].value), SECURITY_PROTOCOLS[off])
+      if (other.accepted) {
+        throw new Error(`${impl} was started with ${security} for ${options.encryption}, but its TCP listener still accepts ${SECURITY_PROTOCOLS[off]}`)
+      }
     }
   }
 }

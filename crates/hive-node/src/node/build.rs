@@ -7,7 +7,7 @@ use tokio::sync::mpsc;
 use super::NodeError;
 use crate::behaviour::Behaviour;
 use crate::circuit::{CircuitTransport, InboundCircuit};
-use crate::config::NodeConfig;
+use crate::config::{NodeConfig, TcpSecurity};
 use crate::relays::{Relays, ReservationOutcome};
 
 /// The swarm, listening, and what the rest of the node reaches it through.
@@ -69,7 +69,8 @@ pub(super) struct Parts {
     pub circuits: CircuitTransport,
 }
 
-/// TCP with Noise or TLS (go's daemon offers both) and Yamux, and QUIC;
+/// TCP with Noise or TLS (go's daemon offers both; `-noise=false` or
+/// `-tls=false` leaves the other alone) and Yamux, and QUIC;
 /// each muxer wrapped so that protocol names without a leading slash can be
 /// negotiated (see `unslash`). Noise is proposed first: with TLS first a
 /// CONNECT between two daemons took about 50 ms here instead of 3; peers
@@ -87,33 +88,46 @@ pub(super) fn swarm(
         signatures,
         circuits,
     } = parts;
-    let swarm = libp2p::SwarmBuilder::with_existing_identity(config.keypair.clone())
-        .with_tokio()
-        .with_tcp(
-            tcp::Config::new().nodelay(true),
-            (noise::Config::new, libp2p::tls::Config::new),
-            || crate::unslash::UnslashUpgrade(yamux::Config::default()),
-        )
-        .map_err(|e| build(&e))?
-        .with_other_transport(|key| {
-            libp2p::quic::tokio::Transport::new(libp2p::quic::Config::new(key))
-                .map(|(peer, connection), _| (peer, crate::unslash::Unslash::new(connection)))
-        })
-        .map_err(|e| build(&e))?
-        // Circuits through relays, secured and multiplexed like TCP.
-        .with_other_transport(|key| -> Result<_, crate::behaviour::BoxError> {
-            Ok(circuits
-                .upgrade(libp2p::core::upgrade::Version::V1Lazy)
-                .authenticate(noise::Config::new(key)?)
-                .multiplex(crate::unslash::UnslashUpgrade(yamux::Config::default())))
-        })
-        .map_err(|e| build(&e))?
-        .with_dns()
-        .map_err(|e| build(&e))?
-        .with_behaviour(|key| Behaviour::new(key, config, registry, named, streams, signatures))
-        .map_err(|e| build(&e))?
-        .with_swarm_config(|c| c.with_idle_connection_timeout(config.idle_timeout))
-        .build();
+    // The rest of the chain, the same whichever security TCP offers (the
+    // builder's type differs with it).
+    macro_rules! after_tcp {
+        ($builder:expr) => {
+            $builder
+                .map_err(|e| build(&e))?
+                .with_other_transport(|key| {
+                    libp2p::quic::tokio::Transport::new(libp2p::quic::Config::new(key)).map(
+                        |(peer, connection), _| (peer, crate::unslash::Unslash::new(connection)),
+                    )
+                })
+                .map_err(|e| build(&e))?
+                // Circuits through relays, secured and multiplexed like TCP.
+                .with_other_transport(|key| -> Result<_, crate::behaviour::BoxError> {
+                    Ok(circuits
+                        .upgrade(libp2p::core::upgrade::Version::V1Lazy)
+                        .authenticate(noise::Config::new(key)?)
+                        .multiplex(crate::unslash::UnslashUpgrade(yamux::Config::default())))
+                })
+                .map_err(|e| build(&e))?
+                .with_dns()
+                .map_err(|e| build(&e))?
+                .with_behaviour(|key| {
+                    Behaviour::new(key, config, registry, named, streams, signatures)
+                })
+                .map_err(|e| build(&e))?
+                .with_swarm_config(|c| c.with_idle_connection_timeout(config.idle_timeout))
+                .build()
+        };
+    }
+    let tcp = || tcp::Config::new().nodelay(true);
+    let mux = || crate::unslash::UnslashUpgrade(yamux::Config::default());
+    let base = libp2p::SwarmBuilder::with_existing_identity(config.keypair.clone()).with_tokio();
+    let swarm = match config.tcp_security {
+        TcpSecurity::Both => {
+            after_tcp!(base.with_tcp(tcp(), (noise::Config::new, libp2p::tls::Config::new), mux))
+        }
+        TcpSecurity::NoiseOnly => after_tcp!(base.with_tcp(tcp(), noise::Config::new, mux)),
+        TcpSecurity::TlsOnly => after_tcp!(base.with_tcp(tcp(), libp2p::tls::Config::new, mux)),
+    };
     Ok(swarm)
 }
 

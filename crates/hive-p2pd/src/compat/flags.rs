@@ -104,9 +104,8 @@ pub fn apply_bool(opts: &mut GoOptions, name: &str, inline: Option<&str>) -> Res
             }
         }
         "connManager" => opts.conn_manager = on,
-        "noise" | "tls" if !on => opts.notices.push(format!(
-            "-{name}=false: hive-p2pd still offers both Noise and TLS on TCP"
-        )),
+        "noise" => opts.noise = on,
+        "tls" => opts.tls = on,
         "relayActive" | "relayHop" | "relayDiscovery" => opts.notices.push(format!(
             "-{name} has no effect (go's daemon deprecated it too)"
         )),

@@ -85,6 +85,9 @@ pub struct GoOptions {
     /// Flags taken but with no effect here, and why: logged at start-up
     /// (logging is not set up yet while flags are read).
     pub notices: Vec<String>,
+    /// `-noise` and `-tls`: the security protocols TCP offers.
+    pub noise: bool,
+    pub tls: bool,
 }
 
 impl Default for GoOptions {
@@ -118,6 +121,8 @@ impl Default for GoOptions {
             metrics_addr: None,
             persistent_max_msg: crate::control::MAX_FRAME,
             notices: Vec::new(),
+            noise: true,
+            tls: true,
         }
     }
 }
@@ -184,6 +189,9 @@ impl GoOptions {
                 self.conn_limits.low,
                 self.conn_limits.high
             );
+        }
+        if !self.noise && !self.tls {
+            bail!("-noise=false and -tls=false: TCP connections would have no security protocol; leave one of them on");
         }
         if !self.pubsub_sign && self.pubsub_strict {
             bail!("-pubsubSign=false needs -pubsubSignStrict=false: with strict verification this node would refuse its own unsigned messages (and so would every strict peer)");

@@ -143,7 +143,10 @@ fn pubsub_dht_muxer_and_metrics_flags() {
     .unwrap();
     let go = go.unwrap();
     assert_eq!(go.persistent_max_msg, 16 << 20);
-    assert_eq!(go.notices.len(), 2, "{:?}", go.notices);
+    assert_eq!(go.notices.len(), 1, "{:?}", go.notices);
+    assert!(go.noise && !go.tls, "-tls=false leaves Noise alone");
+    let e = split_args(args(&["p2pd", "-tls=false", "-noise=false"])).unwrap_err();
+    assert!(e.to_string().contains("no security protocol"), "{e}");
     assert!(split_args(args(&["p2pd", "-persistentConnMaxMsgSize=0"])).is_err());
     let e = split_args(args(&["p2pd", "-f", "conf.json"])).unwrap_err();
     assert!(e.to_string().contains("no JSON config"), "{e}");
