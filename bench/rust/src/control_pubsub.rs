@@ -30,7 +30,7 @@ pub async fn control_pubsub(args: &Args) -> AnyResult<Value> {
         streams.push((i == 0, subscribe(sock, &topic).await?));
     }
     let mesh_ms = wait_for_mesh(&socks, &topic).await?;
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    tokio::time::sleep(crate::sweep::MESH_SETTLE).await;
     for (own, conn) in streams {
         tokio::spawn(receive(conn, own, received.clone(), base));
     }

@@ -35,7 +35,7 @@ pub async fn host_pubsub(args: &Args) -> AnyResult<Value> {
         }
     }
     let mesh_ms = wait_joined(&mut a, &topic).await?;
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    tokio::time::sleep(crate::sweep::MESH_SETTLE).await;
 
     let base = Instant::now();
     let received = Arc::new(Mutex::new(Received::default()));

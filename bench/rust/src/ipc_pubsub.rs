@@ -39,8 +39,7 @@ pub async fn ipc_pubsub(args: &Args) -> AnyResult<Value> {
         ipc::call::<DialResult>(&mut publ, 2, dial).await?;
     }
     let mesh_ms = wait_for_mesh(&mut publ, &mut subs, &topic).await?;
-    // One gossipsub heartbeat so that both meshes include each other.
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    tokio::time::sleep(crate::sweep::MESH_SETTLE).await;
 
     let base = Instant::now();
     let received = Arc::new(Mutex::new(Received::default()));

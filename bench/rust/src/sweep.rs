@@ -11,6 +11,11 @@ use serde_json::{json, Value};
 
 use crate::args::{summary, AnyResult, Args};
 
+/// Wait after the meshes formed, before a sweep starts: one gossipsub
+/// heartbeat (1 s) and a margin, so that every daemon's mesh includes the
+/// others. The same for every implementation measured.
+pub const MESH_SETTLE: Duration = Duration::from_millis(1500);
+
 /// Payload: run (u32), sequence (u32), send time in ns since `base` (u64), padding.
 pub fn payload(run: u32, seq: u32, base: Instant, size: usize) -> Vec<u8> {
     let mut p = Vec::with_capacity(size.max(16));
