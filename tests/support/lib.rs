@@ -430,6 +430,20 @@ impl Drop for Host {
     }
 }
 
+/// Host A on `opts`, and host B on the same options bootstrapped from the
+/// first address A reports; both healthy.
+pub async fn two_connected_hosts(opts: HostOpts) -> Result<(Host, Host)> {
+    let a = Host::start(opts.clone()).await?;
+    a.wait_healthy().await?;
+    let b = Host::start(HostOpts {
+        bootstrap: vec![a.first_listen_addr().await?],
+        ..opts
+    })
+    .await?;
+    b.wait_healthy().await?;
+    Ok((a, b))
+}
+
 /// The `/api/events` WebSocket of a host.
 pub struct EventStream {
     ws: tokio_tungstenite::WebSocketStream<

@@ -3,19 +3,12 @@
 
 use std::time::Duration;
 
-use hive_tests::{event_bytes, Host, HostOpts};
+use hive_tests::{event_bytes, two_connected_hosts, HostOpts};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reconnect_with_cursor_replays_exactly_what_was_missed() -> anyhow::Result<()> {
     let topic = "resume";
-    let a = Host::start(HostOpts::default()).await?;
-    a.wait_healthy().await?;
-    let b = Host::start(HostOpts {
-        bootstrap: vec![a.first_listen_addr().await?],
-        ..Default::default()
-    })
-    .await?;
-    b.wait_healthy().await?;
+    let (a, b) = two_connected_hosts(HostOpts::default()).await?;
     b.subscribe(topic).await?;
     a.subscribe(topic).await?;
     a.wait_topic_peers(topic, 1).await?;
@@ -90,14 +83,8 @@ async fn reconnect_with_cursor_replays_exactly_what_was_missed() -> anyhow::Resu
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn resuming_while_messages_arrive_misses_none_and_pages_by_topic() -> anyhow::Result<()> {
     const EACH: usize = 1000;
-    let a = std::sync::Arc::new(Host::start(HostOpts::default()).await?);
-    a.wait_healthy().await?;
-    let b = Host::start(HostOpts {
-        bootstrap: vec![a.first_listen_addr().await?],
-        ..Default::default()
-    })
-    .await?;
-    b.wait_healthy().await?;
+    let (a, b) = two_connected_hosts(HostOpts::default()).await?;
+    let a = std::sync::Arc::new(a);
     for t in ["one", "two"] {
         b.subscribe(t).await?;
         a.subscribe(t).await?;

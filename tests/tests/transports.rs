@@ -6,23 +6,11 @@
 
 use std::time::Duration;
 
-use hive_tests::{event_bytes, wait_for, Host, HostOpts};
+use hive_tests::{event_bytes, two_connected_hosts, wait_for, Host, HostOpts};
 use serde_json::Value;
 
 const TOPIC: &str = "transports";
 const MESSAGES: usize = 50;
-
-async fn pair(opts: HostOpts) -> anyhow::Result<(Host, Host)> {
-    let a = Host::start(opts.clone()).await?;
-    a.wait_healthy().await?;
-    let b = Host::start(HostOpts {
-        bootstrap: vec![a.first_listen_addr().await?],
-        ..opts
-    })
-    .await?;
-    b.wait_healthy().await?;
-    Ok((a, b))
-}
 
 /// Publishes and one direct message from A reach B, exactly once each.
 async fn delivers(a: &Host, b: &Host) -> anyhow::Result<()> {
@@ -74,7 +62,7 @@ async fn connections_to(b: &Host, a_peer: &str) -> anyhow::Result<Vec<String>> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hosts_on_the_default_listen_addresses_deliver() -> anyhow::Result<()> {
-    let (a, b) = pair(HostOpts {
+    let (a, b) = two_connected_hosts(HostOpts {
         default_listen: true,
         ..Default::default()
     })
@@ -101,7 +89,7 @@ async fn hosts_on_the_default_listen_addresses_deliver() -> anyhow::Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hosts_on_quic_alone_connect_over_quic_and_deliver() -> anyhow::Result<()> {
-    let (a, b) = pair(HostOpts {
+    let (a, b) = two_connected_hosts(HostOpts {
         listen: vec!["/ip4/127.0.0.1/udp/0/quic-v1".to_owned()],
         ..Default::default()
     })

@@ -5,27 +5,14 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use hive_tests::{event_bytes, histogram, Host, HostOpts};
+use hive_tests::{event_bytes, histogram, two_connected_hosts, HostOpts};
 
 const TOPIC: &str = "e2e-pubsub";
 const MESSAGES: usize = 1000;
 
-async fn two_connected_hosts() -> anyhow::Result<(Host, Host)> {
-    let a = Host::start(HostOpts::default()).await?;
-    a.wait_healthy().await?;
-    let a_addr = a.first_listen_addr().await?;
-    let b = Host::start(HostOpts {
-        bootstrap: vec![a_addr],
-        ..Default::default()
-    })
-    .await?;
-    b.wait_healthy().await?;
-    Ok((a, b))
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn thousand_pubsub_messages_none_lost_none_duplicated() -> anyhow::Result<()> {
-    let (a, b) = two_connected_hosts().await?;
+    let (a, b) = two_connected_hosts(HostOpts::default()).await?;
     let mut events = b.events().await?;
     a.subscribe(TOPIC).await?;
     b.subscribe(TOPIC).await?;
@@ -102,7 +89,7 @@ async fn thousand_pubsub_messages_none_lost_none_duplicated() -> anyhow::Result<
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn direct_message_arrives_with_exact_bytes() -> anyhow::Result<()> {
-    let (a, b) = two_connected_hosts().await?;
+    let (a, b) = two_connected_hosts(HostOpts::default()).await?;
     let mut events = b.events().await?;
     let b_peer = b.peer_id().await?;
     let a_peer = a.peer_id().await?;
@@ -138,7 +125,7 @@ async fn direct_message_arrives_with_exact_bytes() -> anyhow::Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn direct_messages_queued_without_waiting_arrive_in_order() -> anyhow::Result<()> {
     const SENT: usize = 300;
-    let (a, b) = two_connected_hosts().await?;
+    let (a, b) = two_connected_hosts(HostOpts::default()).await?;
     let mut events = b.events().await?;
     let b_peer = b.peer_id().await?;
     for i in 0..SENT {
@@ -162,7 +149,7 @@ async fn direct_messages_queued_without_waiting_arrive_in_order() -> anyhow::Res
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cli_publish_and_subscribe_between_hosts() -> anyhow::Result<()> {
-    let (a, b) = two_connected_hosts().await?;
+    let (a, b) = two_connected_hosts(HostOpts::default()).await?;
     let topic = "cli-topic";
     a.subscribe(topic).await?;
     // `hive subscribe` opens the event stream, subscribes, prints JSON lines.
