@@ -57,9 +57,13 @@ impl Stats {
         s.fetched += kept as u64;
         s.rejected += rejected as u64;
         if s.peers.len() >= KEPT_PEERS && !s.peers.contains_key(&peer) {
-            if let Some(oldest) = s.peers.values().min_by_key(|p| p.last_ms) {
-                let oldest = oldest.peer_id.clone();
-                s.peers.retain(|_, p| p.peer_id != oldest);
+            let oldest = s
+                .peers
+                .iter()
+                .min_by_key(|(_, p)| p.last_ms)
+                .map(|(k, _)| *k);
+            if let Some(oldest) = oldest {
+                s.peers.remove(&oldest);
             }
         }
         let entry = s.peers.entry(peer).or_insert_with(|| PeerSync {
