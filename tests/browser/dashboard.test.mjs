@@ -493,7 +493,10 @@ async function main() {
       // Back on its data directory, B's daemon asked A for what it missed
       // (nothing new: the history drops what B had); the page says so.
       await waitText(pb, '#node-sync', (t) => /^up to date · \d+ fetched from [1-9]\d* peers? · last/.test(t.trim()), 'the catch-up on the page', DELIVERY_TIMEOUT);
-      assert.match(await pb.textContent('#node-inbound'), /gaps|no gaps/);
+      // Nothing was dropped between B's daemon and its store: the page says
+      // so. (The catch-up's duplicates once used up history numbers, which
+      // B's host read as "1 gap seen"; the old /gaps|no gaps/ took anything.)
+      assert.equal((await pb.textContent('#node-inbound')).trim(), 'no gaps');
     });
 
     await step('screenshots at desktop and phone width', async () => {
