@@ -75,7 +75,8 @@ pub struct Behaviour {
     pub identify: identify::Behaviour,
     pub ping: ping::Behaviour,
     pub gossipsub: gossipsub::Behaviour<crate::pubsub_meta::KeepSignature>,
-    pub kad: kad::Behaviour<kad::store::MemoryStore>,
+    /// Kademlia, naming itself when asked for its own id (go's lookup check).
+    pub kad: crate::kad_self::SelfNaming,
     pub mdns: Toggle<mdns::tokio::Behaviour>,
     pub direct: request_response::cbor::Behaviour<DirectRequest, DirectAck>,
     pub hping: request_response::cbor::Behaviour<PingRequest, PingResponse>,
@@ -223,7 +224,7 @@ fn gossipsub(
     Ok(behaviour)
 }
 
-fn kademlia(peer_id: PeerId, config: &NodeConfig) -> kad::Behaviour<kad::store::MemoryStore> {
+fn kademlia(peer_id: PeerId, config: &NodeConfig) -> crate::kad_self::SelfNaming {
     let mut kad_config = kad::Config::new(kad::PROTOCOL_NAME);
     kad_config.set_query_timeout(Duration::from_secs(30));
     let mut kad =
@@ -236,7 +237,7 @@ fn kademlia(peer_id: PeerId, config: &NodeConfig) -> kad::Behaviour<kad::store::
     } else {
         kad::Mode::Server
     }));
-    kad
+    crate::kad_self::SelfNaming::new(peer_id, kad)
 }
 
 /// rust-libp2p's relay configuration from Hive's limits. Its default rate

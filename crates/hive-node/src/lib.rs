@@ -9,7 +9,7 @@ pub mod config;
 pub mod connmgr;
 pub mod envelope;
 pub mod history;
-mod kad_recheck;
+mod kad_self;
 pub mod limits;
 pub mod listen;
 pub mod memory;

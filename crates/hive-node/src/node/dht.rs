@@ -103,14 +103,6 @@ impl Node {
     }
 
     pub(super) fn handle_kad(&mut self, event: kad::Event) {
-        if let kad::Event::RoutingUpdated {
-            is_new_peer: true, ..
-        } = &event
-        {
-            let connected: Vec<PeerId> = self.peers.keys().copied().collect();
-            let behaviour = self.swarm.behaviour_mut();
-            behaviour.push_identify_if_table_small(connected);
-        }
         let kad::Event::OutboundQueryProgressed {
             id, result, step, ..
         } = event
