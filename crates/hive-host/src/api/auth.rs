@@ -308,7 +308,7 @@ pub struct WhoAmI {
 
 /// `GET /api/whoami`: the caller's token name and scopes, so that a client
 /// (the dashboard) can tell what it may do before trying.
-#[utoipa::path(get, path = "/api/whoami", tag = "operations",
+#[utoipa::path(get, path = "/whoami", tag = "operations",
     responses((status = 200, description = "The caller's token and its scopes (any valid token may ask)", body = super::auth::WhoAmI),
                (status = 401, body = super::error::ErrorResponse)))]
 pub async fn whoami(caller: Option<axum::Extension<Caller>>) -> Json<WhoAmI> {

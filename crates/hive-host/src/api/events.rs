@@ -24,7 +24,7 @@ pub struct EventsQuery {
     after: Option<u64>,
 }
 
-#[utoipa::path(get, path = "/api/events", tag = "events",
+#[utoipa::path(get, path = "/events", tag = "events",
     params(("after" = Option<u64>, Query, description = "Replay stored events after this cursor first"),
            ("token" = Option<String>, Query, description = "API token, for browsers' WebSockets")),
     responses((status = 101, description = "WebSocket of JSON event frames"),
@@ -60,7 +60,7 @@ pub struct MessagesQuery {
 
 /// One page of stored history: `{"messages": [frames], "cursor": last}`.
 /// Pass `cursor` back as `after` for the next page.
-#[utoipa::path(get, path = "/api/messages", tag = "history",
+#[utoipa::path(get, path = "/messages", tag = "history",
     params(("topic" = Option<String>, Query), ("after" = Option<u64>, Query),
            ("limit" = Option<u64>, Query, description = "1-1000, default 100"),
            ("kind" = Option<String>, Query, description = "message (default), direct, expired or failed")),

@@ -19,9 +19,10 @@ mod routes;
 use std::time::Duration;
 
 use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts};
-use axum::routing::{get, post};
+use axum::routing::get;
 use axum::Router;
 use tokio_util::sync::CancellationToken;
+use utoipa_axum::{router::OpenApiRouter, routes};
 
 use axum::handler::Handler;
 use axum::middleware::from_fn_with_state;
@@ -101,34 +102,54 @@ struct Query<T>(T);
 #[from_request(via(axum::extract::Path), rejection(ApiError))]
 struct Path<T>(T);
 
+/// Who may call a group of routes (see `auth`).
+#[derive(Clone, Copy)]
+enum Access {
+    /// Any valid token with the admin scope (or no token configured).
+    Admin,
+    /// A token that may publish and send.
+    Write,
+    /// Any valid token.
+    AnyToken,
+}
+
+/// Puts a group of routes behind its access rule; [`openapi::document`]
+/// builds the same routes with none, since only their description counts.
+type Guard<'a> = &'a dyn Fn(OpenApiRouter<AppState>, Access) -> OpenApiRouter<AppState>;
+
 /// The whole API. Routes come in three groups, each with its own access
 /// rule (see `auth`): public ones (the dashboard's files, `/healthz`, the
 /// API's description), the node-level routes of [`node_routes`] — mounted
 /// once at `/api` for the first node and once under `/api/nodes/{id}` for
 /// any node — and the hive's own routes (the node list, `/metrics`).
+///
+/// Every route but the dashboard's files and the description itself is
+/// added with `routes!`, which takes its path and method from the
+/// handler's `#[utoipa::path]`: the OpenAPI document is what the router
+/// serves, by construction (audit row 56).
 pub fn router(state: AppState) -> Router {
+    let guard = |group: OpenApiRouter<AppState>, access: Access| {
+        let state = state.clone();
+        match access {
+            Access::Admin => group.route_layer(from_fn_with_state(state, auth::admin)),
+            Access::Write => group.route_layer(from_fn_with_state(state, auth::write)),
+            Access::AnyToken => group.route_layer(from_fn_with_state(state, auth::any_token)),
+        }
+    };
+    let (api, document) = documented(&guard).split_for_parts();
+    let document = Arc::new(openapi::finish(document));
     let public = Router::new()
         .route("/", get(dashboard::index))
         .route("/app.js", get(dashboard::app_js))
         .route("/style.css", get(dashboard::style_css))
-        .route("/healthz", get(operations::healthz))
         .route("/openapi.json", get(openapi::openapi_json))
-        .route("/docs", get(openapi::docs_page));
-    let hive = Router::new()
-        .route("/api/nodes", get(nodes::list).post(nodes::spawn))
-        .route("/api/nodes/{id}", get(nodes::show).delete(nodes::delete))
-        .route("/metrics", get(operations::metrics))
-        .route_layer(from_fn_with_state(state.clone(), auth::admin));
-    let node_metrics = Router::new()
-        .route("/metrics", get(operations::metrics))
-        .route_layer(from_fn_with_state(state.clone(), auth::admin));
+        .route("/docs", get(openapi::docs_page))
+        .layer(axum::Extension(document));
     // Unknown paths need a token too: which paths exist is no business of a
     // caller without one.
     let not_found = Handler::layer(not_found, from_fn_with_state(state.clone(), auth::admin));
     public
-        .merge(hive)
-        .nest("/api", node_routes(&state))
-        .nest("/api/nodes/{id}", node_routes(&state).merge(node_metrics))
+        .merge(api)
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(from_fn_with_state(state.clone(), guard::check))
@@ -136,31 +157,45 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
+/// Every documented route, each group behind `guard`.
+fn documented(guard: Guard) -> OpenApiRouter<AppState> {
+    let hive = OpenApiRouter::new()
+        .routes(routes!(nodes::list, nodes::spawn))
+        .routes(routes!(nodes::show, nodes::delete))
+        .routes(routes!(operations::metrics));
+    let node_metrics = OpenApiRouter::new().routes(routes!(operations::metrics));
+    OpenApiRouter::with_openapi(openapi::base())
+        .routes(routes!(operations::healthz))
+        .merge(guard(hive, Access::Admin))
+        .nest("/api", node_routes(guard))
+        .nest(
+            "/api/nodes/{id}",
+            node_routes(guard).merge(guard(node_metrics, Access::Admin)),
+        )
+}
+
 /// The routes of one node, written once. Handlers find their node with the
 /// [`NodeCtx`] extractor: the `{id}` of the mount, or the first node.
-fn node_routes(state: &AppState) -> Router<AppState> {
-    let writes = Router::new()
-        .route("/topics/{topic}/subscribe", post(routes::subscribe))
-        .route("/topics/{topic}/unsubscribe", post(routes::unsubscribe))
-        .route("/topics/{topic}/publish", post(routes::publish))
-        .route("/peers/{peer_id}/send", post(routes::send))
-        .route_layer(from_fn_with_state(state.clone(), auth::write));
-    let whoami = Router::new()
-        .route("/whoami", get(auth::whoami))
-        .route_layer(from_fn_with_state(state.clone(), auth::any_token));
-    Router::new()
-        .route("/status", get(routes::status))
-        .route("/peers", get(routes::peers))
-        .route("/dial", post(routes::dial))
-        .route("/topics", get(routes::topics))
-        .route("/events", get(events::events))
-        .route("/messages", get(events::messages))
-        .route("/outbox", get(routes::outbox))
-        .route("/tension", get(operations::tension))
-        .route("/reproduce", post(nodes::reproduce))
-        .route_layer(from_fn_with_state(state.clone(), auth::admin))
-        .merge(writes)
-        .merge(whoami)
+fn node_routes(guard: Guard) -> OpenApiRouter<AppState> {
+    let writes = OpenApiRouter::new()
+        .routes(routes!(routes::subscribe))
+        .routes(routes!(routes::unsubscribe))
+        .routes(routes!(routes::publish))
+        .routes(routes!(routes::send));
+    let whoami = OpenApiRouter::new().routes(routes!(auth::whoami));
+    let reads = OpenApiRouter::new()
+        .routes(routes!(routes::status))
+        .routes(routes!(routes::peers))
+        .routes(routes!(routes::dial))
+        .routes(routes!(routes::topics))
+        .routes(routes!(events::events))
+        .routes(routes!(events::messages))
+        .routes(routes!(routes::outbox))
+        .routes(routes!(operations::tension))
+        .routes(routes!(nodes::reproduce));
+    guard(reads, Access::Admin)
+        .merge(guard(writes, Access::Write))
+        .merge(guard(whoami, Access::AnyToken))
 }
 
 async fn not_found(uri: axum::http::Uri) -> ApiError {

@@ -158,7 +158,7 @@ pub struct ReproduceBody {
 /// daemon, over the IPC, to reproduce. Under a host the daemon hands the work
 /// back as a `reproduce` event, and the host starts the children; they show
 /// up in `GET /api/nodes` once running.
-#[utoipa::path(post, path = "/api/reproduce", tag = "nodes",
+#[utoipa::path(post, path = "/reproduce", tag = "nodes",
     request_body(content = super::nodes::ReproduceBody, description = "Optional"),
     responses((status = 200, description = "The daemon asked its host for children", body = hive_proto::ReproduceResult),
                (status = 400, body = super::error::ErrorResponse), (status = 503, body = super::error::ErrorResponse)))]

@@ -1,7 +1,9 @@
 //! `GET /openapi.json` and a readable page at `/docs`.
 //!
-//! The document is built by `utoipa` from the `#[utoipa::path]` attributes
-//! on the real handlers (their doc comments become the summaries) and the
+//! The document is built by `utoipa` from the routes the router serves
+//! (`utoipa_axum`'s `routes!` takes each route's path and method from its
+//! handler's `#[utoipa::path]`, so a served route cannot be missing from
+//! the document) and from those attributes (their doc comments become the summaries) and the
 //! schemas of the real types they answer with: the host's own derive
 //! `ToSchema` where they are defined, `hive-proto`'s results derive it
 //! behind that crate's `openapi` feature (which only the host turns on, so
@@ -11,81 +13,73 @@
 //! `tests/tests/openapi_fields.rs` checks that every field a real host
 //! serves is declared.
 
+use std::sync::Arc;
+
 use axum::response::{Html, IntoResponse};
-use axum::Json;
+use axum::{Extension, Json};
 use utoipa::OpenApi;
 
 #[derive(OpenApi)]
 #[openapi(
     info(title = "Hive host API", description = "The HTTP/WebSocket API of `hive up`. Top-level routes address the first node; every node-level route is also served under `/api/nodes/{id}/...` for any node of the hive."),
-    paths(super::routes::status, super::routes::peers, super::routes::dial, super::routes::topics, super::routes::subscribe, super::routes::unsubscribe, super::routes::publish, super::routes::send, super::events::messages, super::routes::outbox, super::events::events, super::operations::healthz, super::operations::metrics,
-          super::operations::tension, super::auth::whoami, super::nodes::reproduce, super::nodes::list, super::nodes::spawn, super::nodes::show, super::nodes::delete),
-    modifiers(&BearerAuth, &PerNode),
+    modifiers(&BearerAuth),
 )]
 struct ApiDoc;
 
-/// Repeats every node-level operation under `/api/nodes/{id}`, where the
-/// host serves it for that node.
-struct PerNode;
+/// The document's frame (title, security scheme); the router adds every
+/// path it serves ([`super::router`]).
+pub(super) fn base() -> utoipa::openapi::OpenApi {
+    ApiDoc::openapi()
+}
 
-impl utoipa::Modify for PerNode {
-    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        use utoipa::openapi::path::{ParameterBuilder, ParameterIn};
-        use utoipa::openapi::Required;
-        let node_level: Vec<(String, utoipa::openapi::PathItem)> = openapi
-            .paths
-            .paths
-            .iter()
-            .filter(|(path, _)| {
-                (path.starts_with("/api/")
-                    && !path.starts_with("/api/nodes")
-                    && path.as_str() != "/api/whoami")
-                    || path.as_str() == "/metrics"
-            })
-            .map(|(path, item)| {
-                let rest = path.strip_prefix("/api").unwrap_or(path);
-                (format!("/api/nodes/{{id}}{rest}"), item.clone())
-            })
-            .collect();
-        let unknown_node = utoipa::openapi::ResponseBuilder::new()
-            .description("No node with this id in the hive (`GET /api/nodes` lists them)")
-            .content(
-                "application/json",
-                utoipa::openapi::ContentBuilder::new()
-                    .schema(Some(utoipa::openapi::Ref::from_schema_name(
-                        "ErrorResponse",
-                    )))
-                    .build(),
-            )
-            .build();
-        for (path, mut item) in node_level {
-            let id = ParameterBuilder::new()
-                .name("id")
-                .parameter_in(ParameterIn::Path)
-                .required(Required::True)
-                .description(Some("Node id, e.g. n1"))
-                .schema(Some(utoipa::openapi::schema::Object::with_type(
-                    utoipa::openapi::schema::Type::String,
+/// Completes the operations the router mounted under `/api/nodes/{id}`:
+/// the `id` parameter, a 404 for an unknown node, and operation ids of
+/// their own (`…_of_node`: the same handler is mounted at `/api` too).
+pub(super) fn finish(mut openapi: utoipa::openapi::OpenApi) -> utoipa::openapi::OpenApi {
+    use utoipa::openapi::path::{ParameterBuilder, ParameterIn};
+    use utoipa::openapi::Required;
+    let unknown_node = utoipa::openapi::ResponseBuilder::new()
+        .description("No node with this id in the hive (`GET /api/nodes` lists them)")
+        .content(
+            "application/json",
+            utoipa::openapi::ContentBuilder::new()
+                .schema(Some(utoipa::openapi::Ref::from_schema_name(
+                    "ErrorResponse",
                 )))
-                .build();
-            for op in [item.get.as_mut(), item.post.as_mut(), item.delete.as_mut()]
-                .into_iter()
-                .flatten()
-            {
-                op.parameters
-                    .get_or_insert_with(Vec::new)
-                    .insert(0, id.clone());
-                if let Some(op_id) = op.operation_id.as_mut() {
-                    op_id.push_str("_of_node");
-                }
-                op.responses
-                    .responses
-                    .entry("404".to_owned())
-                    .or_insert_with(|| unknown_node.clone().into());
+                .build(),
+        )
+        .build();
+    let id = ParameterBuilder::new()
+        .name("id")
+        .parameter_in(ParameterIn::Path)
+        .required(Required::True)
+        .description(Some("Node id, e.g. n1"))
+        .schema(Some(utoipa::openapi::schema::Object::with_type(
+            utoipa::openapi::schema::Type::String,
+        )))
+        .build();
+    for (path, item) in openapi.paths.paths.iter_mut() {
+        if !path.starts_with("/api/nodes/{id}/") {
+            continue;
+        }
+        for op in [item.get.as_mut(), item.post.as_mut(), item.delete.as_mut()]
+            .into_iter()
+            .flatten()
+        {
+            let params = op.parameters.get_or_insert_with(Vec::new);
+            if !params.iter().any(|p| p.name == "id") {
+                params.insert(0, id.clone());
             }
-            openapi.paths.paths.insert(path, item);
+            if let Some(op_id) = op.operation_id.as_mut() {
+                op_id.push_str("_of_node");
+            }
+            op.responses
+                .responses
+                .entry("404".to_owned())
+                .or_insert_with(|| unknown_node.clone().into());
         }
     }
+    openapi
 }
 
 /// Documents the optional bearer token.
@@ -102,18 +96,21 @@ impl utoipa::Modify for BearerAuth {
     }
 }
 
-/// The OpenAPI 3 document.
+#[cfg(test)]
+/// The OpenAPI 3 document, as [`super::router`] serves it (built from the
+/// same routes, without their access layers).
 pub fn document() -> utoipa::openapi::OpenApi {
-    ApiDoc::openapi()
+    finish(super::documented(&|group, _| group).split_for_parts().1)
 }
 
-pub async fn openapi_json() -> impl IntoResponse {
-    Json(document())
+pub async fn openapi_json(
+    Extension(doc): Extension<Arc<utoipa::openapi::OpenApi>>,
+) -> impl IntoResponse {
+    Json(doc.as_ref().clone())
 }
 
 /// A plain, dependency-free page listing every operation of the document.
-pub async fn docs_page() -> Html<String> {
-    let doc = document();
+pub async fn docs_page(Extension(doc): Extension<Arc<utoipa::openapi::OpenApi>>) -> Html<String> {
     let mut rows = String::new();
     for (path, item) in doc.paths.paths.iter() {
         let ops = [

@@ -27,7 +27,7 @@ pub async fn healthz(state: NodeCtx) -> (StatusCode, &'static str) {
 
 /// `GET /api/tension`: τ now, its signals, and its history (one sample per
 /// 5 s over the last 15 minutes, oldest first).
-#[utoipa::path(get, path = "/api/tension", tag = "operations",
+#[utoipa::path(get, path = "/tension", tag = "operations",
     responses((status = 200, description = "τ, its signals and its 15-minute history", body = super::operations::TensionNow)))]
 pub async fn tension(state: NodeCtx) -> Json<TensionNow> {
     let now = state.tension();

@@ -76,7 +76,7 @@ pub struct StatusBody {
 
 /// Answers whatever the daemon's state: live data when it responds, the last
 /// known values otherwise.
-#[utoipa::path(get, path = "/api/status", tag = "node",
+#[utoipa::path(get, path = "/status", tag = "node",
     responses((status = 200, description = "Identity, daemon state, tension", body = super::routes::StatusBody)))]
 pub async fn status(state: NodeCtx) -> Json<StatusBody> {
     let sup = &state.supervisor;
@@ -126,7 +126,7 @@ pub async fn status(state: NodeCtx) -> Json<StatusBody> {
     Json(body)
 }
 
-#[utoipa::path(get, path = "/api/peers", tag = "node",
+#[utoipa::path(get, path = "/peers", tag = "node",
     responses((status = 200, body = [hive_proto::PeerInfo]), (status = 503, body = super::error::ErrorResponse)))]
 pub async fn peers(state: NodeCtx) -> Result<Json<Vec<PeerInfo>>, ApiError> {
     let result: PeersResult = state.client()?.request_typed(Op::Peers, OP_TIMEOUT).await?;
@@ -141,7 +141,7 @@ pub struct DialBody {
     addr: String,
 }
 
-#[utoipa::path(post, path = "/api/dial", tag = "node", request_body = super::routes::DialBody,
+#[utoipa::path(post, path = "/dial", tag = "node", request_body = super::routes::DialBody,
     responses((status = 200, body = hive_proto::DialResult), (status = 400, body = super::error::ErrorResponse),
                (status = 502, body = super::error::ErrorResponse), (status = 503, body = super::error::ErrorResponse)))]
 pub async fn dial(
@@ -164,7 +164,7 @@ pub async fn dial(
     Ok(Json(result))
 }
 
-#[utoipa::path(get, path = "/api/topics", tag = "pubsub",
+#[utoipa::path(get, path = "/topics", tag = "pubsub",
     responses((status = 200, body = [hive_proto::TopicInfo]), (status = 503, body = super::error::ErrorResponse)))]
 pub async fn topics(state: NodeCtx) -> Result<Json<Vec<TopicInfo>>, ApiError> {
     let result: TopicsResult = state
@@ -190,7 +190,7 @@ struct Changed {
     changed: Option<bool>,
 }
 
-#[utoipa::path(post, path = "/api/topics/{topic}/subscribe", tag = "pubsub",
+#[utoipa::path(post, path = "/topics/{topic}/subscribe", tag = "pubsub",
     params(("topic" = String, Path, description = "1-256 bytes, no control characters")),
     responses((status = 200, body = super::routes::SubscriptionBody), (status = 400, body = super::error::ErrorResponse),
                (status = 503, body = super::error::ErrorResponse)))]
@@ -226,7 +226,7 @@ pub async fn subscribe(
     }
 }
 
-#[utoipa::path(post, path = "/api/topics/{topic}/unsubscribe", tag = "pubsub",
+#[utoipa::path(post, path = "/topics/{topic}/unsubscribe", tag = "pubsub",
     params(("topic" = String, Path)),
     responses((status = 200, body = super::routes::SubscriptionBody), (status = 400, body = super::error::ErrorResponse),
                (status = 503, body = super::error::ErrorResponse)))]
@@ -308,7 +308,7 @@ pub struct PublishQuery {
     envelope: Option<bool>,
 }
 
-#[utoipa::path(post, path = "/api/topics/{topic}/publish", tag = "pubsub",
+#[utoipa::path(post, path = "/topics/{topic}/publish", tag = "pubsub",
     params(("topic" = String, Path),
            ("envelope" = Option<bool>, Query, description = "false: publish the bare bytes (for non-Hive libp2p peers); true: Hive's envelope, which keeps the id across retries so Hive receivers drop duplicates. Default: enveloped unless the host runs with --plain-pubsub"),
            ("Idempotency-Key" = Option<String>, Header, description = "1-64 printable ASCII; a retry with the same key is not queued twice")),
@@ -377,7 +377,7 @@ pub struct SendQuery {
     wait: Option<u64>,
 }
 
-#[utoipa::path(post, path = "/api/peers/{peer_id}/send", tag = "direct",
+#[utoipa::path(post, path = "/peers/{peer_id}/send", tag = "direct",
     params(("peer_id" = String, Path),
            ("wait" = Option<u64>, Query, description = "Seconds to wait for the acknowledgement (default 30, max 60); 0 only queues (always 202)"),
            ("Idempotency-Key" = Option<String>, Header)),
@@ -472,7 +472,7 @@ pub struct OutboxBody {
 }
 
 /// Messages accepted and not yet acknowledged, oldest first.
-#[utoipa::path(get, path = "/api/outbox", tag = "history",
+#[utoipa::path(get, path = "/outbox", tag = "history",
     params(("limit" = Option<u64>, Query)),
     responses((status = 200, body = super::routes::OutboxBody), (status = 400, body = super::error::ErrorResponse)))]
 pub async fn outbox(
