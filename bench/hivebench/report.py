@@ -117,6 +117,7 @@ def render(res: dict) -> str:
     out.append(host(w.get("host")))
     out.append(scale(w.get("scale")))
     out.append(recovery(w.get("recovery")))
+    out.append(catchup(w.get("catchup")))
     out.append(skips(w))
     out.append(method())
     if FINDINGS.exists():
@@ -541,6 +542,26 @@ def recovery(s) -> str:
                 row("first message published by B after the kill arrives at A", s["first_ba_ms"]),
             ],
         )
+        + "\n"
+    )
+
+
+def catchup(s) -> str:
+    head = "## 8. Catch-up after being away\n\n"
+    if not s or skipped(s):
+        return head + _not_run(s)
+    return (
+        head
+        + f"Hosts A, B and C share a topic; B (the node the others were bootstrapped from) is stopped with SIGTERM; "
+        f"A publishes {s['missed']:,} messages through its API, which C stores; B starts again on its data directory "
+        "with its first command line (no dial by the bench). Gossip never repeats a message, so only "
+        "`/hive/sync/1.0.0` brings them back. No anchor catches up (go, js and py-libp2p keep what a node missed "
+        "nowhere), so this row is Hive's alone.\n\n"
+        + table(
+            ["missed", "B ready → all stored ms", "messages/s", "B's daemon CPU s", "stored", "fetched (status.sync)"],
+            [[f"{s['missed']:,}", f(s.get("caught_up_ms"), 0), s.get("rate_per_s"), s.get("daemon_cpu_s"),
+              s.get("stored"), s.get("sync_fetched")]],
+        )  # fmt: skip
         + "\n"
     )
 

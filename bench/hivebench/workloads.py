@@ -756,9 +756,10 @@ async def _control_pubsub_sweep(env: Env, kind: str, nodes: int) -> dict:
             await d.stop()
 
 
-async def _host_pair(env: Env, name: str, bootstrap_to=None, extra=()):
-    """Start a `hive up` host; returns (proc, api_url, dir)."""
-    d = env.scratch(name)
+async def _host_pair(env: Env, name: str, bootstrap_to=None, extra=(), data_dir=None):
+    """Start a `hive up` host (on `data_dir`, else a fresh one); returns
+    (proc, api_url, status, ready_ms, http)."""
+    d = data_dir or env.scratch(name)
     port = free_port()
     api = f"http://127.0.0.1:{port}"
     argv = [
