@@ -33,6 +33,14 @@ pub struct Stored {
     pub bytes: u64,
 }
 
+/// A row the inbox does not hold yet (same kind, sender and id). Not
+/// `INSERT OR IGNORE`: with AUTOINCREMENT an ignored duplicate uses up a
+/// cursor, and a jump in cursors is what tells a resuming client that rows
+/// were pruned (docs/01_ARCHITECTURE.md, "Inbox and cursors").
+const INSERT_NEW: &str = "INSERT INTO inbox (kind, id, topic, peer, data, received_ms)
+     SELECT ?1, ?2, ?3, ?4, ?5, ?6
+     WHERE NOT EXISTS (SELECT 1 FROM inbox WHERE kind = ?1 AND peer = ?4 AND id = ?2)";
+
 impl Store {
     /// Where the host stands in a daemon's history: `(journal, seq)`, the
     /// journal most recently written (none yet: `None`).
@@ -67,10 +75,7 @@ impl Store {
             let tx = c.transaction()?;
             let mut cursors = Vec::with_capacity(rows.len());
             {
-                let mut stmt = tx.prepare_cached(
-                    "INSERT OR IGNORE INTO inbox (kind, id, topic, peer, data, received_ms)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                )?;
+                let mut stmt = tx.prepare_cached(INSERT_NEW)?;
                 let now = now_ms();
                 for r in &rows {
                     let changed =
@@ -119,11 +124,7 @@ impl Store {
     ) -> Result<Option<u64>, StoreError> {
         let last = self.cursor_counter();
         self.call(move |c| {
-            let changed = c.execute(
-                "INSERT OR IGNORE INTO inbox (kind, id, topic, peer, data, received_ms)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                params![kind, id, topic, peer, data, now_ms()],
-            )?;
+            let changed = c.execute(INSERT_NEW, params![kind, id, topic, peer, data, now_ms()])?;
             if changed == 0 {
                 return Ok(None);
             }
@@ -173,8 +174,11 @@ impl Store {
                 "DELETE FROM inbox WHERE received_ms < ?1",
                 params![now_ms() - max_age_ms],
             )?;
+            // The newest `max_rows` by position, not `MAX(cursor) - N`:
+            // eviction leaves holes in the cursors.
             let by_count = c.execute(
-                "DELETE FROM inbox WHERE cursor <= (SELECT MAX(cursor) FROM inbox) - ?1",
+                "DELETE FROM inbox WHERE cursor <= (
+                     SELECT cursor FROM inbox ORDER BY cursor DESC LIMIT 1 OFFSET ?1)",
                 params![max_rows as i64],
             )?;
             Ok(by_age + by_count)

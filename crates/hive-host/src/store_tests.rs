@@ -182,3 +182,66 @@ async fn expired_rows_are_taken_out_for_reporting() {
     assert_eq!(expired[0].data, b"late");
     assert_eq!(store.depth().await.unwrap(), 1);
 }
+
+/// Retention (`--retention-count`, `--retention-secs`; audit: untested
+/// limits). By count it keeps exactly the newest rows, whatever holes
+/// duplicates left in the cursors (a duplicate uses up a cursor: the old
+/// `cursor <= MAX(cursor) - N` kept fewer than N when there were any); by
+/// age it drops what is older. A client resuming with a cursor older than
+/// what is kept gets the rows still kept after it, and the jump in cursors
+/// shows that some are gone (docs/01_ARCHITECTURE.md, "Inbox and cursors").
+#[tokio::test]
+async fn retention_keeps_the_newest_by_count_and_drops_by_age() {
+    let dir = tempfile::TempDir::new().unwrap();
+    let store = Store::open(&dir.path().join("hive.db")).unwrap();
+    let mut first = None;
+    for i in 0..10 {
+        let id = format!("m{i}");
+        let c = store
+            .insert_inbound(
+                InKind::Message,
+                id.clone(),
+                Some("t".into()),
+                "p".into(),
+                vec![1],
+            )
+            .await
+            .unwrap();
+        first = first.or(c);
+        // A peer's second copy: dropped, but it uses up a cursor.
+        let again = store
+            .insert_inbound(InKind::Message, id, Some("t".into()), "p".into(), vec![1])
+            .await
+            .unwrap();
+        assert_eq!(again, None);
+    }
+    let week = 7 * 24 * 3600 * 1000;
+    store.prune(week, 5).await.unwrap();
+    let kept = store.inbound_after(0, None, None, 100).await.unwrap();
+    let ids: Vec<&str> = kept.iter().map(|r| r.id.as_str()).collect();
+    assert_eq!(ids, ["m5", "m6", "m7", "m8", "m9"], "the newest 5, exactly");
+    // Resuming from the first cursor ever given out: the kept rows, oldest
+    // first, and a jump past the pruned ones.
+    let first = first.unwrap();
+    let resumed = store.inbound_after(first, None, None, 100).await.unwrap();
+    assert_eq!(resumed.len(), 5);
+    assert!(
+        resumed[0].cursor > first + 1,
+        "the jump shows the pruned rows"
+    );
+    // By age: the two oldest kept rows made ten days old.
+    store
+        .call(move |c| {
+            c.execute(
+                "UPDATE inbox SET received_ms = received_ms - 10 * 86400000
+                 WHERE id IN ('m5', 'm6')",
+                [],
+            )?;
+            Ok(())
+        })
+        .await
+        .unwrap();
+    assert_eq!(store.prune(week, 1000).await.unwrap(), 2);
+    let kept = store.inbound_after(0, None, None, 100).await.unwrap();
+    assert_eq!(kept.len(), 3);
+}
