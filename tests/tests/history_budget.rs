@@ -1,4 +1,4 @@
-//! The daemon's history has a byte budget (issue 14, REQ-SEC-PEER-2): a
+//! The daemon's history has a byte budget (issue 14, REQ-SEC-8): a
 //! peer that sends large valid messages cannot fill the disk through
 //! `history.db`, whose age and per-topic count limits alone would let it.
 //!
