@@ -19,7 +19,7 @@
 //!   which stored every message live, lost none.
 
 use futures::{SinkExt, StreamExt};
-use hive_tests::{event_bytes, wait_for, Daemon, Host, HostOpts};
+use hive_tests::{event_bytes, metric_sample as sample, wait_for, Daemon, Host, HostOpts, IpcWs};
 use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::Message;
 
@@ -28,27 +28,9 @@ const BUDGET: u64 = 1 << 20;
 const SIZE: usize = 64 * 1024;
 const FLOOD: usize = 48;
 
-type Ws =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
-async fn ipc(d: &Daemon) -> anyhow::Result<Ws> {
-    let mut cfg = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default();
-    cfg.max_message_size = Some(64 << 20);
-    let (mut ws, _) =
-        tokio_tungstenite::connect_async_with_config(d.ipc_url(), Some(cfg), false).await?;
-    let hello = json!({"type": "hello", "version": hive_proto::PROTOCOL_VERSION, "token": TOKEN});
-    ws.send(Message::text(hello.to_string())).await?;
-    let Some(Ok(Message::Text(t))) = ws.next().await else {
-        anyhow::bail!("no welcome from A's daemon");
-    };
-    let v: Value = serde_json::from_str(t.as_str())?;
-    anyhow::ensure!(v["type"] == "welcome", "{v}");
-    Ok(ws)
-}
-
 /// Send one direct message through A's daemon and wait for its answer
 /// (B's acknowledgement: the message is in B's history).
-async fn send(ws: &mut Ws, n: usize, to: &str, data: &[u8]) -> anyhow::Result<()> {
+async fn send(ws: &mut IpcWs, n: usize, to: &str, data: &[u8]) -> anyhow::Result<()> {
     use base64::Engine;
     let data = base64::engine::general_purpose::STANDARD.encode(data);
     let req = json!({"type": "request", "id": n, "op": "send",
@@ -65,13 +47,6 @@ async fn send(ws: &mut Ws, n: usize, to: &str, data: &[u8]) -> anyhow::Result<()
     anyhow::bail!("A's daemon closed the IPC")
 }
 
-/// The value of one sample in a Prometheus text page.
-fn sample(metrics: &str, name_and_labels: &str) -> Option<f64> {
-    metrics
-        .lines()
-        .find_map(|l| l.strip_prefix(name_and_labels)?.trim().parse().ok())
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_peer_sending_more_than_the_budget_only_evicts_the_oldest() -> anyhow::Result<()> {
     let b = Host::start(HostOpts {
@@ -85,7 +60,7 @@ async fn a_peer_sending_more_than_the_budget_only_evicts_the_oldest() -> anyhow:
     let b_daemon = b.daemon_pid().await?;
     let dir = tempfile::tempdir()?;
     let a = Daemon::start(dir.path(), TOKEN, &["--bootstrap", &b_addr]).await?;
-    let mut ws = ipc(&a).await?;
+    let mut ws = a.ipc().await?;
 
     for n in 0..FLOOD {
         send(&mut ws, n, &b_id, &vec![n as u8; SIZE]).await?;
