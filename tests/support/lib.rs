@@ -594,6 +594,35 @@ impl Daemon {
             .unwrap_or_default()
             .to_string()
     }
+
+    /// An IPC connection past its handshake (frames up to 64 MiB).
+    pub async fn ipc(&self) -> Result<IpcWs> {
+        use futures::SinkExt;
+        let mut cfg = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default();
+        cfg.max_message_size = Some(64 << 20);
+        let (mut ws, _) =
+            tokio_tungstenite::connect_async_with_config(self.ipc_url(), Some(cfg), false).await?;
+        let hello = serde_json::json!({"type": "hello",
+            "version": hive_proto::PROTOCOL_VERSION, "token": self.token});
+        ws.send(Message::text(hello.to_string())).await?;
+        let Some(Ok(Message::Text(t))) = ws.next().await else {
+            bail!("no welcome from the daemon");
+        };
+        let v: Value = serde_json::from_str(t.as_str())?;
+        anyhow::ensure!(v["type"] == "welcome", "{v}");
+        Ok(ws)
+    }
+}
+
+/// A client's WebSocket to a daemon's IPC.
+pub type IpcWs =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// The value of one sample (name with its labels) in a Prometheus text page.
+pub fn metric_sample(metrics: &str, name_and_labels: &str) -> Option<f64> {
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(name_and_labels)?.trim().parse().ok())
 }
 
 impl Host {

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use base64::Engine;
 use futures::{SinkExt, StreamExt};
-use hive_tests::{event_bytes, wait_for, Daemon, Host, HostOpts};
+use hive_tests::{event_bytes, metric_sample as sample, wait_for, Daemon, Host, HostOpts, IpcWs};
 use serde_json::{json, Value};
 use tokio::sync::Semaphore;
 use tokio_tungstenite::tungstenite::Message;
@@ -46,27 +46,9 @@ const B_LIMITS: [&str; 10] = [
     "50",
 ];
 
-type Ws =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
-async fn ipc(d: &Daemon) -> anyhow::Result<Ws> {
-    let mut cfg = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default();
-    cfg.max_message_size = Some(64 << 20);
-    let (mut ws, _) =
-        tokio_tungstenite::connect_async_with_config(d.ipc_url(), Some(cfg), false).await?;
-    let hello = json!({"type": "hello", "version": hive_proto::PROTOCOL_VERSION, "token": TOKEN});
-    ws.send(Message::text(hello.to_string())).await?;
-    let Some(Ok(Message::Text(t))) = ws.next().await else {
-        anyhow::bail!("no welcome from A's daemon");
-    };
-    let v: Value = serde_json::from_str(t.as_str())?;
-    anyhow::ensure!(v["type"] == "welcome", "{v}");
-    Ok(ws)
-}
-
 /// Send 64 KiB direct messages to `to` for [`FLOOD`], as fast as the
 /// daemon answers; returns the answers by error code (`ok` for stored).
-async fn flood(ws: Ws, to: String) -> anyhow::Result<HashMap<String, usize>> {
+async fn flood(ws: IpcWs, to: String) -> anyhow::Result<HashMap<String, usize>> {
     let (mut sink, mut stream) = ws.split();
     let window = Arc::new(Semaphore::new(IN_FLIGHT));
     let reader_window = window.clone();
@@ -112,13 +94,6 @@ async fn flood(ws: Ws, to: String) -> anyhow::Result<HashMap<String, usize>> {
     }
     let _ = sent_tx.send(n);
     Ok(reader.await?)
-}
-
-/// The value of one labelled sample in a Prometheus text page.
-fn sample(metrics: &str, name_and_labels: &str) -> Option<f64> {
-    metrics
-        .lines()
-        .find_map(|l| l.strip_prefix(name_and_labels)?.trim().parse().ok())
 }
 
 /// Payload bytes B stores per sender, from `/api/messages`.
@@ -185,7 +160,7 @@ async fn a_flooding_peer_is_refused_and_bounded_while_others_get_through() -> an
     c.wait_healthy().await?;
     let dir = tempfile::tempdir()?;
     let a = Daemon::start(dir.path(), TOKEN, &["--bootstrap", &b_addr]).await?;
-    let ws = ipc(&a).await?;
+    let ws = a.ipc().await?;
 
     let stop = tokio::sync::Notify::new();
     let honest = async {

@@ -657,6 +657,7 @@ export interface components {
         /** @description `/api/status`'s `peer_limits`. */
         GuardStatus: {
             budget: components["schemas"]["InboxBudget"];
+            daemon_history?: null | components["schemas"]["HistoryStatus"];
             /**
              * Format: int64
              * @description Direct messages the daemon refused (senders over their rate).
@@ -696,6 +697,34 @@ export interface components {
             messages: unknown[];
         };
         /**
+         * @description The node's history (`history.db`) against its byte budget
+         *     (`--history-max-bytes`): past it the oldest entries are evicted.
+         */
+        HistoryStatus: {
+            /**
+             * Format: int64
+             * @description Bytes the kept entries hold: payloads and what is stored with them
+             *     (sender, id, topic, signature, key), not SQLite's own overhead.
+             */
+            bytes: number;
+            /**
+             * Format: int64
+             * @description Entries evicted to keep within the budget since the daemon started
+             *     (not those pruned by age or count).
+             */
+            evicted: number;
+            /**
+             * Format: int64
+             * @description Bytes those evicted entries held.
+             */
+            evicted_bytes: number;
+            /**
+             * Format: int64
+             * @description The budget (0 = none).
+             */
+            max_bytes: number;
+        };
+        /**
          * @description How the host's store keeps up with its daemon's numbered history, as
          *     `/api/status` shows it.
          */
@@ -707,7 +736,8 @@ export interface components {
             gaps: number;
             /**
              * Format: int64
-             * @description Messages pruned from the daemon's history before the host stored them.
+             * @description Messages pruned or evicted from the daemon's history before the host
+             *     stored them.
              */
             lost: number;
             /**
@@ -913,6 +943,7 @@ export interface components {
              *     daemon was ready.
              */
             daemon_version?: string | null;
+            history?: null | components["schemas"]["HistoryStatus"];
             /**
              * @description How the store keeps up with the daemon's numbered history: last
              *     number stored, holes seen, messages fetched to fill them, messages

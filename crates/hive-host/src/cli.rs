@@ -252,6 +252,11 @@ pub struct UpArgs {
     /// the daemon's, 20].
     #[arg(long, value_name = "N")]
     pub sync_rate: Option<f64>,
+    /// Most bytes each daemon keeps in its history (`history.db`, what
+    /// clients resume from); past it the oldest entries are evicted and
+    /// counted (0 = no budget) [default: the daemon's, 1 GiB].
+    #[arg(long, value_name = "BYTES")]
+    pub history_max_bytes: Option<u64>,
 }
 
 #[cfg(test)]

@@ -54,7 +54,8 @@ pub struct InboundSnapshot {
     pub gaps: u64,
     /// Messages fetched from the daemon's history to fill them.
     pub repaired: u64,
-    /// Messages pruned from the daemon's history before the host stored them.
+    /// Messages pruned or evicted from the daemon's history before the host
+    /// stored them.
     pub lost: u64,
 }
 

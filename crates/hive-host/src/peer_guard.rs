@@ -13,6 +13,10 @@
 //!   per-peer budget is below the total), and the stored bytes never exceed
 //!   the budget after a batch is committed. Evictions are counted.
 //!
+//! - The daemon's history has its own byte budget (`--history-max-bytes`,
+//!   same policy, see `hive_node::history`); the host passes the flag on,
+//!   and counts the daemon's evictions from its status like its refusals.
+//!
 //! Bytes are kept per peer in `inbox_usage`, maintained by triggers on the
 //! inbox, so that neither retention nor the budget scans the inbox.
 
@@ -21,7 +25,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use hive_proto::Refusals;
+use hive_proto::{HistoryStatus, Refusals};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -85,6 +89,19 @@ impl DaemonRates {
 pub struct PeerLimits {
     pub rates: DaemonRates,
     pub budget: InboxBudget,
+    /// The daemon's history byte budget (`None`: the daemon's default).
+    pub history_max_bytes: Option<u64>,
+}
+
+impl PeerLimits {
+    /// The daemon flags for the daemon's side of these limits.
+    pub fn daemon_args(&self) -> Vec<String> {
+        let mut args = self.rates.daemon_args();
+        if let Some(n) = self.history_max_bytes {
+            args.extend(["--history-max-bytes".to_owned(), n.to_string()]);
+        }
+        args
+    }
 }
 
 /// Refusals within this window make the `refusals` signal of τ.
@@ -105,6 +122,11 @@ pub struct GuardStats {
     pub sync_refused: AtomicU64,
     /// The running daemon's last reported counts (they restart at 0).
     last_seen: Mutex<Refusals>,
+    /// The running daemon's last history status, and its evictions summed
+    /// over its restarts (rows, bytes).
+    history: Mutex<Option<HistoryStatus>>,
+    history_evicted: AtomicU64,
+    history_evicted_bytes: AtomicU64,
     /// `(when, all refusals and evictions so far)`, oldest first.
     samples: Mutex<VecDeque<(Instant, u64)>>,
 }
@@ -124,6 +146,9 @@ pub struct GuardStatus {
     pub direct_rate_limited: u64,
     /// History-sync requests the daemon refused.
     pub sync_rate_limited: u64,
+    /// The daemon's history against its byte budget, its evictions summed
+    /// over daemon restarts (absent until a daemon reported it).
+    pub daemon_history: Option<HistoryStatus>,
 }
 
 impl GuardStats {
@@ -144,12 +169,41 @@ impl GuardStats {
             evicted_bytes: get(&self.evicted_bytes),
             direct_rate_limited: get(&self.direct_refused),
             sync_rate_limited: get(&self.sync_refused),
+            daemon_history: hive_proto::sync::lock(&self.history).map(|h| HistoryStatus {
+                evicted: get(&self.history_evicted),
+                evicted_bytes: get(&self.history_evicted_bytes),
+                ..h
+            }),
         }
     }
 
     fn all(&self) -> u64 {
         let s = self.status();
-        s.evicted_peer_budget + s.evicted_total_budget + s.direct_rate_limited + s.sync_rate_limited
+        s.evicted_peer_budget
+            + s.evicted_total_budget
+            + s.direct_rate_limited
+            + s.sync_rate_limited
+            + s.daemon_history.map_or(0, |h| h.evicted)
+    }
+
+    /// Take a daemon's history status; `fresh` as for
+    /// [`GuardStats::observe_daemon`]. Returns the evictions since the last
+    /// one (rows, bytes).
+    pub fn observe_history(&self, now: HistoryStatus, fresh: bool) -> (u64, u64) {
+        let mut last = hive_proto::sync::lock(&self.history);
+        let before = match *last {
+            Some(h) if !fresh => h,
+            _ => HistoryStatus::default(),
+        };
+        let delta = |n: u64, b: u64| if n >= b { n - b } else { n };
+        let d = (
+            delta(now.evicted, before.evicted),
+            delta(now.evicted_bytes, before.evicted_bytes),
+        );
+        *last = Some(now);
+        self.history_evicted.fetch_add(d.0, Ordering::Relaxed);
+        self.history_evicted_bytes.fetch_add(d.1, Ordering::Relaxed);
+        d
     }
 
     /// Take a daemon's status counts; `fresh`: a new daemon (its counts
@@ -308,6 +362,8 @@ pub struct GuardMetrics {
     refusals: Family<ReasonLabel, Counter>,
     evicted_bytes: Counter,
     inbox_bytes: Gauge,
+    history_bytes: Gauge,
+    history_evicted_bytes: Counter,
 }
 
 impl GuardMetrics {
@@ -316,7 +372,8 @@ impl GuardMetrics {
             "peer_refusals",
             "What remote peers were refused or had evicted: direct_rate_limited and \
              sync_rate_limited (the daemon's per-peer rates), inbox_peer_budget and \
-             inbox_total_budget (messages evicted from the inbox's byte budget)",
+             inbox_total_budget (messages evicted from the inbox's byte budget), \
+             history_budget (entries evicted from the daemon's history's byte budget)",
             self.refusals.clone(),
         );
         registry.register(
@@ -328,6 +385,16 @@ impl GuardMetrics {
             "inbox_bytes",
             "Payload bytes stored in the inbox",
             self.inbox_bytes.clone(),
+        );
+        registry.register(
+            "daemon_history_bytes",
+            "Bytes the daemon's history (history.db) keeps, against --history-max-bytes",
+            self.history_bytes.clone(),
+        );
+        registry.register(
+            "daemon_history_evicted_bytes",
+            "Bytes evicted from the daemon's history to keep it within its byte budget",
+            self.history_evicted_bytes.clone(),
         );
         // Every reason shows from the start, at 0.
         for reason in REASONS {
@@ -348,6 +415,14 @@ impl GuardMetrics {
         self.add("sync_rate_limited", d.sync_rate_limited);
     }
 
+    /// A daemon's history status and its evictions since the last one.
+    pub fn daemon_history(&self, now: HistoryStatus, (rows, bytes): (u64, u64)) {
+        self.add("history_budget", rows);
+        self.history_evicted_bytes.inc_by(bytes);
+        self.history_bytes
+            .set(now.bytes.min(i64::MAX as u64) as i64);
+    }
+
     pub fn evicted(&self, e: Evicted, stored_bytes: u64) {
         self.add("inbox_peer_budget", e.peer_rows);
         self.add("inbox_total_budget", e.total_rows);
@@ -357,11 +432,12 @@ impl GuardMetrics {
     }
 }
 
-const REASONS: [&str; 4] = [
+const REASONS: [&str; 5] = [
     "direct_rate_limited",
     "sync_rate_limited",
     "inbox_peer_budget",
     "inbox_total_budget",
+    "history_budget",
 ];
 
 #[cfg(test)]
@@ -440,5 +516,21 @@ mod tests {
         assert_eq!(g.recent(), 0, "the first sample is the base");
         g.observe_daemon(r(7, 0), false);
         assert_eq!(g.recent(), 5);
+        // The history's evictions the same way, and in τ.
+        let h = |evicted, bytes| HistoryStatus {
+            bytes: 900,
+            max_bytes: 1000,
+            evicted,
+            evicted_bytes: bytes,
+        };
+        assert_eq!(g.observe_history(h(4, 400), true), (4, 400));
+        assert_eq!(g.observe_history(h(6, 600), false), (2, 200));
+        assert_eq!(g.observe_history(h(1, 100), true), (1, 100));
+        let s = g.status().daemon_history.expect("reported");
+        assert_eq!(
+            (s.bytes, s.max_bytes, s.evicted, s.evicted_bytes),
+            (900, 1000, 7, 700)
+        );
+        assert_eq!(g.recent(), 12);
     }
 }

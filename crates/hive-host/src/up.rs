@@ -100,6 +100,7 @@ impl HostConfig {
                             per_peer: args.inbox_peer_bytes,
                             total: args.inbox_max_bytes,
                         },
+                        history_max_bytes: args.history_max_bytes,
                     },
                 },
                 data_dir,
@@ -286,6 +287,14 @@ fn check_peer_limits(args: &UpArgs) -> anyhow::Result<()> {
             bail!("{flag} must be a number of at least 0 (0 = no limit)");
         }
     }
+    // The daemon's own largest message: the host does not change it.
+    const DAEMON_MAX_MESSAGE: u64 = 1 << 20;
+    if let Some(n) = args
+        .history_max_bytes
+        .filter(|n| *n != 0 && *n < DAEMON_MAX_MESSAGE)
+    {
+        bail!("--history-max-bytes {n} is below the daemon's largest message ({DAEMON_MAX_MESSAGE} bytes): every message would be evicted as it arrives (0 = no budget)");
+    }
     if args.inbox_max_bytes < args.inbox_peer_bytes {
         bail!(
             "--inbox-max-bytes {} is below --inbox-peer-bytes {}: the total budget must hold at least one peer's",
@@ -453,18 +462,28 @@ mod tests {
             "0",
             "--inbox-peer-bytes",
             "2000000",
+            "--history-max-bytes",
+            "3000000",
         ])
         .expect("ok");
         let limits = &c.template.daemon.peer_limits;
         assert_eq!(limits.budget.per_peer, 2_000_000);
         assert_eq!(
-            limits.rates.daemon_args(),
-            ["--direct-rate", "5", "--sync-rate", "0"]
+            limits.daemon_args(),
+            [
+                "--direct-rate",
+                "5",
+                "--sync-rate",
+                "0",
+                "--history-max-bytes",
+                "3000000"
+            ]
         );
         for (args, says) in [
             (&["--direct-rate", "NaN"][..], "--direct-rate"),
             (&["--inbox-peer-bytes", "1000"][..], "--max-message-size"),
             (&["--inbox-max-bytes", "2000000"][..], "--inbox-peer-bytes"),
+            (&["--history-max-bytes", "1000"][..], "--history-max-bytes"),
         ] {
             let err = config(args).err().expect("refused");
             assert!(err.to_string().contains(says), "{args:?}: {err}");

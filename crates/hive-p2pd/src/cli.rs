@@ -101,6 +101,12 @@ pub struct Cli {
     #[arg(long, value_name = "N", default_value_t = 100_000)]
     pub history_per_topic: u64,
 
+    /// Most bytes kept in the history in all (payloads and what is stored
+    /// with them); past it the oldest entries, of any topic, are evicted
+    /// and counted in `status` (0 = no budget).
+    #[arg(long, value_name = "BYTES", default_value_t = hive_node::history::DEFAULT_MAX_BYTES)]
+    pub history_max_bytes: u64,
+
     /// Direct messages a second accepted from one peer; past it (and a
     /// burst of --direct-burst) its messages are refused with `rate_limited`
     /// (0 = no limit).

@@ -143,6 +143,7 @@ impl Settings {
                 anyhow::bail!("{flag} must be a number of at least 0 (0 = no limit), not {rate}");
             }
         }
+        check_history_budget(&cli)?;
         let mut node = node_config(&cli, go.as_ref(), &data_dir);
         compat::check_relay_addrs("--relay", &cli.relays)?;
         match &go {
@@ -241,8 +242,22 @@ fn node_config(cli: &Cli, go: Option<&GoOptions>, data_dir: &std::path::Path) ->
         path: Some(hive_node::history::default_path(data_dir)),
         max_age: Duration::from_secs(cli.history_hours.saturating_mul(3600)),
         max_per_topic: cli.history_per_topic.max(1),
+        max_bytes: cli.history_max_bytes,
     };
     config
+}
+
+/// A budget below one largest message would evict every message as it
+/// arrives.
+fn check_history_budget(cli: &Cli) -> Result<()> {
+    let max = cli.history_max_bytes;
+    if max != 0 && max < cli.max_message_size as u64 {
+        anyhow::bail!(
+            "--history-max-bytes {max} is below --max-message-size {}: every message would be evicted as it arrives (0 = no budget)",
+            cli.max_message_size
+        );
+    }
+    Ok(())
 }
 
 /// The per-peer rate limits from --direct-rate, --direct-burst,
@@ -384,6 +399,27 @@ mod tests {
         assert_eq!(n.history.path, Some(data_dir.join("history.db")));
         assert_eq!(n.history.max_age, Duration::from_secs(24 * 3600));
         assert_eq!(n.history.max_per_topic, 100_000);
+        assert_eq!(n.history.max_bytes, 1 << 30);
+    }
+
+    #[test]
+    fn the_history_budget_holds_at_least_one_message() {
+        let n = settings(&["--history-max-bytes=2000000"]).unwrap().node;
+        assert_eq!(n.history.max_bytes, 2_000_000);
+        assert_eq!(
+            settings(&["--history-max-bytes=0"])
+                .unwrap()
+                .node
+                .history
+                .max_bytes,
+            0
+        );
+        let Err(err) = settings(&["--history-max-bytes=1000"]) else {
+            panic!("a budget below one message was taken");
+        };
+        assert!(err.to_string().contains("--max-message-size"), "{err}");
+        let small = ["--history-max-bytes=1000", "--max-message-size=1000"];
+        assert_eq!(settings(&small).unwrap().node.history.max_bytes, 1000);
     }
 
     #[test]

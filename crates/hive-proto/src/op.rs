@@ -221,6 +221,27 @@ pub struct StatusResult {
     /// since it started (absent from daemons older than the limits).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub refused: Option<Refusals>,
+    /// How much the node's history holds against its byte budget (absent
+    /// from daemons older than the budget).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub history: Option<HistoryStatus>,
+}
+
+/// The node's history (`history.db`) against its byte budget
+/// (`--history-max-bytes`): past it the oldest entries are evicted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct HistoryStatus {
+    /// Bytes the kept entries hold: payloads and what is stored with them
+    /// (sender, id, topic, signature, key), not SQLite's own overhead.
+    pub bytes: u64,
+    /// The budget (0 = none).
+    pub max_bytes: u64,
+    /// Entries evicted to keep within the budget since the daemon started
+    /// (not those pruned by age or count).
+    pub evicted: u64,
+    /// Bytes those evicted entries held.
+    pub evicted_bytes: u64,
 }
 
 /// Whether others can dial this node directly, and the slots it holds on

@@ -69,6 +69,10 @@ pub struct StatusBody {
     /// relay slots (absent when the daemon does not answer).
     #[serde(skip_serializing_if = "Option::is_none")]
     reach: Option<hive_proto::ReachStatus>,
+    /// The daemon's history against its byte budget, as the daemon counts
+    /// since it started (absent when it does not answer).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    history: Option<hive_proto::HistoryStatus>,
     /// The inbox's byte budget, bytes stored, and what remote peers were
     /// refused (over their rate) or had evicted (over the budget).
     peer_limits: crate::peer_guard::GuardStatus,
@@ -104,6 +108,7 @@ pub async fn status(state: NodeCtx) -> Json<StatusBody> {
             connections: st.connections,
             sync: st.sync,
             reach: st.reach,
+            history: st.history,
             peer_limits: sup.guard_status(),
         },
         None => StatusBody {
@@ -120,6 +125,7 @@ pub async fn status(state: NodeCtx) -> Json<StatusBody> {
             connections: None,
             sync: None,
             reach: None,
+            history: None,
             peer_limits: sup.guard_status(),
         },
     };

@@ -79,11 +79,16 @@ impl Supervisor {
                         .metrics
                         .catch_up
                         .observe(st.pid, st.sync.as_ref());
+                    let guard = &self.shared.inbound.guard;
                     if let Some(refused) = st.refused {
-                        let d = self.shared.inbound.guard.observe_daemon(refused, fresh);
+                        let d = guard.observe_daemon(refused, fresh);
                         self.shared.metrics.guard.daemon_refused(d);
-                        fresh = false;
                     }
+                    if let Some(history) = st.history {
+                        let d = guard.observe_history(history, fresh);
+                        self.shared.metrics.guard.daemon_history(history, d);
+                    }
+                    fresh = false;
                 }
                 Err(e) => {
                     failures += 1;

@@ -63,7 +63,7 @@ impl Supervisor {
         if let Some(n) = settings.conn_high {
             cmd.args(["--conn-high", &n.to_string()]);
         }
-        cmd.args(settings.peer_limits.rates.daemon_args());
+        cmd.args(settings.peer_limits.daemon_args());
         // The token goes through the environment, never argv (visible in ps).
         cmd.env(ENV_IPC_TOKEN, &cfg.token)
             .env(ENV_EXIT_WITH_PARENT, "1")

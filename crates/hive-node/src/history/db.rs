@@ -10,6 +10,7 @@ use std::time::Duration;
 use hive_proto::{Bytes, Event, HistoryResult};
 use rusqlite::{params, Connection, OpenFlags};
 
+use super::budget::Evicted;
 use super::{Entry, MAX_PAGE_BYTES};
 
 /// How often the retention policy runs (on the writer, after a batch).
@@ -26,6 +27,8 @@ pub enum HistoryError {
 pub struct Limits {
     pub max_age_ms: i64,
     pub max_per_topic: u64,
+    /// The byte budget ([`super::budget`]; 0 = none).
+    pub max_bytes: u64,
 }
 
 fn now_ms() -> i64 {
@@ -76,6 +79,7 @@ pub fn open(path: Option<&Path>) -> Result<(Connection, Connection, String, u64)
         CREATE INDEX IF NOT EXISTS history_age ON history(received_ms);
         CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);",
     )?;
+    super::budget::init_schema(&writer)?;
     writer.execute(
         "INSERT OR IGNORE INTO meta (key, value) VALUES ('journal', ?1)",
         [hex::encode(rand::random::<[u8; 16]>())],
@@ -103,9 +107,25 @@ fn blob(b: &Option<Bytes>) -> Option<&[u8]> {
     b.as_ref().map(|b| b.0.as_slice())
 }
 
-/// Write a batch in one transaction; per entry its number, `None` for a
-/// duplicate (same kind, sender and id as one already kept).
-pub fn write(conn: &mut Connection, batch: &[Entry]) -> Result<Vec<Option<u64>>, rusqlite::Error> {
+/// What one batch did.
+#[derive(Debug)]
+pub struct Written {
+    /// Per entry its number, `None` for a duplicate (same kind, sender and
+    /// id as one already kept).
+    pub seqs: Vec<Option<u64>>,
+    /// The oldest entries evicted to keep within the byte budget.
+    pub evicted: Evicted,
+    /// Bytes kept after the batch.
+    pub bytes: u64,
+}
+
+/// Write a batch and hold the history to `max_bytes` (0 = no budget), in
+/// one transaction.
+pub fn write(
+    conn: &mut Connection,
+    batch: &[Entry],
+    max_bytes: u64,
+) -> Result<Written, rusqlite::Error> {
     let tx = conn.transaction()?;
     let mut seqs = Vec::with_capacity(batch.len());
     {
@@ -148,8 +168,13 @@ pub fn write(conn: &mut Connection, batch: &[Entry]) -> Result<Vec<Option<u64>>,
             seqs.push((changed == 1).then(|| tx.last_insert_rowid() as u64));
         }
     }
+    let (evicted, bytes) = super::budget::enforce(&tx, max_bytes)?;
     tx.commit()?;
-    Ok(seqs)
+    Ok(Written {
+        seqs,
+        evicted,
+        bytes,
+    })
 }
 
 /// Entries after `after`, oldest first, at most `limit` and about
@@ -326,8 +351,9 @@ mod tests {
         let (mut conn, _reader, _journal, head) = open(None).expect("in-memory history");
         assert_eq!(head, 0);
         let batch = [message("p", "a"), message("p", "a"), message("p", "b")];
-        assert_eq!(write(&mut conn, &batch).unwrap(), [Some(1), None, Some(2)]);
+        let seqs = |conn: &mut Connection, batch: &[Entry]| write(conn, batch, 0).unwrap().seqs;
+        assert_eq!(seqs(&mut conn, &batch), [Some(1), None, Some(2)]);
         let batch = [message("p", "b"), message("q", "a"), message("p", "c")];
-        assert_eq!(write(&mut conn, &batch).unwrap(), [None, Some(3), Some(4)]);
+        assert_eq!(seqs(&mut conn, &batch), [None, Some(3), Some(4)]);
     }
 }

@@ -19,6 +19,7 @@
 //! the writer falls behind, the node stops reading the network until it
 //! catches up (push-back, not loss).
 
+mod budget;
 mod db;
 
 use std::path::{Path, PathBuf};
@@ -38,6 +39,9 @@ pub use db::{HistoryError, Kept};
 const INTAKE_CAPACITY: usize = 8192;
 /// Most entries written in one transaction.
 const MAX_BATCH: usize = 4096;
+/// About the most payload bytes written in one transaction (always at least
+/// one entry): what one commit adds to the WAL before the budget holds.
+const MAX_BATCH_BYTES: usize = 32 << 20;
 /// Most entries, and about the most payload bytes, in one `history` answer.
 pub const MAX_PAGE: usize = 1000;
 pub const MAX_PAGE_BYTES: usize = 4 << 20;
@@ -52,15 +56,22 @@ pub struct HistoryConfig {
     pub max_age: Duration,
     /// Entries kept per topic (and for direct messages), newest first.
     pub max_per_topic: u64,
+    /// Most bytes kept in all (payloads and what is stored with them);
+    /// past it the oldest entries are evicted and counted (0 = no budget).
+    pub max_bytes: u64,
 }
 
+/// The default byte budget: 1 GiB.
+pub const DEFAULT_MAX_BYTES: u64 = 1 << 30;
+
 impl HistoryConfig {
-    /// The defaults: a day and 100,000 entries per topic.
+    /// The defaults: a day, 100,000 entries per topic and 1 GiB.
     pub fn at(path: Option<PathBuf>) -> Self {
         HistoryConfig {
             path,
             max_age: Duration::from_secs(24 * 3600),
             max_per_topic: 100_000,
+            max_bytes: DEFAULT_MAX_BYTES,
         }
     }
 }
@@ -86,6 +97,15 @@ pub(crate) enum Entry {
         /// Answered once the entry is on disk.
         ack: ResponseChannel<DirectAck>,
     },
+}
+
+impl Entry {
+    /// Its payload's length.
+    fn len(&self) -> usize {
+        match self {
+            Entry::Message { data, .. } | Entry::Direct { data, .. } => data.len(),
+        }
+    }
 }
 
 /// A direct message now stored: its acknowledgement may go out.
@@ -193,6 +213,8 @@ pub(crate) struct Intake {
     /// One entry the full channel refused; the node reads no more from the
     /// network until it is handed over.
     backlog: Option<Entry>,
+    /// The byte budget's counters, kept by the writer.
+    budget: Arc<budget::Stats>,
 }
 
 impl Intake {
@@ -209,11 +231,23 @@ impl Intake {
         let limits = db::Limits {
             max_age_ms: config.max_age.as_millis() as i64,
             max_per_topic: config.max_per_topic,
+            max_bytes: config.max_bytes,
         };
-        let writer_head = head.clone();
+        let budget = Arc::new(budget::Stats::new(
+            config.max_bytes,
+            budget::stored_bytes(&writer)?,
+        ));
+        let writer_state = Writer {
+            conn: writer,
+            events,
+            acks: acks_tx,
+            limits,
+            head: head.clone(),
+            budget: budget.clone(),
+        };
         std::thread::Builder::new()
             .name("hive-history".into())
-            .spawn(move || writer_loop(writer, rx, events, acks_tx, limits, writer_head))
+            .spawn(move || writer_state.run(rx))
             .map_err(HistoryError::Thread)?;
         let history = History {
             reader: Arc::new(Mutex::new(reader)),
@@ -221,7 +255,17 @@ impl Intake {
             head,
             intake: tx.downgrade(),
         };
-        Ok((Intake { tx, backlog: None }, history, acks))
+        let intake = Intake {
+            tx,
+            backlog: None,
+            budget,
+        };
+        Ok((intake, history, acks))
+    }
+
+    /// The history against its byte budget, for the node's `status`.
+    pub fn budget_status(&self) -> hive_proto::HistoryStatus {
+        self.budget.status()
     }
 
     /// Queue an entry; past the channel's capacity it is held and the node
@@ -256,54 +300,81 @@ impl Intake {
     }
 }
 
-/// The writer thread: one transaction per batch, then the stored events to
-/// the clients and the acknowledgements to the node. Ends when the node
-/// drops its [`Intake`].
-fn writer_loop(
-    mut conn: rusqlite::Connection,
-    mut rx: mpsc::Receiver<Entry>,
+/// The writer thread's state: it owns the writing connection.
+struct Writer {
+    conn: rusqlite::Connection,
     events: broadcast::Sender<Event>,
     acks: mpsc::UnboundedSender<Acked>,
     limits: db::Limits,
     head: Arc<AtomicU64>,
-) {
-    let mut pruned_at = std::time::Instant::now();
-    if let Err(e) = db::prune(&conn, &limits) {
-        tracing::warn!(error = %e, "history prune failed");
+    budget: Arc<budget::Stats>,
+}
+
+impl Writer {
+    /// One transaction per batch (which also holds the byte budget), then
+    /// the stored events to the clients and the acknowledgements to the
+    /// node. Ends when the node drops its [`Intake`].
+    fn run(mut self, mut rx: mpsc::Receiver<Entry>) {
+        let mut pruned_at = std::time::Instant::now();
+        self.prune();
+        while let Some(first) = rx.blocking_recv() {
+            let batch = collect_batch(first, &mut rx);
+            let (committed, seqs) = match db::write(&mut self.conn, &batch, self.limits.max_bytes) {
+                Ok(w) => {
+                    self.budget.record(w.evicted, w.bytes);
+                    (true, w.seqs)
+                }
+                Err(e) => {
+                    // Not stored: messages still go out live (without a
+                    // number, so clients cannot resume them), direct
+                    // messages stay unacknowledged and their senders try
+                    // again.
+                    tracing::error!(error = %e, n = batch.len(), "cannot write to the history");
+                    (false, vec![None; batch.len()])
+                }
+            };
+            if let Some(max) = seqs.iter().flatten().max() {
+                self.head.fetch_max(*max, Ordering::AcqRel);
+            }
+            for (entry, seq) in batch.into_iter().zip(seqs) {
+                deliver(entry, seq, committed, &self.events, &self.acks);
+            }
+            if pruned_at.elapsed() >= db::PRUNE_INTERVAL {
+                pruned_at = std::time::Instant::now();
+                self.prune();
+            }
+        }
+        tracing::debug!("history writer stopped");
     }
-    while let Some(first) = rx.blocking_recv() {
-        let mut batch = Vec::with_capacity(64);
-        batch.push(first);
-        while batch.len() < MAX_BATCH {
-            match rx.try_recv() {
-                Ok(entry) => batch.push(entry),
-                Err(_) => break,
-            }
-        }
-        let (committed, seqs) = match db::write(&mut conn, &batch) {
-            Ok(seqs) => (true, seqs),
-            Err(e) => {
-                // Not stored: messages still go out live (without a number,
-                // so clients cannot resume them), direct messages stay
-                // unacknowledged and their senders try again.
-                tracing::error!(error = %e, n = batch.len(), "cannot write to the history");
-                (false, vec![None; batch.len()])
-            }
-        };
-        if let Some(max) = seqs.iter().flatten().max() {
-            head.fetch_max(*max, Ordering::AcqRel);
-        }
-        for (entry, seq) in batch.into_iter().zip(seqs) {
-            deliver(entry, seq, committed, &events, &acks);
-        }
-        if pruned_at.elapsed() >= db::PRUNE_INTERVAL {
-            pruned_at = std::time::Instant::now();
-            if let Err(e) = db::prune(&conn, &limits) {
-                tracing::warn!(error = %e, "history prune failed");
-            }
+
+    /// The retention policy by age and count (the byte budget holds at
+    /// every write).
+    fn prune(&self) {
+        let pruned =
+            db::prune(&self.conn, &self.limits).and_then(|_| budget::stored_bytes(&self.conn));
+        match pruned {
+            Ok(bytes) => self.budget.record(budget::Evicted::default(), bytes),
+            Err(e) => tracing::warn!(error = %e, "history prune failed"),
         }
     }
-    tracing::debug!("history writer stopped");
+}
+
+/// `first` and whatever else is queued, up to [`MAX_BATCH`] entries and
+/// about [`MAX_BATCH_BYTES`].
+fn collect_batch(first: Entry, rx: &mut mpsc::Receiver<Entry>) -> Vec<Entry> {
+    let mut bytes = first.len();
+    let mut batch = Vec::with_capacity(64);
+    batch.push(first);
+    while batch.len() < MAX_BATCH && bytes < MAX_BATCH_BYTES {
+        match rx.try_recv() {
+            Ok(entry) => {
+                bytes += entry.len();
+                batch.push(entry);
+            }
+            Err(_) => break,
+        }
+    }
+    batch
 }
 
 /// Push one written entry to the clients (when new) and release its ack.

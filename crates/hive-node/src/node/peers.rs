@@ -118,6 +118,7 @@ impl Node {
             sync: self.sync.snapshot(),
             reach: Some(self.reach_status()),
             refused: Some(self.refusals.snapshot()),
+            history: Some(self.intake.budget_status()),
         }
     }
 
