@@ -9,9 +9,19 @@
 //! by a task that the writer thread wakes after its commit (and the commit's
 //! fsync) returned, so the fsync's exit is reported before the answer's
 //! `writev` is entered, whichever threads run them.
+//!
+//! The host's daemons follow its `--durability` for their history: with
+//! `fsync`, a direct message a peer sent is fsynced in the daemon's
+//! `history.db` before the daemon pushes it to its host (and acknowledges
+//! it to the sender: both wait for the same commit). strace `-f` traces the
+//! host's daemon too; the push is the daemon's IPC socket write holding the
+//! message's payload in base64.
 
 use anyhow::{bail, Context, Result};
-use hive_tests::{pid_alive, signal, Host, HostOpts, DEADLINE};
+use futures::{SinkExt, StreamExt};
+use hive_tests::{pid_alive, signal, Daemon, Host, HostOpts, DEADLINE};
+use serde_json::{json, Value};
+use tokio_tungstenite::tungstenite::Message;
 
 /// The syscalls that write data, sync it, or send the answer.
 const TRACED: &str = "trace=write,pwrite64,pwritev,pwritev2,writev,sendto,sendmsg,fsync,fdatasync";
@@ -101,7 +111,7 @@ async fn traced_publish(mode: &str) -> Result<Publish> {
         .context("strace did not end with the host")??;
     let wal = format!("{}/hive.db-wal>", host.data_dir.path().display());
     let text = std::fs::read_to_string(&trace)?;
-    parse(&text, &wal, &payload, &key)
+    parse(&text, &wal, &payload, &["HTTP/1.1 200", &key])
 }
 
 /// SIGTERM to the traced host when the test ends, however it ends.
@@ -115,8 +125,9 @@ impl Drop for StopOnDrop {
     }
 }
 
-/// Find the row's WAL write, the answer, and every completed WAL sync.
-fn parse(text: &str, wal: &str, payload: &str, key: &str) -> Result<Publish> {
+/// Find the row's WAL write, the answer (the first socket write holding
+/// every one of `answer`), and every completed WAL sync.
+fn parse(text: &str, wal: &str, payload: &str, answer: &[&str]) -> Result<Publish> {
     let mut row_written = None;
     let mut answered = None;
     let mut wal_synced = Vec::new();
@@ -151,14 +162,13 @@ fn parse(text: &str, wal: &str, payload: &str, key: &str) -> Result<Publish> {
                 .iter()
                 .any(|c| call.starts_with(c))
             && call.contains("socket:")
-            && call.contains("HTTP/1.1 200")
-            && call.contains(key)
+            && answer.iter().all(|a| call.contains(a))
         {
             answered = Some(i);
         }
     }
     let row_written = row_written.context("no WAL write with the payload in the trace")?;
-    let answered = answered.context("no HTTP answer with the message id in the trace")?;
+    let answered = answered.context("no answer on a socket in the trace")?;
     if answered < row_written {
         bail!("the answer (line {answered}) came before the row was written (line {row_written})");
     }
@@ -186,6 +196,82 @@ async fn by_default_the_publish_is_answered_without_an_fsync() -> Result<()> {
     println!("normal mode: {p:?}");
     // The same trace and parser find no sync here: the fsync test's
     // finding is the flag's doing, not strace's or the parser's.
+    assert_eq!(p.syncs_before_answer(), 0, "{p:?}");
+    Ok(())
+}
+
+/// Start host B under strace in `mode`, have a bare daemon A send B one
+/// direct message, stop B, and read the trace of B's daemon's history.
+async fn traced_direct(mode: &str) -> Result<Publish> {
+    use base64::Engine;
+    strace()?;
+    let trace_dir = tempfile::tempdir()?;
+    let trace = trace_dir.path().join("trace");
+    let mut host = Host::start(HostOpts {
+        wrapper: vec![
+            "strace".into(),
+            "-f".into(),
+            "-y".into(),
+            "-s".into(),
+            "8192".into(),
+            "-e".into(),
+            TRACED.into(),
+            "-o".into(),
+            trace.display().to_string(),
+        ],
+        extra_args: vec!["--durability".into(), mode.into()],
+        ..Default::default()
+    })
+    .await?;
+    let hive_pid = traced_child(host.pid)?;
+    let stop = StopOnDrop(hive_pid);
+    host.wait_healthy().await?;
+    let b_addr = host.first_listen_addr().await?;
+    let b_id = host.peer_id().await?;
+    let dir = tempfile::tempdir()?;
+    let a = Daemon::start(dir.path(), "durability-token", &["--bootstrap", &b_addr]).await?;
+    let mut ws = a.ipc().await?;
+    let payload = format!("durable-direct-{mode}-{}", std::process::id());
+    let data = base64::engine::general_purpose::STANDARD.encode(&payload);
+    let req = json!({"type": "request", "id": 1, "op": "send",
+        "args": {"peer_id": b_id, "data": data, "id": format!("direct-{mode}")}});
+    ws.send(Message::text(req.to_string())).await?;
+    // A's answer: B acknowledged, so B's daemon has the message.
+    loop {
+        let msg = tokio::time::timeout(DEADLINE, ws.next())
+            .await
+            .context("no answer to the send")?
+            .context("A's IPC closed")??;
+        let Message::Text(t) = msg else { continue };
+        let v: Value = serde_json::from_str(t.as_str())?;
+        if v["type"] == "response" && v["id"] == 1 {
+            anyhow::ensure!(v["error"].is_null(), "send refused: {v}");
+            break;
+        }
+    }
+    drop(stop);
+    tokio::time::timeout(DEADLINE, host.child.wait())
+        .await
+        .context("strace did not end with the host")??;
+    let text = std::fs::read_to_string(&trace)?;
+    parse(&text, "history.db-wal>", &payload, &[&data])
+}
+
+#[tokio::test]
+async fn with_fsync_the_daemons_history_is_synced_before_a_message_is_pushed() -> Result<()> {
+    let p = traced_direct("fsync").await?;
+    println!("fsync mode, daemon history: {p:?}");
+    assert!(
+        p.syncs_before_answer() >= 1,
+        "no fsync of history.db's WAL between the message's write and its push: {p:?}"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn by_default_the_daemons_history_pushes_without_an_fsync() -> Result<()> {
+    let p = traced_direct("normal").await?;
+    println!("normal mode, daemon history: {p:?}");
     assert_eq!(p.syncs_before_answer(), 0, "{p:?}");
     Ok(())
 }

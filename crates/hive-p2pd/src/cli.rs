@@ -107,6 +107,14 @@ pub struct Cli {
     #[arg(long, value_name = "BYTES", default_value_t = hive_node::history::DEFAULT_MAX_BYTES)]
     pub history_max_bytes: u64,
 
+    /// When a received message counts as kept: `normal`, once its batch is
+    /// committed to the history (survives a kill of the daemon, not a power
+    /// loss); `fsync`, once that commit is also fsynced. A direct message is
+    /// acknowledged to its sender only then. `hive up --durability fsync`
+    /// passes `fsync` to its daemons.
+    #[arg(long, value_enum, default_value_t = Durability::Normal)]
+    pub durability: Durability,
+
     /// Direct messages a second accepted from one peer; past it (and a
     /// burst of --direct-burst) its messages are refused with `rate_limited`
     /// (0 = no limit).
@@ -198,4 +206,13 @@ impl Cli {
 pub enum LogFormat {
     Text,
     Json,
+}
+
+/// `--durability`: when the history's commits reach the disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Durability {
+    /// SQLite WAL, `synchronous = NORMAL`.
+    Normal,
+    /// SQLite WAL, `synchronous = FULL`: every commit is fsynced.
+    Fsync,
 }

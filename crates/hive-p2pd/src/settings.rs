@@ -243,6 +243,7 @@ fn node_config(cli: &Cli, go: Option<&GoOptions>, data_dir: &std::path::Path) ->
         max_age: Duration::from_secs(cli.history_hours.saturating_mul(3600)),
         max_per_topic: cli.history_per_topic.max(1),
         max_bytes: cli.history_max_bytes,
+        fsync: cli.durability == crate::cli::Durability::Fsync,
     };
     config
 }

@@ -254,6 +254,7 @@ impl Hive {
                 listen,
                 bootstrap,
                 token,
+                durability: t.durability,
             },
             store.clone(),
             stats,

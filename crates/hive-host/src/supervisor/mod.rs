@@ -53,6 +53,8 @@ pub struct SupervisorConfig {
     pub bootstrap: Vec<String>,
     /// Secret for the IPC hello, handed over in the environment.
     pub token: String,
+    /// The host's `--durability`, which its daemons' histories follow.
+    pub durability: crate::store::Durability,
 }
 
 /// How a host starts its daemons: the same for the first node and every

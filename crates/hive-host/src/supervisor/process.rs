@@ -64,6 +64,9 @@ impl Supervisor {
             cmd.args(["--conn-high", &n.to_string()]);
         }
         cmd.args(settings.peer_limits.daemon_args());
+        if cfg.durability == crate::store::Durability::Fsync {
+            cmd.args(["--durability", "fsync"]);
+        }
         // The token goes through the environment, never argv (visible in ps).
         cmd.env(ENV_IPC_TOKEN, &cfg.token)
             .env(ENV_EXIT_WITH_PARENT, "1")

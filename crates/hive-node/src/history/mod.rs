@@ -59,6 +59,11 @@ pub struct HistoryConfig {
     /// Most bytes kept in all (payloads and what is stored with them);
     /// past it the oldest entries are evicted and counted (0 = no budget).
     pub max_bytes: u64,
+    /// Every batch's commit is fsynced (SQLite `synchronous = FULL`) before
+    /// its direct messages are acknowledged to their senders and its
+    /// entries pushed to clients; otherwise (`NORMAL`) a committed batch
+    /// survives the process being killed but not a power loss.
+    pub fsync: bool,
 }
 
 /// The default byte budget: 1 GiB.
@@ -72,6 +77,7 @@ impl HistoryConfig {
             max_age: Duration::from_secs(24 * 3600),
             max_per_topic: 100_000,
             max_bytes: DEFAULT_MAX_BYTES,
+            fsync: false,
         }
     }
 }
@@ -225,6 +231,9 @@ impl Intake {
         events: broadcast::Sender<Event>,
     ) -> Result<(Intake, History, mpsc::UnboundedReceiver<Acked>), HistoryError> {
         let (writer, reader, journal, head) = db::open(config.path.as_deref())?;
+        if config.fsync {
+            writer.pragma_update(None, "synchronous", "FULL")?;
+        }
         let head = Arc::new(AtomicU64::new(head));
         let (tx, rx) = mpsc::channel(INTAKE_CAPACITY);
         let (acks_tx, acks) = mpsc::unbounded_channel();
