@@ -21,6 +21,7 @@ use tokio::process::{Child, Command};
 use tokio_tungstenite::tungstenite::Message;
 
 pub mod api;
+pub mod flood;
 pub mod netns;
 
 /// How long any single wait may take before the test gives up. Deliberately

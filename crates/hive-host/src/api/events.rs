@@ -6,6 +6,8 @@
 //! state changes arrive as `{"type": "daemon", ...}`, and a client that falls
 //! behind gets `{"type": "lagged", "missed": n}` instead of the lost events.
 
+use std::time::Duration;
+
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::response::Response;
 use axum::Json;
@@ -162,7 +164,7 @@ async fn replay(socket: &mut WebSocket, store: &crate::store::Store, after: u64)
             return Some(last_sent);
         }
         for row in &rows {
-            if socket.send(text(&row_frame(row))).await.is_err() {
+            if send_or_give_up(socket, text(&row_frame(row)), last_sent).await != Sent::Yes {
                 return None;
             }
             last_sent = row.cursor;
@@ -201,8 +203,7 @@ async fn live(
                     // it reconnects and resumes from its cursor instead.
                     tracing::warn!(missed, last_sent, "events client too slow; disconnecting it");
                     state.supervisor.note_client_dropped();
-                    let reason = format!("slow consumer: reconnect with ?after={last_sent}");
-                    let _ = socket.send(close(4008, &reason)).await;
+                    slow_consumer(&mut socket, last_sent).await;
                     return;
                 }
                 Err(broadcast::error::RecvError::Closed) => break,
@@ -216,12 +217,57 @@ async fn live(
             _ = state.app.shutdown.cancelled() => break,
         };
         if let Some(frame) = frame {
-            if socket.send(text(&frame)).await.is_err() {
-                return;
+            match send_or_give_up(&mut socket, text(&frame), last_sent).await {
+                Sent::Yes => {}
+                Sent::ClientGone => return,
+                Sent::Dropped => {
+                    state.supervisor.note_client_dropped();
+                    return;
+                }
             }
         }
     }
-    let _ = socket.send(Message::Close(None)).await;
+    let _ = tokio::time::timeout(CLOSE_TIMEOUT, socket.send(Message::Close(None))).await;
+}
+
+/// Longest a client may leave one frame unread (its socket buffers full)
+/// before it is dropped: a page that opens the stream and never reads would
+/// otherwise hold its task, its socket and one of `--max-ws-clients` slots
+/// for as long as the TCP connection lives.
+const SEND_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long the close frame of a dropped client may take.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// What became of one frame.
+#[derive(Debug, PartialEq, Eq)]
+enum Sent {
+    Yes,
+    /// The client closed or the connection broke.
+    ClientGone,
+    /// The client did not take it within [`SEND_TIMEOUT`]: it was told to
+    /// resume (if it still listens) and is dropped.
+    Dropped,
+}
+
+async fn send_or_give_up(socket: &mut WebSocket, frame: Message, last_sent: u64) -> Sent {
+    match tokio::time::timeout(SEND_TIMEOUT, socket.send(frame)).await {
+        Ok(Ok(())) => Sent::Yes,
+        Ok(Err(_)) => Sent::ClientGone,
+        Err(_) => {
+            tracing::warn!(
+                last_sent,
+                "events client took no frame for 30 s; dropping it"
+            );
+            slow_consumer(socket, last_sent).await;
+            Sent::Dropped
+        }
+    }
+}
+
+/// Close a client that fell behind with 4008 and the cursor to resume from.
+async fn slow_consumer(socket: &mut WebSocket, last_sent: u64) {
+    let reason = format!("slow consumer: reconnect with ?after={last_sent}");
+    let _ = tokio::time::timeout(CLOSE_TIMEOUT, socket.send(close(4008, &reason))).await;
 }
 
 fn text(value: &Value) -> Message {
