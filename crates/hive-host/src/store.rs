@@ -101,8 +101,19 @@ pub struct Store {
     /// Unacknowledged outbox rows, kept in memory: the API checks it on
     /// every publish, and counting rows there would cost a scan each time.
     unacked: Arc<std::sync::atomic::AtomicI64>,
+    /// Rows admitted by the API and not yet committed (see [`Store::reserve`]).
+    reserved: Arc<std::sync::atomic::AtomicI64>,
     /// The outbox's writer: pushes share transactions.
     writer: GroupCommit,
+}
+
+/// Room for one outbox row, held from admission until its push returned.
+pub struct Reservation(Arc<std::sync::atomic::AtomicI64>);
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 impl Store {
@@ -186,6 +197,7 @@ impl Store {
             conn,
             last_cursor: Arc::new(AtomicU64::new(last as u64)),
             unacked,
+            reserved: Arc::new(std::sync::atomic::AtomicI64::new(0)),
         })
     }
 
@@ -299,6 +311,18 @@ impl Store {
     /// Unacknowledged rows.
     pub async fn depth(&self) -> Result<u64, StoreError> {
         Ok(self.unacked.load(Ordering::Acquire).max(0) as u64)
+    }
+
+    /// Room for one more row in an outbox of at most `max`, counting the
+    /// rows other requests were admitted for and are still writing (group
+    /// commit writes many at once: checking `depth` alone let every request
+    /// of a batch in). `None`: full. The room is taken first and then
+    /// checked, so two requests never both get the last slot.
+    pub fn reserve(&self, max: u64) -> Option<Reservation> {
+        let reserved = self.reserved.fetch_add(1, Ordering::AcqRel) + 1;
+        let reservation = Reservation(self.reserved.clone());
+        let depth = self.unacked.load(Ordering::Acquire).max(0) + reserved;
+        (depth.max(0) as u64 <= max).then_some(reservation)
     }
 
     /// The daemon acknowledged this row.

@@ -264,9 +264,13 @@ fn changed(value: Value) -> bool {
         .unwrap_or(true)
 }
 
-/// Check the body against the message size limit and the outbox against
-/// its bound, before anything is written.
-async fn admit(state: &NodeCtx, body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
+/// Check the body against the message size limit and take room in the
+/// outbox under its bound, before anything is written; the room is held
+/// until the returned reservation is dropped (after the push).
+async fn admit(
+    state: &NodeCtx,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<(Bytes, crate::store::Reservation), ApiError> {
     let data = body?;
     let limit = state.app.limits.max_message_size;
     if data.len() > limit {
@@ -275,14 +279,14 @@ async fn admit(state: &NodeCtx, body: Result<Bytes, BytesRejection>) -> Result<B
             data.len()
         )));
     }
-    let depth = state.outbox.store().depth().await?;
-    if depth >= state.app.limits.max_outbox {
+    let max = state.app.limits.max_outbox;
+    let Some(room) = state.outbox.store().reserve(max) else {
+        let depth = state.outbox.store().depth().await?;
         return Err(ApiError::Overloaded(format!(
-            "{depth} messages are waiting to go out (limit {}); retry shortly",
-            state.app.limits.max_outbox
+            "{depth} messages are waiting to go out (limit {max}); retry shortly"
         )));
-    }
-    Ok(data)
+    };
+    Ok((data, room))
 }
 
 /// Header carrying a client's idempotency key: the message id to use, so
@@ -331,7 +335,7 @@ pub async fn publish(
 ) -> Result<Json<PublishResult>, ApiError> {
     super::check_topic(&topic)?;
     let key = idempotency_key(&headers)?;
-    let data = admit(&state, body).await?;
+    let (data, _room) = admit(&state, body).await?;
     let kind = if q.envelope.unwrap_or(!state.app.limits.plain_pubsub) {
         OutKind::Publish
     } else {
@@ -405,7 +409,7 @@ pub async fn send(
         )));
     }
     let key = idempotency_key(&headers)?;
-    let data = admit(&state, body).await?;
+    let (data, room) = admit(&state, body).await?;
     let pushed = state
         .outbox
         .store()
@@ -417,6 +421,9 @@ pub async fn send(
             key,
         )
         .await?;
+    // The row is counted as unacknowledged now; the wait below must not
+    // hold its room twice.
+    drop(room);
     let id = pushed.id;
     tracing::debug!(%id, "direct message queued");
     if !pushed.pending {
