@@ -21,6 +21,8 @@ pub struct CatchUpMetrics {
     failed: Counter,
     served: Counter,
     refused: Counter,
+    reconciles: Counter,
+    reconciled: Counter,
     /// The last status, and the pid of the daemon that gave it.
     last: std::sync::Mutex<Option<(u32, SyncStatus)>>,
 }
@@ -58,6 +60,16 @@ impl CatchUpMetrics {
                 "Sync requests from other nodes refused (too many at once)",
                 &self.refused,
             ),
+            (
+                "sync_reconciles",
+                "Reconcile rounds with connected peers (periodic, ids first)",
+                &self.reconciles,
+            ),
+            (
+                "sync_reconciled",
+                "Messages reconciles found missing while connected and kept",
+                &self.reconciled,
+            ),
         ];
         for (name, help, counter) in counters {
             registry.register(name, help, counter.clone());
@@ -85,6 +97,8 @@ impl CatchUpMetrics {
         grow(&self.failed, now.failed, before.failed);
         grow(&self.served, now.served, before.served);
         grow(&self.refused, now.refused, before.refused);
+        grow(&self.reconciles, now.reconciles, before.reconciles);
+        grow(&self.reconciled, now.reconciled, before.reconciled);
         self.behind.set(now.behind as i64);
         *last = Some((pid, now.clone()));
     }

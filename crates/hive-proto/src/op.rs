@@ -295,6 +295,14 @@ pub struct SyncStatus {
     pub served: u64,
     /// Requests from other nodes refused (too many at once).
     pub refused: u64,
+    /// Reconcile rounds done with connected peers (periodically, while
+    /// connected: ids first, then the messages this node lacked).
+    #[serde(default)]
+    pub reconciles: u64,
+    /// Messages reconciles found missing here and kept (gossip had dropped
+    /// them while connected); also counted in `fetched`.
+    #[serde(default)]
+    pub reconciled: u64,
     /// The peers caught up with most recently, newest first (at most 32).
     pub peers: Vec<PeerSync>,
 }

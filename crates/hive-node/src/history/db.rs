@@ -315,6 +315,80 @@ pub fn signed_since(
     Ok(out)
 }
 
+/// Ids (number, author, id, when received) of the signed messages of
+/// `topic` that [`signed_since`] would answer, up to `limit`.
+pub fn signed_ids_since(
+    conn: &Connection,
+    topic: &str,
+    since_ms: i64,
+    after: u64,
+    limit: usize,
+) -> Result<Vec<(u64, String, String, i64)>, rusqlite::Error> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT seq, peer, id, received_ms FROM history
+         WHERE kind = 'message' AND topic = ?1 AND received_ms >= ?2 AND seq > ?3
+           AND signature IS NOT NULL
+         ORDER BY seq LIMIT ?4",
+    )?;
+    let rows = stmt.query_map(params![topic, since_ms, after as i64, limit as i64], |r| {
+        Ok((r.get::<_, i64>(0)? as u64, r.get(1)?, r.get(2)?, r.get(3)?))
+    })?;
+    rows.collect()
+}
+
+/// The signed messages of `topic` with these (author, id), in number order
+/// (about [`MAX_PAGE_BYTES`] of payload at most, always at least one).
+pub fn signed_by_ids(
+    conn: &Connection,
+    topic: &str,
+    keys: &[(String, String)],
+) -> Result<Vec<Kept>, rusqlite::Error> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT seq, data, seqno, signature, key FROM history
+         WHERE kind = 'message' AND peer = ?1 AND id = ?2 AND topic = ?3
+           AND signature IS NOT NULL",
+    )?;
+    let mut out = Vec::new();
+    let mut bytes = 0usize;
+    for (from, id) in keys {
+        let mut rows = stmt.query(params![from, id, topic])?;
+        let Some(row) = rows.next()? else { continue };
+        let data: Vec<u8> = row.get(1)?;
+        bytes += data.len();
+        if bytes > MAX_PAGE_BYTES && !out.is_empty() {
+            break;
+        }
+        out.push(Kept {
+            seq: row.get::<_, i64>(0)? as u64,
+            topic: topic.to_string(),
+            from: from.clone(),
+            id: id.clone(),
+            data,
+            seqno: row.get(2)?,
+            signature: row.get(3)?,
+            key: row.get(4)?,
+        });
+    }
+    out.sort_by_key(|k| k.seq);
+    Ok(out)
+}
+
+/// Which of these (author, id) messages the history does not hold.
+pub fn missing(
+    conn: &Connection,
+    keys: Vec<(String, String)>,
+) -> Result<Vec<(String, String)>, rusqlite::Error> {
+    let mut stmt = conn
+        .prepare_cached("SELECT 1 FROM history WHERE kind = 'message' AND peer = ?1 AND id = ?2")?;
+    let mut out = Vec::new();
+    for key in keys {
+        if !stmt.exists(params![key.0, key.1])? {
+            out.push(key);
+        }
+    }
+    Ok(out)
+}
+
 /// Per topic, when its newest kept message was received (Unix ms).
 pub fn newest_by_topic(
     conn: &Connection,

@@ -181,6 +181,40 @@ impl History {
             .await
     }
 
+    /// Ids of what [`History::signed_since`] would answer: (number,
+    /// author, id, received at).
+    pub async fn signed_ids_since(
+        &self,
+        topic: String,
+        since_ms: i64,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<(u64, String, String, i64)>, HistoryError> {
+        let limit = limit.clamp(1, MAX_PAGE);
+        self.read(move |conn| db::signed_ids_since(conn, &topic, since_ms, after, limit))
+            .await
+    }
+
+    /// The signed messages of `topic` with these (author, id), at most
+    /// [`MAX_PAGE`] asked.
+    pub async fn signed_by_ids(
+        &self,
+        topic: String,
+        mut keys: Vec<(String, String)>,
+    ) -> Result<Vec<Kept>, HistoryError> {
+        keys.truncate(MAX_PAGE);
+        self.read(move |conn| db::signed_by_ids(conn, &topic, &keys))
+            .await
+    }
+
+    /// Which of these (author, id) messages this history does not hold.
+    pub async fn missing(
+        &self,
+        keys: Vec<(String, String)>,
+    ) -> Result<Vec<(String, String)>, HistoryError> {
+        self.read(move |conn| db::missing(conn, keys)).await
+    }
+
     /// Per topic, when its newest message was received (Unix ms).
     pub async fn newest_by_topic(
         &self,

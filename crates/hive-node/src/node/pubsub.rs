@@ -25,6 +25,7 @@ impl Node {
             .subscribe(&ident)
             .map_err(|e| PubsubError::Subscribe(format!("{e:?}")))?;
         if changed {
+            self.sync.subscribed(topic, Some(crate::sync::now_ms()));
             // Scored from now on: its invalid messages count against their sender.
             if let Err(e) = gossipsub.set_topic_params(ident, crate::scoring::topic_params()) {
                 tracing::warn!(topic, error = e, "topic not scored");
@@ -40,6 +41,9 @@ impl Node {
             .behaviour_mut()
             .gossipsub
             .unsubscribe(&gossipsub::IdentTopic::new(topic));
+        if changed {
+            self.sync.subscribed(topic, None);
+        }
         Ok(SubscribeResult { changed })
     }
 

@@ -1,25 +1,40 @@
-//! Catching up after being away: `/hive/sync/1.0.0`.
+//! Catching up after being away, and reconciling while connected:
+//! `/hive/sync/1.0.0`.
 //!
 //! Gossipsub is fire and forget: a node that was down, partitioned or
-//! restarting when a message went round never gets it. Every Hive node keeps
-//! what it received (its history, [`crate::history`]), so a node coming back
-//! asks the peers it meets for the messages of its topics it may have
+//! restarting when a message went round never gets it, and even two nodes
+//! that stay connected lose messages gossip dropped (a full send queue, a
+//! node stopped for a few seconds, a mesh not formed yet). Every Hive node
+//! keeps what it received (its history, [`crate::history`]), so a node asks
+//! the peers it is connected to for the messages of its topics it may have
 //! missed, and keeps those it did not have. Rules:
 //!
-//! - Asked per (peer, topic), once per connection: since the topic's newest
-//!   message this node kept before it started (it was away), or since the
-//!   peer left (a partition), less [`MARGIN_MS`] for clock skew. A topic this
-//!   node never had a message in is not caught up: a newcomer is not handed
-//!   the backlog.
+//! - Caught up per (peer, topic), once per connection: since the topic's
+//!   newest message this node kept before it started (it was away), or
+//!   since the peer left (a partition), less [`MARGIN_MS`] for clock skew.
+//!   A topic this node never had a message in is not caught up: a newcomer
+//!   is not handed the backlog.
+//! - Then reconciled ([`reconcile`]) while the connection lasts: a cursor
+//!   per (peer, topic) where the last sync ended in the peer's history
+//!   (for a newcomer: from when it subscribed, on its own clock, which the
+//!   peer shifts onto its own), and every [`reconcile::INTERVAL`] (sooner
+//!   after this node stalled or a round found something) the ids the peer
+//!   kept after it, then the missing messages by id.
 //! - Only messages signed by their authors are handed over, and each one is
 //!   verified ([`verify`]) before it is kept: a peer cannot inject messages
-//!   in someone else's name. The history drops the ones kept already (same
-//!   author and id), so a message arrives at clients once, whichever way.
-//! - Bounded on both sides: pages of at most 1,000 messages / ~4 MiB, at
-//!   most [`MAX_PER_SYNC`] per (peer, topic), a few at a time, with
-//!   timeouts. Peers that do not speak the protocol (other libp2p
-//!   implementations) are skipped.
+//!   in someone else's name, nor slip in one it was not asked for. The
+//!   history drops the ones kept already (same author and id), so a message
+//!   arrives at clients once, whichever way.
+//! - Bounded on both sides: pages of at most 1,000 messages (or ids) /
+//!   ~4 MiB, at most [`MAX_PER_SYNC`] per (peer, topic) per catch-up or
+//!   reconcile round, a few at a time, with timeouts. One stream at a time
+//!   to each peer, and requests paced at [`reconcile::ASK_RATE`], half the
+//!   rate a node answers by default, so an honest node is never refused.
+//!   Peers that do not speak the protocol (other libp2p implementations)
+//!   are skipped.
 
+pub mod reconcile;
+mod serve;
 mod stats;
 mod verify;
 mod wire;
@@ -28,14 +43,14 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
-use hive_proto::Bytes;
 use libp2p::{PeerId, StreamProtocol};
 use tokio::sync::Semaphore;
 
 use crate::history::{Entry, History};
 use crate::lock;
 use crate::node::NodeHandle;
+use reconcile::{Asking, Plan};
+use serve::{serve, RequestLimiter};
 
 pub use stats::Stats;
 pub use verify::{verify, Signed};
@@ -45,7 +60,8 @@ pub const SYNC_PROTOCOL: StreamProtocol = StreamProtocol::new("/hive/sync/1.0.0"
 const TICK: Duration = Duration::from_secs(2);
 /// Slack for the clocks of two nodes (and messages in flight at the time).
 pub const MARGIN_MS: i64 = 120_000;
-/// Most messages taken from one peer for one topic per connection.
+/// Most messages taken from one peer for one topic per catch-up, and ids
+/// listed per reconcile round.
 pub const MAX_PER_SYNC: usize = 10_000;
 const PAGE: u32 = 1000;
 /// Bound on opening a stream and on each request and answer.
@@ -74,124 +90,11 @@ pub fn spawn(node: NodeHandle) {
     tokio::spawn(catch_up(node));
 }
 
-fn now_ms() -> i64 {
+pub(crate) fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
         .unwrap_or_default()
-}
-
-/// Per-peer rate limit on the requests (pages) this node answers; shared by
-/// all streams, so reopening a stream does not reset it.
-#[derive(Clone)]
-struct RequestLimiter {
-    buckets: Arc<std::sync::Mutex<crate::limits::PerPeer>>,
-    refusals: Arc<crate::limits::RefusalCounts>,
-}
-
-impl RequestLimiter {
-    /// May `peer` have one more page now? Counts a refusal when not.
-    fn admit(&self, peer: PeerId) -> bool {
-        if lock(&self.buckets).try_take(peer, 1.0, std::time::Instant::now()) {
-            return true;
-        }
-        let n = self
-            .refusals
-            .sync
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-            + 1;
-        if n.is_power_of_two() {
-            tracing::warn!(%peer, refused = n, "sync requests refused: peer over its rate limit");
-        }
-        false
-    }
-}
-
-/// Answer other nodes' requests from this node's history: one stream per
-/// peer at a time and [`CONCURRENT`] in all, so a peer that floods requests
-/// is refused while the others are served; past its rate limit a peer's
-/// stream is closed (it asks again on a later connection).
-async fn serve(
-    mut incoming: libp2p_stream::IncomingStreams,
-    history: History,
-    stats: Stats,
-    limiter: RequestLimiter,
-) {
-    let slots = Arc::new(Semaphore::new(CONCURRENT));
-    let busy: Arc<std::sync::Mutex<HashSet<PeerId>>> = Arc::default();
-    while let Some((peer, stream)) = incoming.next().await {
-        let Ok(slot) = slots.clone().try_acquire_owned() else {
-            tracing::debug!(%peer, "sync request refused: busy");
-            stats.refused();
-            continue;
-        };
-        if !lock(&busy).insert(peer) {
-            tracing::debug!(%peer, "sync request refused: this peer has one open");
-            stats.refused();
-            continue;
-        }
-        let (history, busy, stats) = (history.clone(), busy.clone(), stats.clone());
-        let limiter = limiter.clone();
-        tokio::spawn(async move {
-            if let Err(e) = answer(stream, &history, &stats, |_| limiter.admit(peer)).await {
-                tracing::debug!(%peer, error = %e, "sync stream ended");
-            }
-            lock(&busy).remove(&peer);
-            drop(slot);
-        });
-    }
-}
-
-async fn answer(
-    mut stream: libp2p::Stream,
-    history: &History,
-    stats: &Stats,
-    admit: impl Fn(&wire::Request) -> bool,
-) -> Result<(), wire::WireError> {
-    for _ in 0..MAX_REQUESTS_PER_STREAM {
-        let request = match tokio::time::timeout(
-            STEP_TIMEOUT,
-            wire::read::<wire::Request>(&mut stream),
-        )
-        .await
-        {
-            Ok(Ok(Some(request))) => request,
-            Ok(Ok(None)) | Err(_) => return Ok(()),
-            Ok(Err(e)) => return Err(e),
-        };
-        if !admit(&request) {
-            return Ok(());
-        }
-        let limit = request.limit.clamp(1, PAGE) as usize;
-        let kept = history
-            .signed_since(request.topic, request.since_ms, request.after, limit)
-            .await
-            .unwrap_or_else(|e| {
-                tracing::warn!(error = %e, "sync: history not readable");
-                Vec::new()
-            });
-        let more = kept.len() == limit;
-        let messages = kept
-            .into_iter()
-            .filter_map(|k| {
-                Some(wire::Message {
-                    seq: k.seq,
-                    from: k.from,
-                    id: k.id,
-                    data: Bytes(k.data),
-                    seqno: Bytes(k.seqno?),
-                    signature: Bytes(k.signature?),
-                    key: k.key.map(Bytes),
-                })
-            })
-            .collect();
-        let response = wire::Response { messages, more };
-        tokio::time::timeout(STEP_TIMEOUT, wire::write(&mut stream, &response))
-            .await
-            .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))??;
-        stats.served();
-    }
-    Ok(())
 }
 
 /// Which (peer, topic) pairs were caught up on this connection, and when
@@ -206,13 +109,14 @@ struct Progress {
 }
 
 impl Progress {
-    /// The pairs to catch up now, each with its `since`.
+    /// The pairs new on this connection, each with the `since` of its
+    /// catch-up (`None`: nothing to catch up, only to reconcile).
     fn due(
         &mut self,
         peers: HashSet<PeerId>,
         topics: &[String],
         newest_before_start: &HashMap<String, i64>,
-    ) -> Vec<(PeerId, String, i64)> {
+    ) -> Vec<(PeerId, String, Option<i64>)> {
         let now = now_ms();
         for gone in self.connected.difference(&peers) {
             self.left_ms.insert(*gone, now);
@@ -232,9 +136,7 @@ impl Progress {
                     None => before,
                 };
                 self.caught.insert(pair);
-                if let Some(since) = since {
-                    due.push((*peer, topic.clone(), since - MARGIN_MS));
-                }
+                due.push((*peer, topic.clone(), since.map(|s| s - MARGIN_MS)));
             }
         }
         self.connected = peers;
@@ -242,7 +144,8 @@ impl Progress {
     }
 }
 
-/// Ask connected peers for what this node missed, as peers and topics come.
+/// Ask connected peers for what this node missed, as peers and topics
+/// come, then reconcile with them while they stay.
 async fn catch_up(node: NodeHandle) {
     let newest_before_start = node
         .history_store()
@@ -250,6 +153,8 @@ async fn catch_up(node: NodeHandle) {
         .await
         .unwrap_or_default();
     let slots = Arc::new(Semaphore::new(CONCURRENT));
+    let plan = Arc::new(std::sync::Mutex::new(Plan::default()));
+    let asking = Asking::default();
     let mut progress = Progress::default();
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -258,20 +163,26 @@ async fn catch_up(node: NodeHandle) {
         let Some((peers, topics)) = peers_and_topics(&node).await else {
             return; // the node stopped
         };
-        let due = progress.due(peers, &topics, &newest_before_start);
-        for _ in &due {
-            node.sync_stats().planned();
-        }
-        for (peer, topic, since_ms) in due {
-            let Ok(slot) = slots.clone().acquire_owned().await else {
-                return;
+        let now = std::time::Instant::now();
+        lock(&plan).tick(&peers, &topics, now, now_ms());
+        asking.retain(&peers);
+        for (peer, topic, since_ms) in progress.due(peers, &topics, &newest_before_start) {
+            let Some(since_ms) = since_ms else {
+                let subscribed = node.sync_stats().subscribed_at(&topic);
+                lock(&plan).start_new(peer, topic, subscribed, now);
+                continue;
             };
-            let node = node.clone();
+            node.sync_stats().planned();
+            let (node, slots, plan, asking) =
+                (node.clone(), slots.clone(), plan.clone(), asking.clone());
             tokio::spawn(async move {
-                let outcome = fetch(&node, peer, &topic, since_ms).await;
+                let Ok(_slot) = slots.acquire_owned().await else {
+                    return;
+                };
+                let outcome = fetch(&node, &asking, peer, &topic, since_ms).await;
                 match &outcome {
-                    Ok((0, 0)) => {}
-                    Ok((kept, rejected)) => tracing::info!(
+                    Ok((0, 0, _)) => {}
+                    Ok((kept, rejected, _)) => tracing::info!(
                         %peer, topic, kept, rejected,
                         "caught up with a peer"
                     ),
@@ -279,8 +190,29 @@ async fn catch_up(node: NodeHandle) {
                         tracing::debug!(%peer, topic, error = %e, "no catch-up with this peer")
                     }
                 }
-                node.sync_stats().ended(peer, outcome.ok(), now_ms());
-                drop(slot);
+                // Reconciled from where it ended; from its start if it broke
+                // off (not when no stream opened: not a Hive peer).
+                match &outcome {
+                    Ok((_, _, after)) => {
+                        lock(&plan).start_after_catch_up((peer, topic), since_ms, *after)
+                    }
+                    Err(FetchError::Open(_)) => {}
+                    Err(_) => lock(&plan).start_after_catch_up((peer, topic), since_ms, 0),
+                }
+                let counted = outcome.ok().map(|(kept, rejected, _)| (kept, rejected));
+                node.sync_stats().ended(peer, counted, now_ms());
+            });
+        }
+        let due = lock(&plan).due(now);
+        for (peer, topics) in due {
+            let (node, slots, plan, asking) =
+                (node.clone(), slots.clone(), plan.clone(), asking.clone());
+            tokio::spawn(async move {
+                let Ok(_slot) = slots.acquire_owned().await else {
+                    return;
+                };
+                let (outcomes, unsupported) = reconcile::round(&node, &asking, peer, topics).await;
+                lock(&plan).ended(peer, outcomes, unsupported, std::time::Instant::now());
             });
         }
     }
@@ -305,16 +237,21 @@ enum FetchError {
     Wire(#[from] wire::WireError),
     #[error("the peer took too long")]
     Timeout,
+    #[error("history: {0}")]
+    History(String),
 }
 
 /// Pages of `topic` since `since_ms` from `peer`, each message verified and
-/// handed to the history. Returns (handed over, rejected).
+/// handed to the history. Returns (handed over, rejected, the last number
+/// seen in the peer's history).
 async fn fetch(
     node: &NodeHandle,
+    asking: &Asking,
     peer: PeerId,
     topic: &str,
     since_ms: i64,
-) -> Result<(usize, usize), FetchError> {
+) -> Result<(usize, usize, u64), FetchError> {
+    let _gate = asking.gate(peer).await;
     let mut control = node.stream_control();
     let mut stream = tokio::time::timeout(STEP_TIMEOUT, control.open_stream(peer, SYNC_PROTOCOL))
         .await
@@ -327,15 +264,11 @@ async fn fetch(
             since_ms,
             after,
             limit: PAGE,
+            ids_only: false,
+            only: Vec::new(),
+            clock_ms: None,
         };
-        let step = async {
-            wire::write(&mut stream, &request).await?;
-            wire::read::<wire::Response>(&mut stream).await
-        };
-        let Some(response) = tokio::time::timeout(STEP_TIMEOUT, step)
-            .await
-            .map_err(|_| FetchError::Timeout)??
-        else {
+        let Some(response) = reconcile::ask(&mut stream, asking, peer, &request).await? else {
             break;
         };
         let progressed = response.messages.last().is_some_and(|m| m.seq > after);
@@ -351,7 +284,7 @@ async fn fetch(
             break;
         }
     }
-    Ok((kept, rejected))
+    Ok((kept, rejected, after))
 }
 
 /// Verify `message` and hand it to the history; false if it is not signed

@@ -31,7 +31,39 @@ struct Inner {
     refused: u64,
     fetched: u64,
     rejected: u64,
+    reconciles: u64,
+    reconciled: u64,
     peers: HashMap<PeerId, PeerSync>,
+    /// When each topic was subscribed (Unix ms): where a reconcile of a
+    /// topic new to this node starts.
+    subscribed: HashMap<String, i64>,
+}
+
+impl Inner {
+    /// What a catch-up or a reconcile with `peer` kept and refused.
+    fn count(&mut self, peer: PeerId, kept: usize, rejected: usize, now_ms: i64) {
+        self.fetched += kept as u64;
+        self.rejected += rejected as u64;
+        if self.peers.len() >= KEPT_PEERS && !self.peers.contains_key(&peer) {
+            let oldest = self
+                .peers
+                .iter()
+                .min_by_key(|(_, p)| p.last_ms)
+                .map(|(k, _)| *k);
+            if let Some(oldest) = oldest {
+                self.peers.remove(&oldest);
+            }
+        }
+        let entry = self.peers.entry(peer).or_insert_with(|| PeerSync {
+            peer_id: peer.to_string(),
+            last_ms: now_ms,
+            fetched: 0,
+            rejected: 0,
+        });
+        entry.last_ms = now_ms;
+        entry.fetched += kept as u64;
+        entry.rejected += rejected as u64;
+    }
 }
 
 impl Stats {
@@ -54,27 +86,34 @@ impl Stats {
             s.failed += 1;
             return;
         };
-        s.fetched += kept as u64;
-        s.rejected += rejected as u64;
-        if s.peers.len() >= KEPT_PEERS && !s.peers.contains_key(&peer) {
-            let oldest = s
-                .peers
-                .iter()
-                .min_by_key(|(_, p)| p.last_ms)
-                .map(|(k, _)| *k);
-            if let Some(oldest) = oldest {
-                s.peers.remove(&oldest);
-            }
-        }
-        let entry = s.peers.entry(peer).or_insert_with(|| PeerSync {
-            peer_id: peer.to_string(),
-            last_ms: now_ms,
-            fetched: 0,
-            rejected: 0,
-        });
-        entry.last_ms = now_ms;
-        entry.fetched += kept as u64;
-        entry.rejected += rejected as u64;
+        s.count(peer, kept, rejected, now_ms);
+    }
+
+    /// A reconcile round with `peer` ended: `Some((kept, rejected))`, or
+    /// `None` when it failed.
+    pub(super) fn reconciled(&self, peer: PeerId, outcome: Option<(usize, usize)>, now_ms: i64) {
+        let mut s = lock(&self.inner);
+        let Some((kept, rejected)) = outcome else {
+            s.failed += 1;
+            return;
+        };
+        s.reconciles += 1;
+        s.reconciled += kept as u64;
+        s.count(peer, kept, rejected, now_ms);
+    }
+
+    /// The node subscribed to `topic` (or left it: `None`).
+    pub(crate) fn subscribed(&self, topic: &str, at_ms: Option<i64>) {
+        let mut s = lock(&self.inner);
+        match at_ms {
+            Some(ms) => s.subscribed.insert(topic.to_string(), ms),
+            None => s.subscribed.remove(topic),
+        };
+    }
+
+    /// When the node subscribed to `topic`, if it did in this run.
+    pub(super) fn subscribed_at(&self, topic: &str) -> Option<i64> {
+        lock(&self.inner).subscribed.get(topic).copied()
     }
 
     pub(super) fn served(&self) {
@@ -101,6 +140,8 @@ impl Stats {
             failed: s.failed,
             served: s.served,
             refused: s.refused,
+            reconciles: s.reconciles,
+            reconciled: s.reconciled,
             peers,
         })
     }
@@ -129,6 +170,14 @@ mod tests {
         let s = stats.snapshot().expect("enabled");
         assert_eq!((s.behind, s.failed), (0, 1));
         assert_eq!(s.peers[1].fetched, 10, "a failure adds nothing to a");
+        stats.reconciled(a, Some((2, 1)), 4_000);
+        let s = stats.snapshot().expect("enabled");
+        assert_eq!((s.reconciles, s.reconciled, s.behind), (1, 2, 0));
+        assert_eq!((s.fetched, s.rejected), (17, 2), "also in the totals");
+        assert_eq!(
+            (s.peers[0].peer_id.clone(), s.peers[0].fetched),
+            (a.to_string(), 12)
+        );
     }
 
     #[test]

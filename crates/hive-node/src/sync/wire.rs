@@ -1,6 +1,11 @@
 //! `/hive/sync/1.0.0` frames: a 4-byte big-endian length, then JSON. The
 //! asking node sends a [`Request`], the other answers one [`Response`]; the
 //! asker may send the next request (the next page) on the same stream.
+//!
+//! A reconcile ([`super::reconcile`]) asks for ids first (`ids_only`: the
+//! answer lists [`Listed`] ids instead of messages), then for the messages
+//! it lacks by id (`only`). Both are fields an older peer ignores: it then
+//! answers with whole messages, which the asker keeps all the same.
 
 use futures::{AsyncReadExt, AsyncWriteExt};
 use hive_proto::Bytes;
@@ -18,6 +23,33 @@ pub struct Request {
     /// With a number above this (the answering node's numbers; 0 at first).
     pub after: u64,
     pub limit: u32,
+    /// Answer with ids ([`Response::ids`]), not messages.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub ids_only: bool,
+    /// Only these messages (of `topic`, whatever `since_ms` and `after`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub only: Vec<Key>,
+    /// The asker's clock when it sent this (Unix ms): `since_ms` is then on
+    /// the asker's clock, and the answering node shifts it onto its own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clock_ms: Option<i64>,
+}
+
+/// A message's author and id: what the history is unique by.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Key {
+    pub from: String,
+    pub id: String,
+}
+
+/// A kept message named by its ids only.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Listed {
+    pub seq: u64,
+    pub from: String,
+    pub id: String,
+    /// When the answering node received it (its clock, Unix ms).
+    pub ms: i64,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -25,6 +57,13 @@ pub struct Response {
     pub messages: Vec<Message>,
     /// More may follow: ask again with `after` = the last message's `seq`.
     pub more: bool,
+    /// For `ids_only`: the messages' ids, oldest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ids: Vec<Listed>,
+    /// The answering node's clock (Unix ms), to tell which of `ids` it
+    /// received moments ago (gossip may still be bringing those).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub now_ms: Option<i64>,
 }
 
 /// A message with what its author signed (verified by the asker).
@@ -102,6 +141,9 @@ mod tests {
             since_ms: -5,
             after: 7,
             limit: 1000,
+            ids_only: false,
+            only: Vec::new(),
+            clock_ms: None,
         };
         write(&mut buf, &request).await.unwrap();
         let mut rd = Cursor::new(buf.into_inner());
