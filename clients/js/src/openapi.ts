@@ -1007,6 +1007,18 @@ export interface components {
             peers: components["schemas"]["PeerSync"][];
             /**
              * Format: int64
+             * @description Messages reconciles found missing here and kept (gossip had dropped
+             *     them while connected); also counted in `fetched`.
+             */
+            reconciled?: number;
+            /**
+             * Format: int64
+             * @description Reconcile rounds done with connected peers (periodically, while
+             *     connected: ids first, then the messages this node lacked).
+             */
+            reconciles?: number;
+            /**
+             * Format: int64
              * @description Requests from other nodes refused (too many at once).
              */
             refused: number;
