@@ -24,7 +24,9 @@
 //!   verified ([`verify`]) before it is kept: a peer cannot inject messages
 //!   in someone else's name, nor slip in one it was not asked for. The
 //!   history drops the ones kept already (same author and id), so a message
-//!   arrives at clients once, whichever way.
+//!   arrives at clients once, whichever way. A node's own messages are not
+//!   taken back from peers (gossipsub never hands them to its clients
+//!   either).
 //! - Bounded on both sides: pages of at most 1,000 messages (or ids) /
 //!   ~4 MiB, at most [`MAX_PER_SYNC`] per (peer, topic) per catch-up or
 //!   reconcile round, a few at a time, with timeouts. One stream at a time
@@ -258,6 +260,7 @@ async fn fetch(
         .map_err(|_| FetchError::Timeout)?
         .map_err(|e| FetchError::Open(e.to_string()))?;
     let (mut kept, mut rejected, mut after) = (0usize, 0usize, 0u64);
+    let me = node.peer_id().to_string();
     while kept + rejected < MAX_PER_SYNC {
         let request = wire::Request {
             topic: topic.to_string(),
@@ -274,6 +277,9 @@ async fn fetch(
         let progressed = response.messages.last().is_some_and(|m| m.seq > after);
         for message in response.messages {
             after = after.max(message.seq);
+            if message.from == me {
+                continue; // its own: gossipsub never handed it to its clients
+            }
             if !keep(node.history_store(), topic, message).await {
                 rejected += 1;
                 continue;

@@ -313,6 +313,9 @@ async fn reconcile(
             for message in response.messages {
                 out.after = out.after.max(message.seq);
                 out.listed += 1;
+                if message.from == me {
+                    continue;
+                }
                 tally(&mut out, keep(node.history_store(), topic, message).await);
             }
         } else {
