@@ -402,6 +402,23 @@ impl Host {
         }
     }
 
+    /// The value of counter `hive_<name>_total` in the host's `/metrics`.
+    pub async fn counter(&self, name: &str) -> Result<u64> {
+        let text = self
+            .http
+            .get(self.url("/metrics"))
+            .send()
+            .await?
+            .text()
+            .await?;
+        let metric = format!("hive_{name}_total ");
+        let value = text
+            .lines()
+            .find_map(|l| l.strip_prefix(&metric))
+            .ok_or_else(|| anyhow!("no {metric}in /metrics"))?;
+        Ok(value.trim().parse()?)
+    }
+
     /// Send SIGKILL to the host process only (its daemon must notice by itself).
     pub fn kill9(&self) {
         signal(self.pid, libc::SIGKILL);

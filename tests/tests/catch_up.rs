@@ -152,7 +152,7 @@ async fn shows_the_catch_up(a: &Host, b: &Host, c: &Host) -> anyhow::Result<()> 
     let served = served(a.status().await?) + served(c.status().await?);
     assert!(served >= 1, "A or C served B's catch-up");
     wait_for("B's metrics count what it fetched", || async {
-        (sync_counter(b, "fetched").await.ok()? >= MISSED as u64).then_some(())
+        (b.counter("sync_fetched").await.ok()? >= MISSED as u64).then_some(())
     })
     .await?;
     let signals = &b.status().await?["signals"];
@@ -161,17 +161,6 @@ async fn shows_the_catch_up(a: &Host, b: &Host, c: &Host) -> anyhow::Result<()> 
         "τ has the signal: {signals}"
     );
     Ok(())
-}
-
-/// `hive_sync_<name>_total` in a host's `/metrics`.
-async fn sync_counter(host: &Host, name: &str) -> anyhow::Result<u64> {
-    let text = reqwest::get(host.url("/metrics")).await?.text().await?;
-    let metric = format!("hive_sync_{name}_total ");
-    let value = text
-        .lines()
-        .find_map(|l| l.strip_prefix(&metric))
-        .ok_or_else(|| anyhow::anyhow!("no {metric}in /metrics"))?;
-    Ok(value.trim().parse()?)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
