@@ -71,7 +71,9 @@ pub(super) struct Outcome {
     pub listed: usize,
     pub kept: usize,
     pub rejected: usize,
-    /// Something was missing, unsettled or left over: come back soon.
+    /// Something was missing or left over: come back soon. (Ids too
+    /// recent to judge wait for the next round at its usual time: under
+    /// steady traffic there always are some.)
     pub again: bool,
 }
 
@@ -308,6 +310,7 @@ async fn reconcile(
             return Ok(out); // closed: the rest next round
         };
         let before = out.after;
+        let mut unsettled = false;
         if !response.messages.is_empty() {
             // A node that does not list ids answered with the messages.
             for message in response.messages {
@@ -323,7 +326,7 @@ async fn reconcile(
             let mut settled = Vec::new();
             for listed in response.ids.into_iter().filter(|l| l.seq > before) {
                 if now.saturating_sub(listed.ms) < SETTLE_MS {
-                    out.again = true;
+                    unsettled = true; // for the next round
                     break;
                 }
                 out.after = listed.seq;
@@ -339,7 +342,7 @@ async fn reconcile(
                 .map_err(|e| FetchError::History(e.to_string()))?;
             fetch_missing(node, asking, stream, peer, topic, missing, &mut out).await?;
         }
-        if out.again || !response.more || out.after == before {
+        if unsettled || !response.more || out.after == before {
             return Ok(out);
         }
     }
