@@ -1,4 +1,4 @@
-//! A message missed while connected is repaired (issue 13, REQ-LOSS-13):
+//! A message missed while connected is repaired (issue 13, REQ-LOSS-15):
 //! hosts A (the publisher), B and C share a topic, B connected to both.
 //! B's daemon is stopped (SIGSTOP) while A publishes, so the gossipsub
 //! queues toward B overflow and time out while its connections stay up;

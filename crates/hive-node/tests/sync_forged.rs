@@ -1,5 +1,5 @@
 //! A peer that answers a reconcile with forged messages gets nothing kept
-//! (issue 13, REQ-LOSS-14): node F speaks `/hive/sync/1.0.0` by hand (it runs no sync of
+//! (issue 13, REQ-LOSS-16): node F speaks `/hive/sync/1.0.0` by hand (it runs no sync of
 //! its own) and, when honest node B reconciles with it, lists four ids and
 //! serves: one message F really signed, one claiming another author (signed
 //! by F), one whose payload was changed after signing, and, slipped into
