@@ -6,9 +6,9 @@
 //! backoff until the row's time to live runs out; then the row is reported
 //! as an `expired` event, never dropped silently.
 //!
-//! Order: publishes go out one at a time in outbox order; a topic whose head
-//! cannot be published yet (no peers) is skipped for the rest of the pass so
-//! that its later messages cannot overtake it. Direct messages are sent with
+//! Order: publishes go out in outbox order; a publish waiting for its retry
+//! (no peers yet) holds back the later publishes of its topic
+//! ([`Store::due`]), so they cannot overtake it. Direct messages are sent with
 //! at most one in flight per peer, so a slow or absent peer holds up only its
 //! own queue.
 

@@ -169,7 +169,8 @@ impl Store {
             CREATE TABLE IF NOT EXISTS idempotency (key TEXT PRIMARY KEY, at_ms INTEGER NOT NULL);
             CREATE INDEX IF NOT EXISTS idempotency_at ON idempotency(at_ms);
             CREATE TABLE IF NOT EXISTS daemon_position (journal TEXT PRIMARY KEY, seq INTEGER NOT NULL);
-            CREATE INDEX IF NOT EXISTS outbox_unacked ON outbox(seq) WHERE acked_ms IS NULL;",
+            CREATE INDEX IF NOT EXISTS outbox_unacked ON outbox(seq) WHERE acked_ms IS NULL;
+            CREATE INDEX IF NOT EXISTS outbox_waiting ON outbox(next_ms) WHERE acked_ms IS NULL;",
         )?;
         crate::peer_guard::init_schema(&conn)?;
         // The WAL and shared-memory files inherit nothing: tighten them too.
@@ -283,14 +284,38 @@ impl Store {
     }
 
     /// Unacknowledged rows due now, oldest first.
+    ///
+    /// A publish waiting for its retry holds back the later publishes of its
+    /// topic: they are not due before it went out, so a message queued while
+    /// nobody listened is not overtaken by those posted once someone does.
     pub async fn due(&self, limit: usize) -> Result<Vec<OutItem>, StoreError> {
         self.call(move |c| {
+            let now = now_ms();
+            // Per topic, the oldest publish still waiting for its retry (few
+            // rows while messages flow: only those backing off).
+            let mut waiting = c.prepare_cached(
+                "SELECT target, MIN(seq) FROM outbox
+                 WHERE acked_ms IS NULL AND next_ms > ?1 AND kind <> 'direct'
+                 GROUP BY target",
+            )?;
+            let held: std::collections::HashMap<String, i64> = waiting
+                .query_map(params![now], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect::<Result<_, _>>()?;
             let mut stmt = c.prepare_cached(
                 "SELECT seq, id, kind, target, data, created_ms, expires_ms, attempts, next_ms, last_error
                  FROM outbox WHERE acked_ms IS NULL AND next_ms <= ?1 ORDER BY seq LIMIT ?2",
             )?;
-            let rows = stmt.query_map(params![now_ms(), limit as i64], out_item)?;
-            rows.collect()
+            let rows = stmt.query_map(params![now, limit as i64], out_item)?;
+            let mut due = Vec::new();
+            for row in rows {
+                let row = row?;
+                let behind = row.kind != OutKind::Direct
+                    && held.get(&row.target).is_some_and(|&first| first < row.seq);
+                if !behind {
+                    due.push(row);
+                }
+            }
+            Ok(due)
         })
         .await
     }
