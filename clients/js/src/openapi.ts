@@ -999,8 +999,9 @@ export interface components {
             failed: number;
             /**
              * Format: int64
-             * @description Messages fetched from peers that passed verification (the history
-             *     keeps those it did not have and drops the rest as duplicates).
+             * @description Messages fetched from peers that passed verification and that the
+             *     history did not have yet (each counted once, however many peers
+             *     served it; the others are dropped as duplicates).
              */
             fetched: number;
             /** @description The peers caught up with most recently, newest first (at most 32). */

@@ -199,7 +199,10 @@ fn gossipsub(
         .max_transmit_size(config.max_message_size + 16 * 1024)
         .heartbeat_interval(config.gossipsub_heartbeat)
         .heartbeat_initial_delay(config.gossipsub_initial_delay)
-        .message_id_fn(crate::envelope::message_id)
+        .message_id_fn({
+            let signatures = signatures.clone();
+            move |message| signatures.message_id(message)
+        })
         // Peers that speak only floodsub (go's and js's daemons with
         // `-pubsubRouter=floodsub`) get every message of the topics they
         // subscribe to; gossipsub peers still negotiate meshsub.

@@ -9,11 +9,17 @@
 //! the node takes them back ([`Signatures::take`]) when it emits the
 //! message. The transform also runs for duplicates the node never emits,
 //! so the notes are bounded: the oldest go first.
+//!
+//! The same handle learns the sequence number gossipsub gives this node's
+//! own publishes (it computes the message id from it, through
+//! [`KeepSignature::message_id`]), so that the node can keep its own
+//! messages in its history signed exactly as they went out (see
+//! `Node::keep_own`).
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
-use libp2p::gossipsub::{DataTransform, Message, RawMessage, TopicHash};
+use libp2p::gossipsub::{DataTransform, Message, MessageId, RawMessage, TopicHash};
 use libp2p::PeerId;
 
 /// Notes kept for messages not emitted yet.
@@ -33,6 +39,9 @@ pub struct Signed {
 struct Notes {
     by_id: HashMap<Id, Signed>,
     order: VecDeque<Id>,
+    /// The id and sequence number of this node's latest own message, as
+    /// gossipsub numbered it inside `publish`.
+    own: Option<(MessageId, u64)>,
 }
 
 /// The node's side: takes the notes back.
@@ -40,13 +49,22 @@ struct Notes {
 pub struct Signatures(Arc<Mutex<Notes>>);
 
 /// Gossipsub's side: an identity transform that notes signatures.
-#[derive(Clone, Default)]
-pub struct KeepSignature(Signatures);
+#[derive(Clone)]
+pub struct KeepSignature {
+    notes: Signatures,
+    /// This node: its own messages' sequence numbers are noted.
+    me: PeerId,
+}
 
-/// A transform for gossipsub and the handle that reads what it noted.
-pub fn new() -> (KeepSignature, Signatures) {
+/// A transform for gossipsub and the handle that reads what it noted;
+/// `me` is this node's peer id.
+pub fn new(me: PeerId) -> (KeepSignature, Signatures) {
     let signatures = Signatures::default();
-    (KeepSignature(signatures.clone()), signatures)
+    let keep = KeepSignature {
+        notes: signatures.clone(),
+        me,
+    };
+    (keep, signatures)
 }
 
 impl Signatures {
@@ -71,6 +89,34 @@ impl Signatures {
         // Its place in `order` stays until it is evicted (a no-op then).
         notes.by_id.remove(&id)
     }
+
+    /// The sequence number gossipsub gave this node's message `id`, when
+    /// it was the latest one it published (taken once).
+    pub fn take_own(&self, id: &MessageId) -> Option<u64> {
+        let mut notes = self.0.lock().ok()?;
+        match notes.own.take() {
+            Some((own, seqno)) if own == *id => Some(seqno),
+            _ => None,
+        }
+    }
+}
+
+impl KeepSignature {
+    /// Gossipsub's message id ([`crate::envelope::message_id`]); for this
+    /// node's own messages it also notes the sequence number. Gossipsub
+    /// calls it inside `publish`, so the note is the publish's when the
+    /// node takes it right after.
+    pub fn message_id(&self, message: &Message) -> MessageId {
+        let id = crate::envelope::message_id(message);
+        if let (Some(source), Some(seqno)) = (message.source, message.sequence_number) {
+            if source == self.me {
+                if let Ok(mut notes) = self.notes.0.lock() {
+                    notes.own = Some((id.clone(), seqno));
+                }
+            }
+        }
+        id
+    }
 }
 
 impl DataTransform for KeepSignature {
@@ -79,7 +125,7 @@ impl DataTransform for KeepSignature {
             (raw.source, raw.sequence_number, raw.signature)
         {
             let key = raw.key;
-            self.0.note((source, seqno), Signed { signature, key });
+            self.notes.note((source, seqno), Signed { signature, key });
         }
         Ok(Message {
             source: raw.source,
@@ -116,7 +162,7 @@ mod tests {
 
     #[test]
     fn the_signature_comes_back_once_for_its_message() {
-        let (transform, signatures) = new();
+        let (transform, signatures) = new(PeerId::random());
         let author = PeerId::random();
         let message = transform.inbound_transform(raw(author, 7, b"sig")).unwrap();
         assert_eq!(message.data, b"payload");
@@ -128,7 +174,7 @@ mod tests {
 
     #[test]
     fn notes_never_taken_are_bounded() {
-        let (transform, signatures) = new();
+        let (transform, signatures) = new(PeerId::random());
         let author = PeerId::random();
         for seqno in 0..(CAPACITY as u64 + 10) {
             transform

@@ -284,8 +284,9 @@ pub struct SyncStatus {
     /// (peer, topic) catch-ups waiting or running now: while above 0 the
     /// node knows it may be behind.
     pub behind: usize,
-    /// Messages fetched from peers that passed verification (the history
-    /// keeps those it did not have and drops the rest as duplicates).
+    /// Messages fetched from peers that passed verification and that the
+    /// history did not have yet (each counted once, however many peers
+    /// served it; the others are dropped as duplicates).
     pub fetched: u64,
     /// Messages peers offered without their author's valid signature.
     pub rejected: u64,

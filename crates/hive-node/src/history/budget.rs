@@ -153,6 +153,7 @@ mod tests {
             seqno: None,
             signature: None,
             key: None,
+            origin: crate::history::Origin::Gossip,
         }
     }
 

@@ -73,12 +73,14 @@ pub fn open(path: Option<&Path>) -> Result<(Connection, Connection, String, u64)
             seqno BLOB,
             signature BLOB,
             key BLOB,
+            cseq INTEGER,
             UNIQUE(kind, peer, id)
         );
         CREATE INDEX IF NOT EXISTS history_topic ON history(topic, seq);
         CREATE INDEX IF NOT EXISTS history_age ON history(received_ms);
         CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);",
     )?;
+    client_numbers(&writer)?;
     super::budget::init_schema(&writer)?;
     writer.execute(
         "INSERT OR IGNORE INTO meta (key, value) VALUES ('journal', ?1)",
@@ -88,19 +90,50 @@ pub fn open(path: Option<&Path>) -> Result<(Connection, Connection, String, u64)
         writer.query_row("SELECT value FROM meta WHERE key = 'journal'", [], |r| {
             r.get(0)
         })?;
-    // AUTOINCREMENT: numbers are never reused, even once pruned.
-    let head: i64 = writer.query_row(
-        "SELECT COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'history'), 0)",
-        [],
-        |r| r.get(0),
-    )?;
+    let head = client_head(&writer)?;
     let reader = match (reader, path) {
         (Some(reader), _) => reader,
         (None, Some(path)) => Connection::open(path)?,
         (None, None) => unreachable!("an in-memory history opens its reader above"),
     };
     reader.busy_timeout(Duration::from_secs(5))?;
-    Ok((writer, reader, journal, head as u64))
+    Ok((writer, reader, journal, head))
+}
+
+/// Two numberings. `seq` (AUTOINCREMENT, never reused) orders every entry,
+/// this node's own messages too: other nodes page by it ([`signed_since`]).
+/// `cseq` numbers only what clients are handed (received messages and
+/// direct messages) and is their `history_seq`: consecutive, so that a
+/// skipped number always means a dropped event, and own messages (which a
+/// node never hands its clients) take none. Its newest value is kept in
+/// `meta` (`client_head`), so numbers are not reused once pruned either.
+/// A history from before `cseq` gets it equal to `seq`.
+fn client_numbers(conn: &Connection) -> Result<(), rusqlite::Error> {
+    let has_cseq: bool = conn.query_row(
+        "SELECT COUNT(*) FROM pragma_table_info('history') WHERE name = 'cseq'",
+        [],
+        |r| r.get::<_, i64>(0).map(|n| n > 0),
+    )?;
+    if !has_cseq {
+        conn.execute_batch(
+            "ALTER TABLE history ADD COLUMN cseq INTEGER;
+             UPDATE history SET cseq = seq;",
+        )?;
+    }
+    conn.execute_batch(
+        "CREATE UNIQUE INDEX IF NOT EXISTS history_cseq ON history(cseq);
+         INSERT OR IGNORE INTO meta (key, value) VALUES ('client_head',
+           COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'history'), 0));",
+    )
+}
+
+/// The newest client number given out.
+fn client_head(conn: &Connection) -> Result<u64, rusqlite::Error> {
+    conn.query_row(
+        "SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'client_head'",
+        [],
+        |r| r.get::<_, i64>(0).map(|n| n as u64),
+    )
 }
 
 fn blob(b: &Option<Bytes>) -> Option<&[u8]> {
@@ -128,6 +161,8 @@ pub fn write(
 ) -> Result<Written, rusqlite::Error> {
     let tx = conn.transaction()?;
     let mut seqs = Vec::with_capacity(batch.len());
+    let first_head = client_head(&tx)?;
+    let mut head = first_head;
     {
         // Not `INSERT OR IGNORE`: with AUTOINCREMENT an ignored duplicate
         // still uses up a number, and a skipped number is what tells the
@@ -135,8 +170,8 @@ pub fn write(
         // history fetch, for every duplicate a peer sent again).
         let mut stmt = tx.prepare_cached(
             "INSERT INTO history
-               (kind, topic, peer, id, data, received_ms, seqno, signature, key)
-             SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9
+               (kind, topic, peer, id, data, received_ms, seqno, signature, key, cseq)
+             SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10
              WHERE NOT EXISTS
                (SELECT 1 FROM history WHERE kind = ?1 AND peer = ?3 AND id = ?4)",
         )?;
@@ -152,8 +187,12 @@ pub fn write(
                     seqno,
                     signature,
                     key,
+                    origin,
                 } => (
-                    "message",
+                    match origin {
+                        super::Origin::Own => "own",
+                        _ => "message",
+                    },
                     Some(topic.as_str()),
                     from,
                     id,
@@ -162,11 +201,23 @@ pub fn write(
                 ),
                 Entry::Direct { from, id, data, .. } => ("direct", None, from, id, data, none),
             };
+            // Own messages are kept for other nodes only: no client number.
+            let cseq = (kind != "own").then_some(head as i64 + 1);
             let changed = stmt.execute(params![
-                kind, topic, from, id, data, now, seqno, signature, key
+                kind, topic, from, id, data, now, seqno, signature, key, cseq
             ])?;
-            seqs.push((changed == 1).then(|| tx.last_insert_rowid() as u64));
+            let numbered = (changed == 1).then_some(cseq).flatten();
+            if numbered.is_some() {
+                head += 1;
+            }
+            seqs.push(numbered.map(|n| n as u64));
         }
+    }
+    if head != first_head {
+        tx.execute(
+            "UPDATE meta SET value = ?1 WHERE key = 'client_head'",
+            [head.to_string()],
+        )?;
     }
     let (evicted, bytes) = super::budget::enforce(&tx, max_bytes)?;
     tx.commit()?;
@@ -186,14 +237,14 @@ pub fn page(
     limit: usize,
 ) -> Result<HistoryResult, rusqlite::Error> {
     let (first, head): (Option<i64>, i64) = conn.query_row(
-        "SELECT (SELECT MIN(seq) FROM history),
-                COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'history'), 0)",
+        "SELECT (SELECT MIN(cseq) FROM history),
+                (SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'client_head')",
         [],
         |r| Ok((r.get(0)?, r.get(1)?)),
     )?;
     let mut stmt = conn.prepare_cached(
-        "SELECT seq, kind, topic, peer, id, data, seqno, signature, key FROM history
-         WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+        "SELECT cseq, kind, topic, peer, id, data, seqno, signature, key FROM history
+         WHERE cseq > ?1 ORDER BY cseq LIMIT ?2",
     )?;
     let mut rows = stmt.query(params![after as i64, limit as i64])?;
     let mut events = Vec::new();
@@ -267,6 +318,9 @@ pub fn prune(conn: &Connection, limits: &Limits) -> Result<usize, rusqlite::Erro
 #[derive(Debug, Clone)]
 pub struct Kept {
     pub seq: u64,
+    /// This node's own message: `data` is what went over gossip (the
+    /// envelope on) and it is signed when read ([`super::own`]).
+    pub own: bool,
     pub topic: String,
     pub from: String,
     pub id: String,
@@ -287,9 +341,9 @@ pub fn signed_since(
     limit: usize,
 ) -> Result<Vec<Kept>, rusqlite::Error> {
     let mut stmt = conn.prepare_cached(
-        "SELECT seq, peer, id, data, seqno, signature, key FROM history
-         WHERE kind = 'message' AND topic = ?1 AND received_ms >= ?2 AND seq > ?3
-           AND signature IS NOT NULL
+        "SELECT seq, peer, id, data, seqno, signature, key, kind = 'own' FROM history
+         WHERE kind IN ('message', 'own') AND topic = ?1 AND received_ms >= ?2 AND seq > ?3
+           AND (signature IS NOT NULL OR kind = 'own')
          ORDER BY seq LIMIT ?4",
     )?;
     let mut rows = stmt.query(params![topic, since_ms, after as i64, limit as i64])?;
@@ -303,6 +357,7 @@ pub fn signed_since(
         }
         out.push(Kept {
             seq: row.get::<_, i64>(0)? as u64,
+            own: row.get(7)?,
             topic: topic.to_string(),
             from: row.get(1)?,
             id: row.get(2)?,
@@ -326,8 +381,8 @@ pub fn signed_ids_since(
 ) -> Result<Vec<(u64, String, String, i64)>, rusqlite::Error> {
     let mut stmt = conn.prepare_cached(
         "SELECT seq, peer, id, received_ms FROM history
-         WHERE kind = 'message' AND topic = ?1 AND received_ms >= ?2 AND seq > ?3
-           AND signature IS NOT NULL
+         WHERE kind IN ('message', 'own') AND topic = ?1 AND received_ms >= ?2 AND seq > ?3
+           AND (signature IS NOT NULL OR kind = 'own')
          ORDER BY seq LIMIT ?4",
     )?;
     let rows = stmt.query_map(params![topic, since_ms, after as i64, limit as i64], |r| {
@@ -344,9 +399,9 @@ pub fn signed_by_ids(
     keys: &[(String, String)],
 ) -> Result<Vec<Kept>, rusqlite::Error> {
     let mut stmt = conn.prepare_cached(
-        "SELECT seq, data, seqno, signature, key FROM history
-         WHERE kind = 'message' AND peer = ?1 AND id = ?2 AND topic = ?3
-           AND signature IS NOT NULL",
+        "SELECT seq, data, seqno, signature, key, kind = 'own' FROM history
+         WHERE kind IN ('message', 'own') AND peer = ?1 AND id = ?2 AND topic = ?3
+           AND (signature IS NOT NULL OR kind = 'own')",
     )?;
     let mut out = Vec::new();
     let mut bytes = 0usize;
@@ -360,6 +415,7 @@ pub fn signed_by_ids(
         }
         out.push(Kept {
             seq: row.get::<_, i64>(0)? as u64,
+            own: row.get(5)?,
             topic: topic.to_string(),
             from: from.clone(),
             id: id.clone(),
@@ -378,8 +434,9 @@ pub fn missing(
     conn: &Connection,
     keys: Vec<(String, String)>,
 ) -> Result<Vec<(String, String)>, rusqlite::Error> {
-    let mut stmt = conn
-        .prepare_cached("SELECT 1 FROM history WHERE kind = 'message' AND peer = ?1 AND id = ?2")?;
+    let mut stmt = conn.prepare_cached(
+        "SELECT 1 FROM history WHERE kind IN ('message', 'own') AND peer = ?1 AND id = ?2",
+    )?;
     let mut out = Vec::new();
     for key in keys {
         if !stmt.exists(params![key.0, key.1])? {
@@ -414,7 +471,84 @@ mod tests {
             seqno: None,
             signature: None,
             key: None,
+            origin: crate::history::Origin::Gossip,
         }
+    }
+
+    fn own(id: &str) -> Entry {
+        Entry::Message {
+            topic: "t".into(),
+            from: "me".into(),
+            id: id.into(),
+            data: id.as_bytes().to_vec(),
+            seqno: Some(Bytes(vec![0; 8])),
+            signature: None,
+            key: None,
+            origin: crate::history::Origin::Own,
+        }
+    }
+
+    /// A node's own messages are there for other nodes, not for its
+    /// clients: they take no client number, so the numbers clients see
+    /// stay consecutive (a hole would read as a dropped event), and the
+    /// sync side pages them with the others.
+    #[test]
+    fn own_messages_take_no_client_number_and_are_served_to_peers() {
+        let (mut conn, reader, journal, _) = open(None).expect("in-memory history");
+        let mut signed = message("p", "a");
+        if let Entry::Message { signature, .. } = &mut signed {
+            *signature = Some(Bytes(b"sig".to_vec()));
+        }
+        let batch = [signed, own("x"), message("p", "b"), own("x")];
+        let w = write(&mut conn, &batch, 0).unwrap();
+        assert_eq!(w.seqs, [Some(1), None, Some(2), None]);
+        let page = page(&reader, journal, 0, 10).unwrap();
+        let numbers: Vec<_> = page.events.iter().map(|e| e.history_seq()).collect();
+        assert_eq!(numbers, [Some(1), Some(2)], "clients see no own message");
+        assert_eq!((page.first, page.head), (1, 2));
+        let served: Vec<_> = signed_since(&reader, "t", 0, 0, 10)
+            .unwrap()
+            .into_iter()
+            .map(|k| (k.from, k.id))
+            .collect();
+        assert_eq!(
+            served,
+            [("p".into(), "a".into()), ("me".into(), "x".into())]
+        );
+        let keys = vec![("me".to_string(), "x".to_string())];
+        assert!(missing(&reader, keys).unwrap().is_empty(), "kept once");
+    }
+
+    /// A history written before client numbers existed keeps its numbers
+    /// (a host resumes from them), and new entries follow on.
+    #[test]
+    fn a_history_from_before_client_numbers_keeps_its_numbers() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("history.db");
+        {
+            let old = Connection::open(&path).unwrap();
+            old.execute_batch(
+                "CREATE TABLE history (
+                    seq INTEGER PRIMARY KEY AUTOINCREMENT, kind TEXT NOT NULL, topic TEXT,
+                    peer TEXT NOT NULL, id TEXT NOT NULL, data BLOB NOT NULL,
+                    received_ms INTEGER NOT NULL, seqno BLOB, signature BLOB, key BLOB,
+                    UNIQUE(kind, peer, id));
+                 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+                 INSERT INTO history (kind, topic, peer, id, data, received_ms)
+                   VALUES ('message', 't', 'p', 'a', x'00', 0), ('message', 't', 'p', 'b', x'00', 0),
+                          ('message', 't', 'p', 'c', x'00', 0);
+                 DELETE FROM history WHERE id = 'a';",
+            )
+            .unwrap();
+        }
+        let (mut conn, reader, journal, head) = open(Some(&path)).unwrap();
+        assert_eq!(head, 3);
+        let w = write(&mut conn, &[message("p", "d")], 0).unwrap();
+        assert_eq!(w.seqs, [Some(4)]);
+        let page = page(&reader, journal, 0, 10).unwrap();
+        let numbers: Vec<_> = page.events.iter().filter_map(|e| e.history_seq()).collect();
+        assert_eq!(numbers, [2, 3, 4]);
+        assert_eq!((page.first, page.head), (2, 4));
     }
 
     /// The host reads a skipped number as a dropped event: a duplicate

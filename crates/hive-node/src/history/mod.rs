@@ -21,6 +21,7 @@
 
 mod budget;
 mod db;
+mod own;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -95,6 +96,8 @@ pub(crate) enum Entry {
         seqno: Option<hive_proto::Bytes>,
         signature: Option<hive_proto::Bytes>,
         key: Option<hive_proto::Bytes>,
+        /// Where it came from.
+        origin: Origin,
     },
     Direct {
         from: String,
@@ -103,6 +106,19 @@ pub(crate) enum Entry {
         /// Answered once the entry is on disk.
         ack: ResponseChannel<DirectAck>,
     },
+}
+
+/// Where a message came from.
+pub(crate) enum Origin {
+    /// Gossip.
+    Gossip,
+    /// This node published it: kept (with its signature) so that other
+    /// nodes can fetch it by sync, never handed to clients (gossipsub does
+    /// not hand a node its own messages either).
+    Own,
+    /// Fetched from another node by sync; told whether it was new (not
+    /// kept already, from gossip or another peer's answer).
+    Fetched(tokio::sync::oneshot::Sender<bool>),
 }
 
 impl Entry {
@@ -129,9 +145,17 @@ pub struct History {
     /// The writer's intake, for messages fetched from other nodes
     /// ([`crate::sync`]); weak, so that the writer still ends with the node.
     intake: mpsc::WeakSender<Entry>,
+    /// Signs this node's own messages for the peers that ask ([`own`]).
+    signer: Option<Arc<libp2p::identity::Keypair>>,
 }
 
 impl History {
+    /// This node's key, to sign its own messages with when peers ask.
+    pub(crate) fn with_signer(mut self, key: Option<libp2p::identity::Keypair>) -> Self {
+        self.signer = key.map(Arc::new);
+        self
+    }
+
     /// The newest `history_seq` written.
     pub fn head(&self) -> u64 {
         self.head.load(Ordering::Acquire)
@@ -177,8 +201,12 @@ impl History {
         limit: usize,
     ) -> Result<Vec<Kept>, HistoryError> {
         let limit = limit.clamp(1, MAX_PAGE);
-        self.read(move |conn| db::signed_since(conn, &topic, since_ms, after, limit))
-            .await
+        let signer = self.signer.clone();
+        self.read(move |conn| {
+            let kept = db::signed_since(conn, &topic, since_ms, after, limit)?;
+            Ok(own::finish(kept, signer.as_ref()))
+        })
+        .await
     }
 
     /// Ids of what [`History::signed_since`] would answer: (number,
@@ -203,8 +231,12 @@ impl History {
         mut keys: Vec<(String, String)>,
     ) -> Result<Vec<Kept>, HistoryError> {
         keys.truncate(MAX_PAGE);
-        self.read(move |conn| db::signed_by_ids(conn, &topic, &keys))
-            .await
+        let signer = self.signer.clone();
+        self.read(move |conn| {
+            let kept = db::signed_by_ids(conn, &topic, &keys)?;
+            Ok(own::finish(kept, signer.as_ref()))
+        })
+        .await
     }
 
     /// Which of these (author, id) messages this history does not hold.
@@ -222,15 +254,22 @@ impl History {
         self.read(db::newest_by_topic).await
     }
 
-    /// Keep messages fetched from another node (already verified): new ones
-    /// are numbered and pushed to the clients like gossip; ones kept already
-    /// (same author and id) are dropped by the writer. False once the node
+    /// Keep a message fetched from another node (already verified; its
+    /// origin is set here): a new one is numbered and pushed to the clients
+    /// like gossip; one kept already (same author and id) is dropped by the
+    /// writer. The answer says which, once written; `None` once the node
     /// has stopped.
-    pub(crate) async fn keep_fetched(&self, message: Entry) -> bool {
-        match self.intake.upgrade() {
-            Some(tx) => tx.send(message).await.is_ok(),
-            None => false,
+    pub(crate) async fn keep_fetched(
+        &self,
+        mut message: Entry,
+    ) -> Option<tokio::sync::oneshot::Receiver<bool>> {
+        let (verdict, answer) = tokio::sync::oneshot::channel();
+        if let Entry::Message { origin, .. } = &mut message {
+            *origin = Origin::Fetched(verdict);
         }
+        let tx = self.intake.upgrade()?;
+        tx.send(message).await.ok()?;
+        Some(answer)
     }
 }
 
@@ -297,6 +336,7 @@ impl Intake {
             journal: journal.into(),
             head,
             intake: tx.downgrade(),
+            signer: None,
         };
         let intake = Intake {
             tx,
@@ -439,8 +479,18 @@ fn deliver(
             seqno,
             signature,
             key,
+            origin,
         } => {
-            if seq.is_some() || !committed {
+            let new = seq.is_some() || !committed;
+            let own = match origin {
+                Origin::Own => true,
+                Origin::Gossip => false,
+                Origin::Fetched(verdict) => {
+                    let _ = verdict.send(new);
+                    false
+                }
+            };
+            if !own && new {
                 let _ = events.send(Event::Message {
                     topic,
                     from,

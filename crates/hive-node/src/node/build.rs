@@ -30,7 +30,8 @@ pub(super) struct Wired {
 pub(super) async fn wire(config: &NodeConfig) -> Result<Wired, NodeError> {
     let mut registry = Registry::default();
     let (named_behaviour, named, named_inbound) = crate::named::new();
-    let (keep_signatures, signatures) = crate::pubsub_meta::new();
+    let (keep_signatures, signatures) =
+        crate::pubsub_meta::new(config.keypair.public().to_peer_id());
     let streams = libp2p_stream::Behaviour::new();
     let mut stream_control = streams.new_control();
     let (circuits, inbound_circuits) = crate::circuit::new_transport(stream_control.clone());

@@ -30,7 +30,8 @@ async fn memory_node(mut config: NodeConfig) -> (NodeHandle, Multiaddr) {
     config.mdns = false;
     let mut registry = Registry::default();
     let (named_behaviour, named, named_inbound) = crate::named::new();
-    let (keep, signatures) = crate::pubsub_meta::new();
+    // The ephemeral swarm has a key of its own: no own message is kept.
+    let (keep, signatures) = crate::pubsub_meta::new(config.keypair.public().to_peer_id());
     let streams_behaviour = libp2p_stream::Behaviour::new();
     let streams = streams_behaviour.new_control();
     let mut swarm = Swarm::new_ephemeral_tokio(|key| {

@@ -201,6 +201,9 @@ pub struct Node {
     relay_outcomes: mpsc::UnboundedReceiver<ReservationOutcome>,
     /// Signatures gossipsub verified, for the message events.
     signatures: crate::pubsub_meta::Signatures,
+    /// This node keeps its own messages in its history for other nodes to
+    /// fetch (not when it publishes unsigned: peers take only signed ones).
+    keeps_own: bool,
     listen_addrs: Vec<Multiaddr>,
     peers: HashMap<PeerId, PeerState>,
     /// Listen addresses peers announced through identify.
@@ -320,8 +323,12 @@ impl Node {
             .conn_manager
             .map(|limits| crate::connmgr::ConnManager::new(limits, conn_tags.clone()));
         let (events, _) = broadcast::channel(EVENT_CAPACITY);
+        // The swarm's identity: the one gossipsub signed with.
+        let own_key = (config.pubsub_sign && config.keypair.public().to_peer_id() == peer_id)
+            .then(|| config.keypair.clone());
         let (intake, history, acks) =
             crate::history::Intake::open(&config.history, events.clone())?;
+        let history = history.with_signer(own_key.clone());
         let (commands_tx, commands) = mpsc::channel(1024);
         let sync = crate::sync::Stats::default();
         let refusals = Arc::<crate::limits::RefusalCounts>::default();
@@ -358,6 +365,7 @@ impl Node {
             conn_manager,
             relay_outcomes,
             signatures,
+            keeps_own: own_key.is_some(),
             listen_addrs,
             peers: HashMap::new(),
             peer_listen_addrs: HashMap::new(),

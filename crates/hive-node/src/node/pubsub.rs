@@ -101,15 +101,20 @@ impl Node {
             None => data,
         };
         let topic_id = gossipsub::IdentTopic::new(topic);
+        let kept = self.keeps_own.then(|| payload.clone());
         match self
             .swarm
             .behaviour_mut()
             .gossipsub
             .publish(topic_id, payload)
         {
-            Ok(message_id) => Ok(PublishResult {
-                id: id.unwrap_or_else(|| message_id.to_string()),
-            }),
+            Ok(message_id) => {
+                let id = id.unwrap_or_else(|| message_id.to_string());
+                if let Some(raw) = kept {
+                    self.keep_own(topic, &id, &message_id, raw);
+                }
+                Ok(PublishResult { id })
+            }
             // The same id was published moments ago: it is out already.
             Err(gossipsub::PublishError::Duplicate) if id.is_some() => Ok(PublishResult {
                 id: id.unwrap_or_default(),
@@ -122,6 +127,27 @@ impl Node {
                 reason: e.to_string(),
             }),
         }
+    }
+
+    /// Keep this node's own message in its history (`raw`: what went over
+    /// gossip, with its sequence number; it is signed when a peer asks, see
+    /// `history::own`), so that a node that was away can fetch it from its
+    /// author too, not only from another subscriber: with two nodes, the
+    /// author is the only one that has it.
+    fn keep_own(&mut self, topic: &str, id: &str, message_id: &gossipsub::MessageId, raw: Vec<u8>) {
+        let Some(seqno) = self.signatures.take_own(message_id) else {
+            return;
+        };
+        self.intake.offer(crate::history::Entry::Message {
+            topic: topic.to_string(),
+            from: self.peer_id.to_string(),
+            id: id.to_string(),
+            data: raw,
+            seqno: Some(Bytes(seqno.to_be_bytes().to_vec())),
+            signature: None,
+            key: None,
+            origin: crate::history::Origin::Own,
+        });
     }
 
     pub(super) fn handle_gossipsub(&mut self, event: gossipsub::Event) {
@@ -148,6 +174,7 @@ impl Node {
                         .map(|n| Bytes(n.to_be_bytes().to_vec())),
                     signature: signed.as_ref().map(|s| Bytes(s.signature.clone())),
                     key: signed.and_then(|s| s.key).map(Bytes),
+                    origin: crate::history::Origin::Gossip,
                 })
             }
             gossipsub::Event::Subscribed { peer_id, topic, .. } => {

@@ -35,6 +35,7 @@
 //!   Peers that do not speak the protocol (other libp2p implementations)
 //!   are skipped.
 
+mod handover;
 pub mod reconcile;
 mod serve;
 mod stats;
@@ -48,14 +49,13 @@ use std::time::Duration;
 use libp2p::{PeerId, StreamProtocol};
 use tokio::sync::Semaphore;
 
-use crate::history::{Entry, History};
 use crate::lock;
 use crate::node::NodeHandle;
 use reconcile::{Asking, Plan};
 use serve::{serve, RequestLimiter};
 
 pub use stats::Stats;
-pub use verify::{verify, Signed};
+pub use verify::{sign, verify, Signed};
 
 pub const SYNC_PROTOCOL: StreamProtocol = StreamProtocol::new("/hive/sync/1.0.0");
 /// How often the node looks for (peer, topic) pairs to catch up.
@@ -259,9 +259,11 @@ async fn fetch(
         .await
         .map_err(|_| FetchError::Timeout)?
         .map_err(|e| FetchError::Open(e.to_string()))?;
-    let (mut kept, mut rejected, mut after) = (0usize, 0usize, 0u64);
+    let mut after = 0u64;
+    let history = node.history_store();
+    let mut handed = handover::Handover::new(history, topic);
     let me = node.peer_id().to_string();
-    while kept + rejected < MAX_PER_SYNC {
+    while handed.kept + handed.rejected < MAX_PER_SYNC {
         let request = wire::Request {
             topic: topic.to_string(),
             since_ms,
@@ -278,45 +280,14 @@ async fn fetch(
         for message in response.messages {
             after = after.max(message.seq);
             if message.from == me {
-                continue; // its own: gossipsub never handed it to its clients
+                continue; // its own: it has them
             }
-            if !keep(node.history_store(), topic, message).await {
-                rejected += 1;
-                continue;
-            }
-            kept += 1;
+            handed.offer(message).await;
         }
+        handed.settle().await;
         if !response.more || !progressed {
             break;
         }
     }
-    Ok((kept, rejected, after))
-}
-
-/// Verify `message` and hand it to the history; false if it is not signed
-/// by its author.
-async fn keep(history: &History, topic: &str, message: wire::Message) -> bool {
-    let signed = Signed {
-        topic,
-        from: &message.from,
-        id: &message.id,
-        data: &message.data.0,
-        seqno: &message.seqno.0,
-        signature: &message.signature.0,
-        key: message.key.as_ref().map(|k| k.0.as_slice()),
-    };
-    if !verify(&signed) {
-        tracing::warn!(from = %message.from, id = %message.id, "sync: a message without its author's valid signature was refused");
-        return false;
-    }
-    let entry = Entry::Message {
-        topic: topic.to_string(),
-        from: message.from,
-        id: message.id,
-        data: message.data.0,
-        seqno: Some(message.seqno),
-        signature: Some(message.signature),
-        key: message.key,
-    };
-    history.keep_fetched(entry).await
+    Ok((handed.kept, handed.rejected, after))
 }

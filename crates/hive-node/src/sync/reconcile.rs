@@ -23,7 +23,8 @@ use std::time::{Duration, Instant};
 
 use libp2p::PeerId;
 
-use super::{keep, now_ms, wire, FetchError, MAX_PER_SYNC, PAGE, STEP_TIMEOUT, SYNC_PROTOCOL};
+use super::handover::Handover;
+use super::{now_ms, wire, FetchError, MAX_PER_SYNC, PAGE, STEP_TIMEOUT, SYNC_PROTOCOL};
 use crate::limits::{PerPeer, Rate};
 use crate::lock;
 use crate::node::NodeHandle;
@@ -313,14 +314,16 @@ async fn reconcile(
         let mut unsettled = false;
         if !response.messages.is_empty() {
             // A node that does not list ids answered with the messages.
+            let mut handed = Handover::new(node.history_store(), topic);
             for message in response.messages {
                 out.after = out.after.max(message.seq);
                 out.listed += 1;
                 if message.from == me {
                     continue;
                 }
-                tally(&mut out, keep(node.history_store(), topic, message).await);
+                handed.offer(message).await;
             }
+            tally(&mut out, handed).await;
         } else {
             let now = response.now_ms.unwrap_or(i64::MAX);
             let mut settled = Vec::new();
@@ -350,12 +353,11 @@ async fn reconcile(
     Ok(out)
 }
 
-fn tally(out: &mut Outcome, kept: bool) {
-    if kept {
-        out.kept += 1;
-    } else {
-        out.rejected += 1;
-    }
+/// Count what a page handed over, once the history has written it.
+async fn tally(out: &mut Outcome, mut handed: Handover<'_>) {
+    handed.settle().await;
+    out.kept += handed.kept;
+    out.rejected += handed.rejected;
 }
 
 /// Fetch the messages named in `missing` by id and keep those signed by
@@ -396,6 +398,7 @@ async fn fetch_missing(
             if response.messages.is_empty() {
                 break; // it no longer has them
             }
+            let mut handed = Handover::new(node.history_store(), topic);
             for message in response.messages {
                 let key = wire::Key {
                     from: message.from.clone(),
@@ -405,8 +408,9 @@ async fn fetch_missing(
                     out.rejected += 1;
                     continue;
                 }
-                tally(out, keep(node.history_store(), topic, message).await);
+                handed.offer(message).await;
             }
+            tally(out, handed).await;
         }
     }
     Ok(())

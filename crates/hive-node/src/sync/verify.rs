@@ -5,7 +5,7 @@
 //! `from` (1), `data` (2), `seqno` (3), `topic` (4), without `signature`
 //! and `key`.
 
-use libp2p::identity::PublicKey;
+use libp2p::identity::{Keypair, PublicKey};
 use libp2p::PeerId;
 
 use crate::envelope;
@@ -44,6 +44,31 @@ pub fn verify(message: &Signed<'_>) -> bool {
         .map(Vec::as_slice)
         .chain(std::iter::once(message.data))
         .any(|raw| key.verify(&signed_bytes(&author, raw, message), message.signature))
+}
+
+/// This node's signature over a message it published, as gossipsub made
+/// it (`raw`: the bytes that went over gossip), and the public key to keep
+/// with it when the peer id does not inline it. For the node's own
+/// messages in its history: gossipsub does not hand its signature back.
+pub fn sign(
+    key: &Keypair,
+    topic: &str,
+    raw: &[u8],
+    seqno: &[u8],
+) -> Option<(Vec<u8>, Option<Vec<u8>>)> {
+    let author = key.public().to_peer_id();
+    let probe = Signed {
+        topic,
+        from: "",
+        id: "",
+        data: &[],
+        seqno,
+        signature: &[],
+        key: None,
+    };
+    let signature = key.sign(&signed_bytes(&author, raw, &probe)).ok()?;
+    let inline = (author.as_ref().code() != IDENTITY).then(|| key.public().encode_protobuf());
+    Some((signature, inline))
 }
 
 fn public_key(author: &PeerId, key: Option<&[u8]>) -> Option<PublicKey> {
@@ -89,21 +114,11 @@ fn varint(out: &mut Vec<u8>, mut n: u64) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use libp2p::identity::Keypair;
 
-    fn signed_by(key: &Keypair, id: &str, data: &[u8], raw: &[u8]) -> (String, Vec<u8>) {
-        let from = key.public().to_peer_id();
-        let probe = Signed {
-            topic: "t",
-            from: "",
-            id,
-            data,
-            seqno: &[0, 0, 0, 0, 0, 0, 0, 7],
-            signature: &[],
-            key: None,
-        };
-        let signature = key.sign(&signed_bytes(&from, raw, &probe)).unwrap();
-        (from.to_string(), signature)
+    fn signed_by(key: &Keypair, _id: &str, _data: &[u8], raw: &[u8]) -> (String, Vec<u8>) {
+        let (signature, inline) = sign(key, "t", raw, &[0, 0, 0, 0, 0, 0, 0, 7]).unwrap();
+        assert_eq!(inline, None, "an ed25519 peer id inlines its key");
+        (key.public().to_peer_id().to_string(), signature)
     }
 
     #[test]
