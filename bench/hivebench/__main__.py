@@ -20,10 +20,10 @@ import sys
 import time
 from pathlib import Path
 
-from . import catchup, report, workloads
+from . import catchup, inbound, report, workloads
 from .common import ROOT, Env, LoadMeter, cleanup, quiet_gate
 
-ORDER = ["startup", "ipc", "pubsub", "recovery", "catchup", "streams", "host", "scale"]
+ORDER = ["startup", "ipc", "pubsub", "recovery", "catchup", "inbound", "streams", "host", "scale"]
 
 
 def env_from_os(quick: bool) -> Env:
@@ -112,6 +112,7 @@ async def main_async(args) -> int:
         "host": workloads.host_e2e,
         "recovery": workloads.recovery,
         "catchup": catchup.catchup,
+        "inbound": inbound.inbound,
         "scale": workloads.scale,
     }
     t_all = time.perf_counter()

@@ -118,6 +118,7 @@ def render(res: dict) -> str:
     out.append(scale(w.get("scale")))
     out.append(recovery(w.get("recovery")))
     out.append(catchup(w.get("catchup")))
+    out.append(inbound(w.get("inbound")))
     out.append(skips(w))
     out.append(method())
     if FINDINGS.exists():
@@ -210,6 +211,16 @@ def targets(w) -> str:
                 f"median {f(s['median'], 0)} ms, max {f(s['max'], 0)} ms; first message after it: median "
                 f"{f(rec['first_ab_ms'].get('median'), 0)} ms",
                 met(s["max"] <= 500),
+            ]
+        )
+    sr = _get(w, "inbound", "store_vs_receive")
+    if sr and not skipped(sr) and sr.get("ratio") is not None:
+        rows.append(
+            [
+                "inbound store rate ≥ daemon receive rate",
+                f"{f(sr['store_rate'], 0)}/s stored vs {f(sr['daemon_receive_rate'], 0)}/s received = {sr['ratio']:.2f}×; "
+                f"lost {sr['lost']}",
+                met(sr["ratio"] >= 1 and sr["lost"] == 0),
             ]
         )
     return "## Targets\n\n" + table(["target", "measured", "verdict"], rows) + "\n"
@@ -564,6 +575,51 @@ def catchup(s) -> str:
         )  # fmt: skip
         + "\n"
     )
+
+
+def inbound(s) -> str:
+    head = "### Store rate against receive rate, and an idle sync round\n\n"
+    if not s or skipped(s):
+        return head + _not_run(s)
+    out = head
+    sr = s.get("store_vs_receive") or {}
+    if skipped(sr):
+        out += "Store rate: " + _not_run(sr)
+    else:
+        out += (
+            f"A bare hive-p2pd publishes a burst of {sr['burst']:,} 64-byte messages as fast as its IPC accepts "
+            "(hbench, 1,000 in flight) to a topic that a bare hive-p2pd S and host B subscribe to. S's receive "
+            "rate over its IPC is the fastest a daemon receives here; B's store rate is how fast B's host made "
+            "the burst durable in its inbox (`inbound.position`, sampled every 20 ms). B must store every "
+            "acknowledged message exactly once.\n\n"
+            + table(
+                ["published/s", "S received/s", "B stored/s", "ratio", "stored / expected", "lost", "gaps seen",
+                 "repaired"],
+                [[f(sr.get("publish_rate"), 0), f(sr.get("daemon_receive_rate"), 0), f(sr.get("store_rate"), 0),
+                  sr.get("ratio"),
+                  f"{sr.get('stored')} / {sr.get('expected')}", sr.get("lost"), sr.get("gaps"),
+                  sr.get("repaired")]],
+            )  # fmt: skip
+            + "\n\n"
+        )
+    idle = s.get("idle_sync") or {}
+    if skipped(idle):
+        out += "Idle sync round: " + _not_run(idle)
+    else:
+        out += (
+            f"Hosts A and B share {idle['topics']} topics with {idle['messages_per_topic']:,} messages each, "
+            f"nothing missing; over {idle['window_s']} s both ran {idle['rounds']} reconcile rounds (every 30 s "
+            "per peer, all its topics on one stream). Bytes: the `/hive/sync/1.0.0` frames both sent "
+            "(`status.sync.sent_bytes`). CPU: both daemons over the whole window, heartbeats and pings "
+            "included, so an upper bound on what the rounds cost.\n\n"
+            + table(
+                ["topics", "rounds", "bytes per round", "daemons' CPU ms in the window", "CPU ms per round (≤)"],
+                [[idle["topics"], idle["rounds"], idle["bytes_per_round"], idle["daemons_cpu_ms"],
+                  idle["daemons_cpu_ms_per_round"]]],
+            )  # fmt: skip
+            + "\n"
+        )
+    return out
 
 
 def skips(w) -> str:

@@ -13,8 +13,13 @@ use hive_tests::{Daemon, Host, HostOpts};
 const TOPIC: &str = "flood";
 /// Publishes the daemon must have acknowledged.
 const ACKED: usize = 30_000;
-/// Publishes sent at most while reaching `ACKED`.
-const MAX_SENT: usize = 60_000;
+/// Publishes sent at most while reaching `ACKED`. The daemon refuses the
+/// publishes its gossipsub send queues cannot take (`publish_failed`, which
+/// a client retries: the host's outbox does); with the machine busy that
+/// was over half of them (33k of 60k in a CI emulation, 18k-24k of 50k
+/// alone here), so the bound leaves room: what is asserted is that every
+/// acknowledged one is stored once.
+const MAX_SENT: usize = 150_000;
 const IN_FLIGHT: usize = 900;
 const TOKEN: &str = "flood-test-token";
 

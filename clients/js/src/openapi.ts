@@ -1008,6 +1008,11 @@ export interface components {
             peers: components["schemas"]["PeerSync"][];
             /**
              * Format: int64
+             * @description Bytes of `/hive/sync/1.0.0` frames this node received.
+             */
+            received_bytes?: number;
+            /**
+             * Format: int64
              * @description Messages reconciles found missing here and kept (gossip had dropped
              *     them while connected); also counted in `fetched`.
              */
@@ -1028,6 +1033,12 @@ export interface components {
              * @description Messages peers offered without their author's valid signature.
              */
             rejected: number;
+            /**
+             * Format: int64
+             * @description Bytes of `/hive/sync/1.0.0` frames this node sent, asking and
+             *     answering (what an idle reconcile costs, in `bench/`).
+             */
+            sent_bytes?: number;
             /**
              * Format: int64
              * @description Pages of history served to other nodes.

@@ -304,6 +304,13 @@ pub struct SyncStatus {
     /// them while connected); also counted in `fetched`.
     #[serde(default)]
     pub reconciled: u64,
+    /// Bytes of `/hive/sync/1.0.0` frames this node sent, asking and
+    /// answering (what an idle reconcile costs, in `bench/`).
+    #[serde(default)]
+    pub sent_bytes: u64,
+    /// Bytes of `/hive/sync/1.0.0` frames this node received.
+    #[serde(default)]
+    pub received_bytes: u64,
     /// The peers caught up with most recently, newest first (at most 32).
     pub peers: Vec<PeerSync>,
 }

@@ -273,7 +273,9 @@ async fn fetch(
             only: Vec::new(),
             clock_ms: None,
         };
-        let Some(response) = reconcile::ask(&mut stream, asking, peer, &request).await? else {
+        let Some(response) =
+            reconcile::ask(&mut stream, asking, peer, &request, node.sync_stats()).await?
+        else {
             break;
         };
         let progressed = response.messages.last().is_some_and(|m| m.seq > after);

@@ -229,15 +229,21 @@ pub(super) async fn ask(
     asking: &Asking,
     peer: PeerId,
     request: &wire::Request,
+    stats: &super::Stats,
 ) -> Result<Option<wire::Response>, FetchError> {
     asking.pace(peer).await;
     let step = async {
-        wire::write(&mut *stream, request).await?;
+        let sent = wire::write(&mut *stream, request).await?;
+        stats.traffic(sent, 0);
         wire::read::<wire::Response>(&mut *stream).await
     };
-    Ok(tokio::time::timeout(STEP_TIMEOUT, step)
+    let answer = tokio::time::timeout(STEP_TIMEOUT, step)
         .await
-        .map_err(|_| FetchError::Timeout)??)
+        .map_err(|_| FetchError::Timeout)??;
+    Ok(answer.map(|(response, size)| {
+        stats.traffic(0, size);
+        response
+    }))
 }
 
 /// A round with `peer` over its due topics, on one stream. Returns each
@@ -307,7 +313,7 @@ async fn reconcile(
             only: Vec::new(),
             clock_ms: cursor.on_my_clock.then(now_ms),
         };
-        let Some(response) = ask(stream, asking, peer, &request).await? else {
+        let Some(response) = ask(stream, asking, peer, &request, node.sync_stats()).await? else {
             return Ok(out); // closed: the rest next round
         };
         let before = out.after;
@@ -392,7 +398,8 @@ async fn fetch_missing(
                 only: want.iter().cloned().collect(),
                 clock_ms: None,
             };
-            let Some(response) = ask(stream, asking, peer, &request).await? else {
+            let Some(response) = ask(stream, asking, peer, &request, node.sync_stats()).await?
+            else {
                 return Ok(());
             };
             if response.messages.is_empty() {

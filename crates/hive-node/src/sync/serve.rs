@@ -87,7 +87,10 @@ async fn answer(
         )
         .await
         {
-            Ok(Ok(Some(request))) => request,
+            Ok(Ok(Some((request, size)))) => {
+                stats.traffic(0, size);
+                request
+            }
             Ok(Ok(None)) | Err(_) => return Ok(()),
             Ok(Err(e)) => return Err(e),
         };
@@ -95,9 +98,10 @@ async fn answer(
             return Ok(());
         }
         let response = respond(history, request).await;
-        tokio::time::timeout(STEP_TIMEOUT, wire::write(&mut stream, &response))
+        let sent = tokio::time::timeout(STEP_TIMEOUT, wire::write(&mut stream, &response))
             .await
             .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))??;
+        stats.traffic(sent, 0);
         stats.served();
     }
     Ok(())

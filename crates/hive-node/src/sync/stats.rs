@@ -33,6 +33,8 @@ struct Inner {
     rejected: u64,
     reconciles: u64,
     reconciled: u64,
+    sent_bytes: u64,
+    received_bytes: u64,
     peers: HashMap<PeerId, PeerSync>,
     /// When each topic was subscribed (Unix ms): where a reconcile of a
     /// topic new to this node starts.
@@ -116,6 +118,13 @@ impl Stats {
         lock(&self.inner).subscribed.get(topic).copied()
     }
 
+    /// Bytes of sync frames this node wrote and read (asking or answering).
+    pub(super) fn traffic(&self, sent: usize, received: usize) {
+        let mut s = lock(&self.inner);
+        s.sent_bytes += sent as u64;
+        s.received_bytes += received as u64;
+    }
+
     pub(super) fn served(&self) {
         lock(&self.inner).served += 1;
     }
@@ -142,6 +151,8 @@ impl Stats {
             refused: s.refused,
             reconciles: s.reconciles,
             reconciled: s.reconciled,
+            sent_bytes: s.sent_bytes,
+            received_bytes: s.received_bytes,
             peers,
         })
     }

@@ -92,7 +92,7 @@ pub enum WireError {
 pub async fn write<T: Serialize>(
     stream: &mut (impl futures::AsyncWrite + Unpin),
     frame: &T,
-) -> Result<(), WireError> {
+) -> Result<usize, WireError> {
     let body = serde_json::to_vec(frame)?;
     if body.len() > MAX_FRAME {
         return Err(WireError::TooLarge(body.len()));
@@ -100,13 +100,14 @@ pub async fn write<T: Serialize>(
     stream.write_all(&(body.len() as u32).to_be_bytes()).await?;
     stream.write_all(&body).await?;
     stream.flush().await?;
-    Ok(())
+    Ok(4 + body.len())
 }
 
-/// The next frame; `None` when the other side closed the stream cleanly.
+/// The next frame, with its size on the wire; `None` when the other side
+/// closed the stream cleanly.
 pub async fn read<T: for<'de> Deserialize<'de>>(
     stream: &mut (impl futures::AsyncRead + Unpin),
-) -> Result<Option<T>, WireError> {
+) -> Result<Option<(T, usize)>, WireError> {
     let mut len = [0u8; 4];
     match stream.read_exact(&mut len).await {
         Ok(()) => {}
@@ -119,7 +120,7 @@ pub async fn read<T: for<'de> Deserialize<'de>>(
     }
     let mut body = vec![0u8; len];
     stream.read_exact(&mut body).await?;
-    Ok(Some(serde_json::from_slice(&body)?))
+    Ok(Some((serde_json::from_slice(&body)?, 4 + len)))
 }
 
 #[cfg(test)]
@@ -145,9 +146,10 @@ mod tests {
             only: Vec::new(),
             clock_ms: None,
         };
-        write(&mut buf, &request).await.unwrap();
+        let written = write(&mut buf, &request).await.unwrap();
         let mut rd = Cursor::new(buf.into_inner());
-        let back: Request = read(&mut rd).await.unwrap().unwrap();
+        let (back, size): (Request, usize) = read(&mut rd).await.unwrap().unwrap();
+        assert_eq!(size, written, "the size counted is the frame's");
         assert_eq!(
             (back.topic.as_str(), back.since_ms, back.after),
             ("t", -5, 7)
