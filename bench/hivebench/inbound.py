@@ -1,13 +1,15 @@
 """Nothing lost, measured (issue 13's bench rows beside the catch-up):
 
 - store rate against receive rate: a bare hive-p2pd P publishes a burst as
-  fast as its IPC accepts (hbench, 1,000 in flight) to a topic that a bare
-  hive-p2pd S and host B both subscribe to. S's receive rate over its IPC is
-  the fastest a daemon receives here; B's store rate is how fast B's host
-  made the burst durable in its inbox (`/api/status` `inbound.position`,
-  sampled every 20 ms). The ratio B / S must be at least 1 (the store keeps
-  up with the network), and B must store every message exactly once: a run
-  where it does not fails.
+  fast as its IPC accepts (hbench, 1,000 in flight) to a topic that host B
+  and a bare hive-p2pd S (hbench's receiver) subscribe to. From B's
+  `/api/status`, sampled every 20 ms: `inbound.received`, the newest number
+  B's daemon pushed to its host (what the daemon received and wrote to its
+  history), and `inbound.position`, the newest the host stored in its
+  inbox. Receive rate and store rate are the burst over each curve's span;
+  the ratio store / receive must be at least 1 (the store keeps up with the
+  daemon), and B must store every message exactly once: a run where it does
+  not fails. S's rate over its IPC is reported beside it.
 - one idle sync round: hosts A and B share topics that each holds messages
   of, nothing missing; over a window, the reconcile rounds the two ran, the
   bytes of `/hive/sync/1.0.0` frames both sent (`status.sync.sent_bytes`),
@@ -31,25 +33,27 @@ TOPIC = "bench-inbound"
 WARMUP, LAT = 50, 10
 
 
-async def _position(http: Http) -> int:
+async def _inbound(http: Http) -> tuple[int, int]:
+    """(received, position) of B's `inbound` status."""
     _, st = await http.json("GET", "/api/status")
-    return int(((st or {}).get("inbound") or {}).get("position") or 0)
+    inbound = (st or {}).get("inbound") or {}
+    return int(inbound.get("received") or 0), int(inbound.get("position") or 0)
 
 
 async def _sample(http: Http, samples: list, stop: asyncio.Event):
     while not stop.is_set():
-        samples.append((time.perf_counter(), await _position(http)))
+        samples.append((time.perf_counter(), *await _inbound(http)))
         await asyncio.sleep(0.02)
 
 
-def _store_rate(samples: list, start: int, n: int) -> tuple[float | None, float | None]:
-    """B's store rate over the burst (messages `start`+1 .. `start`+n by
-    position) and when it had all of them."""
-    first = next((t for t, p in samples if p > start), None)
-    done = next((t for t, p in samples if p >= start + n), None)
+def _rate(curve: list, start: int, n: int) -> float | None:
+    """The burst (numbers `start`+1 .. `start`+n) over the span of `curve`
+    [(t, number)] from its first to its last one."""
+    first = next((t for t, x in curve if x > start), None)
+    done = next((t for t, x in curve if x >= start + n), None)
     if first is None or done is None or done <= first:
-        return None, done
-    return n / (done - first), done
+        return None
+    return n / (done - first)
 
 
 async def _count_stored(http: Http) -> tuple[int, int]:
@@ -81,7 +85,7 @@ async def store_vs_receive(env: Env) -> dict:
         ipc = await Ipc.connect(p.ipc)
         await ipc.request("dial", {"addr": addr_b})
         await ipc.close()
-        start = await _position(hb)
+        _, start = await _inbound(hb)
         samples, stop = [], asyncio.Event()
         sampler = asyncio.ensure_future(_sample(hb, samples, stop))
         try:
@@ -93,14 +97,14 @@ async def store_vs_receive(env: Env) -> dict:
             )  # fmt: skip
             before = start + WARMUP + LAT
             t = time.perf_counter()
-            while samples[-1][1] < before + n and time.perf_counter() - t < 60:
+            while samples[-1][2] < before + n and time.perf_counter() - t < 60:
                 await asyncio.sleep(0.05)
         finally:
             stop.set()
             await sampler
         burst = r.get("burst") or {}
-        recv_rate = burst.get("delivery_rate")
-        store_rate, _ = _store_rate(samples, before, n)
+        recv_rate = _rate([(t, x) for t, x, _ in samples], before, n)
+        store_rate = _rate([(t, x) for t, _, x in samples], before, n)
         stored, distinct = await _count_stored(hb)
         _, st = await hb.json("GET", "/api/status")
         inbound = (st or {}).get("inbound") or {}
@@ -109,8 +113,9 @@ async def store_vs_receive(env: Env) -> dict:
             "burst": n,
             "acked": burst.get("sent", 0) - burst.get("errors", 0),
             "publish_rate": burst.get("achieved_rate"),
-            "daemon_received": burst.get("received"),
-            "daemon_receive_rate": recv_rate,
+            "bare_daemon_received": burst.get("received"),
+            "bare_daemon_receive_rate": burst.get("delivery_rate"),
+            "daemon_receive_rate": round(recv_rate) if recv_rate else None,
             "store_rate": round(store_rate) if store_rate else None,
             "ratio": round(store_rate / recv_rate, 2) if store_rate and recv_rate else None,
             "stored": stored,
@@ -121,8 +126,9 @@ async def store_vs_receive(env: Env) -> dict:
             "repaired": inbound.get("repaired"),
         }
         say(
-            f"burst of {n}: S received at {recv_rate}/s, B stored at {out['store_rate']}/s "
-            f"(ratio {out['ratio']}); B stored {stored} of {expected}, lost {out['lost']}"
+            f"burst of {n}: B's daemon received at {out['daemon_receive_rate']}/s, its host stored at "
+            f"{out['store_rate']}/s (ratio {out['ratio']}), S received at {out['bare_daemon_receive_rate']}/s; "
+            f"B stored {stored} of {expected}, lost {out['lost']}"
         )
         if out["lost"] or out["duplicates"] or burst.get("errors"):
             raise RuntimeError(f"B did not store every acknowledged message exactly once: {out}")
@@ -164,8 +170,10 @@ async def idle_sync(env: Env) -> dict:
                 status, _ = await host.json("POST", f"/api/topics/{t}/publish", f"{t} {i}".encode())
                 if status not in (200, 202):
                     raise RuntimeError(f"publish answered {status}")
-        # Until the first rounds (10 s after a pair starts) are over and
-        # nothing is missing on either side.
+        # Until the first rounds (10 s after a pair starts) are over, and then
+        # a full interval (30 s): rounds come sooner while they find ids or
+        # list ones too recent to judge (the last 5 s), so the window starts
+        # once the published ids were listed and the rounds are idle ones.
         t0 = time.perf_counter()
         while True:
             rounds, _ = await _sync_totals([ha, hb])
@@ -174,6 +182,7 @@ async def idle_sync(env: Env) -> dict:
             if time.perf_counter() - t0 > 90:
                 raise RuntimeError("no reconcile round within 90 s")
             await asyncio.sleep(0.5)
+        await asyncio.sleep(35)
         pids = [(st.get("daemon") or {}).get("pid") for st in (st_a, st_b)]
         rounds0, sent0 = await _sync_totals([ha, hb])
         cpu0 = sum(cpu_ticks(pid) for pid in pids if pid)

@@ -588,15 +588,16 @@ def inbound(s) -> str:
     else:
         out += (
             f"A bare hive-p2pd publishes a burst of {sr['burst']:,} 64-byte messages as fast as its IPC accepts "
-            "(hbench, 1,000 in flight) to a topic that a bare hive-p2pd S and host B subscribe to. S's receive "
-            "rate over its IPC is the fastest a daemon receives here; B's store rate is how fast B's host made "
-            "the burst durable in its inbox (`inbound.position`, sampled every 20 ms). B must store every "
+            "(hbench, 1,000 in flight) to a topic that host B and a bare hive-p2pd S (hbench's receiver) "
+            "subscribe to. From B's `/api/status`, sampled every 20 ms: `inbound.received`, the newest number B's "
+            "daemon pushed to its host (received and written to its history), and `inbound.position`, the newest "
+            "the host stored in its inbox; each rate is the burst over that curve's span. B must store every "
             "acknowledged message exactly once.\n\n"
             + table(
-                ["published/s", "S received/s", "B stored/s", "ratio", "stored / expected", "lost", "gaps seen",
-                 "repaired"],
+                ["published/s", "B's daemon received/s", "B's host stored/s", "store / receive", "S received/s",
+                 "stored / expected", "lost", "gaps seen", "repaired"],
                 [[f(sr.get("publish_rate"), 0), f(sr.get("daemon_receive_rate"), 0), f(sr.get("store_rate"), 0),
-                  sr.get("ratio"),
+                  sr.get("ratio"), f(sr.get("bare_daemon_receive_rate"), 0),
                   f"{sr.get('stored')} / {sr.get('expected')}", sr.get("lost"), sr.get("gaps"),
                   sr.get("repaired")]],
             )  # fmt: skip

@@ -4,7 +4,7 @@
 //! publish A's daemon acknowledged must end in B's `/api/messages` exactly
 //! once. The test prints sent / acknowledged / stored / lost.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use hive_tests::flood::{publish_flood, wait_topic_peer};
@@ -37,21 +37,45 @@ async fn stored(b: &Host) -> HashMap<String, usize> {
     counts
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_acknowledged_publish_of_a_flooding_peer_is_stored_once() {
+/// Host B subscribed to `TOPIC`, and a bare daemon A bootstrapped to it
+/// that knows B is in the topic; returns B, A (kept alive) and A's IPC.
+async fn flooding_pair(dir: &std::path::Path) -> (Host, Daemon, hive_tests::IpcWs) {
     let b = Host::start(HostOpts::default()).await.expect("host B");
     b.wait_healthy().await.unwrap();
     b.subscribe(TOPIC).await.unwrap();
     let b_addr = b.first_listen_addr().await.unwrap();
-
-    let dir = tempfile::tempdir().unwrap();
-    let a = Daemon::start(dir.path(), TOKEN, &["--bootstrap", &b_addr])
+    let a = Daemon::start(dir, TOKEN, &["--bootstrap", &b_addr])
         .await
         .expect("daemon A");
     let mut ws = a.ipc().await.expect("A's IPC");
     // A knows B is in the topic once gossipsub told it so.
     wait_topic_peer(&mut ws, TOPIC).await.unwrap();
+    (b, a, ws)
+}
 
+/// Wait until B has stored every acknowledged publish (or stops moving);
+/// returns what B stored.
+async fn stored_once_moving_stops(b: &Host, acked: &HashSet<String>) -> HashMap<String, usize> {
+    let mut last = (0, std::time::Instant::now());
+    loop {
+        let counts = stored(b).await;
+        let have = acked.iter().filter(|p| counts.contains_key(*p)).count();
+        if have == acked.len() {
+            return counts;
+        }
+        if have != last.0 {
+            last = (have, std::time::Instant::now());
+        } else if last.1.elapsed() > Duration::from_secs(30) {
+            return counts;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_acknowledged_publish_of_a_flooding_peer_is_stored_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let (b, _a, ws) = flooding_pair(dir.path()).await;
     let flooded = publish_flood(ws, TOPIC, ACKED, MAX_SENT, IN_FLIGHT, payload)
         .await
         .unwrap();
@@ -61,22 +85,7 @@ async fn every_acknowledged_publish_of_a_flooding_peer_is_stored_once() {
         "A's daemon acknowledged only {} of {sent} publishes",
         acked.len()
     );
-
-    // Wait until B has stored every acknowledged publish (or stops moving).
-    let mut last = (0, std::time::Instant::now());
-    let counts = loop {
-        let counts = stored(&b).await;
-        let have = acked.iter().filter(|p| counts.contains_key(*p)).count();
-        if have == acked.len() {
-            break counts;
-        }
-        if have != last.0 {
-            last = (have, std::time::Instant::now());
-        } else if last.1.elapsed() > Duration::from_secs(30) {
-            break counts;
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    };
+    let counts = stored_once_moving_stops(&b, &acked).await;
     let lost = acked.iter().filter(|p| !counts.contains_key(*p)).count();
     let twice = counts.values().filter(|&&n| n > 1).count();
     let foreign = counts.keys().filter(|p| !p.starts_with("flood-")).count();
@@ -90,4 +99,78 @@ async fn every_acknowledged_publish_of_a_flooding_peer_is_stored_once() {
     assert_eq!(lost, 0, "acknowledged publishes missing from B's history");
     assert_eq!(twice, 0, "messages stored more than once");
     assert_eq!(foreign, 0, "rows that A never published");
+}
+
+/// B's host starved mid-flood (SIGSTOP for 2 s, as a loaded machine or a
+/// debugger does): on SIGCONT thousands of the daemon's events wait for it
+/// at once. Each message must still reach B's `/api/events` client exactly
+/// once, with its cursor, and B must see no gap (the daemon dropped
+/// nothing). Before, a full batch handed the next message on as a plain
+/// event: the client got it without a cursor and again once stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_starved_mid_flood_hands_each_message_to_its_clients_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let (b, _a, ws) = flooding_pair(dir.path()).await;
+    let mut events = b.events().await.unwrap();
+    let reader = tokio::spawn(async move {
+        let mut frames = Vec::new();
+        while let Some(frame) = events.next_within(Duration::from_secs(5)).await {
+            if frame["type"] == "message" {
+                frames.push(frame);
+            }
+        }
+        frames
+    });
+    let pid = b.pid;
+    let starve = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(800)).await;
+        hive_tests::signal(pid, libc::SIGSTOP);
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        hive_tests::signal(pid, libc::SIGCONT);
+    });
+    let flooded = publish_flood(ws, TOPIC, ACKED, MAX_SENT, IN_FLIGHT, payload)
+        .await
+        .unwrap();
+    starve.await.unwrap();
+    let counts = stored_once_moving_stops(&b, &flooded.acked).await;
+    let frames = reader.await.unwrap();
+    let uncursored = frames
+        .iter()
+        .filter(|f| f["cursor"].as_u64().is_none())
+        .count();
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    for f in &frames {
+        *seen
+            .entry(f["data"].as_str().unwrap_or("").to_string())
+            .or_default() += 1;
+    }
+    let twice = seen.values().filter(|&&n| n > 1).count();
+    let status = b.status().await.unwrap();
+    println!(
+        "starved host: {} acknowledged, {} stored, {} message frames ({uncursored} without a cursor, {twice} seen twice); B inbound {}",
+        flooded.acked.len(),
+        counts.len(),
+        frames.len(),
+        status["inbound"]
+    );
+    assert_eq!(
+        uncursored, 0,
+        "message frames without a cursor (not stored first)"
+    );
+    assert_eq!(twice, 0, "messages handed to the client twice");
+    assert_eq!(
+        frames.len(),
+        counts.len(),
+        "the client got each stored message"
+    );
+    assert_eq!(
+        status["inbound"]["gaps"], 0,
+        "B saw a gap the daemon never made"
+    );
+    let lost = flooded
+        .acked
+        .iter()
+        .filter(|p| !counts.contains_key(*p))
+        .count();
+    assert_eq!(lost, 0, "acknowledged publishes missing from B's history");
 }

@@ -747,6 +747,12 @@ export interface components {
             position: number;
             /**
              * Format: int64
+             * @description The newest history number the daemon pushed to the host, stored or
+             *     not: `received - position` is what waits for the store.
+             */
+            received: number;
+            /**
+             * Format: int64
              * @description Messages fetched from the daemon's history to fill them.
              */
             repaired: number;

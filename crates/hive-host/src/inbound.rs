@@ -50,6 +50,9 @@ pub struct InboundStats {
 pub struct InboundSnapshot {
     /// Last history number stored.
     pub position: u64,
+    /// The newest history number the daemon pushed to the host, stored or
+    /// not: `received - position` is what waits for the store.
+    pub received: u64,
     /// Holes seen (a queue dropped events, the host or daemon restarted).
     pub gaps: u64,
     /// Messages fetched from the daemon's history to fill them.
@@ -63,6 +66,7 @@ impl InboundStats {
     pub fn snapshot(&self) -> InboundSnapshot {
         InboundSnapshot {
             position: self.position.load(Ordering::Relaxed),
+            received: 0, // the link's, filled in by the supervisor
             gaps: self.gaps.load(Ordering::Relaxed),
             repaired: self.repaired.load(Ordering::Relaxed),
             lost: self.lost.load(Ordering::Relaxed),

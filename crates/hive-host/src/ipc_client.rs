@@ -68,6 +68,9 @@ struct Inner {
     outgoing: mpsc::UnboundedSender<Message>,
     closed: watch::Sender<Option<String>>,
     stats: Arc<IpcStats>,
+    /// The newest history number this daemon pushed (a `message` or
+    /// `direct` event), stored by the host yet or not.
+    pushed: AtomicU64,
 }
 
 impl Inner {
@@ -186,10 +189,17 @@ impl IpcClient {
             outgoing: out_tx,
             closed: closed_tx,
             stats,
+            pushed: AtomicU64::new(0),
         });
         tokio::spawn(write_loop(Arc::downgrade(&inner), sink, out_rx));
         tokio::spawn(read_loop(inner.clone(), stream, events_tx));
         Ok((IpcClient { inner }, welcome, events_rx))
+    }
+
+    /// The newest history number the daemon pushed on this link (see
+    /// `inbound.received` in `/api/status`).
+    pub fn pushed(&self) -> u64 {
+        self.inner.pushed.load(Ordering::Relaxed)
     }
 
     /// Send one operation and wait for its result (the `result` object).
@@ -404,6 +414,9 @@ async fn read_loop(
                     inner.complete(id, reply);
                 }
                 Ok(ServerFrame::Event(event)) => {
+                    if let Some(seq) = event.history_seq() {
+                        inner.pushed.fetch_max(seq, Ordering::Relaxed);
+                    }
                     // No receiver only means nobody listens right now.
                     let _ = events.send(event);
                 }

@@ -53,7 +53,7 @@ impl Supervisor {
                     return futures::future::pending().await;
                 }
             };
-            while batch.len() < crate::inbound::MAX_BATCH {
+            loop {
                 match next.take() {
                     Some(Event::Lagged { missed }) => {
                         tracing::debug!(missed, "daemon dropped events for the host; repairing");
@@ -65,17 +65,21 @@ impl Supervisor {
                     Some(event) => self.on_daemon_event(event),
                     None => {}
                 }
+                // Full: the rest waits in the queue for the next batch. (Taking
+                // one more first and handing it on as a plain event, as this
+                // did, sent a message to the host's clients unstored and
+                // without a cursor, and B saw a false gap.)
+                if batch.len() >= crate::inbound::MAX_BATCH {
+                    break;
+                }
                 next = match events.try_recv() {
                     Ok(event) => Some(event),
                     Err(broadcast::error::TryRecvError::Lagged(_)) => {
                         lagged = true;
-                        continue;
+                        None
                     }
                     Err(_) => break,
                 };
-            }
-            if let Some(event) = next {
-                self.on_daemon_event(event);
             }
             if let Err(e) = inbound.absorb(batch, lagged).await {
                 tracing::error!(error = %e, "cannot store inbound messages; reconnecting to resume");

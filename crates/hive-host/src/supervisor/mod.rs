@@ -214,7 +214,12 @@ impl Supervisor {
 
     /// `/api/status`'s `inbound` field.
     pub fn inbound_stats(&self) -> crate::inbound::InboundSnapshot {
-        self.shared.inbound.snapshot()
+        crate::inbound::InboundSnapshot {
+            received: lock(&self.shared.client)
+                .as_ref()
+                .map_or(0, IpcClient::pushed),
+            ..self.shared.inbound.snapshot()
+        }
     }
 
     /// `/api/status`'s `peer_limits` field.

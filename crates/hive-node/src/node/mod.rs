@@ -202,7 +202,8 @@ pub struct Node {
     /// Signatures gossipsub verified, for the message events.
     signatures: crate::pubsub_meta::Signatures,
     /// This node keeps its own messages in its history for other nodes to
-    /// fetch (not when it publishes unsigned: peers take only signed ones).
+    /// fetch (not when it publishes unsigned: peers take only signed ones;
+    /// nor when it serves no sync, in go mode).
     keeps_own: bool,
     listen_addrs: Vec<Multiaddr>,
     peers: HashMap<PeerId, PeerState>,
@@ -323,8 +324,12 @@ impl Node {
             .conn_manager
             .map(|limits| crate::connmgr::ConnManager::new(limits, conn_tags.clone()));
         let (events, _) = broadcast::channel(EVENT_CAPACITY);
-        // The swarm's identity: the one gossipsub signed with.
-        let own_key = (config.pubsub_sign && config.keypair.public().to_peer_id() == peer_id)
+        // Own messages are kept for the peers that sync from this node: only
+        // when it serves sync (not in go mode), publishes signed, and with the
+        // swarm's identity (the one gossipsub signed with).
+        let own_key = (config.catch_up
+            && config.pubsub_sign
+            && config.keypair.public().to_peer_id() == peer_id)
             .then(|| config.keypair.clone());
         let (intake, history, acks) =
             crate::history::Intake::open(&config.history, events.clone())?;
