@@ -588,6 +588,7 @@ def inbound(s) -> str:
     else:
         out += (
             f"A bare hive-p2pd publishes a burst of {sr['burst']:,} 64-byte messages as fast as its IPC accepts "
+            f"({sr.get('acked', 0):,} acknowledged; it refuses what its gossipsub queues cannot take) "
             "(hbench, 1,000 in flight) to a topic that host B and a bare hive-p2pd S (hbench's receiver) "
             "subscribe to. From B's `/api/status`, sampled every 20 ms: `inbound.received`, the newest number B's "
             "daemon pushed to its host (received and written to its history), and `inbound.position`, the newest "
@@ -609,12 +610,13 @@ def inbound(s) -> str:
     else:
         out += (
             f"Hosts A and B share {idle['topics']} topics with {idle['messages_per_topic']:,} messages each, "
-            f"nothing missing; over {idle['window_s']} s both ran {idle['rounds']} reconcile rounds (every 30 s "
-            "per peer, all its topics on one stream). Bytes: the `/hive/sync/1.0.0` frames both sent "
+            f"nothing missing; over {idle['window_s']} s both ran {idle['rounds']} reconciles, one per (peer, topic) "
+            "(every 30 s per peer, all its topics on one stream). Bytes: the `/hive/sync/1.0.0` frames both sent "
             "(`status.sync.sent_bytes`). CPU: both daemons over the whole window, heartbeats and pings "
             "included, so an upper bound on what the rounds cost.\n\n"
             + table(
-                ["topics", "rounds", "bytes per round", "daemons' CPU ms in the window", "CPU ms per round (≤)"],
+                ["topics", "(peer, topic) reconciles", "bytes each", "daemons' CPU ms in the window",
+                 "CPU ms per reconcile (≤)"],
                 [[idle["topics"], idle["rounds"], idle["bytes_per_round"], idle["daemons_cpu_ms"],
                   idle["daemons_cpu_ms_per_round"]]],
             )  # fmt: skip

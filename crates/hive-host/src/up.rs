@@ -1,6 +1,7 @@
 //! `hive up`: bind the API, start supervising the daemon, and shut both down
 //! cleanly on SIGINT/SIGTERM.
 
+use axum::serve::ListenerExt;
 use std::future::IntoFuture;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -210,6 +211,15 @@ impl Host {
                 plain_pubsub: config.plain_pubsub,
                 guard,
             }),
+        });
+        // TCP_NODELAY on every API connection: with Nagle, an event frame
+        // written while the previous one waits for its (delayed) ACK sat for
+        // up to 40 ms, so at a calm 200 messages/s an `/api/events` client
+        // got them 1-48 ms late (p50 16.5 ms) instead of about 1 ms.
+        let listener = listener.tap_io(|tcp| {
+            if let Err(e) = tcp.set_nodelay(true) {
+                tracing::debug!(error = %e, "cannot set TCP_NODELAY on an API connection");
+            }
         });
         let server = axum::serve(listener, app)
             .with_graceful_shutdown(shutdown.clone().cancelled_owned())
