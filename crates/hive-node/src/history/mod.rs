@@ -254,22 +254,16 @@ impl History {
         self.read(db::newest_by_topic).await
     }
 
-    /// Keep a message fetched from another node (already verified; its
-    /// origin is set here): a new one is numbered and pushed to the clients
-    /// like gossip; one kept already (same author and id) is dropped by the
-    /// writer. The answer says which, once written; `None` once the node
+    /// Keep a message fetched from another node (already verified, origin
+    /// [`Origin::Fetched`], which hears whether it was new): a new one is
+    /// numbered and pushed to the clients like gossip; one kept already
+    /// (same author and id) is dropped by the writer. False once the node
     /// has stopped.
-    pub(crate) async fn keep_fetched(
-        &self,
-        mut message: Entry,
-    ) -> Option<tokio::sync::oneshot::Receiver<bool>> {
-        let (verdict, answer) = tokio::sync::oneshot::channel();
-        if let Entry::Message { origin, .. } = &mut message {
-            *origin = Origin::Fetched(verdict);
+    pub(crate) async fn keep_fetched(&self, message: Entry) -> bool {
+        match self.intake.upgrade() {
+            Some(tx) => tx.send(message).await.is_ok(),
+            None => false,
         }
-        let tx = self.intake.upgrade()?;
-        tx.send(message).await.ok()?;
-        Some(answer)
     }
 }
 

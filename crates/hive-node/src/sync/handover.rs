@@ -50,6 +50,7 @@ impl<'a> Handover<'a> {
             self.rejected += 1;
             return;
         }
+        let (verdict, answer) = oneshot::channel();
         let entry = Entry::Message {
             topic: self.topic.to_string(),
             from: message.from,
@@ -58,10 +59,10 @@ impl<'a> Handover<'a> {
             seqno: Some(message.seqno),
             signature: Some(message.signature),
             key: message.key,
-            origin: Origin::Gossip, // set by keep_fetched
+            origin: Origin::Fetched(verdict),
         };
-        if let Some(verdict) = self.history.keep_fetched(entry).await {
-            self.pending.push(verdict);
+        if self.history.keep_fetched(entry).await {
+            self.pending.push(answer);
         }
     }
 
