@@ -12,8 +12,12 @@
 //! peers its Kademlia routing table knows, so that trimming on both ends of
 //! a connection cannot leave a node alone.
 //!
-//! Kademlia lookups connect to every peer they touch; those connections
-//! are the surplus that trimming takes away once their grace is over.
+//! Kademlia lookups connect to every peer they touch: in a small network,
+//! one lookup reaches nearly every node. Those connections are the surplus:
+//! past the high watermark, the ones a lookup of this node opened go as
+//! soon as the lookup is over, without waiting out the grace period (which
+//! is there for a newcomer to become useful, not for a lookup's question),
+//! so a node does not sit far above its high watermark after each lookup.
 //!
 //! This module holds the policy (which peers go, which to dial); the node's
 //! loop applies it (`node::conns`).
@@ -120,16 +124,52 @@ pub struct Candidate {
     pub connected_for: Duration,
     /// Never closed by trimming (mesh, relay), but counted.
     pub protected: bool,
+    /// Reached only by a lookup of this node (see the module's comment).
+    pub by_lookup: bool,
+}
+
+impl Candidate {
+    /// Brought by a lookup that may still be running.
+    fn lookup_young(&self, limits: &Limits) -> bool {
+        self.by_lookup && self.connected_for < limits.grace
+    }
+}
+
+/// When the node trims, which decides what counts and whom the grace
+/// period spares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Moment {
+    /// The periodic check: only past the high watermark, and the young
+    /// peers of a lookup neither count nor go (they go when it is over;
+    /// counted now, they would push out the node's established peers).
+    Tick,
+    /// go's TRIM: down to the low watermark whatever the count.
+    Asked,
+    /// A lookup of this node is over: past the high watermark, its young
+    /// peers are spared no longer.
+    LookupOver,
 }
 
 /// Which peers to close to come down to the low watermark: unprotected
-/// ones past their grace period, lightest first, then the most recent
-/// first.
-pub fn victims(limits: &Limits, tags: &Tags, peers: &[Candidate]) -> Vec<PeerId> {
-    let excess = peers.len().saturating_sub(limits.low);
-    let mut candidates: Vec<(i64, Duration, PeerId)> = peers
+/// ones past their grace period (or a lookup's, once it is over), lightest
+/// first, then the most recent first. Nothing unless past the high
+/// watermark, or asked to.
+pub fn victims(limits: &Limits, tags: &Tags, peers: &[Candidate], moment: Moment) -> Vec<PeerId> {
+    let counted: Vec<&Candidate> = peers
         .iter()
-        .filter(|c| !c.protected && c.connected_for >= limits.grace)
+        .filter(|c| moment != Moment::Tick || !c.lookup_young(limits))
+        .collect();
+    if moment != Moment::Asked && counted.len() <= limits.high {
+        return Vec::new();
+    }
+    let excess = counted.len().saturating_sub(limits.low);
+    let spared = |c: &Candidate| {
+        c.protected
+            || (c.connected_for < limits.grace && !(c.by_lookup && moment == Moment::LookupOver))
+    };
+    let mut candidates: Vec<(i64, Duration, PeerId)> = counted
+        .into_iter()
+        .filter(|c| !spared(c))
         .map(|c| (tags.weight(&c.peer), c.connected_for, c.peer))
         .collect();
     candidates.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.cmp(&b.1)));
@@ -178,8 +218,8 @@ impl ConnManager {
         self.relayed.contains(peer)
     }
 
-    pub fn victims(&self, peers: &[Candidate]) -> Vec<PeerId> {
-        victims(&self.limits, &self.tags, peers)
+    pub fn victims(&self, peers: &[Candidate], moment: Moment) -> Vec<PeerId> {
+        victims(&self.limits, &self.tags, peers, moment)
     }
 
     /// Follow the relay service: reservations and circuits spare their
@@ -219,6 +259,7 @@ mod tests {
             peer,
             connected_for: Duration::from_secs(secs),
             protected,
+            by_lookup: false,
         }
     }
 
@@ -245,7 +286,7 @@ mod tests {
         // Six peers, low 2: four go. The young one (grace) and the mesh
         // peer are spared, so the four of the rest, lightest first:
         // untagged newest first, then the light one (4), then the heavy.
-        let out = victims(&limits, &tags, &peers);
+        let out = victims(&limits, &tags, &peers, Moment::Asked);
         assert_eq!(out.len(), 4);
         assert!(!out.contains(&young) && !out.contains(&mesh));
         assert_eq!(out[0], newest);
@@ -254,6 +295,55 @@ mod tests {
         tags.untag(&heavy, "keep");
         assert_eq!(tags.weight(&heavy), 0);
         assert_eq!(tags.weight(&light), 4);
+    }
+
+    #[test]
+    fn a_lookups_peers_lose_their_grace_once_it_is_over_and_only_they() {
+        let limits = Limits {
+            low: 1,
+            high: 2,
+            grace: Duration::from_secs(10),
+        };
+        let tags = Tags::default();
+        let [kept, asked, inbound, looked_up, mesh] = [(); 5].map(|_| PeerId::random());
+        let peers = [
+            candidate(kept, 60, false),
+            // Young: one this node dialed, one that dialed in.
+            candidate(asked, 1, false),
+            candidate(inbound, 1, false),
+            Candidate {
+                by_lookup: true,
+                ..candidate(looked_up, 1, false)
+            },
+            Candidate {
+                by_lookup: true,
+                ..candidate(mesh, 1, true)
+            },
+        ];
+        // On a tick the lookup's young peers do not count: four, past high,
+        // and the grace spares every other young peer: only the old one goes.
+        assert_eq!(victims(&limits, &tags, &peers, Moment::Tick), vec![kept]);
+        // After a lookup its young peer goes too (the newest first), but
+        // not a young peer of another kind, nor a protected one.
+        let out = victims(&limits, &tags, &peers, Moment::LookupOver);
+        assert_eq!(out, vec![looked_up, kept]);
+        // A lookup under way does not push out established peers: with the
+        // lookup's peers left out, two established ones are not past high.
+        let lookup = |secs| Candidate {
+            by_lookup: true,
+            ..candidate(PeerId::random(), secs, false)
+        };
+        let busy = [
+            candidate(kept, 60, false),
+            candidate(asked, 60, false),
+            lookup(1),
+            lookup(2),
+            lookup(3),
+        ];
+        assert!(victims(&limits, &tags, &busy, Moment::Tick).is_empty());
+        // Past their grace they count like any other peer.
+        let stale = [candidate(kept, 60, false), lookup(30), lookup(20)];
+        assert_eq!(victims(&limits, &tags, &stale, Moment::Tick).len(), 2);
     }
 
     #[test]

@@ -6,7 +6,11 @@
 //! Bootstrap peers are kept connected whatever the connection count (as
 //! before: a bootstrap peer that restarts is found again). Other remembered
 //! peers are dialed only while the node has fewer connected peers than its
-//! target, so a well-connected node does not chase every peer it ever saw.
+//! target, and only as many as it lacks (the most recently seen first), so
+//! a well-connected node does not chase every peer it ever saw, and one
+//! that dropped a peer below its target does not dial back all of them at
+//! once: in a network of 40 nodes that remembered each other, that put a
+//! node at 38 connections each time it dipped below 8.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -242,21 +246,27 @@ impl Reconnect {
             .is_some_and(|until| until > Instant::now())
     }
 
-    /// Peers to dial now, each with its addresses; their next attempt is
-    /// pushed back by their backoff.
+    /// Peers to dial now, each with its addresses: the bootstrap peers, and
+    /// as many others as `connected` (peers, and dials under way) lacks of
+    /// the target, the most recently seen first. Their next attempt is
+    /// pushed back by their backoff; the others wait for a later call.
     pub fn due(&mut self, connected: usize) -> Vec<(PeerId, Vec<Multiaddr>)> {
         let now = Instant::now();
-        let below_target = connected < self.target;
+        let mut room = self.target.saturating_sub(connected);
+        let mut ready: Vec<(&PeerId, &mut Entry)> = self
+            .peers
+            .iter_mut()
+            .filter(|(_, e)| !e.connected && !e.addrs.is_empty() && e.next_dial <= now)
+            .filter(|(_, e)| !e.held_until.is_some_and(|until| until > now))
+            .collect();
+        ready.sort_by_key(|(_, e)| (!e.bootstrap, std::cmp::Reverse(e.last_seen)));
         let mut out = Vec::new();
-        for (peer, entry) in &mut self.peers {
-            if entry.connected || entry.addrs.is_empty() || entry.next_dial > now {
-                continue;
-            }
-            if entry.held_until.is_some_and(|until| until > now) {
-                continue;
-            }
-            if !entry.bootstrap && !below_target {
-                continue;
+        for (peer, entry) in ready {
+            if !entry.bootstrap {
+                if room == 0 {
+                    break;
+                }
+                room -= 1;
             }
             entry.next_dial = now + REDIAL.delay(entry.dials);
             entry.dials = entry.dials.saturating_add(1);
@@ -366,6 +376,33 @@ mod tests {
         let saved = r.take_dirty().expect("changes to save");
         assert!(saved.iter().any(|p| p.peer_id == a.to_string()));
         assert!(r.take_dirty().is_none());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn below_the_target_only_the_missing_peers_are_dialed_the_freshest_first() {
+        let me = peer();
+        let boot = peer();
+        let known: Vec<KnownPeer> = (0..30)
+            .map(|i| KnownPeer {
+                peer_id: peer().to_string(),
+                addrs: vec![format!("/ip4/127.0.0.1/tcp/{}", 1000 + i)],
+                last_seen: 100 + i,
+            })
+            .collect();
+        let mut r = Reconnect::new(me, &known, 8);
+        r.add_bootstrap(boot, "/ip4/127.0.0.1/tcp/2".parse().unwrap());
+        // Seven counted (connected or being dialed): one more, and the
+        // bootstrap peer, which is kept whatever the count.
+        let due: Vec<PeerId> = r.due(7).into_iter().map(|d| d.0).collect();
+        let freshest: PeerId = known[29].peer_id.parse().unwrap();
+        assert_eq!(due, vec![boot, freshest]);
+        // The others were not pushed back: the next call takes the next
+        // freshest at once, and at the target nothing but bootstrap peers.
+        let next: Vec<PeerId> = r.due(6).into_iter().map(|d| d.0).collect();
+        let expected: Vec<PeerId> = [28, 27].map(|i| known[i].peer_id.parse().unwrap()).into();
+        assert_eq!(next, expected);
+        assert!(r.due(8).is_empty());
+        assert_eq!(r.due(0).len(), 8, "never more than the target at once");
     }
 
     #[tokio::test(start_paused = true)]

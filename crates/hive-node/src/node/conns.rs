@@ -9,7 +9,7 @@ use libp2p::{Multiaddr, PeerId};
 use rand::seq::SliceRandom;
 
 use super::Node;
-use crate::connmgr::Candidate;
+use crate::connmgr::{Candidate, Moment};
 
 /// The relay a circuit address goes through (`…/p2p/RELAY/p2p-circuit…`).
 fn relay_of(addr: &Multiaddr) -> Option<PeerId> {
@@ -32,9 +32,9 @@ impl Node {
         };
         let connected = self.peers.len();
         if manager.over(connected) {
-            self.trim_connections(false);
+            self.trim_connections(Moment::Tick);
         } else {
-            let missing = manager.missing(connected);
+            let missing = manager.missing(self.counted_peers());
             if missing > 0 {
                 self.top_up(missing);
             }
@@ -58,14 +58,20 @@ impl Node {
         protected
     }
 
-    /// Close surplus connections: when `to_low`, whenever there are more
-    /// than the low watermark (go's TRIM); otherwise only past the high
-    /// one. Returns how many peers were disconnected.
-    pub(super) fn trim_connections(&mut self, to_low: bool) -> usize {
+    /// A lookup of this node is over: past the high watermark, the peers
+    /// it alone brought are closed now rather than after their grace.
+    pub(super) fn trim_after_lookup(&mut self) {
+        self.trim_connections(Moment::LookupOver);
+    }
+
+    /// Close surplus connections down to the low watermark, when the
+    /// policy says so at this `moment` (see [`Moment`]). Returns how many
+    /// peers were disconnected.
+    pub(super) fn trim_connections(&mut self, moment: Moment) -> usize {
         let Some(manager) = &self.conn_manager else {
             return 0;
         };
-        if !to_low && !manager.over(self.peers.len()) {
+        if moment != Moment::Asked && !manager.over(self.peers.len()) {
             return 0;
         }
         let protected = self.protected_peers();
@@ -77,9 +83,10 @@ impl Node {
                 peer: *peer,
                 connected_for: now.saturating_duration_since(state.since),
                 protected: protected.contains(peer) || manager.is_relayed(peer),
+                by_lookup: state.by_lookup,
             })
             .collect();
-        let victims = manager.victims(&candidates);
+        let victims = manager.victims(&candidates, moment);
         let low = manager.limits().low;
         let mut closed = 0;
         for peer in victims {
@@ -92,6 +99,7 @@ impl Node {
                 closed,
                 connected = self.peers.len(),
                 low,
+                ?moment,
                 "connection manager trimmed peers"
             );
         }

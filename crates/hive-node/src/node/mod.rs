@@ -161,6 +161,10 @@ struct PeerState {
     connections: HashMap<ConnectionId, Multiaddr>,
     since: Instant,
     rtt: Option<Duration>,
+    /// Reached only because a behaviour dialed it (a Kademlia lookup, as a
+    /// rule), never by a dial of this node's own nor from the peer's side:
+    /// such a connection has served its purpose once the lookup is over.
+    by_lookup: bool,
 }
 
 /// A Kademlia query waiting for its result, with where the answer goes.
@@ -219,6 +223,10 @@ pub struct Node {
     /// Remembered and bootstrap peers, re-dialed with backoff (`reconnect`).
     keeper: crate::reconnect::Keeper,
     pending_dials: HashMap<ConnectionId, Vec<Reply<DialResult, DialError>>>,
+    /// Dials this node started itself (bootstrap, remembered, discovered,
+    /// asked for), until they connect or fail; any other outbound
+    /// connection was a behaviour's (`PeerState::by_lookup`).
+    own_dials: HashSet<ConnectionId>,
     pending_sends:
         HashMap<request_response::OutboundRequestId, (String, Reply<SendResult, DirectError>)>,
     pending_pings:
@@ -379,6 +387,7 @@ impl Node {
             kad_bootstrapped: false,
             keeper,
             pending_dials: HashMap::new(),
+            own_dials: HashSet::new(),
             pending_sends: HashMap::new(),
             pending_pings: HashMap::new(),
             pending_kad: HashMap::new(),
@@ -509,7 +518,7 @@ impl Node {
                 let _ = reply.send(self.encode_metrics());
             }
             Command::Trim(reply) => {
-                let _ = reply.send(Ok(self.trim_connections(true)));
+                let _ = reply.send(Ok(self.trim_connections(crate::connmgr::Moment::Asked)));
             }
             Command::SaveMemory { reply } => {
                 let _ = reply.send(self.keeper.save());

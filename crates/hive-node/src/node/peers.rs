@@ -24,7 +24,7 @@ impl Node {
             }
             None => DialOpts::unknown_peer_id().address(addr.clone()).build(),
         };
-        if let Err(e) = self.swarm.dial(opts) {
+        if let Err(e) = self.own_dial(opts) {
             tracing::warn!(%addr, error = %e, "cannot dial bootstrap peer");
         }
     }
@@ -34,16 +34,33 @@ impl Node {
     /// manager, only while below its low watermark: a trimmed node does not
     /// come straight back.
     pub(super) fn redial_known_peers(&mut self) {
+        let counted = self.counted_peers();
         let wanted = self
             .conn_manager
             .as_ref()
-            .is_none_or(|manager| manager.missing(self.peers.len()) > 0);
+            .is_none_or(|manager| manager.missing(counted) > 0);
         if wanted {
-            for (peer, addrs) in self.keeper.reconnect.due(self.peers.len()) {
+            for (peer, addrs) in self.keeper.reconnect.due(counted) {
                 self.dial_idle_at(peer, addrs, "known peer");
             }
         }
         self.keeper.flush();
+    }
+
+    /// Connected peers and this node's dials under way: what dials to fill
+    /// a gap count against, so that a slow dial is not doubled by the next
+    /// tick's.
+    pub(super) fn counted_peers(&self) -> usize {
+        self.peers.len() + self.own_dials.len()
+    }
+
+    /// Start a dial of this node's own, noted as such: the connection it
+    /// makes is not a lookup's (`PeerState::by_lookup`).
+    fn own_dial(&mut self, opts: DialOpts) -> Result<(), libp2p::swarm::DialError> {
+        let connection_id = opts.connection_id();
+        self.swarm.dial(opts)?;
+        self.own_dials.insert(connection_id);
+        Ok(())
     }
 
     /// Dial `peer` at `addr` unless it is connected or being dialed already.
@@ -56,7 +73,7 @@ impl Node {
             .addresses(addrs)
             .condition(PeerCondition::DisconnectedAndNotDialing)
             .build();
-        if let Err(e) = self.swarm.dial(opts) {
+        if let Err(e) = self.own_dial(opts) {
             tracing::trace!(%peer, error = %e, what, "dial not started");
         }
     }
@@ -160,7 +177,7 @@ impl Node {
             None => DialOpts::unknown_peer_id().address(addr.clone()).build(),
         };
         let connection_id = opts.connection_id();
-        match self.swarm.dial(opts) {
+        match self.own_dial(opts) {
             Ok(()) => self
                 .pending_dials
                 .entry(connection_id)

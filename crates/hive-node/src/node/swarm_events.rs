@@ -53,6 +53,7 @@ impl Node {
                 error,
             } => {
                 tracing::debug!(?peer_id, %error, "outgoing connection failed");
+                self.own_dials.remove(&connection_id);
                 if let Some(peer) = peer_id.filter(|p| self.bootstrap_peers.contains_key(p)) {
                     self.warn_bootstrap_unreachable(peer, &error);
                 }
@@ -84,11 +85,16 @@ impl Node {
         num_established: u32,
     ) {
         let addr = endpoint.get_remote_address().clone();
+        let by_lookup = endpoint.is_dialer() && !self.own_dials.remove(&connection_id);
         let state = self.peers.entry(peer_id).or_insert_with(|| PeerState {
             connections: HashMap::new(),
             since: Instant::now(),
             rtt: None,
+            by_lookup,
         });
+        // A lookup's peer that this node or the peer itself then connects
+        // to on purpose is kept like any other.
+        state.by_lookup &= by_lookup;
         state.connections.insert(connection_id, addr.clone());
         let dialed = endpoint.is_dialer().then(|| without_p2p(&addr));
         let announced = self.peer_listen_addrs.get(&peer_id).cloned();
