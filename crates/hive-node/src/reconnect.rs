@@ -257,7 +257,7 @@ impl Reconnect {
             .peers
             .iter_mut()
             .filter(|(_, e)| !e.connected && !e.addrs.is_empty() && e.next_dial <= now)
-            .filter(|(_, e)| !e.held_until.is_some_and(|until| until > now))
+            .filter(|(_, e)| e.held_until.is_none_or(|until| until <= now))
             .collect();
         ready.sort_by_key(|(_, e)| (!e.bootstrap, std::cmp::Reverse(e.last_seen)));
         let mut out = Vec::new();
