@@ -21,16 +21,11 @@ TOPIC = "bench-away"
 
 
 async def _count(http: Http, state: dict) -> int:
-    """Messages of TOPIC stored since the last call (paged by cursor)."""
-    while True:
-        status, page = await http.json("GET", f"/api/messages?topic={TOPIC}&after={state['cursor']}&limit=1000")
-        if status != 200 or not page:
-            raise RuntimeError(f"GET /api/messages answered {status}")
-        got = page.get("messages") or []
-        state["cursor"] = page.get("cursor", state["cursor"])
-        state["n"] += len(got)
-        if len(got) < 1000:
-            return state["n"]
+    """Messages of TOPIC stored so far, reading only what came since the
+    last call."""
+    got, state["cursor"] = await http.stored_after(TOPIC, state["cursor"])
+    state["n"] += len(got)
+    return state["n"]
 
 
 async def _wait_topic(http: Http, peers: int, timeout: float = 30):

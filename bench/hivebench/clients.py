@@ -123,6 +123,20 @@ class Http:
         status, data = await self.call(method, path, body, timeout)
         return status, (json.loads(data) if data else None)
 
+    async def stored_after(self, topic: str, cursor: int = 0, page: int = 1000) -> tuple[list, int]:
+        """The host's stored messages of `topic` after `cursor`, every page
+        of them, and the cursor to pass next time."""
+        out = []
+        while True:
+            status, body = await self.json("GET", f"/api/messages?topic={topic}&after={cursor}&limit={page}")
+            if status != 200 or not body:
+                raise RuntimeError(f"GET /api/messages answered {status}")
+            got = body.get("messages") or []
+            cursor = body.get("cursor", cursor)
+            out.extend(got)
+            if len(got) < page:
+                return out, cursor
+
     def close(self):
         if self.writer is not None:
             self.writer.close()

@@ -58,17 +58,8 @@ def _rate(curve: list, start: int, n: int) -> float | None:
 
 async def _count_stored(http: Http) -> tuple[int, int]:
     """(stored messages of TOPIC, distinct payloads)."""
-    cursor, total, seen = 0, 0, set()
-    while True:
-        status, page = await http.json("GET", f"/api/messages?topic={TOPIC}&after={cursor}&limit=1000")
-        if status != 200 or not page:
-            raise RuntimeError(f"GET /api/messages answered {status}")
-        got = page.get("messages") or []
-        cursor = page.get("cursor", cursor)
-        total += len(got)
-        seen.update(m.get("data") for m in got)
-        if len(got) < 1000:
-            return total, len(seen)
+    got, _ = await http.stored_after(TOPIC)
+    return len(got), len({m.get("data") for m in got})
 
 
 async def store_vs_receive(env: Env) -> dict:

@@ -462,6 +462,31 @@ pub async fn two_connected_hosts(opts: HostOpts) -> Result<(Host, Host)> {
     Ok((a, b))
 }
 
+/// `count` hosts on default options, in start order, each bootstrapped
+/// from all the ones before it, all subscribed to `topic` and each seeing
+/// the others on it.
+pub async fn hosts_on_topic(count: usize, topic: &str) -> Result<Vec<Host>> {
+    let mut hosts: Vec<Host> = Vec::with_capacity(count);
+    let mut addrs = Vec::with_capacity(count);
+    for _ in 0..count {
+        let host = Host::start(HostOpts {
+            bootstrap: addrs.clone(),
+            ..Default::default()
+        })
+        .await?;
+        host.wait_healthy().await?;
+        addrs.push(host.first_listen_addr().await?);
+        hosts.push(host);
+    }
+    for host in &hosts {
+        host.subscribe(topic).await?;
+    }
+    for host in &hosts {
+        host.wait_topic_peers(topic, count as u64 - 1).await?;
+    }
+    Ok(hosts)
+}
+
 /// The `/api/events` WebSocket of a host.
 pub struct EventStream {
     ws: tokio_tungstenite::WebSocketStream<

@@ -38,26 +38,11 @@ enum Away {
 }
 
 async fn three_hosts() -> anyhow::Result<(Host, Host, Host)> {
-    let b = Host::start(HostOpts::default()).await?;
-    b.wait_healthy().await?;
-    let b_addr = b.first_listen_addr().await?;
-    let a = Host::start(HostOpts {
-        bootstrap: vec![b_addr.clone()],
-        ..Default::default()
-    })
-    .await?;
-    a.wait_healthy().await?;
-    let a_addr = a.first_listen_addr().await?;
-    let c = Host::start(HostOpts {
-        bootstrap: vec![b_addr, a_addr],
-        ..Default::default()
-    })
-    .await?;
-    c.wait_healthy().await?;
-    for host in [&a, &b, &c] {
-        host.subscribe(TOPIC).await?;
-    }
-    a.wait_topic_peers(TOPIC, 2).await?;
+    // B first: the others bootstrap from it, as from a node a user set up.
+    let [b, a, c]: [Host; 3] = hive_tests::hosts_on_topic(3, TOPIC)
+        .await?
+        .try_into()
+        .map_err(|_| anyhow::anyhow!("not three hosts"))?;
     // B has taken part: one message before it goes.
     a.publish(TOPIC, b"before".to_vec()).await?;
     wait_for("B stored the first message", || async {

@@ -11,7 +11,8 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use hive_tests::{wait_for, Host, HostOpts};
+use anyhow::Context;
+use hive_tests::{wait_for, Host};
 use serde_json::Value;
 
 const TOPIC: &str = "while-connected";
@@ -50,32 +51,11 @@ async fn stored(host: &Host) -> anyhow::Result<BTreeMap<usize, usize>> {
 /// A and B, B connected to A (bootstrapped from it); with `third`, C too,
 /// connected to both.
 async fn hosts(third: bool) -> anyhow::Result<(Host, Host, Option<Host>)> {
-    let b = Host::start(HostOpts::default()).await?;
-    b.wait_healthy().await?;
-    let b_addr = b.first_listen_addr().await?;
-    let a = Host::start(HostOpts {
-        bootstrap: vec![b_addr.clone()],
-        ..Default::default()
-    })
-    .await?;
-    a.wait_healthy().await?;
-    let c = if third {
-        let c = Host::start(HostOpts {
-            bootstrap: vec![b_addr, a.first_listen_addr().await?],
-            ..Default::default()
-        })
-        .await?;
-        c.wait_healthy().await?;
-        Some(c)
-    } else {
-        None
-    };
-    for host in [&a, &b].into_iter().chain(c.as_ref()) {
-        host.subscribe(TOPIC).await?;
-    }
-    let peers = if third { 2 } else { 1 };
-    a.wait_topic_peers(TOPIC, peers).await?;
-    b.wait_topic_peers(TOPIC, peers).await?;
+    // B first: the others bootstrap from it.
+    let mut hosts = hive_tests::hosts_on_topic(if third { 3 } else { 2 }, TOPIC).await?;
+    let c = if third { hosts.pop() } else { None };
+    let a = hosts.pop().context("no host A")?;
+    let b = hosts.pop().context("no host B")?;
     Ok((a, b, c))
 }
 
