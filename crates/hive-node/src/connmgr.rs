@@ -2,8 +2,9 @@
 //! and the go daemon's `-connManager`.
 //!
 //! A node keeps its connections between a low and a high watermark. Past
-//! the high one it closes the surplus down to the low one, the way go's
-//! connection manager does: peers connected for less than the grace period
+//! the high one it closes the surplus: in go's mode down to the low one,
+//! the way go's connection manager does; in Hive's own mode only what is
+//! above the high one (see [`TrimTo`]). Either way peers connected for less than the grace period
 //! are spared (a connection gets the time to become useful), and so are
 //! protected peers (gossipsub mesh peers, relays this node holds a slot on
 //! or serves, the relay of a relayed connection); among the rest the
@@ -34,6 +35,22 @@ pub struct Limits {
     pub low: usize,
     pub high: usize,
     pub grace: Duration,
+    pub trim_to: TrimTo,
+}
+
+/// Where trimming past the high watermark stops.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TrimTo {
+    /// go's connection manager: down to the low watermark, so that trims
+    /// are rare. With watermarks as close as Hive's (8 and 16) and many
+    /// nodes, it feeds on itself: one peer too many closes nine, each of
+    /// which may fall below the low watermark and dial a node that is
+    /// full in turn (300 nodes on one machine: 700 connections a second,
+    /// health checks timing out).
+    Low,
+    /// Only the surplus over the high watermark: one peer too many closes
+    /// one.
+    High,
 }
 
 impl Limits {
@@ -42,12 +59,14 @@ impl Limits {
         low: 8,
         high: 16,
         grace: Duration::from_secs(10),
+        trim_to: TrimTo::High,
     };
     /// go-libp2p-daemon's `-connLo`, `-connHi`, `-connGrace` defaults.
     pub const GO: Limits = Limits {
         low: 256,
         high: 512,
         grace: Duration::from_secs(120),
+        trim_to: TrimTo::Low,
     };
 
     /// A clear refusal of watermarks that cannot work.
@@ -150,10 +169,10 @@ pub enum Moment {
     LookupOver,
 }
 
-/// Which peers to close to come down to the low watermark: unprotected
-/// ones past their grace period (or a lookup's, once it is over), lightest
-/// first, then the most recent first. Nothing unless past the high
-/// watermark, or asked to.
+/// Which peers to close to come down to where [`TrimTo`] says (to the low
+/// watermark when asked): unprotected ones past their grace period (or a
+/// lookup's, once it is over), lightest first, then the most recent first.
+/// Nothing unless past the high watermark, or asked to.
 pub fn victims(limits: &Limits, tags: &Tags, peers: &[Candidate], moment: Moment) -> Vec<PeerId> {
     let counted: Vec<&Candidate> = peers
         .iter()
@@ -162,7 +181,11 @@ pub fn victims(limits: &Limits, tags: &Tags, peers: &[Candidate], moment: Moment
     if moment != Moment::Asked && counted.len() <= limits.high {
         return Vec::new();
     }
-    let excess = counted.len().saturating_sub(limits.low);
+    let floor = match (moment, limits.trim_to) {
+        (Moment::Asked, _) | (_, TrimTo::Low) => limits.low,
+        (_, TrimTo::High) => limits.high,
+    };
+    let excess = counted.len().saturating_sub(floor);
     let spared = |c: &Candidate| {
         c.protected
             || (c.connected_for < limits.grace && !(c.by_lookup && moment == Moment::LookupOver))
@@ -269,6 +292,7 @@ mod tests {
             low: 2,
             high: 3,
             grace: Duration::from_secs(10),
+            trim_to: TrimTo::Low,
         };
         let tags = Tags::default();
         let [heavy, light, newest, young, mesh] = [(); 5].map(|_| PeerId::random());
@@ -303,6 +327,7 @@ mod tests {
             low: 1,
             high: 2,
             grace: Duration::from_secs(10),
+            trim_to: TrimTo::Low,
         };
         let tags = Tags::default();
         let [kept, asked, inbound, looked_up, mesh] = [(); 5].map(|_| PeerId::random());
@@ -344,6 +369,29 @@ mod tests {
         // Past their grace they count like any other peer.
         let stale = [candidate(kept, 60, false), lookup(30), lookup(20)];
         assert_eq!(victims(&limits, &tags, &stale, Moment::Tick).len(), 2);
+    }
+
+    #[test]
+    fn hives_mode_closes_only_the_surplus_and_a_trim_asked_for_goes_to_low() {
+        let tags = Tags::default();
+        let peers: Vec<Candidate> = (0..18)
+            .map(|i| candidate(PeerId::random(), 60 + i, false))
+            .collect();
+        // Two above 16: two go, the most recent first.
+        let out = victims(&Limits::HIVE, &tags, &peers, Moment::Tick);
+        assert_eq!(out, vec![peers[0].peer, peers[1].peer]);
+        // go's TRIM goes down to the low watermark in either mode.
+        assert_eq!(
+            victims(&Limits::HIVE, &tags, &peers, Moment::Asked).len(),
+            10
+        );
+        let go = Limits {
+            low: 8,
+            high: 16,
+            grace: Duration::from_secs(10),
+            ..Limits::GO
+        };
+        assert_eq!(victims(&go, &tags, &peers, Moment::Tick).len(), 10);
     }
 
     #[test]

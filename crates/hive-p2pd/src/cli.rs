@@ -140,8 +140,8 @@ pub struct Cli {
     #[arg(long, value_name = "N", default_value_t = hive_node::connmgr::Limits::HIVE.low)]
     pub conn_low: usize,
 
-    /// Connections past which the surplus is closed down to --conn-low,
-    /// sparing gossipsub mesh peers, relays and recent connections.
+    /// Connections past which the surplus over it is closed, sparing
+    /// gossipsub mesh peers, relays and recent connections.
     #[arg(long, value_name = "N", default_value_t = hive_node::connmgr::Limits::HIVE.high)]
     pub conn_high: usize,
 
@@ -187,6 +187,7 @@ impl Cli {
             low: self.conn_low,
             high: self.conn_high,
             grace: std::time::Duration::from_secs(self.conn_grace_secs),
+            trim_to: hive_node::connmgr::TrimTo::High,
         };
         limits
             .check()

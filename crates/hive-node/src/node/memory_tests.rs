@@ -102,6 +102,7 @@ async fn trim_keeps_the_tagged_peer_and_the_peer_list_follows() {
         low: 1,
         high: 100,
         grace: Duration::ZERO,
+        trim_to: crate::connmgr::TrimTo::Low,
     });
     let (hub, hub_addr) = memory_node(hub_config).await;
     let mut hub_events = hub.subscribe_events();
