@@ -42,11 +42,9 @@ pub struct Limits {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TrimTo {
     /// go's connection manager: down to the low watermark, so that trims
-    /// are rare. With watermarks as close as Hive's (8 and 16) and many
-    /// nodes, it feeds on itself: one peer too many closes nine, each of
-    /// which may fall below the low watermark and dial a node that is
-    /// full in turn (300 nodes on one machine: 700 connections a second,
-    /// health checks timing out).
+    /// are rare. With watermarks as close as Hive's (8 and 16) it closes
+    /// nine peers for one too many, each of which may fall below the low
+    /// watermark and dial a node that is full in turn.
     Low,
     /// Only the surplus over the high watermark: one peer too many closes
     /// one.
