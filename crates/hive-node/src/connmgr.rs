@@ -284,6 +284,14 @@ mod tests {
         }
     }
 
+    /// A peer only a lookup of this node brought.
+    fn looked_up(peer: PeerId, secs: u64, protected: bool) -> Candidate {
+        Candidate {
+            by_lookup: true,
+            ..candidate(peer, secs, protected)
+        }
+    }
+
     #[test]
     fn trims_the_lightest_unprotected_peers_past_their_grace_down_to_low() {
         let limits = Limits {
@@ -328,20 +336,14 @@ mod tests {
             trim_to: TrimTo::Low,
         };
         let tags = Tags::default();
-        let [kept, asked, inbound, looked_up, mesh] = [(); 5].map(|_| PeerId::random());
+        let [kept, asked, inbound, lookup_peer, mesh] = [(); 5].map(|_| PeerId::random());
         let peers = [
             candidate(kept, 60, false),
             // Young: one this node dialed, one that dialed in.
             candidate(asked, 1, false),
             candidate(inbound, 1, false),
-            Candidate {
-                by_lookup: true,
-                ..candidate(looked_up, 1, false)
-            },
-            Candidate {
-                by_lookup: true,
-                ..candidate(mesh, 1, true)
-            },
+            looked_up(lookup_peer, 1, false),
+            looked_up(mesh, 1, true),
         ];
         // On a tick the lookup's young peers do not count: four, past high,
         // and the grace spares every other young peer: only the old one goes.
@@ -349,23 +351,23 @@ mod tests {
         // After a lookup its young peer goes too (the newest first), but
         // not a young peer of another kind, nor a protected one.
         let out = victims(&limits, &tags, &peers, Moment::LookupOver);
-        assert_eq!(out, vec![looked_up, kept]);
+        assert_eq!(out, vec![lookup_peer, kept]);
         // A lookup under way does not push out established peers: with the
         // lookup's peers left out, two established ones are not past high.
-        let lookup = |secs| Candidate {
-            by_lookup: true,
-            ..candidate(PeerId::random(), secs, false)
-        };
         let busy = [
             candidate(kept, 60, false),
             candidate(asked, 60, false),
-            lookup(1),
-            lookup(2),
-            lookup(3),
+            looked_up(PeerId::random(), 1, false),
+            looked_up(PeerId::random(), 2, false),
+            looked_up(PeerId::random(), 3, false),
         ];
         assert!(victims(&limits, &tags, &busy, Moment::Tick).is_empty());
         // Past their grace they count like any other peer.
-        let stale = [candidate(kept, 60, false), lookup(30), lookup(20)];
+        let stale = [
+            candidate(kept, 60, false),
+            looked_up(PeerId::random(), 30, false),
+            looked_up(PeerId::random(), 20, false),
+        ];
         assert_eq!(victims(&limits, &tags, &stale, Moment::Tick).len(), 2);
     }
 

@@ -64,9 +64,9 @@ impl Node {
         self.trim_connections(Moment::LookupOver);
     }
 
-    /// Close surplus connections down to the low watermark, when the
-    /// policy says so at this `moment` (see [`Moment`]). Returns how many
-    /// peers were disconnected.
+    /// Close surplus connections, when and as far as the policy says at
+    /// this `moment` (see [`Moment`] and `TrimTo`). Returns how many peers
+    /// were disconnected.
     pub(super) fn trim_connections(&mut self, moment: Moment) -> usize {
         let Some(manager) = &self.conn_manager else {
             return 0;

@@ -112,8 +112,7 @@ impl Node {
         // Not after each step: a bootstrap's next lookup would dial again
         // the peers its previous one just left; nor while another query
         // runs, which may still be waiting on a lookup's peer.
-        let other_queries = self.swarm.behaviour().kad.iter_queries().next().is_some();
-        if step.last && !other_queries {
+        if step.last && self.swarm.behaviour().kad.iter_queries().next().is_none() {
             self.trim_after_lookup();
         }
         let Some(pending) = self.pending_kad.remove(&id) else {
