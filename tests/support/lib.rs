@@ -111,11 +111,49 @@ pub fn pids_with_cmdline(needle: &str) -> Vec<i32> {
     out
 }
 
+/// Send `sig` to `pid`. For SIGSTOP, return only once every thread of the
+/// process has stopped: kill(2) only queues the signal, and a process whose
+/// signalled thread sits in an uninterruptible wait (a page fault on a slow
+/// disk, an fsync) keeps running until that wait ends. A test that means
+/// "this peer is hung" must not start while it still answers.
 pub fn signal(pid: i32, sig: i32) {
     // SAFETY: kill(2) has no memory-safety preconditions.
     unsafe {
         libc::kill(pid, sig);
     }
+    if sig == libc::SIGSTOP {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !all_threads_stopped(pid) {
+            assert!(
+                Instant::now() < deadline,
+                "process {pid} did not stop within 10 s of SIGSTOP"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+}
+
+/// Whether the kernel reports every thread of `pid` stopped (state T or t).
+fn all_threads_stopped(pid: i32) -> bool {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return false;
+    };
+    let mut any = false;
+    for task in tasks.flatten() {
+        let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else {
+            return false;
+        };
+        // The state follows the command name, which is in parentheses and
+        // may itself hold spaces.
+        let state = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().next());
+        if !matches!(state, Some("T" | "t")) {
+            return false;
+        }
+        any = true;
+    }
+    any
 }
 
 /// Options for one host.

@@ -7,7 +7,7 @@ import signal
 import pytest
 
 from hive_p2p import CallTimeout, Daemon, DaemonError, DaemonGone, DaemonStartError
-from conftest import LOOPBACK
+from conftest import LOOPBACK, sigstop
 
 
 async def wait_topic(d: Daemon, topic: str, peer: str, timeout: float = 30.0) -> None:
@@ -91,8 +91,8 @@ async def test_kill_9_restarts_with_same_identity_and_subscriptions(binary: str)
         peer_id, old_pid = a.peer_id, a.pid
         assert old_pid is not None and b.pid is not None
         # A call in flight at the kill fails at once with DaemonGone: a send
-        # to a SIGSTOPped peer, which cannot finish before the kill.
-        os.kill(b.pid, signal.SIGSTOP)
+        # to a stopped peer, which cannot finish before the kill.
+        await sigstop(b.pid)
         try:
             in_flight = asyncio.ensure_future(a.send(b.peer_id, b"never acknowledged"))
             await asyncio.sleep(0.5)
