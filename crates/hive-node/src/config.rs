@@ -77,6 +77,16 @@ pub struct NodeConfig {
     /// Keep connections between these watermarks (see `connmgr`);
     /// `None`: never trim.
     pub conn_manager: Option<crate::connmgr::Limits>,
+    /// Whether a Kademlia bootstrap also refreshes every bucket farther
+    /// than the closest neighbour (a lookup of a random key in each), as
+    /// rust-libp2p and go do. Off in Hive's own mode: a bootstrap is the
+    /// lookup of the node's own id only. Each refresh lookup connects to
+    /// some twenty peers; a newcomer bootstraps twice (rust-libp2p starts
+    /// another while its routing table holds fewer than 20 peers), so 300
+    /// nodes joining opened about 150,000 connections on this machine and
+    /// starved it. The far buckets fill from the peers that connect and
+    /// from lookups the node's users make.
+    pub bucket_refresh: bool,
     /// Where the node remembers its bound ports and known peers across
     /// restarts (see [`crate::memory`]); `None`: it remembers nothing.
     pub state_file: Option<std::path::PathBuf>,
@@ -152,6 +162,7 @@ impl NodeConfig {
             max_connections: 512,
             max_connections_per_peer: 8,
             idle_timeout: Duration::from_secs(300),
+            bucket_refresh: false,
             external_addrs: Vec::new(),
             relay_client: true,
             relay_service: None,

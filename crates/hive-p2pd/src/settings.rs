@@ -299,6 +299,8 @@ fn apply_go_node_options(config: &mut NodeConfig, go: &GoOptions) {
         config.gossipsub_initial_delay = d;
     }
     config.conn_manager = go.conn_manager.then_some(go.conn_limits);
+    // go-libp2p-kad-dht refreshes its buckets; its users' DHTs expect it.
+    config.bucket_refresh = true;
     config.autonat |= go.autonat;
     config.tcp_security = match (go.noise, go.tls) {
         (true, false) => hive_node::TcpSecurity::NoiseOnly,

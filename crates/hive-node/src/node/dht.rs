@@ -109,6 +109,26 @@ impl Node {
         else {
             return;
         };
+        let kind = match &result {
+            kad::QueryResult::Bootstrap(_) => "bootstrap",
+            kad::QueryResult::GetClosestPeers(_) => "closest_peers",
+            _ => "other",
+        };
+        tracing::debug!(
+            ?id,
+            kind,
+            step = step.count,
+            last = step.last,
+            "kademlia query step"
+        );
+        if kind == "bootstrap" && !step.last && !self.bucket_refresh {
+            // The self-lookup is over and Kademlia has moved on to its
+            // first bucket refresh, not polled yet: finished now, it asks
+            // nobody (and so does each refresh after it, down to the last).
+            if let Some(mut query) = self.swarm.behaviour_mut().kad.query_mut(&id) {
+                query.finish();
+            }
+        }
         // Not after each step: a bootstrap's next lookup would dial again
         // the peers its previous one just left; nor while another query
         // runs, which may still be waiting on a lookup's peer.

@@ -195,6 +195,8 @@ pub struct Node {
     started: Instant,
     peer_id: PeerId,
     max_message_size: usize,
+    /// See [`NodeConfig::bucket_refresh`].
+    bucket_refresh: bool,
     /// Circuit addresses may be dialed.
     relay_client: bool,
     reachability: Reachability,
@@ -372,6 +374,7 @@ impl Node {
             started: Instant::now(),
             peer_id,
             max_message_size: config.max_message_size,
+            bucket_refresh: config.bucket_refresh,
             relay_client: config.relay_client,
             reachability: config.reachability,
             relays,

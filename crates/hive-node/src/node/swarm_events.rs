@@ -86,6 +86,12 @@ impl Node {
     ) {
         let addr = endpoint.get_remote_address().clone();
         let by_lookup = endpoint.is_dialer() && !self.own_dials.remove(&connection_id);
+        let origin = match (endpoint.is_dialer(), by_lookup) {
+            (false, _) => "inbound",
+            (true, true) => "lookup",
+            (true, false) => "own_dial",
+        };
+        tracing::debug!(%peer_id, origin, num_established, "connection established");
         let state = self.peers.entry(peer_id).or_insert_with(|| PeerState {
             connections: HashMap::new(),
             since: Instant::now(),
