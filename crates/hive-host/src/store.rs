@@ -338,6 +338,12 @@ impl Store {
         Ok(self.unacked.load(Ordering::Acquire).max(0) as u64)
     }
 
+    /// Whether any row waits for the daemon's acknowledgement (no query:
+    /// the count is kept beside the table).
+    pub fn waiting(&self) -> bool {
+        self.unacked.load(Ordering::Acquire) > 0
+    }
+
     /// Room for one more row in an outbox of at most `max`, counting the
     /// rows other requests were admitted for and are still writing (group
     /// commit writes many at once: checking `depth` alone let every request
