@@ -5,7 +5,7 @@ supervised hive-p2pd), and measures: time from start to every node running,
 connected peers per node once settled (every node between the connection
 manager's watermarks, or after 120 s: then settled_within_s is null),
 resident and proportional memory (PSS) of the
-host and all its daemons, the daemons' CPU over 10 idle seconds, and the
+host and all its daemons, the daemons' and the host's CPU over 10 idle seconds, and the
 delivery of one message published on the first node to every other node
 (read back from each node's stored history, /api/nodes/{id}/messages).
 Exits non-zero when the message does not reach every node. Standard
@@ -118,11 +118,16 @@ def main():
         result["rss_total_mb"] = round(sum(rss_kib(pid) for pid in pids) / 1024, 1)
         result["rss_per_daemon_mb"] = round(sum(rss_kib(pid) for pid in pids[1:]) / 1024 / max(1, len(pids) - 1), 1)
         result["pss_daemons_mb"] = round(sum(pss_kib(pid) for pid in pids[1:]) / 1024, 1)
+        result["rss_host_mb"] = round(rss_kib(host.pid) / 1024, 1)
         idle_s = 10
         ticks = sum(cpu_ticks(pid) for pid in pids[1:])
+        host_ticks = cpu_ticks(host.pid)
         time.sleep(idle_s)
         ticks = sum(cpu_ticks(pid) for pid in pids[1:]) - ticks
-        result["idle_cpu_pct_of_one_core"] = round(100.0 * ticks / os.sysconf("SC_CLK_TCK") / idle_s, 1)
+        host_ticks = cpu_ticks(host.pid) - host_ticks
+        per_s = os.sysconf("SC_CLK_TCK") * idle_s
+        result["idle_cpu_pct_of_one_core"] = round(100.0 * ticks / per_s, 1)
+        result["host_idle_cpu_pct_of_one_core"] = round(100.0 * host_ticks / per_s, 1)
         sent = time.monotonic()
         msg = call(api, "POST", "/api/topics/hive-bench/publish", f"to all {args.nodes}".encode())
         pending = set(ids[1:])
