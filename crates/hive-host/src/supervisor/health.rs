@@ -158,7 +158,18 @@ mod tests {
             .args(["-STOP", &pid.to_string()])
             .status();
         assert!(stopped.is_ok_and(|s| s.success()));
-        std::thread::sleep(Duration::from_millis(100));
+        // kill(1) only queues the signal: read the baseline once the kernel
+        // says the (single-threaded) process is stopped.
+        let state = || {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            let after_comm = stat.rsplit_once(')').map(|(_, rest)| rest.to_owned());
+            after_comm.and_then(|rest| rest.split_whitespace().next().map(str::to_owned))
+        };
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while state().as_deref() != Some("T") {
+            assert!(std::time::Instant::now() < deadline, "sleep did not stop");
+            std::thread::sleep(Duration::from_millis(5));
+        }
         let before = cpu_wait(pid);
         std::thread::sleep(Duration::from_millis(300));
         let after = cpu_wait(pid);

@@ -109,6 +109,7 @@ impl Node {
         else {
             return;
         };
+        let bootstrap = matches!(result, kad::QueryResult::Bootstrap(_));
         let kind = match &result {
             kad::QueryResult::Bootstrap(_) => "bootstrap",
             kad::QueryResult::GetClosestPeers(_) => "closest_peers",
@@ -121,7 +122,7 @@ impl Node {
             last = step.last,
             "kademlia query step"
         );
-        if kind == "bootstrap" && !step.last && !self.bucket_refresh {
+        if bootstrap && !step.last && !self.bucket_refresh {
             // The self-lookup is over and Kademlia has moved on to its
             // first bucket refresh, not polled yet: finished now, it asks
             // nobody (and so does each refresh after it, down to the last).
