@@ -1,7 +1,9 @@
 //! Keeping a node connected by itself: the peers it knew (remembered across
 //! restarts, see [`crate::memory`]) and its bootstrap peers are dialed at
 //! start, and again while they are disconnected, with a per-peer backoff
-//! that resets once the peer is back.
+//! that resets once the peer stayed connected for [`STABLE`]: a peer that
+//! keeps dropping this node soon after each dial (a full node trimming its
+//! surplus) is dialed ever less often, not every second.
 //!
 //! Bootstrap peers are kept connected whatever the connection count (as
 //! before: a bootstrap peer that restarts is found again). Other remembered
@@ -31,6 +33,10 @@ const REDIAL: Backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs
 /// How long a peer disconnected on request is not dialed again by the node
 /// itself (an explicit dial ends it sooner).
 pub const HOLD_AFTER_DISCONNECT: Duration = Duration::from_secs(300);
+/// A connection that lasted this long was a success: the peer's backoff
+/// starts again from its shortest wait. Longer than Hive's grace period
+/// (10 s), so a peer trimmed as soon as its grace ends counts as a failure.
+const STABLE: Duration = Duration::from_secs(60);
 
 /// The node's memory at run time: who to dial ([`Reconnect`]) and the state
 /// file it is saved to.
@@ -124,8 +130,10 @@ struct Entry {
     last_seen: u64,
     bootstrap: bool,
     connected: bool,
+    /// When the current connection began.
+    connected_at: Instant,
     next_dial: Instant,
-    /// Dials since it was last connected.
+    /// Dials since it was last connected for at least [`STABLE`].
     dials: u32,
     /// Disconnected on request: not dialed by the node itself before this.
     held_until: Option<Instant>,
@@ -199,8 +207,10 @@ impl Reconnect {
             .peers
             .entry(peer)
             .or_insert_with(|| Entry::new(Vec::new(), 0, false, Instant::now()));
-        entry.connected = true;
-        entry.dials = 0;
+        if !entry.connected {
+            entry.connected = true;
+            entry.connected_at = Instant::now();
+        }
         entry.last_seen = now_secs();
         if let Some(addr) = dialed {
             entry.put_first(addr);
@@ -212,9 +222,13 @@ impl Reconnect {
 
     pub fn on_disconnected(&mut self, peer: PeerId) {
         if let Some(entry) = self.peers.get_mut(&peer) {
+            let now = Instant::now();
+            if entry.connected && now.duration_since(entry.connected_at) >= STABLE {
+                entry.dials = 0;
+            }
             entry.connected = false;
             entry.last_seen = now_secs();
-            entry.next_dial = Instant::now() + REDIAL.delay(0);
+            entry.next_dial = now + REDIAL.delay(entry.dials);
             self.dirty = true;
         }
     }
@@ -324,6 +338,7 @@ impl Entry {
             last_seen,
             bootstrap,
             connected: false,
+            connected_at: now,
             next_dial: now,
             dials: 0,
             held_until: None,
@@ -370,12 +385,44 @@ mod tests {
         let due = r.due(2);
         assert_eq!(due.iter().map(|d| d.0).collect::<Vec<_>>(), vec![boot]);
         r.on_connected(a, None, &[]);
+        tokio::time::advance(STABLE).await;
         r.on_disconnected(a);
         tokio::time::advance(REDIAL.delay(0)).await;
-        assert_eq!(r.due(0).iter().filter(|d| d.0 == a).count(), 1);
+        assert_eq!(
+            r.due(0).iter().filter(|d| d.0 == a).count(),
+            1,
+            "a connection that lasted resets the backoff"
+        );
         let saved = r.take_dirty().expect("changes to save");
         assert!(saved.iter().any(|p| p.peer_id == a.to_string()));
         assert!(r.take_dirty().is_none());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_peer_that_drops_us_soon_after_each_dial_is_dialed_ever_less_often() {
+        let (me, a) = (peer(), peer());
+        let known = vec![KnownPeer {
+            peer_id: a.to_string(),
+            addrs: vec!["/ip4/127.0.0.1/tcp/1".into()],
+            last_seen: 5,
+        }];
+        let mut r = Reconnect::new(me, &known, 8);
+        let mut waits = Vec::new();
+        let mut waited = Duration::ZERO;
+        for _ in 0..7 {
+            // Wait until it is due, counting in 100 ms steps.
+            while r.due(0).is_empty() {
+                tokio::time::advance(Duration::from_millis(100)).await;
+                waited += Duration::from_millis(100);
+            }
+            waits.push(waited.as_secs());
+            waited = Duration::ZERO;
+            // Connected, then trimmed as its grace ends.
+            r.on_connected(a, None, &[]);
+            tokio::time::advance(Duration::from_secs(10)).await;
+            r.on_disconnected(a);
+        }
+        assert_eq!(waits, [0, 2, 4, 8, 16, 16, 16], "waits after each trim");
     }
 
     #[tokio::test(start_paused = true)]
