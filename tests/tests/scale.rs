@@ -110,6 +110,21 @@ async fn a_hundred_nodes_keep_bounded_connections_and_all_get_one_message() -> R
     })
     .await?;
 
+    // Every child's daemon runs its async work on one thread (the nodes
+    // share two cores); the first node, which applications use, on one
+    // per core.
+    for node in nodes(&host).await? {
+        let pid = node["pid"].as_u64().context("a running node has a pid")?;
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline"))?;
+        let args: Vec<&[u8]> = cmdline.split(|&b| b == 0).collect();
+        let threads = args
+            .windows(2)
+            .find(|w| w[0] == b"--worker-threads")
+            .map(|w| String::from_utf8_lossy(w[1]).into_owned());
+        let expected = (node["id"] != "n0").then(|| "1".to_owned());
+        assert_eq!(threads, expected, "--worker-threads of {node}");
+    }
+
     // Every node subscribes, as an application on each would.
     for id in &ids {
         host.post(&format!("/api/nodes/{id}/topics/swarm/subscribe"), vec![])

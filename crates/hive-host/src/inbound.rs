@@ -10,12 +10,12 @@
 //! (`Op::History`). So the queues in between may stay bounded: every drop
 //! is a gap that is seen and repaired.
 
+use hive_proto::fanout::Fanout;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use hive_proto::{Event, HistoryResult, Op};
-use tokio::sync::broadcast;
 
 use crate::inbox::NewIn;
 use crate::ipc_client::IpcClient;
@@ -87,7 +87,7 @@ pub enum InboundError {
 pub struct Inbound {
     store: Store,
     client: IpcClient,
-    events: broadcast::Sender<HostEvent>,
+    events: Fanout<HostEvent>,
     metrics: Arc<Metrics>,
     stats: Arc<InboundStats>,
     journal: String,
@@ -103,7 +103,7 @@ impl Inbound {
     pub async fn connect(
         store: Store,
         client: IpcClient,
-        events: broadcast::Sender<HostEvent>,
+        events: Fanout<HostEvent>,
         metrics: Arc<Metrics>,
         stats: Arc<InboundStats>,
     ) -> Result<Inbound, InboundError> {

@@ -9,6 +9,7 @@
 //! request in flight fails *at once* with [`IpcError::LinkClosed`] and every
 //! later request fails immediately. A caller never waits on a dead daemon.
 
+use hive_proto::fanout::Fanout;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -20,7 +21,7 @@ use hive_proto::{
 };
 use serde::de::DeserializeOwned;
 use serde_json::Value;
-use tokio::sync::{broadcast, mpsc, oneshot, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message;
@@ -124,7 +125,7 @@ impl IpcClient {
         url: &str,
         token: &str,
         stats: Arc<IpcStats>,
-    ) -> Result<(IpcClient, Welcome, broadcast::Receiver<Event>), IpcError> {
+    ) -> Result<(IpcClient, Welcome, hive_proto::fanout::Receiver<Event>), IpcError> {
         let config = WebSocketConfig::default()
             .max_message_size(Some(hive_proto::HARD_MAX_FRAME_BYTES))
             .max_frame_size(Some(hive_proto::HARD_MAX_FRAME_BYTES));
@@ -181,7 +182,8 @@ impl IpcClient {
 
         let (sink, stream) = ws.split();
         let (out_tx, out_rx) = mpsc::unbounded_channel();
-        let (events_tx, events_rx) = broadcast::channel(EVENT_CAPACITY);
+        let events_tx = Fanout::new(EVENT_CAPACITY);
+        let events_rx = events_tx.subscribe();
         let (closed_tx, _) = watch::channel(None);
         let inner = Arc::new(Inner {
             next_id: AtomicU64::new(1),
@@ -391,7 +393,7 @@ async fn write_loop(
 async fn read_loop(
     inner: Arc<Inner>,
     mut stream: futures::stream::SplitStream<WsStream>,
-    events: broadcast::Sender<Event>,
+    events: Fanout<Event>,
 ) {
     let mut closed = inner.closed.subscribe();
     let reason = loop {

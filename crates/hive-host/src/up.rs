@@ -103,6 +103,7 @@ impl HostConfig {
                         },
                         history_max_bytes: args.history_max_bytes,
                     },
+                    worker_threads: None,
                 },
                 data_dir,
                 listen: args.node.listen,

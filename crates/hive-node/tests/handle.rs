@@ -10,7 +10,6 @@ use hive_node::{
 };
 use hive_proto::Event;
 use libp2p::{identity::Keypair, Multiaddr, PeerId};
-use tokio::sync::broadcast;
 
 /// Long enough for any loopback step on a loaded machine; a bound, not a
 /// timing assertion: it only turns a hang into a failure.
@@ -31,7 +30,7 @@ fn addr_of(node: &NodeHandle) -> Multiaddr {
 
 /// The first event `pick` accepts, within [`WAIT`].
 async fn next<T>(
-    events: &mut broadcast::Receiver<Event>,
+    events: &mut hive_proto::fanout::Receiver<Event>,
     mut pick: impl FnMut(Event) -> Option<T>,
 ) -> T {
     tokio::time::timeout(WAIT, async {

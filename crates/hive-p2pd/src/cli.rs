@@ -168,6 +168,13 @@ pub struct Cli {
     #[arg(long)]
     pub children_via_host: bool,
 
+    /// Threads that run the daemon's async work (default: one per core).
+    /// A host gives its child nodes one each: many daemons on one machine
+    /// share its cores, and every thread beside the first adds wake-ups to
+    /// an idle daemon.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    pub worker_threads: Option<u16>,
+
     /// Most child nodes this daemon starts itself (without a host).
     #[arg(long, value_name = "N", default_value_t = 16)]
     pub max_children: usize,

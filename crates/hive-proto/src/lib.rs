@@ -23,6 +23,7 @@ pub mod backoff;
 pub mod bytes;
 pub mod codec;
 pub mod event;
+pub mod fanout;
 pub mod op;
 pub mod secret;
 pub mod sync;

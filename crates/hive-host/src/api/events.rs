@@ -117,7 +117,7 @@ impl Drop for ClientGuard {
 async fn stream(
     mut socket: WebSocket,
     state: NodeCtx,
-    rx: broadcast::Receiver<HostEvent>,
+    rx: hive_proto::fanout::Receiver<HostEvent>,
     after: Option<u64>,
 ) {
     state.supervisor.metrics().ws_clients.inc();
@@ -177,7 +177,7 @@ async fn replay(socket: &mut WebSocket, store: &crate::store::Store, after: u64)
 async fn live(
     mut socket: WebSocket,
     state: &NodeCtx,
-    mut rx: broadcast::Receiver<HostEvent>,
+    mut rx: hive_proto::fanout::Receiver<HostEvent>,
     mut last_sent: u64,
 ) {
     let store = state.supervisor.store();

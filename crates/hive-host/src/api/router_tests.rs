@@ -35,6 +35,7 @@ fn app(token: Option<&str>) -> (axum::Router, CancellationToken, tempfile::TempD
             relay_service: false,
             conn_low: None,
             peer_limits: Default::default(),
+            worker_threads: None,
             conn_high: None,
         },
         data_dir: dir.path().to_owned(),

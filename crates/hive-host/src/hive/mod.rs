@@ -211,7 +211,13 @@ impl Hive {
             generation: 0,
         };
         let t = &self.inner.template;
-        let node = self.start_node(record, t.listen.clone(), t.bootstrap.clone(), new_token())?;
+        let node = self.start_node(
+            record,
+            t.daemon.clone(),
+            t.listen.clone(),
+            t.bootstrap.clone(),
+            new_token(),
+        )?;
         tokio::spawn(self.clone().sample_tension());
         Ok(node)
     }
@@ -228,12 +234,22 @@ impl Hive {
             .iter()
             .map(|a| any_port(a))
             .collect();
-        self.start_node(record, listen, bootstrap, new_token())
+        // One runtime thread per child: the nodes of a hive share the
+        // machine's cores, and each thread beside the first doubled an idle
+        // daemon's wake-ups (100 nodes, idle: 39 % of a core for all
+        // daemons with two threads each, 22 % with one). The first node,
+        // the one applications use, keeps one per core.
+        let daemon = DaemonSettings {
+            worker_threads: Some(1),
+            ..self.inner.template.daemon.clone()
+        };
+        self.start_node(record, daemon, listen, bootstrap, new_token())
     }
 
     fn start_node(
         &self,
         record: NodeRecord,
+        daemon: DaemonSettings,
         listen: Vec<String>,
         bootstrap: Vec<String>,
         token: String,
@@ -249,7 +265,7 @@ impl Hive {
         let metrics = Arc::new(Metrics::new(&stats));
         let supervisor = Supervisor::new(
             SupervisorConfig {
-                daemon: t.daemon.clone(),
+                daemon,
                 data_dir: daemon_dir,
                 listen,
                 bootstrap,
@@ -509,7 +525,7 @@ impl Hive {
     async fn watch_reproduce(
         self,
         id: String,
-        mut events: tokio::sync::broadcast::Receiver<HostEvent>,
+        mut events: hive_proto::fanout::Receiver<HostEvent>,
         cancel: CancellationToken,
     ) {
         loop {

@@ -20,7 +20,7 @@ impl Supervisor {
     /// the daemon's history what did not arrive (see `inbound`).
     pub(super) async fn forward_events(
         &self,
-        mut events: broadcast::Receiver<Event>,
+        mut events: hive_proto::fanout::Receiver<Event>,
         client: &IpcClient,
     ) {
         let connected = Inbound::connect(

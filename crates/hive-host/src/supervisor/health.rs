@@ -6,7 +6,6 @@ use std::time::Duration;
 
 use hive_proto::{Event, Op, StatusResult};
 use tokio::process::Child;
-use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
 use super::Supervisor;
@@ -39,7 +38,7 @@ impl Supervisor {
         &self,
         child: &mut Child,
         client: &IpcClient,
-        events: broadcast::Receiver<Event>,
+        events: hive_proto::fanout::Receiver<Event>,
         shutdown: &CancellationToken,
     ) -> Outcome {
         let pid = child.id();

@@ -25,12 +25,11 @@ mod process;
 mod restart;
 mod topics;
 
+use hive_proto::fanout::Fanout;
 use std::collections::{BTreeSet, VecDeque};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
-
-use tokio::sync::broadcast;
 
 use crate::inbound::InboundStats;
 use crate::ipc_client::IpcClient;
@@ -78,6 +77,8 @@ pub struct DaemonSettings {
     /// What remote peers may make this node store: the per-peer rates
     /// passed to the daemon, and the inbox's byte budget the host keeps.
     pub peer_limits: crate::peer_guard::PeerLimits,
+    /// The daemon's `--worker-threads`; `None`: one per core.
+    pub worker_threads: Option<u16>,
 }
 
 /// How much τ history each node keeps: 15 minutes at one sample per 5 s.
@@ -120,7 +121,7 @@ struct Shared {
     client: Mutex<Option<IpcClient>>,
     /// Topics the API subscribed; replayed on every new daemon.
     topics: Mutex<BTreeSet<String>>,
-    events: broadcast::Sender<HostEvent>,
+    events: Fanout<HostEvent>,
     /// Where received messages are stored (deduplicated) before they are
     /// broadcast.
     store: Store,
@@ -143,7 +144,7 @@ impl Supervisor {
         stats: Arc<IpcStats>,
         metrics: Arc<Metrics>,
     ) -> Self {
-        let (events, _) = broadcast::channel(HOST_EVENT_CAPACITY);
+        let events = Fanout::new(HOST_EVENT_CAPACITY);
         // Subscriptions outlive the host: a restarted host re-subscribes.
         let topics: BTreeSet<String> = match store.wanted_topics() {
             Ok(topics) => topics.into_iter().collect(),
@@ -231,7 +232,7 @@ impl Supervisor {
         &self.shared.store
     }
 
-    pub fn subscribe_events(&self) -> broadcast::Receiver<HostEvent> {
+    pub fn subscribe_events(&self) -> hive_proto::fanout::Receiver<HostEvent> {
         self.shared.events.subscribe()
     }
 

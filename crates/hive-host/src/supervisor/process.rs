@@ -7,7 +7,6 @@ use std::time::Duration;
 use hive_proto::{Event, Op, ReadyLine, ENV_EXIT_WITH_PARENT, ENV_IPC_TOKEN};
 use tokio::io::{AsyncBufReadExt, BufReader, Lines};
 use tokio::process::{Child, ChildStdout, Command};
-use tokio::sync::broadcast;
 
 use super::Supervisor;
 use crate::ipc_client::IpcClient;
@@ -64,6 +63,9 @@ impl Supervisor {
             cmd.args(["--conn-high", &n.to_string()]);
         }
         cmd.args(settings.peer_limits.daemon_args());
+        if let Some(n) = settings.worker_threads {
+            cmd.args(["--worker-threads", &n.to_string()]);
+        }
         if cfg.durability == crate::store::Durability::Fsync {
             cmd.args(["--durability", "fsync"]);
         }
@@ -85,7 +87,7 @@ impl Supervisor {
     pub(super) async fn await_ready(
         &self,
         child: &mut Child,
-    ) -> Result<(IpcClient, broadcast::Receiver<Event>, ReadyLine), StartError> {
+    ) -> Result<(IpcClient, hive_proto::fanout::Receiver<Event>, ReadyLine), StartError> {
         let stdout = child
             .stdout
             .take()

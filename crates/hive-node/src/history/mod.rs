@@ -30,7 +30,7 @@ use std::time::Duration;
 
 use hive_proto::{Event, HistoryResult};
 use libp2p::request_response::ResponseChannel;
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::mpsc;
 
 use crate::behaviour::DirectAck;
 
@@ -295,7 +295,7 @@ impl Intake {
     /// returns where the acknowledgements of stored direct messages come.
     pub fn open(
         config: &HistoryConfig,
-        events: broadcast::Sender<Event>,
+        events: hive_proto::fanout::Fanout<Event>,
     ) -> Result<(Intake, History, mpsc::UnboundedReceiver<Acked>), HistoryError> {
         let (writer, reader, journal, head) = db::open(config.path.as_deref())?;
         if config.fsync {
@@ -380,7 +380,7 @@ impl Intake {
 /// The writer thread's state: it owns the writing connection.
 struct Writer {
     conn: rusqlite::Connection,
-    events: broadcast::Sender<Event>,
+    events: hive_proto::fanout::Fanout<Event>,
     acks: mpsc::UnboundedSender<Acked>,
     limits: db::Limits,
     head: Arc<AtomicU64>,
@@ -461,7 +461,7 @@ fn deliver(
     entry: Entry,
     seq: Option<u64>,
     committed: bool,
-    events: &broadcast::Sender<Event>,
+    events: &hive_proto::fanout::Fanout<Event>,
     acks: &mpsc::UnboundedSender<Acked>,
 ) {
     match entry {

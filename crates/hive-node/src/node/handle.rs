@@ -22,7 +22,7 @@ use hive_proto::{
     SendResult, StatusResult, SubscribeResult, TopicPeersResult, TopicsResult,
 };
 use libp2p::{Multiaddr, PeerId};
-use tokio::sync::{broadcast, mpsc, oneshot, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use super::errors::{
     CallError, DialError, DirectError, KadError, MetricsError, PingError, PubsubError,
@@ -42,7 +42,7 @@ type NamedInbound = Arc<std::sync::Mutex<Option<mpsc::Receiver<(PeerId, String, 
 #[derive(Clone)]
 pub struct NodeHandle {
     pub(super) commands: mpsc::Sender<Command>,
-    pub(super) events: broadcast::Sender<Event>,
+    pub(super) events: hive_proto::fanout::Fanout<Event>,
     pub(super) peer_id: PeerId,
     pub(super) listen_addrs: Vec<String>,
     pub(super) shutdown: watch::Receiver<bool>,
@@ -358,7 +358,7 @@ impl NodeHandle {
     }
 
     /// A new receiver of every event the node emits from now on.
-    pub fn subscribe_events(&self) -> broadcast::Receiver<Event> {
+    pub fn subscribe_events(&self) -> hive_proto::fanout::Receiver<Event> {
         self.events.subscribe()
     }
 

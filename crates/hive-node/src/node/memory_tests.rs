@@ -11,7 +11,6 @@ use libp2p::multiaddr::Protocol;
 use libp2p::{Multiaddr, Swarm};
 use libp2p_swarm_test::SwarmExt as _;
 use prometheus_client::registry::Registry;
-use tokio::sync::broadcast;
 
 use super::build::Wired;
 use super::{Node, NodeHandle};
@@ -78,7 +77,7 @@ fn leaf() -> NodeConfig {
 }
 
 async fn next<T>(
-    events: &mut broadcast::Receiver<Event>,
+    events: &mut hive_proto::fanout::Receiver<Event>,
     mut pick: impl FnMut(Event) -> Option<T>,
 ) -> T {
     tokio::time::timeout(WAIT, async {

@@ -32,7 +32,7 @@ use libp2p::swarm::ConnectionId;
 use libp2p::{kad, request_response};
 use libp2p::{Multiaddr, PeerId, Swarm};
 use prometheus_client::registry::Registry;
-use tokio::sync::{broadcast, mpsc, oneshot, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::behaviour::{Behaviour, DirectAck};
 use crate::config::{NodeConfig, Reachability};
@@ -190,7 +190,7 @@ pub struct Node {
     registry: Registry,
     metrics: Metrics,
     commands: mpsc::Receiver<Command>,
-    events: broadcast::Sender<Event>,
+    events: hive_proto::fanout::Fanout<Event>,
     shutdown: watch::Sender<bool>,
     started: Instant,
     peer_id: PeerId,
@@ -333,7 +333,7 @@ impl Node {
         let conn_manager = config
             .conn_manager
             .map(|limits| crate::connmgr::ConnManager::new(limits, conn_tags.clone()));
-        let (events, _) = broadcast::channel(EVENT_CAPACITY);
+        let events = hive_proto::fanout::Fanout::new(EVENT_CAPACITY);
         // Own messages are kept for the peers that sync from this node: only
         // when it serves sync (not in go mode), publishes signed, and with the
         // swarm's identity (the one gossipsub signed with).

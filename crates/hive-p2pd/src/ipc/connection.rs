@@ -140,7 +140,7 @@ fn refusal(first: Message, ctx: &Context) -> Option<(u16, String)> {
 /// task cost a cross-thread wake-up per round trip).
 struct Session<K> {
     ctx: Arc<Context>,
-    events: broadcast::Receiver<Event>,
+    events: hive_proto::fanout::Receiver<Event>,
     events_open: bool,
     pending: FuturesUnordered<BoxFuture<'static, Response>>,
     out: Outgoing<K>,
