@@ -48,10 +48,6 @@ impl<T: Clone> Fanout<T> {
             rx: self.tx.subscribe(),
         }
     }
-
-    pub fn receiver_count(&self) -> usize {
-        self.tx.receiver_count()
-    }
 }
 
 /// The receiving side, with tokio's `recv` and `try_recv` semantics.
@@ -67,20 +63,6 @@ impl<T: Clone> Receiver<T> {
 
     pub fn try_recv(&mut self) -> Result<T, error::TryRecvError> {
         self.rx.try_recv().map(Arc::unwrap_or_clone)
-    }
-
-    pub fn resubscribe(&self) -> Self {
-        Receiver {
-            rx: self.rx.resubscribe(),
-        }
-    }
-
-    pub fn len(&self) -> usize {
-        self.rx.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.rx.is_empty()
     }
 }
 
