@@ -340,34 +340,58 @@ pub fn signed_since(
     after: u64,
     limit: usize,
 ) -> Result<Vec<Kept>, rusqlite::Error> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT seq, peer, id, data, seqno, signature, key, kind = 'own' FROM history
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {KEPT_COLUMNS} FROM history
          WHERE kind IN ('message', 'own') AND topic = ?1 AND received_ms >= ?2 AND seq > ?3
            AND (signature IS NOT NULL OR kind = 'own')
-         ORDER BY seq LIMIT ?4",
-    )?;
+         ORDER BY seq LIMIT ?4"
+    ))?;
     let mut rows = stmt.query(params![topic, since_ms, after as i64, limit as i64])?;
-    let mut out = Vec::new();
-    let mut bytes = 0usize;
+    let mut page = Page::default();
     while let Some(row) = rows.next()? {
-        let data: Vec<u8> = row.get(3)?;
-        bytes += data.len();
-        if bytes > MAX_PAGE_BYTES && !out.is_empty() {
+        if !page.push(kept(row, topic)?) {
             break;
         }
-        out.push(Kept {
-            seq: row.get::<_, i64>(0)? as u64,
-            own: row.get(7)?,
-            topic: topic.to_string(),
-            from: row.get(1)?,
-            id: row.get(2)?,
-            data,
-            seqno: row.get(4)?,
-            signature: row.get(5)?,
-            key: row.get(6)?,
-        });
     }
-    Ok(out)
+    Ok(page.kept)
+}
+
+/// The columns [`kept`] reads, in its order: one list for every query that
+/// answers [`Kept`] rows.
+const KEPT_COLUMNS: &str = "seq, peer, id, data, seqno, signature, key, kind = 'own'";
+
+/// A [`Kept`] from a row of [`KEPT_COLUMNS`].
+fn kept(row: &rusqlite::Row<'_>, topic: &str) -> Result<Kept, rusqlite::Error> {
+    Ok(Kept {
+        seq: row.get::<_, i64>(0)? as u64,
+        from: row.get(1)?,
+        id: row.get(2)?,
+        data: row.get(3)?,
+        seqno: row.get(4)?,
+        signature: row.get(5)?,
+        key: row.get(6)?,
+        own: row.get(7)?,
+        topic: topic.to_string(),
+    })
+}
+
+/// Rows up to about [`MAX_PAGE_BYTES`] of payload, always at least one.
+#[derive(Default)]
+struct Page {
+    kept: Vec<Kept>,
+    bytes: usize,
+}
+
+impl Page {
+    /// Takes `row` unless the page is full; false once it is.
+    fn push(&mut self, row: Kept) -> bool {
+        self.bytes += row.data.len();
+        if self.bytes > MAX_PAGE_BYTES && !self.kept.is_empty() {
+            return false;
+        }
+        self.kept.push(row);
+        true
+    }
 }
 
 /// Ids (number, author, id, when received) of the signed messages of
@@ -398,33 +422,20 @@ pub fn signed_by_ids(
     topic: &str,
     keys: &[(String, String)],
 ) -> Result<Vec<Kept>, rusqlite::Error> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT seq, data, seqno, signature, key, kind = 'own' FROM history
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {KEPT_COLUMNS} FROM history
          WHERE kind IN ('message', 'own') AND peer = ?1 AND id = ?2 AND topic = ?3
-           AND (signature IS NOT NULL OR kind = 'own')",
-    )?;
-    let mut out = Vec::new();
-    let mut bytes = 0usize;
+           AND (signature IS NOT NULL OR kind = 'own')"
+    ))?;
+    let mut page = Page::default();
     for (from, id) in keys {
         let mut rows = stmt.query(params![from, id, topic])?;
         let Some(row) = rows.next()? else { continue };
-        let data: Vec<u8> = row.get(1)?;
-        bytes += data.len();
-        if bytes > MAX_PAGE_BYTES && !out.is_empty() {
+        if !page.push(kept(row, topic)?) {
             break;
         }
-        out.push(Kept {
-            seq: row.get::<_, i64>(0)? as u64,
-            own: row.get(5)?,
-            topic: topic.to_string(),
-            from: from.clone(),
-            id: id.clone(),
-            data,
-            seqno: row.get(2)?,
-            signature: row.get(3)?,
-            key: row.get(4)?,
-        });
     }
+    let mut out = page.kept;
     out.sort_by_key(|k| k.seq);
     Ok(out)
 }
