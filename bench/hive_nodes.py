@@ -5,7 +5,9 @@ supervised hive-p2pd), and measures: time from start to every node running,
 connected peers per node once settled (every node between the connection
 manager's watermarks, or after 120 s: then settled_within_s is null),
 resident and proportional memory (PSS) of the
-host and all its daemons, the daemons' and the host's CPU over 10 idle seconds, and the
+host and all its daemons, the daemons' and the host's CPU and the daemons'
+context switches over consecutive idle windows of 10 s (the median and every
+window), and the
 delivery of one message published on the first node to every other node
 (read back from each node's stored history, /api/nodes/{id}/messages).
 Exits non-zero when the message does not reach every node. Standard
@@ -67,6 +69,42 @@ def cpu_ticks(pid):
         return 0
 
 
+def switches(pid):
+    """Context switches of all the process's threads: each is a wake-up
+    (voluntary) or a preemption (involuntary)."""
+    total = 0
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return 0
+    for tid in tids:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/status") as f:
+                for line in f:
+                    if line.startswith(("voluntary_ctxt_switches:", "nonvoluntary_ctxt_switches:")):
+                        total += int(line.split()[1])
+        except OSError:
+            pass
+    return total
+
+
+def idle_windows(pids, host_pid, seconds, windows):
+    """The daemons' and the host's CPU, and the daemons' context switches
+    per daemon per second, over consecutive idle windows (the spread is
+    part of the result: idle cost varies between windows)."""
+    per_s = os.sysconf("SC_CLK_TCK") * seconds
+    cpu, host_cpu, wakeups = [], [], []
+    for _ in range(windows):
+        ticks = sum(cpu_ticks(pid) for pid in pids)
+        host_ticks = cpu_ticks(host_pid)
+        sw = sum(switches(pid) for pid in pids)
+        time.sleep(seconds)
+        cpu.append(round(100.0 * (sum(cpu_ticks(pid) for pid in pids) - ticks) / per_s, 1))
+        host_cpu.append(round(100.0 * (cpu_ticks(host_pid) - host_ticks) / per_s, 1))
+        wakeups.append(round((sum(switches(pid) for pid in pids) - sw) / seconds / max(1, len(pids)), 1))
+    return cpu, host_cpu, wakeups
+
+
 def peers_settled(api, low, high, timeout):
     """Wait until every node is between the watermarks (as the scale test
     does); the peers per node then, and the wait (None: not settled)."""
@@ -87,6 +125,7 @@ def main():
     p.add_argument("--timeout", type=float, default=600)
     p.add_argument("--low", type=int, default=8, help="the daemons' low watermark")
     p.add_argument("--high", type=int, default=16, help="the daemons' high watermark")
+    p.add_argument("--idle-windows", type=int, default=3, help="idle windows of 10 s measured")
     args = p.parse_args()
     data = tempfile.mkdtemp(prefix="hive-nodes-bench-")
     t0 = time.monotonic()
@@ -119,15 +158,12 @@ def main():
         result["rss_per_daemon_mb"] = round(sum(rss_kib(pid) for pid in pids[1:]) / 1024 / max(1, len(pids) - 1), 1)
         result["pss_daemons_mb"] = round(sum(pss_kib(pid) for pid in pids[1:]) / 1024, 1)
         result["rss_host_mb"] = round(rss_kib(host.pid) / 1024, 1)
-        idle_s = 10
-        ticks = sum(cpu_ticks(pid) for pid in pids[1:])
-        host_ticks = cpu_ticks(host.pid)
-        time.sleep(idle_s)
-        ticks = sum(cpu_ticks(pid) for pid in pids[1:]) - ticks
-        host_ticks = cpu_ticks(host.pid) - host_ticks
-        per_s = os.sysconf("SC_CLK_TCK") * idle_s
-        result["idle_cpu_pct_of_one_core"] = round(100.0 * ticks / per_s, 1)
-        result["host_idle_cpu_pct_of_one_core"] = round(100.0 * host_ticks / per_s, 1)
+        cpu, host_cpu, wakeups = idle_windows(pids[1:], host.pid, 10, args.idle_windows)
+        # The median window is the figure; every window is kept.
+        result["idle_cpu_pct_of_one_core"] = sorted(cpu)[len(cpu) // 2]
+        result["idle_cpu_windows"] = cpu
+        result["host_idle_cpu_pct_of_one_core"] = sorted(host_cpu)[len(host_cpu) // 2]
+        result["idle_switches_per_daemon_s"] = sorted(wakeups)[len(wakeups) // 2]
         sent = time.monotonic()
         msg = call(api, "POST", "/api/topics/hive-bench/publish", f"to all {args.nodes}".encode())
         pending = set(ids[1:])
