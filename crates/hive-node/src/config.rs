@@ -174,7 +174,7 @@ impl NodeConfig {
             dht_client: false,
             pubsub_sign: true,
             pubsub_strict: true,
-            gossipsub_heartbeat: Duration::from_millis(700),
+            gossipsub_heartbeat: Duration::from_secs(1),
             gossipsub_initial_delay: Duration::from_secs(5),
             history: crate::history::HistoryConfig::at(None),
             conn_manager: Some(crate::connmgr::Limits::HIVE),
