@@ -166,7 +166,12 @@ async fn catch_up(node: NodeHandle) {
             return; // the node stopped
         };
         let now = std::time::Instant::now();
-        lock(&plan).tick(&peers, &topics, now, now_ms());
+        lock(&plan).tick(
+            &peers,
+            &topics,
+            (now, now_ms()),
+            node.history_store().head(),
+        );
         asking.retain(&peers);
         for (peer, topic, since_ms) in progress.due(peers, &topics, &newest_before_start) {
             let Some(since_ms) = since_ms else {
@@ -214,7 +219,13 @@ async fn catch_up(node: NodeHandle) {
                     return;
                 };
                 let (outcomes, unsupported) = reconcile::round(&node, &asking, peer, topics).await;
-                lock(&plan).ended(peer, outcomes, unsupported, std::time::Instant::now());
+                let head = node.history_store().head();
+                lock(&plan).ended(
+                    peer,
+                    outcomes,
+                    unsupported,
+                    (std::time::Instant::now(), head),
+                );
             });
         }
     }

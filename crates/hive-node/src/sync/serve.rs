@@ -125,6 +125,12 @@ async fn respond(history: &History, request: wire::Request) -> wire::Response {
         ids: Vec::new(),
         now_ms: Some(now_ms()),
     };
+    // No entry has a number above the head, so nothing is kept after it:
+    // the answer of an idle round, given without a trip to the blocking
+    // pool (most rounds of a quiet topic; each trip woke two threads).
+    if request.only.is_empty() && request.after >= history.head() {
+        return response;
+    }
     let read = if !request.only.is_empty() {
         let keys = request.only.into_iter().map(|k| (k.from, k.id)).collect();
         history.signed_by_ids(topic, keys).await.map(|kept| {
@@ -166,4 +172,54 @@ fn messages(kept: Vec<Kept>) -> Vec<wire::Message> {
             })
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::history::{Entry, HistoryConfig, Intake, Origin};
+
+    fn ids_after(after: u64) -> wire::Request {
+        wire::Request {
+            topic: "t".into(),
+            since_ms: 0,
+            after,
+            limit: PAGE,
+            ids_only: true,
+            only: Vec::new(),
+            clock_ms: None,
+        }
+    }
+
+    /// The idle answer comes from the head; it must not hide the entry at
+    /// the head itself, nor one kept after the asker's cursor.
+    #[tokio::test]
+    async fn an_idle_round_is_answered_empty_and_a_new_message_is_still_listed() {
+        let events = hive_proto::fanout::Fanout::new(16);
+        let (mut intake, history, _acks) = Intake::open(&HistoryConfig::at(None), events).unwrap();
+        assert!(respond(&history, ids_after(0)).await.ids.is_empty());
+        intake.offer(Entry::Message {
+            topic: "t".into(),
+            from: "author".into(),
+            id: "m1".into(),
+            data: b"x".to_vec(),
+            seqno: Some(Bytes(vec![1])),
+            signature: Some(Bytes(vec![2])),
+            key: None,
+            origin: Origin::Gossip,
+        });
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+        while history.head() == 0 {
+            assert!(tokio::time::Instant::now() < deadline, "never written");
+            tokio::task::yield_now().await;
+        }
+        let head = history.head();
+        let listed = respond(&history, ids_after(head - 1)).await.ids;
+        assert_eq!(
+            listed.iter().map(|l| l.id.as_str()).collect::<Vec<_>>(),
+            ["m1"]
+        );
+        assert_eq!(respond(&history, ids_after(0)).await.ids.len(), 1);
+        assert!(respond(&history, ids_after(head)).await.ids.is_empty());
+    }
 }
