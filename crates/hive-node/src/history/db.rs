@@ -128,6 +128,15 @@ fn client_numbers(conn: &Connection) -> Result<(), rusqlite::Error> {
 }
 
 /// The newest client number given out.
+/// The highest entry number kept (`seq`, own messages included; peers'
+/// sync cursors count in it, where clients count in `cseq`).
+pub fn newest_seq(conn: &Connection) -> Result<u64, rusqlite::Error> {
+    let max: i64 = conn.query_row("SELECT COALESCE(MAX(seq), 0) FROM history", [], |r| {
+        r.get(0)
+    })?;
+    Ok(max.max(0) as u64)
+}
+
 fn client_head(conn: &Connection) -> Result<u64, rusqlite::Error> {
     conn.query_row(
         "SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'client_head'",
@@ -150,6 +159,9 @@ pub struct Written {
     pub evicted: Evicted,
     /// Bytes kept after the batch.
     pub bytes: u64,
+    /// The highest entry number (`seq`, own messages included) written so
+    /// far on this connection.
+    pub newest: u64,
 }
 
 /// Write a batch and hold the history to `max_bytes` (0 = no budget), in
@@ -219,12 +231,14 @@ pub fn write(
             [head.to_string()],
         )?;
     }
+    let newest = tx.last_insert_rowid().max(0) as u64;
     let (evicted, bytes) = super::budget::enforce(&tx, max_bytes)?;
     tx.commit()?;
     Ok(Written {
         seqs,
         evicted,
         bytes,
+        newest,
     })
 }
 

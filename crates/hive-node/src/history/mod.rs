@@ -142,6 +142,7 @@ pub struct History {
     reader: Arc<Mutex<rusqlite::Connection>>,
     journal: Arc<str>,
     head: Arc<AtomicU64>,
+    newest: Arc<AtomicU64>,
     /// The writer's intake, for messages fetched from other nodes
     /// ([`crate::sync`]); weak, so that the writer still ends with the node.
     intake: mpsc::WeakSender<Entry>,
@@ -159,6 +160,13 @@ impl History {
     /// The newest `history_seq` written.
     pub fn head(&self) -> u64 {
         self.head.load(Ordering::Acquire)
+    }
+
+    /// The highest entry number kept, own messages included: the number
+    /// space of peers' sync cursors (not the clients' [`History::head`],
+    /// which own messages do not move). Nothing kept has a number above it.
+    pub fn newest(&self) -> u64 {
+        self.newest.load(Ordering::Acquire)
     }
 
     /// Entries after `after`, oldest first (bounded by [`MAX_PAGE`] and
@@ -306,6 +314,7 @@ impl Intake {
             writer.pragma_update(None, "synchronous", "FULL")?;
         }
         let head = Arc::new(AtomicU64::new(head));
+        let newest = Arc::new(AtomicU64::new(db::newest_seq(&writer)?));
         let (tx, rx) = mpsc::channel(INTAKE_CAPACITY);
         let (acks_tx, acks) = mpsc::unbounded_channel();
         let limits = db::Limits {
@@ -323,6 +332,7 @@ impl Intake {
             acks: acks_tx,
             limits,
             head: head.clone(),
+            newest: newest.clone(),
             budget: budget.clone(),
         };
         std::thread::Builder::new()
@@ -333,6 +343,7 @@ impl Intake {
             reader: Arc::new(Mutex::new(reader)),
             journal: journal.into(),
             head,
+            newest,
             intake: tx.downgrade(),
             signer: None,
         };
@@ -388,6 +399,7 @@ struct Writer {
     acks: mpsc::UnboundedSender<Acked>,
     limits: db::Limits,
     head: Arc<AtomicU64>,
+    newest: Arc<AtomicU64>,
     budget: Arc<budget::Stats>,
 }
 
@@ -403,6 +415,7 @@ impl Writer {
             let (committed, seqs) = match db::write(&mut self.conn, &batch, self.limits.max_bytes) {
                 Ok(w) => {
                     self.budget.record(w.evicted, w.bytes);
+                    self.newest.fetch_max(w.newest, Ordering::AcqRel);
                     (true, w.seqs)
                 }
                 Err(e) => {

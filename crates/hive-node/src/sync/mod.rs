@@ -170,7 +170,7 @@ async fn catch_up(node: NodeHandle) {
             &peers,
             &topics,
             (now, now_ms()),
-            node.history_store().head(),
+            node.history_store().newest(),
         );
         asking.retain(&peers);
         for (peer, topic, since_ms) in progress.due(peers, &topics, &newest_before_start) {
@@ -219,7 +219,7 @@ async fn catch_up(node: NodeHandle) {
                     return;
                 };
                 let (outcomes, unsupported) = reconcile::round(&node, &asking, peer, topics).await;
-                let head = node.history_store().head();
+                let head = node.history_store().newest();
                 lock(&plan).ended(
                     peer,
                     outcomes,
