@@ -23,6 +23,17 @@ pub const DIRECT_PROTOCOL: StreamProtocol = StreamProtocol::new("/hive/direct/1.
 /// second for them alone, which a thousand idle nodes on one machine feel.
 pub const PING_INTERVAL: Duration = Duration::from_secs(60);
 
+/// How often a node in Hive's own mode repeats its Kademlia bootstrap (the
+/// lookup of its own id), where rust-libp2p repeats it every 5 minutes (and
+/// go's flags keep that). Each lookup connects to the peers it asks that the
+/// node is not connected to, and a new connection costs both ends a
+/// handshake, identify and gossipsub's subscription exchange, and a
+/// thousand nodes on one machine ran more than three lookups a second
+/// between them (see bench/FINDINGS.md). The routing table
+/// also learns from every peer that connects (newcomers look themselves up)
+/// and drops peers that stop answering, so a quiet network loses little.
+pub const HIVE_BOOTSTRAP_INTERVAL: Duration = Duration::from_secs(30 * 60);
+
 /// Protocol of on-demand pings (the `ping` op).
 pub const PING_PROTOCOL: StreamProtocol = StreamProtocol::new("/hive/ping/1.0.0");
 /// Identify's protocol version string.
@@ -237,6 +248,9 @@ fn gossipsub(
 fn kademlia(peer_id: PeerId, config: &NodeConfig) -> crate::kad_self::SelfNaming {
     let mut kad_config = kad::Config::new(kad::PROTOCOL_NAME);
     kad_config.set_query_timeout(Duration::from_secs(30));
+    if !config.bucket_refresh {
+        kad_config.set_periodic_bootstrap_interval(Some(HIVE_BOOTSTRAP_INTERVAL));
+    }
     let mut kad =
         kad::Behaviour::with_config(peer_id, kad::store::MemoryStore::new(peer_id), kad_config);
     // Without a confirmed external address Kademlia stays a client and
