@@ -127,7 +127,6 @@ fn client_numbers(conn: &Connection) -> Result<(), rusqlite::Error> {
     )
 }
 
-/// The newest client number given out.
 /// The highest entry number kept (`seq`, own messages included; peers'
 /// sync cursors count in it, where clients count in `cseq`).
 pub fn newest_seq(conn: &Connection) -> Result<u64, rusqlite::Error> {
@@ -137,6 +136,7 @@ pub fn newest_seq(conn: &Connection) -> Result<u64, rusqlite::Error> {
     Ok(max.max(0) as u64)
 }
 
+/// The newest client number given out.
 fn client_head(conn: &Connection) -> Result<u64, rusqlite::Error> {
     conn.query_row(
         "SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'client_head'",

@@ -219,12 +219,12 @@ async fn catch_up(node: NodeHandle) {
                     return;
                 };
                 let (outcomes, unsupported) = reconcile::round(&node, &asking, peer, topics).await;
-                let head = node.history_store().newest();
+                let newest = node.history_store().newest();
                 lock(&plan).ended(
                     peer,
                     outcomes,
                     unsupported,
-                    (std::time::Instant::now(), head),
+                    (std::time::Instant::now(), newest),
                 );
             });
         }

@@ -71,10 +71,10 @@ pub(super) struct Cursor {
     /// ... with a number above this in the peer's history.
     pub after: u64,
     next: Instant,
-    /// Rounds in a row that found nothing while this node's history stayed
-    /// at `head`.
+    /// Rounds in a row that found nothing while this node's newest entry
+    /// number ([`crate::history::History::newest`]) stayed at `newest`.
     quiet: u8,
-    head: Option<u64>,
+    newest: Option<u64>,
 }
 
 /// What a round did for one topic.
@@ -98,28 +98,28 @@ pub(super) struct Plan {
     first_seen: HashMap<String, i64>,
     running: HashSet<PeerId>,
     last_tick: Option<(Instant, i64)>,
-    /// This node's history head at the last tick.
-    head: Option<u64>,
+    /// This node's newest entry number at the last tick.
+    newest: Option<u64>,
 }
 
 impl Plan {
     /// Each tick: forget the pairs of peers gone and of topics left, note
-    /// new topics; after a stall, every pair is due; once the history
-    /// (`head`) moved, no pair waits longer than [`INTERVAL`].
+    /// new topics; after a stall, every pair is due; once the history moved
+    /// (its `newest` entry number), no pair waits longer than [`INTERVAL`].
     pub fn tick(
         &mut self,
         peers: &HashSet<PeerId>,
         topics: &[String],
         (now, ms): (Instant, i64),
-        head: u64,
+        newest: u64,
     ) {
-        if self.head.is_some_and(|h| h != head) {
+        if self.newest.is_some_and(|n| n != newest) {
             for cursor in self.cursors.values_mut().filter(|c| c.quiet > 0) {
                 cursor.quiet = 0;
                 cursor.next = cursor.next.min(now + INTERVAL);
             }
         }
-        self.head = Some(head);
+        self.newest = Some(newest);
         self.cursors
             .retain(|(peer, topic), _| peers.contains(peer) && topics.contains(topic));
         self.first_seen.retain(|topic, _| topics.contains(topic));
@@ -157,7 +157,7 @@ impl Plan {
             after: 0,
             next: now + FIRST,
             quiet: 0,
-            head: None,
+            newest: None,
         };
         self.cursors.entry((peer, topic)).or_insert(cursor);
     }
@@ -171,7 +171,7 @@ impl Plan {
             after,
             next: Instant::now() + INTERVAL,
             quiet: 0,
-            head: None,
+            newest: None,
         };
         self.cursors.insert(pair, cursor);
     }
@@ -191,14 +191,14 @@ impl Plan {
 
     /// A round with `peer` ended: per topic its outcome (`None`: failed, the
     /// cursor stays); `unsupported`: the peer does not speak the protocol,
-    /// so no more rounds on this connection. `head`: this node's history
-    /// head now.
+    /// so no more rounds on this connection. `newest`: this node's newest
+    /// entry number now.
     pub fn ended(
         &mut self,
         peer: PeerId,
         outcomes: Vec<(String, Option<Outcome>)>,
         unsupported: bool,
-        (now, head): (Instant, u64),
+        (now, newest): (Instant, u64),
     ) {
         self.running.remove(&peer);
         if unsupported {
@@ -214,14 +214,14 @@ impl Plan {
                 cursor.after = cursor.after.max(o.after);
             }
             let idle = outcome.is_some_and(|o| o.listed == 0 && !o.again);
-            cursor.quiet = if idle && cursor.head == Some(head) {
+            cursor.quiet = if idle && cursor.newest == Some(newest) {
                 (cursor.quiet + 1).min(MAX_QUIET + 1)
             } else {
                 0
             };
-            cursor.head = Some(head);
-            let quiet = INTERVAL * (1 << cursor.quiet.saturating_sub(1));
-            cursor.next = now + if again { SOON } else { quiet };
+            cursor.newest = Some(newest);
+            let wait = INTERVAL * (1 << cursor.quiet.saturating_sub(1));
+            cursor.next = now + if again { SOON } else { wait };
         }
     }
 }
@@ -547,24 +547,24 @@ mod tests {
         let t0 = Instant::now();
         let mut now = t0;
         // The sync task ticks every 2 s (a longer gap would be a stall).
-        let tick_until = |plan: &mut Plan, now: &mut Instant, until: Instant, head: u64| {
+        let tick_until = |plan: &mut Plan, now: &mut Instant, until: Instant, newest: u64| {
             while *now < until {
                 *now = (*now + Duration::from_secs(2)).min(until);
                 let ms = (*now - t0).as_millis() as i64;
-                plan.tick(&pair_set(&[a]), &topics, (*now, ms), head);
+                plan.tick(&pair_set(&[a]), &topics, (*now, ms), newest);
             }
         };
         plan.tick(&pair_set(&[a]), &topics, (now, 0), 5);
         plan.start_after_catch_up(pair.clone(), 0, 0);
-        let round = |plan: &mut Plan, now: &mut Instant, head: u64, listed: usize| {
+        let round = |plan: &mut Plan, now: &mut Instant, newest: u64, listed: usize| {
             let due_at = plan.cursors[&pair].next;
-            tick_until(plan, now, due_at, head);
+            tick_until(plan, now, due_at, newest);
             assert_eq!(plan.due(*now).len(), 1);
             let outcome = Outcome {
                 listed,
                 ..Outcome::default()
             };
-            plan.ended(a, vec![("t".into(), Some(outcome))], false, (*now, head));
+            plan.ended(a, vec![("t".into(), Some(outcome))], false, (*now, newest));
             (plan.cursors[&pair].next - *now).as_secs()
         };
         let waits: Vec<u64> = (0..5).map(|_| round(&mut plan, &mut now, 5, 0)).collect();
