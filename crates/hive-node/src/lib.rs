@@ -30,3 +30,14 @@ pub use node::{
 
 /// The one poisoned-mutex policy, shared with the host.
 pub(crate) use hive_proto::sync::lock;
+
+/// A tick every `period` (a whole number of seconds) on the process's grid
+/// of wake-ups ([`futures_timer::on_grid`]), where libp2p's heartbeats and
+/// pings fire too: an idle node wakes once a second for all of them. A late
+/// tick is not made up for, and the next one stays on the grid.
+pub(crate) fn grid_interval(period: std::time::Duration) -> tokio::time::Interval {
+    let start = futures_timer::on_grid(tokio::time::Instant::now());
+    let mut tick = tokio::time::interval_at(start, period);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    tick
+}

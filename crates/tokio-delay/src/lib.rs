@@ -13,11 +13,19 @@
 //! 2019 (`Delay::new`, `Delay::reset`, `Future<Output = ()>`), so upgrading
 //! rust-libp2p does not touch it. Outside a tokio runtime (nothing in Hive
 //! does that), a delay falls back to one thread per wait.
+//!
+//! A delay of [`GRID`] or more ends on the process's grid of whole
+//! seconds ([`on_grid`]): then the gossipsub heartbeat, the score decay,
+//! the pings of every connection and the node's own ticks (which start on
+//! the grid too) share one wake-up a second instead of each waking the
+//! process at a phase of its own. Such a delay may end up to [`EARLY`]
+//! before its time or up to a second after it; the ones libp2p sets that
+//! long are heartbeats, pings and timeouts, which a second does not hurt.
 
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
@@ -65,12 +73,44 @@ impl Delay {
     }
 }
 
+/// The spacing of the grid, and the shortest delay put on it.
+pub const GRID: Duration = Duration::from_secs(1);
+/// How early a delay on the grid may end: a timer that is reset when it
+/// fires (a heartbeat) asks for `GRID` after a wake-up that came a little
+/// late, and must land on the same grid point each time, not on the next.
+pub const EARLY: Duration = Duration::from_millis(100);
+
 /// `now + dur`, saturating far in the future (futures-timer accepts any
-/// duration; tokio's `Instant` would overflow).
+/// duration; tokio's `Instant` would overflow); on the grid from [`GRID`].
 fn deadline_in(dur: Duration) -> Instant {
     let now = Instant::now();
-    now.checked_add(dur)
-        .unwrap_or_else(|| now + Duration::from_secs(86_400 * 365 * 30))
+    let deadline = now
+        .checked_add(dur)
+        .unwrap_or_else(|| now + Duration::from_secs(86_400 * 365 * 30));
+    if dur >= GRID {
+        on_grid(deadline)
+    } else {
+        deadline
+    }
+}
+
+/// The grid point nearest after `deadline`, or the one at most [`EARLY`]
+/// before it. The grid counts from the first time asked in this process:
+/// each process has a phase of its own, so a machine of many daemons does
+/// not wake them all at once.
+pub fn on_grid(deadline: Instant) -> Instant {
+    static ORIGIN: OnceLock<Instant> = OnceLock::new();
+    snap(deadline, *ORIGIN.get_or_init(Instant::now))
+}
+
+fn snap(deadline: Instant, origin: Instant) -> Instant {
+    let since = deadline.saturating_duration_since(origin);
+    let past = Duration::from_nanos((since.as_nanos() % GRID.as_nanos()) as u64);
+    if past <= EARLY {
+        deadline - past
+    } else {
+        deadline + (GRID - past)
+    }
 }
 
 /// A tokio sleep, when called inside a runtime with a timer.
@@ -132,15 +172,22 @@ impl fmt::Debug for Delay {
 mod tests {
     use super::*;
 
+    /// Within what the grid allows of `want`.
+    fn about(elapsed: Duration, want: Duration) -> bool {
+        elapsed + EARLY >= want && elapsed <= want + GRID
+    }
+
     #[tokio::test(start_paused = true)]
     async fn completes_on_time_and_again_after_a_reset() {
         let start = Instant::now();
         let mut delay = Delay::new(Duration::from_secs(5));
         (&mut delay).await;
-        assert_eq!(start.elapsed().as_secs(), 5);
+        let first = start.elapsed();
+        assert!(about(first, Duration::from_secs(5)), "{first:?}");
         delay.reset(Duration::from_secs(3));
         (&mut delay).await;
-        assert_eq!(start.elapsed().as_secs(), 8);
+        let second = start.elapsed() - first;
+        assert!(about(second, Duration::from_secs(3)), "{second:?}");
     }
 
     #[tokio::test(start_paused = true)]
@@ -149,7 +196,37 @@ mod tests {
         let delay = Delay::new(Duration::from_secs(5));
         tokio::time::sleep(Duration::from_secs(4)).await;
         delay.await;
-        assert_eq!(start.elapsed().as_secs(), 5);
+        assert!(about(start.elapsed(), Duration::from_secs(5)));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_short_delay_is_not_moved() {
+        let start = Instant::now();
+        Delay::new(Duration::from_millis(230)).await;
+        let elapsed = start.elapsed();
+        assert!(elapsed >= Duration::from_millis(230) && elapsed < Duration::from_millis(240));
+    }
+
+    /// Two heartbeats started apart, each reset when it fires and woken a
+    /// little late each time, meet on one grid point and stay there, one
+    /// second apart: one wake-up a second for both.
+    #[test]
+    fn timers_reset_as_they_fire_share_grid_points_and_keep_their_period() {
+        let origin = Instant::now();
+        let at = |ms: u64| origin + Duration::from_millis(ms);
+        assert_eq!(snap(at(3_000), origin), at(3_000));
+        assert_eq!(snap(at(3_080), origin), at(3_000), "a little late: same point");
+        assert_eq!(snap(at(3_101), origin), at(4_000));
+        assert_eq!(snap(at(2_999), origin), at(3_000));
+        let (mut a, mut b) = (snap(at(1_430), origin), snap(at(1_910), origin));
+        assert_eq!((a, b), (at(2_000), at(2_000)));
+        for late_ms in [3, 40, 0, 95, 17] {
+            a = snap(a + Duration::from_millis(late_ms) + GRID, origin);
+            b = snap(b + Duration::from_millis(late_ms / 2) + GRID, origin);
+            assert_eq!(a, b);
+        }
+        assert_eq!(a, at(7_000), "five periods of one second");
+        assert_eq!(snap(origin, origin + GRID), origin, "before the origin");
     }
 
     #[test]

@@ -17,7 +17,7 @@ mod stored;
 
 use std::collections::HashSet;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -32,7 +32,7 @@ use crate::metrics::Metrics;
 use crate::outbox::Outbox;
 use crate::state::{DaemonState, HostEvent};
 use crate::store::Store;
-use crate::supervisor::{DaemonSettings, Supervisor, SupervisorConfig};
+use crate::supervisor::{DaemonSettings, HealthPace, Supervisor, SupervisorConfig};
 use crate::tension::Tension;
 use hive_proto::sync::lock;
 
@@ -125,6 +125,8 @@ struct Inner {
     max_nodes: usize,
     shutdown: CancellationToken,
     nodes: Mutex<Vec<Arc<NodeRuntime>>>,
+    /// How many of `nodes` are children: their health checks share a pace.
+    children: Arc<AtomicUsize>,
     next_id: AtomicU64,
     /// Spawns and deletes one at a time, so that limits and the stored list
     /// stay consistent.
@@ -185,6 +187,7 @@ impl Hive {
                 max_nodes: max_nodes.max(1),
                 shutdown,
                 nodes: Mutex::new(Vec::new()),
+                children: Arc::new(AtomicUsize::new(0)),
                 next_id: AtomicU64::new(1),
                 changes: tokio::sync::Mutex::new(()),
             }),
@@ -271,6 +274,11 @@ impl Hive {
                 bootstrap,
                 token,
                 durability: t.durability,
+                health: if record.id == ROOT_ID {
+                    HealthPace::default()
+                } else {
+                    HealthPace::shared(self.inner.children.clone())
+                },
             },
             store.clone(),
             stats,
@@ -304,8 +312,15 @@ impl Hive {
             cancel,
             tasks: Mutex::new(tasks),
         });
-        lock(&self.inner.nodes).push(node.clone());
+        let mut nodes = lock(&self.inner.nodes);
+        nodes.push(node.clone());
+        self.count_children(&nodes);
         Ok(node)
+    }
+
+    fn count_children(&self, nodes: &[Arc<NodeRuntime>]) {
+        let children = nodes.iter().filter(|n| n.record.id != ROOT_ID).count();
+        self.inner.children.store(children, Ordering::Relaxed);
     }
 
     /// A node by id.
@@ -477,7 +492,10 @@ impl Hive {
                 tracing::warn!(id = %node.record.id, error = %e, "node task failed while stopping");
             }
         }
-        lock(&self.inner.nodes).retain(|n| !Arc::ptr_eq(n, node));
+        let mut nodes = lock(&self.inner.nodes);
+        nodes.retain(|n| !Arc::ptr_eq(n, node));
+        self.count_children(&nodes);
+        drop(nodes);
         tracing::info!(id = %node.record.id, "node stopped and forgotten");
     }
 

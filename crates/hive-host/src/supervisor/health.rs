@@ -2,6 +2,8 @@
 //! failed health pings, shutdown), and the pings that keep the status fresh.
 
 use std::process::ExitStatus;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use hive_proto::{Event, Op, StatusResult};
@@ -13,6 +15,10 @@ use crate::ipc_client::IpcClient;
 use hive_proto::sync::lock;
 
 const HEALTH_INTERVAL: Duration = Duration::from_secs(2);
+/// Health checks per second that a hive's child nodes share. Each check
+/// wakes both the host and a daemon: at 2 s each, 1,000 children cost 500
+/// wake-ups a second on a machine that is otherwise idle.
+const CHILD_CHECKS_PER_SEC: usize = 50;
 const HEALTH_TIMEOUT: Duration = Duration::from_secs(5);
 /// Consecutive failed health pings after which the daemon counts as hung.
 pub(super) const HEALTH_FAILURES: u32 = 3;
@@ -25,6 +31,34 @@ const STARVED: Duration = Duration::from_secs(1);
 const SLOW_CHECK: Duration = Duration::from_secs(1);
 /// How long a daemon whose IPC link closed may take to exit by itself.
 const LINK_LOSS_GRACE: Duration = Duration::from_secs(3);
+
+/// How often a daemon's health is checked. The first node, the one
+/// applications use, every [`HEALTH_INTERVAL`]. A hive's children share
+/// [`CHILD_CHECKS_PER_SEC`]: up to 100 of them are checked every 2 s, 1,000
+/// every 20 s (a hung one is then replaced within about a minute).
+#[derive(Debug, Clone, Default)]
+pub struct HealthPace {
+    /// How many children the hive runs; `None` for the first node.
+    children: Option<Arc<AtomicUsize>>,
+}
+
+impl HealthPace {
+    /// The pace of a child node, from the live count of the hive's children.
+    pub fn shared(children: Arc<AtomicUsize>) -> Self {
+        HealthPace {
+            children: Some(children),
+        }
+    }
+
+    fn interval(&self) -> Duration {
+        let Some(children) = &self.children else {
+            return HEALTH_INTERVAL;
+        };
+        let n = children.load(Ordering::Relaxed) as u64;
+        let shared = Duration::from_millis(n * 1000 / CHILD_CHECKS_PER_SEC as u64);
+        shared.max(HEALTH_INTERVAL)
+    }
+}
 
 /// How a running daemon stopped being supervised.
 pub(super) enum Outcome {
@@ -61,13 +95,12 @@ impl Supervisor {
 
     /// Returns only when the daemon is considered hung.
     async fn health_loop(&self, client: &IpcClient, pid: Option<u32>) {
-        let mut tick = tokio::time::interval(HEALTH_INTERVAL);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        tick.tick().await;
+        let pace = &self.shared.config.health;
         let mut failures = 0;
         let mut fresh = true;
         loop {
-            tick.tick().await;
+            // Read each time: the pace follows the hive as it grows.
+            tokio::time::sleep(pace.interval()).await;
             let mut request =
                 std::pin::pin!(client.request_typed::<StatusResult>(Op::Status, HEALTH_TIMEOUT));
             // The CPU wait is read only for a check that is slow already:
@@ -146,6 +179,19 @@ fn cpu_wait(pid: u32) -> Option<Duration> {
 mod tests {
     use super::*;
     use std::process::Command;
+
+    #[test]
+    fn children_share_a_budget_of_checks_and_the_first_node_keeps_its_pace() {
+        assert_eq!(HealthPace::default().interval(), HEALTH_INTERVAL);
+        let children = Arc::new(AtomicUsize::new(10));
+        let pace = HealthPace::shared(children.clone());
+        assert_eq!(pace.interval(), HEALTH_INTERVAL, "a small hive: 2 s");
+        children.store(1000, Ordering::Relaxed);
+        assert_eq!(pace.interval(), Duration::from_secs(20));
+        children.store(300, Ordering::Relaxed);
+        assert_eq!(pace.interval(), Duration::from_secs(6), "it follows the count");
+        assert_eq!(HealthPace::default().interval(), HEALTH_INTERVAL);
+    }
 
     /// What the health check relies on: a stopped process waits for no
     /// CPU, so a hung daemon is still killed.

@@ -25,6 +25,7 @@ mod process;
 mod restart;
 mod topics;
 
+pub use health::HealthPace;
 use hive_proto::fanout::Fanout;
 use std::collections::{BTreeSet, VecDeque};
 use std::path::PathBuf;
@@ -54,6 +55,8 @@ pub struct SupervisorConfig {
     pub token: String,
     /// The host's `--durability`, which its daemons' histories follow.
     pub durability: crate::store::Durability,
+    /// How often the daemon's health is checked.
+    pub health: HealthPace,
 }
 
 /// How a host starts its daemons: the same for the first node and every

@@ -156,6 +156,15 @@ impl NodeHandle {
         self.call("peers", Command::Peers)
     }
 
+    /// The connected peers and the subscribed topics, which the sync loop
+    /// reads every tick: none of the addresses, scores and strings of
+    /// [`NodeHandle::peers`] and [`NodeHandle::topics`].
+    pub(crate) fn peers_and_topics(
+        &self,
+    ) -> Call<(std::collections::HashSet<PeerId>, Vec<String>)> {
+        self.call("peers_and_topics", Command::PeersAndTopics)
+    }
+
     /// Close every connection to a peer (not connected is fine).
     pub fn disconnect(&self, peer: PeerId) -> Call<()> {
         self.call("disconnect", |reply| Command::Disconnect { peer, reply })

@@ -84,6 +84,7 @@ pub(crate) enum Command {
     Status(Reply<StatusResult>),
     ListenAddrs(Reply<ListenAddrsResult>),
     Peers(Reply<PeersResult>),
+    PeersAndTopics(Reply<(std::collections::HashSet<PeerId>, Vec<String>)>),
     Dial {
         addr: Multiaddr,
         reply: Reply<DialResult, DialError>,
@@ -419,8 +420,7 @@ impl Node {
     /// The loop: commands from IPC clients and events from the network.
     async fn run(mut self) {
         tracing::info!(peer_id = %self.peer_id, "node running");
-        let mut maintenance = tokio::time::interval(BOOTSTRAP_REDIAL_INTERVAL);
-        maintenance.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut maintenance = crate::grid_interval(BOOTSTRAP_REDIAL_INTERVAL);
         loop {
             tokio::select! {
                 _ = maintenance.tick() => {
@@ -474,6 +474,11 @@ impl Node {
             }
             Command::Peers(reply) => {
                 let _ = reply.send(Ok(self.peers()));
+            }
+            Command::PeersAndTopics(reply) => {
+                let topics = self.swarm.behaviour().gossipsub.topics();
+                let topics = topics.map(|t| t.to_string()).collect();
+                let _ = reply.send(Ok((self.peers.keys().copied().collect(), topics)));
             }
             Command::Dial { addr, reply } => self.dial(addr, reply),
             Command::Disconnect { peer, reply } => {

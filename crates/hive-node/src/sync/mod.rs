@@ -158,11 +158,10 @@ async fn catch_up(node: NodeHandle) {
     let plan = Arc::new(std::sync::Mutex::new(Plan::default()));
     let asking = Asking::default();
     let mut progress = Progress::default();
-    let mut tick = tokio::time::interval(TICK);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut tick = crate::grid_interval(TICK);
     loop {
         tick.tick().await;
-        let Some((peers, topics)) = peers_and_topics(&node).await else {
+        let Ok((peers, topics)) = node.peers_and_topics().await else {
             return; // the node stopped
         };
         let now = std::time::Instant::now();
@@ -231,16 +230,6 @@ async fn catch_up(node: NodeHandle) {
     }
 }
 
-async fn peers_and_topics(node: &NodeHandle) -> Option<(HashSet<PeerId>, Vec<String>)> {
-    let peers = node.peers().await.ok()?;
-    let topics = node.topics().await.ok()?;
-    let peers = peers
-        .peers
-        .iter()
-        .filter_map(|p| p.peer_id.parse().ok())
-        .collect();
-    Some((peers, topics.topics.into_iter().map(|t| t.topic).collect()))
-}
 
 #[derive(Debug, thiserror::Error)]
 enum FetchError {
