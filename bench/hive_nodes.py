@@ -10,7 +10,9 @@ context switches over consecutive idle windows of 10 s (the median and every
 window) once the hive sat quiet for --quiet-for seconds (and one window just
 after it settled), and the
 delivery of one message published on the first node to every other node
-(read back from each node's stored history, /api/nodes/{id}/messages).
+(read back from each node's stored history, /api/nodes/{id}/messages; the
+time is the latest `received_ms` there, on this machine's clock, as polling
+a thousand nodes takes seconds itself).
 Exits non-zero when the message does not reach every node. Standard
 library only.
 
@@ -172,22 +174,30 @@ def main():
         result["host_idle_cpu_pct_of_one_core"] = sorted(host_cpu)[len(host_cpu) // 2]
         result["idle_switches_per_daemon_s"] = sorted(wakeups)[len(wakeups) // 2]
         sent = time.monotonic()
+        sent_ms = time.time() * 1000
         msg = call(api, "POST", "/api/topics/hive-bench/publish", f"to all {args.nodes}".encode())
         pending = set(ids[1:])
-        arrival = {}
+        arrival, stored = {}, {}
         while pending and time.monotonic() - sent < 60:
             def has(i):
                 page = call(api, "GET", f"/api/nodes/{i}/messages?topic=hive-bench&limit=10")
-                return i, any(m.get("id") == msg["id"] for m in page["messages"])
+                return i, [m for m in page["messages"] if m.get("id") == msg["id"]]
             with ThreadPoolExecutor(16) as pool:
-                for i, ok in pool.map(has, list(pending)):
-                    if ok:
+                for i, found in pool.map(has, list(pending)):
+                    if found:
                         pending.discard(i)
                         arrival[i] = time.monotonic() - sent
+                        # When the node's host stored it (same clock):
+                        # a sweep over a thousand nodes takes seconds.
+                        stored[i] = (found[0]["received_ms"] - sent_ms) / 1000
             time.sleep(0.1)
         result["delivered"] = f"{len(arrival)}/{len(ids) - 1}"
-        # Polled, so an upper bound on the true time.
-        result["all_delivered_within_s"] = round(max(arrival.values()), 2) if arrival else None
+        result["all_delivered_within_s"] = round(max(stored.values()), 2) if stored else None
+        if stored:
+            ordered = sorted(stored.values())
+            result["delivered_p50_s"] = round(ordered[len(ordered) // 2], 2)
+        # Polled, so an upper bound on the time above.
+        result["all_seen_by_polling_within_s"] = round(max(arrival.values()), 2) if arrival else None
     finally:
         host.terminate()
         try:
