@@ -38,6 +38,14 @@ pub const HOLD_AFTER_DISCONNECT: Duration = Duration::from_secs(300);
 /// (10 s), so a peer trimmed as soon as its grace ends counts as a failure.
 const STABLE: Duration = Duration::from_secs(60);
 
+/// The shortest and the longest wait between two hand-overs of the peers
+/// to the writer. Each hand-over builds the whole list (every peer id in
+/// base58, every address as text), and the writer then syncs a file: while
+/// a hive of hundreds of nodes grows, every node sees connections come and
+/// go many times a second, and that was a tenth of the machine's CPU.
+const SEND_GAP: Duration = Duration::from_millis(100);
+const SEND_GAP_MAX: Duration = Duration::from_secs(1);
+
 /// The node's memory at run time: who to dial ([`Reconnect`]) and the state
 /// file it is saved to.
 #[derive(Debug)]
@@ -45,6 +53,35 @@ pub struct Keeper {
     pub reconnect: Reconnect,
     state: NodeState,
     writer: Option<Writer>,
+    pace: SendPace,
+}
+
+/// When the peers may next be handed to the writer. The first change after
+/// a quiet spell goes at once (a node killed a moment after meeting a peer
+/// still finds it after a restart); changes that keep coming wait twice as
+/// long each time, up to [`SEND_GAP_MAX`].
+#[derive(Debug, Default)]
+struct SendPace {
+    last: Option<Instant>,
+    gap: Duration,
+}
+
+impl SendPace {
+    fn next(&self) -> Option<Instant> {
+        self.last.map(|last| last + self.gap)
+    }
+
+    fn sent(&mut self, now: Instant) {
+        let burst = self
+            .last
+            .is_some_and(|last| now.saturating_duration_since(last) < self.gap * 2);
+        self.gap = if burst {
+            (self.gap * 2).min(SEND_GAP_MAX)
+        } else {
+            SEND_GAP
+        };
+        self.last = Some(now);
+    }
 }
 
 /// The state read at start, before the listen addresses are bound.
@@ -100,26 +137,43 @@ impl Loaded {
             reconnect,
             state: self.state,
             writer,
+            pace: SendPace::default(),
         }
     }
 }
 
 impl Keeper {
-    /// Hand changed peers to the writer (which saves them off the loop).
+    /// Hand changed peers to the writer (which saves them off the loop),
+    /// unless the last hand-over was too recent: then they stay changed,
+    /// and [`Keeper::deferred`] says when to flush again.
     pub fn flush(&mut self) {
+        let now = Instant::now();
+        if self.pace.next().is_some_and(|next| now < next) {
+            return;
+        }
+        self.send(now);
+    }
+
+    /// When a change held back by [`Keeper::flush`] is due.
+    pub fn deferred(&self) -> Option<Instant> {
+        self.reconnect.dirty.then(|| self.pace.next()).flatten()
+    }
+
+    fn send(&mut self, now: Instant) {
         if let Some(peers) = self.reconnect.take_dirty() {
             self.state.peers = peers;
             if let Some(writer) = &mut self.writer {
                 writer.send(self.state.clone());
             }
+            self.pace.sent(now);
         }
     }
 
-    /// Flush, and the moment it is on disk (`None` without a state file). A
-    /// daemon that stops politely waits for it, so that the peers it met
-    /// just before are found again after a restart.
+    /// Flush at once, and the moment it is on disk (`None` without a state
+    /// file). A daemon that stops politely waits for it, so that the peers
+    /// it met just before are found again after a restart.
     pub fn save(&mut self) -> Option<Saved> {
-        self.flush();
+        self.send(Instant::now());
         self.writer.as_ref().map(Writer::saved)
     }
 }
@@ -360,6 +414,58 @@ mod tests {
         libp2p::identity::Keypair::generate_ed25519()
             .public()
             .to_peer_id()
+    }
+
+    /// Connections that keep coming are saved ever less often (at most
+    /// once a second), a change held back is due at a set time and is not
+    /// lost, and after a quiet spell the next change goes at once.
+    #[tokio::test(start_paused = true)]
+    async fn peers_met_in_a_burst_are_handed_over_ever_less_often_and_none_is_lost() {
+        let me = peer();
+        let mut keeper = Loaded::read(None, me).start(me, &[], 8);
+        let addr: Multiaddr = "/ip4/127.0.0.1/tcp/4001".parse().expect("addr");
+        let meet = |keeper: &mut Keeper| {
+            keeper
+                .reconnect
+                .on_connected(peer(), Some(addr.clone()), &[]);
+            keeper.flush();
+        };
+        meet(&mut keeper);
+        assert_eq!(keeper.deferred(), None, "the first change goes at once");
+        let mut gaps = Vec::new();
+        for _ in 0..6 {
+            meet(&mut keeper);
+            let due = keeper.deferred().expect("held back");
+            gaps.push(due - Instant::now());
+            tokio::time::sleep_until(due).await;
+            keeper.flush();
+            assert_eq!(keeper.deferred(), None, "sent once due");
+        }
+        let ms: Vec<u128> = gaps.iter().map(|g| g.as_millis()).collect();
+        assert_eq!(ms, [100, 200, 400, 800, 1000, 1000]);
+        assert_eq!(
+            keeper.state.peers.len(),
+            7,
+            "every peer met was handed over"
+        );
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        meet(&mut keeper);
+        assert_eq!(keeper.deferred(), None, "after a quiet spell: at once");
+        meet(&mut keeper);
+        let due = keeper.deferred().expect("held back");
+        assert_eq!(
+            (due - Instant::now()).as_millis(),
+            100,
+            "the gap starts again"
+        );
+        let before = keeper.state.peers.len();
+        let _ = keeper.save();
+        assert_eq!(
+            keeper.state.peers.len(),
+            before + 1,
+            "a polite stop saves at once"
+        );
+        assert_eq!(keeper.deferred(), None);
     }
 
     #[tokio::test(start_paused = true)]

@@ -215,7 +215,11 @@ mod tests {
         let origin = Instant::now();
         let at = |ms: u64| origin + Duration::from_millis(ms);
         assert_eq!(snap(at(3_000), origin), at(3_000));
-        assert_eq!(snap(at(3_080), origin), at(3_000), "a little late: same point");
+        assert_eq!(
+            snap(at(3_080), origin),
+            at(3_000),
+            "a little late: same point"
+        );
         assert_eq!(snap(at(3_101), origin), at(4_000));
         assert_eq!(snap(at(2_999), origin), at(3_000));
         let (mut a, mut b) = (snap(at(1_430), origin), snap(at(1_910), origin));

@@ -189,7 +189,11 @@ mod tests {
         children.store(1000, Ordering::Relaxed);
         assert_eq!(pace.interval(), Duration::from_secs(20));
         children.store(300, Ordering::Relaxed);
-        assert_eq!(pace.interval(), Duration::from_secs(6), "it follows the count");
+        assert_eq!(
+            pace.interval(),
+            Duration::from_secs(6),
+            "it follows the count"
+        );
         assert_eq!(HealthPace::default().interval(), HEALTH_INTERVAL);
     }
 

@@ -428,6 +428,10 @@ impl Node {
                     self.maintain_relays();
                     self.manage_connections();
                 }
+                // Peers a recent hand-over held back (see Keeper::flush).
+                _ = sleep_until_some(self.keeper.deferred()), if self.keeper.deferred().is_some() => {
+                    self.keeper.flush();
+                }
                 Some(outcome) = self.relay_outcomes.recv() => {
                     if let Some(change) = self.relays.on_outcome(outcome) {
                         self.apply_addr_change(change);
@@ -540,6 +544,14 @@ impl Node {
         prometheus_client::encoding::text::encode(&mut text, &self.registry)
             .map_err(|e| MetricsError::Encode(e.to_string()))?;
         Ok(MetricsResult { text })
+    }
+}
+
+/// Sleeps until `at`; never ends for `None` (the branch is disabled then).
+async fn sleep_until_some(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
     }
 }
 

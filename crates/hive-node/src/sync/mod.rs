@@ -230,7 +230,6 @@ async fn catch_up(node: NodeHandle) {
     }
 }
 
-
 #[derive(Debug, thiserror::Error)]
 enum FetchError {
     #[error("cannot open a sync stream: {0}")]
