@@ -248,6 +248,8 @@ fn gossipsub(
 fn kademlia(peer_id: PeerId, config: &NodeConfig) -> crate::kad_self::SelfNaming {
     let mut kad_config = kad::Config::new(kad::PROTOCOL_NAME);
     kad_config.set_query_timeout(Duration::from_secs(30));
+    // The node decides who enters the routing table (`node::routes`).
+    kad_config.set_kbucket_inserts(kad::BucketInserts::Manual);
     if !config.bucket_refresh {
         kad_config.set_periodic_bootstrap_interval(Some(HIVE_BOOTSTRAP_INTERVAL));
     }

@@ -221,11 +221,6 @@ impl Saved {
     }
 }
 
-/// Delay between two writes: a burst (a peer connecting, then identifying;
-/// many peers at once) becomes a few writes, while a daemon killed a moment
-/// after meeting a peer still finds it after a restart.
-const WRITE_GAP: Duration = Duration::from_millis(100);
-
 impl Writer {
     pub fn spawn(path: PathBuf, initial: NodeState) -> Self {
         let (tx, mut rx) = watch::channel((1, initial));
@@ -249,7 +244,9 @@ impl Writer {
                 // Failed or not, this version is done with: waiting longer
                 // would not save it.
                 let _ = saved_tx.send(version);
-                tokio::time::sleep(WRITE_GAP).await;
+                // No pause here: the keeper spaces its hand-overs while
+                // changes keep coming (`reconnect::SendPace`), and a
+                // polite stop's save must not wait behind one.
             }
         });
         Writer {

@@ -24,6 +24,16 @@ fn relay_of(addr: &Multiaddr) -> Option<PeerId> {
     None
 }
 
+/// How long a lookup's peers stay after it ended. While a new node's
+/// routing table holds fewer than 20 peers, every peer it adds makes
+/// rust-libp2p's Kademlia run one more bootstrap 500 ms later (its
+/// automatic bootstrap, which cannot be turned off from outside the crate),
+/// and that self-lookup asks the same peers as the first: still connected,
+/// it asks them over the connections it has; trimmed at once, it dialed
+/// them all again (a newcomer of a 300-node hive made about 36
+/// connections in its first seconds, bench/FINDINGS.md, session 12).
+const LOOKUP_LINGER: std::time::Duration = std::time::Duration::from_secs(1);
+
 impl Node {
     /// Trim past the high watermark; dial known peers below the low one.
     pub(super) fn manage_connections(&mut self) {
@@ -31,7 +41,10 @@ impl Node {
             return;
         };
         let connected = self.peers.len();
-        if manager.over(connected) {
+        if self.lookup_done() {
+            self.lookup_over = None;
+            self.trim_connections(Moment::LookupOver);
+        } else if manager.over(connected) {
             self.trim_connections(Moment::Tick);
         } else {
             let missing = manager.missing(self.counted_peers());
@@ -58,10 +71,13 @@ impl Node {
         protected
     }
 
-    /// A lookup of this node is over: past the high watermark, the peers
-    /// it alone brought are closed now rather than after their grace.
-    pub(super) fn trim_after_lookup(&mut self) {
-        self.trim_connections(Moment::LookupOver);
+    /// Whether this node's lookups are over, long enough ago that the
+    /// peers they alone brought can go (rather than after their grace).
+    /// Not while a query runs, which may still be waiting on such a peer.
+    fn lookup_done(&self) -> bool {
+        self.lookup_over
+            .is_some_and(|at| at.elapsed() >= LOOKUP_LINGER)
+            && self.swarm.behaviour().kad.iter_queries().next().is_none()
     }
 
     /// Close surplus connections, when and as far as the policy says at

@@ -103,6 +103,11 @@ impl Node {
     }
 
     pub(super) fn handle_kad(&mut self, event: kad::Event) {
+        if let kad::Event::RoutablePeer { peer, address } = event {
+            // A new connection to a Kademlia peer (inserts are manual).
+            self.add_route(&peer, address);
+            return;
+        }
         let kad::Event::OutboundQueryProgressed {
             id, result, step, ..
         } = event
@@ -131,10 +136,10 @@ impl Node {
             }
         }
         // Not after each step: a bootstrap's next lookup would dial again
-        // the peers its previous one just left; nor while another query
-        // runs, which may still be waiting on a lookup's peer.
-        if step.last && self.swarm.behaviour().kad.iter_queries().next().is_none() {
-            self.trim_after_lookup();
+        // the peers its previous one just left; nor at once (see
+        // `conns::LOOKUP_LINGER`).
+        if step.last {
+            self.lookup_over = Some(std::time::Instant::now());
         }
         let Some(pending) = self.pending_kad.remove(&id) else {
             return;

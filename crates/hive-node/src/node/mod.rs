@@ -50,6 +50,7 @@ mod memory_tests;
 mod peers;
 mod pubsub;
 mod reach;
+mod routes;
 mod swarm_events;
 
 pub use errors::{
@@ -223,6 +224,9 @@ pub struct Node {
     /// When each bootstrap peer's failed dial was last reported.
     bootstrap_warned: HashMap<PeerId, Instant>,
     kad_bootstrapped: bool,
+    /// When this node's last lookup ended, until its peers are trimmed
+    /// (`conns::LOOKUP_LINGER`).
+    lookup_over: Option<Instant>,
     /// Remembered and bootstrap peers, re-dialed with backoff (`reconnect`).
     keeper: crate::reconnect::Keeper,
     pending_dials: HashMap<ConnectionId, Vec<Reply<DialResult, DialError>>>,
@@ -389,6 +393,7 @@ impl Node {
             bootstrap_peers: HashMap::new(),
             bootstrap_warned: HashMap::new(),
             kad_bootstrapped: false,
+            lookup_over: None,
             keeper,
             pending_dials: HashMap::new(),
             own_dials: HashSet::new(),
@@ -480,9 +485,8 @@ impl Node {
                 let _ = reply.send(Ok(self.peers()));
             }
             Command::PeersAndTopics(reply) => {
-                let topics = self.swarm.behaviour().gossipsub.topics();
-                let topics = topics.map(|t| t.to_string()).collect();
-                let _ = reply.send(Ok((self.peers.keys().copied().collect(), topics)));
+                let peers = self.peers.keys().copied().collect();
+                let _ = reply.send(Ok((peers, self.subscribed_topics())));
             }
             Command::Dial { addr, reply } => self.dial(addr, reply),
             Command::Disconnect { peer, reply } => {

@@ -14,10 +14,7 @@ impl Node {
             Some(peer) => {
                 self.bootstrap_peers.insert(peer, without_p2p(addr));
                 self.keeper.reconnect.add_bootstrap(peer, without_p2p(addr));
-                self.swarm
-                    .behaviour_mut()
-                    .kad
-                    .add_address(&peer, without_p2p(addr));
+                self.add_route(&peer, without_p2p(addr));
                 DialOpts::peer_id(peer)
                     .addresses(vec![without_p2p(addr)])
                     .build()
@@ -120,13 +117,7 @@ impl Node {
             peer_id: self.peer_id.to_string(),
             listen_addrs: self.own_addrs(),
             peers: self.peers.len(),
-            topics: self
-                .swarm
-                .behaviour()
-                .gossipsub
-                .topics()
-                .map(|t| t.to_string())
-                .collect(),
+            topics: self.subscribed_topics(),
             pid: std::process::id(),
             uptime_secs: self.started.elapsed().as_secs_f64(),
             daemon_version: env!("CARGO_PKG_VERSION").to_string(),
@@ -164,10 +155,7 @@ impl Node {
                         return;
                     }
                 } else {
-                    self.swarm
-                        .behaviour_mut()
-                        .kad
-                        .add_address(&peer, without_p2p(&addr));
+                    self.add_route(&peer, without_p2p(&addr));
                 }
                 DialOpts::peer_id(peer)
                     .addresses(vec![without_p2p(&addr)])
@@ -203,10 +191,7 @@ impl Node {
             return Err(DialError::SelfThroughRelay);
         }
         if !self.peers.contains_key(&circuit.relay) && !circuit.relay_addr.is_empty() {
-            self.swarm
-                .behaviour_mut()
-                .kad
-                .add_address(&circuit.relay, circuit.relay_addr.clone());
+            self.add_route(&circuit.relay, circuit.relay_addr.clone());
             self.dial_idle(circuit.relay, circuit.relay_addr, "relay");
         }
         Ok(())

@@ -47,6 +47,12 @@ impl Node {
         Ok(SubscribeResult { changed })
     }
 
+    /// The topics this node is subscribed to, by name.
+    pub(super) fn subscribed_topics(&self) -> Vec<String> {
+        let gossipsub = &self.swarm.behaviour().gossipsub;
+        gossipsub.topics().map(|t| t.to_string()).collect()
+    }
+
     pub(super) fn topics(&self) -> TopicsResult {
         let gossipsub = &self.swarm.behaviour().gossipsub;
         let topics = gossipsub

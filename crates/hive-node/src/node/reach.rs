@@ -59,10 +59,7 @@ impl Node {
             .to_dial(reachable, |p| self.peers.contains_key(p))
             .collect();
         for (relay, addr) in to_dial {
-            self.swarm
-                .behaviour_mut()
-                .kad
-                .add_address(&relay, addr.clone());
+            self.add_route(&relay, addr.clone());
             self.dial_idle(relay, addr, "relay");
         }
         let peers = &self.peers;

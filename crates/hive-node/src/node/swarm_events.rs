@@ -224,16 +224,13 @@ impl Node {
             })
             .collect();
         for addr in &addrs {
-            self.swarm
-                .behaviour_mut()
-                .kad
-                .add_address(&peer_id, without_p2p(addr));
+            self.add_route(&peer_id, without_p2p(addr));
         }
         let plain: Vec<Multiaddr> = addrs.iter().map(without_p2p).collect();
         self.keeper.reconnect.learn_addrs(peer_id, &plain);
         // Saved now, not at the next tick: a daemon killed right
         // after meeting a peer must still find it after a restart
-        // (the writer coalesces bursts to one write a second).
+        // (the keeper spaces hand-overs while changes keep coming).
         self.keeper.flush();
         self.peer_listen_addrs.insert(peer_id, addrs);
     }
@@ -244,10 +241,7 @@ impl Node {
             if peer == self.peer_id {
                 continue;
             }
-            self.swarm
-                .behaviour_mut()
-                .kad
-                .add_address(&peer, addr.clone());
+            self.add_route(&peer, addr.clone());
             if !self.peers.contains_key(&peer) {
                 tracing::info!(%peer, %addr, "discovered by mDNS");
                 self.dial_idle(peer, addr, "peer found by mDNS");
