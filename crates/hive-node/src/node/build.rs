@@ -101,6 +101,13 @@ pub(super) fn swarm(
                     )
                 })
                 .map_err(|e| build(&e))?
+                // WebTransport multiplexes by itself: no yamux on top.
+                .with_other_transport(|key| {
+                    crate::webtransport::Transport::new(key.clone()).map(|(peer, connection), _| {
+                        (peer, crate::unslash::Unslash::new(connection))
+                    })
+                })
+                .map_err(|e| build(&e))?
                 // Circuits through relays, secured and multiplexed like TCP.
                 .with_other_transport(|key| -> Result<_, crate::behaviour::BoxError> {
                     Ok(circuits

@@ -262,14 +262,11 @@ fn peer_of(addr: &Multiaddr) -> Option<PeerId> {
 /// Hive does not have.
 fn missing_transport(addr: &Multiaddr) -> Option<&'static str> {
     addr.iter().find_map(|p| match p {
-        Protocol::WebTransport => Some(
-            "hive-p2pd has no WebTransport transport (it listens on TCP and QUIC); leave this address out",
-        ),
         Protocol::WebRTCDirect | Protocol::WebRTC => Some(
-            "hive-p2pd has no WebRTC transport (it listens on TCP and QUIC); leave this address out",
+            "hive-p2pd has no WebRTC transport (it listens on TCP, QUIC and WebTransport); leave this address out",
         ),
         Protocol::Ws(_) | Protocol::Wss(_) => Some(
-            "hive-p2pd has no WebSocket transport for libp2p (it listens on TCP and QUIC); leave this address out",
+            "hive-p2pd has no WebSocket transport for libp2p (it listens on TCP, QUIC and WebTransport); leave this address out",
         ),
         Protocol::P2pCircuit => Some(
             "a relayed address is not listened on: use --relay RELAY-ADDR (or -autoRelay) to take a slot on a relay",
