@@ -64,8 +64,8 @@ pub(super) fn certhash(digest: &[u8; 32]) -> Multihash<64> {
     Multihash::wrap(SHA2_256, digest).expect("32 bytes fit in 64")
 }
 
-/// `/ip4|ip6/IP/udp/PORT/quic-v1/webtransport[/certhash/HASH]`.
-pub(super) fn to_multiaddr(socket: SocketAddr, certhash: Option<Multihash<64>>) -> Multiaddr {
+/// `/ip4|ip6/IP/udp/PORT/quic-v1/webtransport/certhash/HASH...`.
+pub(super) fn to_multiaddr(socket: SocketAddr, certhashes: &[Multihash<64>]) -> Multiaddr {
     let ip = match socket.ip() {
         IpAddr::V4(ip) => Protocol::Ip4(ip),
         IpAddr::V6(ip) => Protocol::Ip6(ip),
@@ -75,10 +75,9 @@ pub(super) fn to_multiaddr(socket: SocketAddr, certhash: Option<Multihash<64>>) 
         .with(Protocol::Udp(socket.port()))
         .with(Protocol::QuicV1)
         .with(Protocol::WebTransport);
-    match certhash {
-        Some(hash) => addr.with(Protocol::Certhash(hash)),
-        None => addr,
-    }
+    certhashes
+        .iter()
+        .fold(addr, |addr, hash| addr.with(Protocol::Certhash(*hash)))
 }
 
 /// The path (with query) a libp2p WebTransport session is requested on.
@@ -98,7 +97,7 @@ mod tests {
     #[test]
     fn a_dialable_address_gives_its_socket_and_hashes_and_others_are_not_taken() {
         let hash = certhash(&[7; 32]);
-        let addr = to_multiaddr("127.0.0.1:4001".parse().unwrap(), Some(hash));
+        let addr = to_multiaddr("127.0.0.1:4001".parse().unwrap(), &[hash]);
         let with_peer = addr.clone().with(Protocol::P2p(libp2p::PeerId::random()));
         let parsed = parse(&with_peer).unwrap();
         assert_eq!(parsed.socket, "127.0.0.1:4001".parse().unwrap());

@@ -15,8 +15,8 @@
 //!   closed;
 //! - every later bidirectional stream is a libp2p stream (`muxer.rs`).
 //!
-//! The certificate is not renewed: a listener that runs longer than 14 days
-//! announces a certificate clients refuse, and must be started again.
+//! Certificates rotate every 6 days (`listen.rs`), so an address stays
+//! dialable for at least 6 days after it was learnt.
 
 mod addr;
 mod client;
@@ -57,6 +57,8 @@ fn other(e: impl std::fmt::Display) -> io::Error {
 /// share its port with it.
 pub struct Transport {
     keypair: Keypair,
+    /// How long a listener serves one certificate (`listen::ROTATE`).
+    rotate_every: Duration,
     listeners: Vec<listen::Listener>,
     /// Events of listeners already removed (`ListenerClosed`).
     closed: VecDeque<TransportEvent<Upgrade, io::Error>>,
@@ -65,12 +67,26 @@ pub struct Transport {
 
 impl Transport {
     pub fn new(keypair: Keypair) -> Self {
+        Self::rotating_every(keypair, listen::ROTATE)
+    }
+
+    fn rotating_every(keypair: Keypair, rotate_every: Duration) -> Self {
         Transport {
             keypair,
+            rotate_every,
             listeners: Vec::new(),
             closed: VecDeque::new(),
             waker: None,
         }
+    }
+
+    /// Every listener serves its next certificate now, as its timer would.
+    #[cfg(test)]
+    fn rotate_now(&mut self) {
+        for listener in &mut self.listeners {
+            listener.rotate().expect("rotate");
+        }
+        self.wake();
     }
 
     fn wake(&mut self) {
@@ -100,7 +116,8 @@ impl libp2p::core::Transport for Transport {
                 format!("{addr}: a WebTransport listen address takes no /certhash (the node makes its own certificate)"),
             )));
         }
-        let listener = listen::Listener::bind(id, parsed.socket).map_err(TransportError::Other)?;
+        let listener = listen::Listener::bind(id, parsed.socket, self.rotate_every)
+            .map_err(TransportError::Other)?;
         self.listeners.push(listener);
         self.wake();
         Ok(())
