@@ -138,9 +138,12 @@ async def test_bad_input_raises_clear_errors_and_the_loop_stays_healthy(binary: 
         with pytest.raises(DaemonError) as e:
             await d.publish("", b"x")
         assert e.value.code == "bad_args"
+        # Too large, on a daemon with no peers: the size is what is refused
+        # (bad_args, as for a direct message), not the empty topic.
         with pytest.raises(DaemonError) as e:
-            await d.publish("t", b"x" * (1024 * 1024 + 1))
-        assert e.value.code == "publish_failed"
+            await d.publish("t", b"x" * (1024 * 1024 + 1), wait_for_peers=0)
+        assert e.value.code == "bad_args"
+        assert "exceeds the limit" in e.value.message
         with pytest.raises(DaemonError) as e:
             await d.send("not-a-peer", b"x")
         assert e.value.code == "bad_args"

@@ -170,11 +170,13 @@ impl Coded for PubsubError {
     fn code(&self) -> ErrorCode {
         match self {
             PubsubError::Call(e) => e.code(),
-            PubsubError::EmptyTopic | PubsubError::BadId { .. } => ErrorCode::BadArgs,
+            // Too large is the caller's to fix, as for a direct message:
+            // `publish_failed` reads as something to wait for and retry.
+            PubsubError::EmptyTopic | PubsubError::BadId { .. } | PubsubError::TooLarge { .. } => {
+                ErrorCode::BadArgs
+            }
             PubsubError::Subscribe(_) => ErrorCode::Internal,
-            PubsubError::TooLarge { .. }
-            | PubsubError::NoPeers { .. }
-            | PubsubError::Failed { .. } => ErrorCode::PublishFailed,
+            PubsubError::NoPeers { .. } | PubsubError::Failed { .. } => ErrorCode::PublishFailed,
         }
     }
 }
@@ -275,6 +277,8 @@ mod tests {
             reason: "x".into(),
         };
         assert_eq!(ping.code(), ErrorCode::Internal);
+        let too_large = PubsubError::TooLarge { size: 2, limit: 1 };
+        assert_eq!(too_large.code(), ErrorCode::BadArgs);
         let no_peers = PubsubError::NoPeers { topic: "t".into() };
         assert_eq!(no_peers.code(), ErrorCode::PublishFailed);
         assert_eq!(
