@@ -204,11 +204,10 @@ impl Listener {
             self.certs.previous,
         ];
         let upgrade = match noise::Config::new(keypair) {
-            Ok(noise) => super::accept(
+            Ok(noise) => super::bounded(super::accept(
                 incoming,
                 noise.with_webtransport_certhashes(hashes.into_iter().flatten().collect()),
-            )
-            .boxed(),
+            )),
             Err(e) => futures::future::ready(Err(other(e))).boxed(),
         };
         TransportEvent::Incoming {

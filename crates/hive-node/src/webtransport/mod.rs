@@ -46,7 +46,26 @@ pub use muxer::{Connection, Stream};
 /// timeout would otherwise close it while libp2p still wants it.
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
 
+/// A session that is not secured by then is dropped: a peer that opens a
+/// session and never finishes Noise holds nothing for longer (TCP's
+/// upgrades have the same bound).
+const UPGRADE_TIMEOUT: Duration = Duration::from_secs(10);
+
 type Upgrade = BoxFuture<'static, io::Result<(PeerId, Connection)>>;
+
+/// `upgrade`, failed with `TimedOut` past [`UPGRADE_TIMEOUT`].
+fn bounded(
+    upgrade: impl std::future::Future<Output = io::Result<(PeerId, Connection)>> + Send + 'static,
+) -> Upgrade {
+    async move {
+        tokio::time::timeout(UPGRADE_TIMEOUT, upgrade)
+            .await
+            .map_err(|_| {
+                io::Error::new(io::ErrorKind::TimedOut, "WebTransport upgrade timed out")
+            })?
+    }
+    .boxed()
+}
 
 fn other(e: impl std::fmt::Display) -> io::Error {
     io::Error::other(e.to_string())
@@ -152,7 +171,7 @@ impl libp2p::core::Transport for Transport {
         }
         let noise =
             noise::Config::new(&self.keypair).map_err(|e| TransportError::Other(other(e)))?;
-        Ok(dial(parsed.socket, parsed.certhashes, noise).boxed())
+        Ok(bounded(dial(parsed.socket, parsed.certhashes, noise)))
     }
 
     fn poll(
