@@ -22,8 +22,10 @@ Prints one JSON object.
 """
 
 import argparse
+import glob
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -125,6 +127,21 @@ def peers_settled(api, low, high, timeout):
         time.sleep(1)
 
 
+def daemon_received_s(data, sent_ms):
+    """Seconds from the publish to each daemon's history row of the bench
+    topic, sorted (the author's own row included)."""
+    times = []
+    for path in glob.glob(os.path.join(data, "**", "history.db"), recursive=True):
+        try:
+            db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
+            rows = db.execute("SELECT received_ms FROM history WHERE topic = 'hive-bench'").fetchall()
+            db.close()
+        except sqlite3.Error:
+            continue
+        times += [(r[0] - sent_ms) / 1000 for r in rows]
+    return sorted(times)
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--hive", required=True)
@@ -206,6 +223,14 @@ def main():
             result["delivered_p50_s"] = round(ordered[len(ordered) // 2], 2)
         # Polled, so an upper bound on the time above.
         result["all_seen_by_polling_within_s"] = round(max(arrival.values()), 2) if arrival else None
+        # When each daemon stored it in its own history, before the host
+        # did: splits the delivery time into gossip (and the daemon's write)
+        # and the host's path.
+        in_daemons = daemon_received_s(data, sent_ms)
+        if in_daemons:
+            result["in_daemon_histories"] = len(in_daemons)
+            result["daemons_stored_p50_s"] = round(in_daemons[len(in_daemons) // 2], 2)
+            result["daemons_stored_all_within_s"] = round(in_daemons[-1], 2)
     finally:
         host.terminate()
         try:
