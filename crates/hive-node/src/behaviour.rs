@@ -245,6 +245,16 @@ fn gossipsub(
     Ok(behaviour)
 }
 
+/// How many closest peers a lookup gathers in Hive's mode (and how many
+/// peers a DHT record goes to), where Kademlia's 20 is go's: a lookup
+/// connects to every peer it asks, and a newcomer's self-lookup asked some
+/// 30 peers, each one a Noise handshake on both sides, most closed again a
+/// second later. Buckets still hold 20.
+const HIVE_LOOKUP_K: std::num::NonZeroUsize = match std::num::NonZeroUsize::new(8) {
+    Some(k) => k,
+    None => unreachable!(),
+};
+
 fn kademlia(peer_id: PeerId, config: &NodeConfig) -> crate::kad_self::SelfNaming {
     let mut kad_config = kad::Config::new(kad::PROTOCOL_NAME);
     kad_config.set_query_timeout(Duration::from_secs(30));
@@ -252,6 +262,7 @@ fn kademlia(peer_id: PeerId, config: &NodeConfig) -> crate::kad_self::SelfNaming
     kad_config.set_kbucket_inserts(kad::BucketInserts::Manual);
     if !config.bucket_refresh {
         kad_config.set_periodic_bootstrap_interval(Some(HIVE_BOOTSTRAP_INTERVAL));
+        kad_config.set_replication_factor(HIVE_LOOKUP_K);
     }
     let mut kad =
         kad::Behaviour::with_config(peer_id, kad::store::MemoryStore::new(peer_id), kad_config);
