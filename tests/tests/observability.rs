@@ -1,6 +1,6 @@
 //! What operators and clients are told when things go wrong, checked from
 //! outside with real processes: τ and /healthz while the daemon cannot run
-//! (REQ-TEN-1, REQ-API-1), an IPC client that never says hello (REQ-IPC-1),
+//! (REQ-TEN-1, REQ-API-1), a child of the hive that cannot come back (REQ-TEN-1), an IPC client that never says hello (REQ-IPC-1),
 //! and a daemon's stdout holding nothing but its ready line (REQ-RDY-1).
 
 use std::os::unix::fs::PermissionsExt;
@@ -96,6 +96,54 @@ async fn a_daemon_that_cannot_start_shows_in_tension_and_health() -> anyhow::Res
 
 /// A client that connects to the IPC and sends nothing is closed with 4003
 /// and a reason, not left holding a connection open forever.
+/// A child of the hive that cannot come back counts in the first node's
+/// tension (audit row 31): one of two children crash-looping (its identity
+/// key made unreadable, then the daemon killed) gives `children_down` = 1/2,
+/// as docs/01_ARCHITECTURE.md defines it (children not running over
+/// children), and it goes back to 0 once the child runs again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_child_that_cannot_come_back_counts_in_the_hives_tension() -> anyhow::Result<()> {
+    let host = hive_tests::Host::start(hive_tests::HostOpts {
+        extra_args: vec!["--nodes".into(), "3".into()],
+        ..Default::default()
+    })
+    .await?;
+    host.wait_healthy().await?;
+    let nodes = wait_for("three running nodes", || async {
+        let all = host.get("/api/nodes").await.ok()?;
+        let all = all.as_array()?.clone();
+        (all.len() == 3 && all.iter().all(|n| n["state"] == "running")).then_some(all)
+    })
+    .await?;
+    let child = nodes.iter().find(|n| n["id"] == "n1").expect("a child n1");
+    let pid = child["pid"].as_i64().expect("a running child has a pid") as i32;
+    let key = host.data_dir.path().join("nodes/n1/daemon/identity.key");
+    let good = std::fs::read(&key)?;
+    std::fs::write(&key, b"not a key")?;
+    hive_tests::signal(pid, libc::SIGKILL);
+
+    let signal = |name: &'static str| {
+        let host = &host;
+        async move {
+            let t = host.get("/api/tension").await.ok()?;
+            t["signals"][name].as_f64()
+        }
+    };
+    wait_for("children_down at 1 of 2", || async {
+        (signal("children_down").await? == 0.5).then_some(())
+    })
+    .await?;
+    let n1 = host.get("/api/nodes/n1").await?;
+    assert_ne!(n1["state"], "running", "{n1}");
+
+    std::fs::write(&key, good)?;
+    wait_for("children_down back at 0", || async {
+        (signal("children_down").await? == 0.0).then_some(())
+    })
+    .await?;
+    Ok(())
+}
+
 #[tokio::test]
 async fn an_ipc_client_that_never_says_hello_is_closed_with_4003() -> anyhow::Result<()> {
     let dir = tempfile::TempDir::new()?;
