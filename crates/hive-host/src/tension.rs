@@ -268,7 +268,8 @@ mod more_signals {
             ..running()
         });
         assert!((t.signals["peers_below_target"] - 1.0).abs() < 1e-9);
-        assert!((t.value - W_PEERS).abs() < 1e-9);
+        // The documented weight of peers_below_target, 0.25.
+        assert!((t.value - 0.25).abs() < 1e-9);
         let met = compute(&Inputs {
             peer_target: 2,
             peers: 3,
@@ -289,7 +290,10 @@ mod more_signals {
         assert!((t.signals["outbox"] - 0.5).abs() < 1e-9);
         assert_eq!(t.signals["dropped_clients"], 1.0);
         assert!((t.signals["children_down"] - 0.5).abs() < 1e-9);
-        let calm = (1.0 - W_OUTBOX * 0.5) * (1.0 - W_DROPPED_CLIENTS) * (1.0 - W_CHILDREN * 0.5);
+        // The documented weights (docs/01_ARCHITECTURE.md, "System
+        // tension"), as literals: outbox 0.5, dropped clients 0.3, children
+        // 0.5.
+        let calm = (1.0 - 0.5 * 0.5) * (1.0 - 0.3) * (1.0 - 0.5 * 0.5);
         assert!((t.value - (1.0 - calm)).abs() < 1e-9);
         assert!(t.value < 1.0);
     }
