@@ -389,7 +389,17 @@ impl Host {
 
     /// Open the `/api/events` WebSocket.
     pub async fn events(&self) -> Result<EventStream> {
-        let url = self.url("/api/events").replacen("http", "ws", 1);
+        self.events_at("/api/events").await
+    }
+
+    /// `/api/events?after=CURSOR`: what a client resuming with its last
+    /// cursor connects to.
+    pub async fn events_after(&self, cursor: u64) -> Result<EventStream> {
+        self.events_at(&format!("/api/events?after={cursor}")).await
+    }
+
+    async fn events_at(&self, path: &str) -> Result<EventStream> {
+        let url = self.url(path).replacen("http", "ws", 1);
         let (ws, _) = tokio_tungstenite::connect_async(&url)
             .await
             .with_context(|| format!("connecting {url}"))?;

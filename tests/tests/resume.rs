@@ -44,12 +44,7 @@ async fn reconnect_with_cursor_replays_exactly_what_was_missed() -> anyhow::Resu
     .await?;
     assert_eq!(stored["messages"].as_array().unwrap().len(), 70);
 
-    let url = format!(
-        "{}/api/events?after={cursor}",
-        b.api.replacen("http", "ws", 1)
-    );
-    let (ws, _) = tokio_tungstenite::connect_async(&url).await?;
-    let mut resumed = hive_tests::EventStream::from_ws(ws);
+    let mut resumed = b.events_after(cursor).await?;
     let replay = resumed
         .collect("message", 70, Duration::from_secs(30))
         .await;
@@ -112,12 +107,7 @@ async fn resuming_while_messages_arrive_misses_none_and_pages_by_topic() -> anyh
         .max()
         .unwrap_or(0);
     // Back at once: A is still publishing.
-    let url = format!(
-        "{}/api/events?after={cursor}",
-        b.api.replacen("http", "ws", 1)
-    );
-    let (ws, _) = tokio_tungstenite::connect_async(&url).await?;
-    let mut resumed = hive_tests::EventStream::from_ws(ws);
+    let mut resumed = b.events_after(cursor).await?;
     let rest = resumed
         .collect("message", 2 * EACH - first.len(), Duration::from_secs(120))
         .await;

@@ -66,12 +66,7 @@ async fn a_client_resuming_behind_the_retention_gets_what_is_kept_and_sees_the_j
     let newest: Vec<u64> = seen[SENT - KEPT..].iter().map(|(c, _)| *c).collect();
     assert_eq!(kept_cursors, newest, "the newest {KEPT} are the ones kept");
 
-    let url = format!(
-        "{}/api/events?after={behind}",
-        b.api.replacen("http", "ws", 1)
-    );
-    let (ws, _) = tokio_tungstenite::connect_async(&url).await?;
-    let mut resumed = hive_tests::EventStream::from_ws(ws);
+    let mut resumed = b.events_after(behind).await?;
     let replay = resumed
         .collect("message", KEPT, Duration::from_secs(30))
         .await;
