@@ -2,17 +2,25 @@
 //! of go-libp2p-daemon's "failed to start in 15 s": a data directory that
 //! cannot be created, a listen port another process holds, an identity file
 //! that is not a key. Each exits non-zero at once with the cause and the fix.
+//! A data directory another daemon is using is waited for (a stopping
+//! predecessor lets go within seconds), then refused with that daemon's pid.
 
-use hive_tests::daemon_bin;
+use hive_tests::{daemon_bin, Daemon};
 
+/// Start a daemon that must fail; one that is still running after a minute
+/// (it started anyway) fails the test instead of hanging it.
 async fn start_fails(args: &[&str]) -> anyhow::Result<String> {
-    let out = tokio::process::Command::new(daemon_bin())
+    let run = tokio::process::Command::new(daemon_bin())
         .args(args)
         .args(["--no-mdns", "--ipc", "127.0.0.1:0"])
         .env(hive_proto::ENV_IPC_TOKEN, "startup-errors")
         .env("RUST_LOG", "off")
-        .output()
-        .await?;
+        .kill_on_drop(true)
+        .output();
+    let Ok(out) = tokio::time::timeout(std::time::Duration::from_secs(60), run).await else {
+        anyhow::bail!("still running a minute later, started anyway: {args:?}");
+    };
+    let out = out?;
     assert!(!out.status.success(), "started anyway: {args:?}");
     Ok(String::from_utf8_lossy(&out.stderr).into_owned())
 }
@@ -43,6 +51,45 @@ async fn start_up_errors_name_the_cause_and_the_fix() -> anyhow::Result<()> {
     assert!(
         err.contains("not a libp2p private key") && err.contains("move it away"),
         "{err}"
+    );
+    Ok(())
+}
+
+/// Two daemons on one data directory would be one identity twice and two
+/// writers of one history (whose second writer's transactions fail with
+/// "database is locked", losing what they carried). The second waits for
+/// the first to exit, is refused with its pid when it does not, and the
+/// first goes on unharmed.
+#[tokio::test]
+async fn a_data_directory_in_use_is_refused_and_its_user_keeps_running() -> anyhow::Result<()> {
+    use futures::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let dir = tempfile::tempdir()?;
+    let first = Daemon::start(dir.path(), "startup-errors", &[]).await?;
+    let pid = first.child.id().unwrap_or_default();
+    let err = start_fails(&["--data-dir", &dir.path().to_string_lossy()]).await?;
+    assert!(
+        err.contains("is in use by another hive-p2pd")
+            && err.contains(&format!("(pid {pid})"))
+            && err.contains("--data-dir"),
+        "{err}"
+    );
+    let mut ipc = first.ipc().await?;
+    let req = serde_json::json!({"type": "request", "id": 1, "op": "status"});
+    ipc.send(Message::text(req.to_string())).await?;
+    let answer = loop {
+        let Some(Ok(Message::Text(text))) = ipc.next().await else {
+            anyhow::bail!("the first daemon did not answer after the refusal");
+        };
+        let v: serde_json::Value = serde_json::from_str(text.as_str())?;
+        if v["type"] == "response" {
+            break v;
+        }
+    };
+    assert_eq!(
+        answer["result"]["peer_id"],
+        first.peer_id().as_str(),
+        "{answer}"
     );
     Ok(())
 }

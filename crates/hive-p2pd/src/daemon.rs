@@ -19,7 +19,7 @@ use tokio::task::JoinHandle;
 
 use crate::settings::{ChildSettings, GoFront, Settings};
 use crate::stop::{self, StopReason};
-use crate::{children, control, identity, ipc, metrics_http, ready};
+use crate::{children, control, dir_lock, identity, ipc, metrics_http, ready};
 
 /// How long a stopping node may take to write what it remembers.
 const SAVE_MEMORY_TIMEOUT: Duration = Duration::from_secs(2);
@@ -35,6 +35,8 @@ pub struct Daemon {
     servers: Vec<JoinHandle<()>>,
     parent: Option<i32>,
     idle: Option<(watch::Receiver<usize>, Duration)>,
+    /// The data directory is this daemon's alone while it runs.
+    _dir_lock: dir_lock::DirLock,
     /// An ephemeral daemon's data directory, removed when the daemon is.
     _scratch: Option<RemoveOnDrop>,
 }
@@ -51,6 +53,8 @@ impl Daemon {
             None
         };
         identity::ensure_private_dir(&settings.data_dir)?;
+        // Before the key, the token and the history are opened.
+        let dir_lock = dir_lock::acquire(&settings.data_dir, dir_lock::WAIT_LIMIT).await?;
         let scratch = settings
             .scratch
             .then(|| RemoveOnDrop(settings.data_dir.clone()));
@@ -112,6 +116,7 @@ impl Daemon {
             servers,
             parent,
             idle,
+            _dir_lock: dir_lock,
             _scratch: scratch,
         })
     }

@@ -9,6 +9,7 @@ mod cli;
 mod compat;
 mod control;
 mod daemon;
+mod dir_lock;
 mod identity;
 mod ipc;
 mod metrics_http;

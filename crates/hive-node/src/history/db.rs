@@ -171,7 +171,11 @@ pub fn write(
     batch: &[Entry],
     max_bytes: u64,
 ) -> Result<Written, rusqlite::Error> {
-    let tx = conn.transaction()?;
+    // IMMEDIATE: the write lock is taken at BEGIN, where SQLite's busy
+    // timeout applies. A deferred transaction reads `client_head` first and
+    // then asks for the write lock, and that upgrade fails at once, without
+    // waiting, if any other connection writes (an operator's `sqlite3`).
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let mut seqs = Vec::with_capacity(batch.len());
     let first_head = client_head(&tx)?;
     let mut head = first_head;
