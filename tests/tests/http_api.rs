@@ -2,6 +2,7 @@
 //! bad input while the host keeps serving. (REQ-API-1..4)
 
 use hive_tests::{Host, HostOpts};
+use serde_json::Value;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn status_health_metrics_and_errors() -> anyhow::Result<()> {
@@ -176,7 +177,10 @@ async fn documented_routes_are_served_and_metrics_are_complete() -> anyhow::Resu
         .unwrap()
         .parse()?;
     assert!(rss > 1e6, "daemon RSS {rss}");
-    for signal in [
+    // Every signal of the documented formula (docs/01_ARCHITECTURE.md,
+    // "System tension"), each in /api/tension and in /metrics, and no signal
+    // in /api/tension that /metrics leaves out (audit rows 34 and 31).
+    let documented = [
         "daemon_down",
         "restarts",
         "ipc_latency",
@@ -185,10 +189,25 @@ async fn documented_routes_are_served_and_metrics_are_complete() -> anyhow::Resu
         "peers_below_target",
         "backlog",
         "children_down",
-    ] {
+        "catching_up",
+        "peer_refusals",
+    ];
+    let tension: Value = client
+        .get(host.url("/api/tension"))
+        .send()
+        .await?
+        .json()
+        .await?;
+    let served: std::collections::BTreeSet<&str> = tension["signals"]
+        .as_object()
+        .map(|m| m.keys().map(String::as_str).collect())
+        .unwrap_or_default();
+    let documented_set: std::collections::BTreeSet<&str> = documented.into_iter().collect();
+    assert_eq!(served, documented_set, "/api/tension's signals: {tension}");
+    for signal in documented {
         assert!(
             text.contains(&format!("hive_tension_signal{{signal=\"{signal}\"}}")),
-            "{signal}"
+            "{signal} missing from /metrics"
         );
     }
 
