@@ -149,10 +149,9 @@ def test_identify_connect_list_peers_disconnect(daemons):
         peers = await cb.list_peers()
         assert a.peer_id in [p.peer_id.to_base58() for p in peers]
         await cb.disconnect(pid)
-        # The connection goes. (B does not dial its bootstrap peer back for
-        # 5 minutes: tests/tests/ipc.rs and hive-node's reconnect tests. A
-        # may: its Kademlia bootstrap, run when its small routing table
-        # grows, dials the peers it knows, as go's refresh does.)
+        # The connection goes. (It stays gone for 5 minutes, whoever dials:
+        # B does not dial A, and refuses A's dials, until a client dials A;
+        # tests/tests/ipc.rs::a_disconnected_peer_is_not_dialed_back_bootstrap_or_not.)
         await eventually(
             lambda: _absent(cb.list_peers, a.peer_id), "A gone from B's peers after DISCONNECT"
         )

@@ -92,6 +92,14 @@ impl Node {
             (true, false) => "own_dial",
         };
         tracing::debug!(%peer_id, origin, num_established, "connection established");
+        if origin != "own_dial" && self.keeper.reconnect.is_held(&peer_id) {
+            // A client disconnected this peer: it stays away for the hold
+            // (or until a client dials it), whoever dials. The other side's
+            // own keeper would otherwise dial straight back.
+            tracing::debug!(%peer_id, origin, "connection from a peer a client disconnected; closed");
+            self.swarm.close_connection(connection_id);
+            return;
+        }
         let state = self.peers.entry(peer_id).or_insert_with(|| PeerState {
             connections: HashMap::new(),
             since: Instant::now(),
@@ -143,8 +151,9 @@ impl Node {
         if let Some(state) = self.peers.get_mut(&peer_id) {
             state.connections.remove(&connection_id);
         }
-        if num_established == 0 {
-            self.peers.remove(&peer_id);
+        // Only a peer that was let in is gone (a held peer's refused
+        // connection never was).
+        if num_established == 0 && self.peers.remove(&peer_id).is_some() {
             if let Some(manager) = &mut self.conn_manager {
                 manager.on_disconnected(&peer_id);
             }
