@@ -50,6 +50,100 @@ async fn a_daemon_that_exits_at_start_keeps_the_host_serving_and_stoppable() -> 
     Ok(())
 }
 
+/// The next `count` `restarting` states on `events`: each one's announced
+/// backoff (ms) and when it arrived.
+async fn restart_delays(
+    events: &mut hive_tests::EventStream,
+    count: usize,
+) -> anyhow::Result<Vec<(u64, std::time::Instant)>> {
+    let mut seen = Vec::new();
+    while seen.len() < count {
+        let ev = events
+            .next_within(std::time::Duration::from_secs(120))
+            .await
+            .ok_or_else(|| anyhow::anyhow!("no restart within 2 minutes after {seen:?}"))?;
+        // `restarting` with a pid is the replacement starting: its wait
+        // was announced before it, without one.
+        if ev["type"] == "daemon" && ev["state"] == "restarting" && ev["pid"].is_null() {
+            let ms = ev["restart_delay_ms"]
+                .as_u64()
+                .ok_or_else(|| anyhow::anyhow!("restarting without its delay: {ev}"))?;
+            seen.push((ms, std::time::Instant::now()));
+        }
+    }
+    Ok(seen)
+}
+
+/// The crash-loop backoff, end to end (audit row 45): while starts keep
+/// failing each restart waits twice the one before, from 250 ms, as
+/// announced on the event stream; and the host really waits at least that
+/// long before the next start (a lower bound: it never restarts early).
+/// The cap (30 s) is the backoff's unit test; reaching it here would take
+/// a minute of failures.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_loop_backs_off_doubling_from_a_quarter_second() -> anyhow::Result<()> {
+    let bin_dir = tempfile::tempdir()?;
+    let host = Host::start(HostOpts {
+        daemon_bin: Some(failing_daemon(bin_dir.path())?),
+        ..Default::default()
+    })
+    .await?;
+    let mut events = host.events().await?;
+    // The first restart may have been announced before the stream opened:
+    // from the next one on, every one is seen.
+    let seen = restart_delays(&mut events, 5).await?;
+    let delays: Vec<u64> = seen.iter().map(|(ms, _)| *ms).collect();
+    let first = delays[0];
+    assert!(first >= 250, "{delays:?}");
+    let doubled: Vec<u64> = (0..5).map(|k| (first << k).min(30_000)).collect();
+    assert_eq!(delays, doubled, "each wait twice the one before");
+    for pair in seen.windows(2) {
+        let waited = pair[1].1.duration_since(pair[0].1);
+        assert!(
+            waited.as_millis() as u64 >= pair[0].0,
+            "restarted after {waited:?}, announced {} ms: {delays:?}",
+            pair[0].0
+        );
+    }
+    Ok(())
+}
+
+/// After a daemon that ran for a minute, the backoff is back at its start
+/// (audit row 45): three kills in a row grow it, then a minute of running
+/// resets it to 250 ms.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_daemon_that_ran_a_minute_restarts_after_the_shortest_wait() -> anyhow::Result<()> {
+    let host = Host::start(HostOpts::default()).await?;
+    host.wait_healthy().await?;
+    let mut events = host.events().await?;
+    let mut delays = Vec::new();
+    for _ in 0..3 {
+        let pid = running_daemon(&host).await?;
+        signal(pid, libc::SIGKILL);
+        delays.push(restart_delays(&mut events, 1).await?[0].0);
+    }
+    assert_eq!(delays, [250, 500, 1000], "kills in a row back off");
+    let pid = running_daemon(&host).await?;
+    // Past HEALTHY_AFTER (60 s) of running; a hang guard would be shorter.
+    tokio::time::sleep(std::time::Duration::from_secs(62)).await;
+    signal(pid, libc::SIGKILL);
+    let after = restart_delays(&mut events, 1).await?[0].0;
+    assert_eq!(after, 250, "a minute of running resets the backoff");
+    Ok(())
+}
+
+/// The pid of the host's daemon once it is running again.
+async fn running_daemon(host: &Host) -> anyhow::Result<i32> {
+    wait_for("a running daemon", || async {
+        let st = host.status().await.ok()?;
+        (st["daemon"]["state"] == "running")
+            .then(|| st["daemon"]["pid"].as_i64())
+            .flatten()
+    })
+    .await
+    .map(|pid| pid as i32)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_host_stopped_while_its_daemon_hangs_leaves_no_process() -> anyhow::Result<()> {
     let mut host = Host::start(HostOpts::default()).await?;

@@ -60,6 +60,8 @@ export interface DaemonEvent {
   state: string;
   pid: number | null;
   restarts: number;
+  /** While `restarting`, before the replacement starts: the backoff in ms. */
+  restart_delay_ms?: number;
   /** The inbox's last cursor (first frame) or at the time of the change. */
   cursor?: number;
 }
@@ -189,7 +191,7 @@ function decode(o: Obj): HiveEvent {
     case "daemon":
       return withOptional<DaemonEvent>(
         { type, state: str(o, "state"), pid: optCount(o, "pid") ?? null, restarts: count(o, "restarts") },
-        { cursor: optCount(o, "cursor") },
+        { cursor: optCount(o, "cursor"), restart_delay_ms: optCount(o, "restart_delay_ms") },
       );
     case "peer_connected":
       return withOptional<PeerConnectedEvent>(

@@ -624,6 +624,14 @@ export interface components {
         DaemonInfo: {
             /** Format: int32 */
             pid?: number | null;
+            /**
+             * Format: int64
+             * @description While `restarting` with no pid yet: how long the host waits before
+             *     the next start
+             *     (250 ms doubling to 30 s while starts keep failing, back to 250 ms
+             *     after a daemon that ran for a minute).
+             */
+            restart_delay_ms?: number | null;
             /** Format: int64 */
             restarts: number;
             state: components["schemas"]["DaemonState"];

@@ -40,6 +40,12 @@ pub struct DaemonSnapshot {
     /// not running).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub uptime_secs: Option<f64>,
+    /// While `restarting` with no pid yet: how long the host waits before
+    /// the next start
+    /// (250 ms doubling to 30 s while starts keep failing, back to 250 ms
+    /// after a daemon that ran for a minute).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub restart_delay_ms: Option<u64>,
 }
 
 /// What the host broadcasts to its own subscribers.

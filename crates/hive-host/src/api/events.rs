@@ -322,7 +322,12 @@ pub fn row_frame(row: &InRow) -> Value {
 }
 
 fn state_frame(s: &DaemonSnapshot) -> Value {
-    json!({"type": "daemon", "state": s.state, "pid": s.pid, "restarts": s.restarts})
+    let mut frame =
+        json!({"type": "daemon", "state": s.state, "pid": s.pid, "restarts": s.restarts});
+    if let Some(ms) = s.restart_delay_ms {
+        frame["restart_delay_ms"] = json!(ms);
+    }
+    frame
 }
 
 /// The API frame for one host event.
@@ -428,11 +433,12 @@ mod tests {
             pid: None,
             restarts: 2,
             uptime_secs: None,
+            restart_delay_ms: Some(500),
         }))
         .unwrap();
         assert_eq!(
             frame,
-            json!({"type":"daemon","state":"restarting","pid":null,"restarts":2})
+            json!({"type":"daemon","state":"restarting","pid":null,"restarts":2,"restart_delay_ms":500})
         );
         let frame = encode(&HostEvent::Daemon(Event::Lagged { missed: 3 })).unwrap();
         assert_eq!(frame, json!({"type":"lagged","missed":3}));

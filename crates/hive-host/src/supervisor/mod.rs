@@ -101,6 +101,8 @@ struct Status {
     drop_times: VecDeque<Instant>,
     /// When the current daemon became ready.
     running_since: Option<Instant>,
+    /// While restarting: the backoff before the next start.
+    restart_delay: Option<std::time::Duration>,
     /// `(unix ms, τ)` samples, oldest first.
     tension_history: VecDeque<(u64, f64)>,
 }
@@ -113,6 +115,7 @@ impl Status {
             pid: self.pid,
             restarts: self.restarts,
             uptime_secs: self.running_since.map(|t| t.elapsed().as_secs_f64()),
+            restart_delay_ms: self.restart_delay.map(|d| d.as_millis() as u64),
         }
     }
 }
@@ -171,6 +174,7 @@ impl Supervisor {
                     daemon_version: None,
                     drop_times: VecDeque::new(),
                     running_since: None,
+                    restart_delay: None,
                     tension_history: VecDeque::with_capacity(TENSION_HISTORY_LEN),
                 }),
                 client: Mutex::new(None),
@@ -249,6 +253,11 @@ impl Supervisor {
             s.state = state;
             s.pid = pid;
             s.running_since = (state == DaemonState::Running).then(Instant::now);
+            // The wait is over once a process is started (a `restarting`
+            // state with a pid is the replacement starting).
+            if state != DaemonState::Restarting || pid.is_some() {
+                s.restart_delay = None;
+            }
             s.snapshot()
         };
         self.shared.metrics.set_state(state);

@@ -38,8 +38,11 @@ impl Supervisor {
             }
             self.count_restart();
             state = DaemonState::Restarting;
-            self.set_state(state, None);
             let delay = backoff::RESTART.delay(failures);
+            // Announced with the state, so that an operator (and a test)
+            // sees the backoff the host is in.
+            lock(&self.shared.status).restart_delay = Some(delay);
+            self.set_state(state, None);
             tracing::info!(?delay, "restarting the daemon");
             tokio::select! {
                 _ = tokio::time::sleep(delay) => {}
