@@ -227,3 +227,83 @@ async fn a_host_nobody_can_dial_is_reached_only_through_its_relay() -> anyhow::R
     );
     Ok(())
 }
+
+/// A slot outlives its reservation's lifetime because its holder renews it
+/// before the end (audit row 49), end to end: the relay grants slots of
+/// 35 s (`--relay-reservation-secs 35`; an hour by default), the hidden host
+/// renews after 30 s (a minute before the end, or 30 s at the soonest), and
+/// 45 s after the slot was granted, past the first grant's end, a caller on
+/// another link reaches the hidden host through the relay, which carries a
+/// circuit only to a peer with a live slot.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_slot_is_renewed_before_it_ends() -> anyhow::Result<()> {
+    assert!(
+        Lan::available(),
+        "this test needs root and iproute2 to build its private network namespaces"
+    );
+    let net = Split::new()?;
+    let relay = Host::start(HostOpts {
+        netns: Some(net.middle.clone()),
+        listen: vec![
+            format!("/ip4/{}/tcp/4201", net.middle_left()),
+            format!("/ip4/{}/tcp/4202", net.middle_right()),
+        ],
+        extra_args: vec![
+            "--relay-service".into(),
+            "--relay-reservation-secs".into(),
+            "35".into(),
+        ],
+        ..Default::default()
+    })
+    .await?;
+    let relay_peer = wait_for("the relay running", || async {
+        let st = relay.cli_json(&["status"]).await.ok()?;
+        (st["daemon"]["state"] == "running")
+            .then(|| st["peer_id"].as_str().map(str::to_owned))
+            .flatten()
+    })
+    .await?;
+    let hidden = Host::start(HostOpts {
+        netns: Some(net.left.clone()),
+        listen: vec![format!("/ip4/{}/tcp/4203", net.left_addr())],
+        extra_args: vec![
+            "--relay".into(),
+            format!("/ip4/{}/tcp/4201/p2p/{relay_peer}", net.middle_left()),
+        ],
+        ..Default::default()
+    })
+    .await?;
+    let hidden_peer = wait_for("a slot on the relay", || async {
+        let st = hidden.cli_json(&["status"]).await.ok()?;
+        circuit_addr(&st)?;
+        st["peer_id"].as_str().map(str::to_owned)
+    })
+    .await?;
+    let granted = std::time::Instant::now();
+    let caller = Host::start(HostOpts {
+        netns: Some(net.right.clone()),
+        listen: vec![format!("/ip4/{}/tcp/4204", net.right_addr())],
+        ..Default::default()
+    })
+    .await?;
+    wait_for("the caller running", || async {
+        let st = caller.cli_json(&["status"]).await.ok()?;
+        (st["daemon"]["state"] == "running").then_some(())
+    })
+    .await?;
+    // Past the first grant's end (35 s); nobody touches the slot meanwhile.
+    tokio::time::sleep(Duration::from_secs(45).saturating_sub(granted.elapsed())).await;
+    let st = hidden.cli_json(&["status"]).await?;
+    assert_eq!(st["reach"]["relays"][0]["state"], "reserved", "{st}");
+    let through = format!(
+        "/ip4/{}/tcp/4202/p2p/{relay_peer}/p2p-circuit/p2p/{hidden_peer}",
+        net.middle_right()
+    );
+    let dialed = caller.cli_json(&["dial", &through]).await?;
+    assert_eq!(dialed["peer_id"], hidden_peer.as_str(), "{dialed}");
+    let sent = caller
+        .cli_json(&["send", &hidden_peer, "through a renewed slot"])
+        .await?;
+    assert_eq!(sent["acknowledged"], true, "{sent}");
+    Ok(())
+}

@@ -154,6 +154,10 @@ pub struct UpArgs {
     /// Let the nodes serve as circuit relays for other peers.
     #[arg(long)]
     pub relay_service: bool,
+    /// With --relay-service: how long a slot the nodes grant lasts unless
+    /// its holder renews it (the daemon's default, an hour, when not given).
+    #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub relay_reservation_secs: Option<u64>,
     /// Require `Authorization: Bearer TOKEN` on every HTTP and WebSocket request
     /// (WebSockets may pass `?token=TOKEN`). Needed to bind a non-loopback address.
     #[arg(long, env = "HIVE_API_TOKEN", hide_env_values = true)]

@@ -88,6 +88,7 @@ impl HostConfig {
                     peer_target: args.peer_target,
                     relays: args.relays,
                     relay_service: args.relay_service,
+                    relay_reservation_secs: args.relay_reservation_secs,
                     conn_low: args.conn_low,
                     conn_high: args.conn_high,
                     peer_limits: crate::peer_guard::PeerLimits {

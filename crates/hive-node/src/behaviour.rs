@@ -289,9 +289,9 @@ fn relay_config(service: &RelayService) -> relay::Config {
         max_circuits_per_peer: service.max_circuits_per_peer,
         max_circuit_duration: service.max_circuit_duration,
         max_circuit_bytes: service.max_circuit_bytes,
+        reservation_duration: service.reservation_duration,
         reservation_rate_limiters: Vec::new(),
         circuit_src_rate_limiters: Vec::new(),
-        ..relay::Config::default()
     }
     .reservation_rate_per_peer(per_peer, Duration::from_secs(60))
     .circuit_src_per_peer(per_peer, Duration::from_secs(60))

@@ -134,6 +134,8 @@ pub struct RelayService {
     pub max_circuit_duration: Duration,
     /// Bytes relayed in each direction of one circuit before it is reset.
     pub max_circuit_bytes: u64,
+    /// How long a slot (reservation) lasts unless its holder renews it.
+    pub reservation_duration: Duration,
 }
 
 impl Default for RelayService {
@@ -147,6 +149,7 @@ impl Default for RelayService {
             max_circuits_per_peer: 16,
             max_circuit_duration: Duration::from_secs(30 * 60),
             max_circuit_bytes: 4 << 30,
+            reservation_duration: Duration::from_secs(3600),
         }
     }
 }

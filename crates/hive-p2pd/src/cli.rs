@@ -48,6 +48,12 @@ pub struct Cli {
     #[arg(long)]
     pub relay_service: bool,
 
+    /// With --relay-service: how long a slot granted to a peer lasts unless
+    /// the peer renews it (peers renew a minute before the end, or after
+    /// 30 s at the soonest).
+    #[arg(long, value_name = "SECS", default_value_t = 3600, value_parser = clap::value_parser!(u64).range(1..))]
+    pub relay_reservation_secs: u64,
+
     /// Keep a slot on this relay (repeatable; RELAY-ADDR/p2p/RELAY-ID), so
     /// that peers that cannot dial this node reach it at
     /// RELAY-ADDR/p2p/RELAY-ID/p2p-circuit/p2p/THIS-ID. Slots are renewed

@@ -152,7 +152,10 @@ impl Settings {
                 node.conn_manager = cli.conn_limits()?;
                 if cli.relay_service {
                     node.reachability = Reachability::Public;
-                    node.relay_service = Some(RelayService::default());
+                    node.relay_service = Some(RelayService {
+                        reservation_duration: Duration::from_secs(cli.relay_reservation_secs),
+                        ..RelayService::default()
+                    });
                 }
             }
         }

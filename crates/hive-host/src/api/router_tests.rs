@@ -33,6 +33,7 @@ fn app(token: Option<&str>) -> (axum::Router, CancellationToken, tempfile::TempD
             peer_target: 1,
             relays: Vec::new(),
             relay_service: false,
+            relay_reservation_secs: None,
             conn_low: None,
             peer_limits: Default::default(),
             worker_threads: None,

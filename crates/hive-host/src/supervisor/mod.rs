@@ -73,6 +73,8 @@ pub struct DaemonSettings {
     pub relays: Vec<String>,
     /// Each daemon also serves as a relay (`--relay-service`).
     pub relay_service: bool,
+    /// `--relay-reservation-secs` for the daemons, when given.
+    pub relay_reservation_secs: Option<u64>,
     /// The connection manager's watermarks (`--conn-low`, `--conn-high`);
     /// `None`: the daemon's defaults.
     pub conn_low: Option<usize>,

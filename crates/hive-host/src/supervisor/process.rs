@@ -55,6 +55,9 @@ impl Supervisor {
         }
         if settings.relay_service {
             cmd.arg("--relay-service");
+            if let Some(secs) = settings.relay_reservation_secs {
+                cmd.args(["--relay-reservation-secs", &secs.to_string()]);
+            }
         }
         if let Some(n) = settings.conn_low {
             cmd.args(["--conn-low", &n.to_string()]);
