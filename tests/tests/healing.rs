@@ -82,25 +82,32 @@ async fn restart(
     if kill9 {
         host.kill9();
         let _ = host.child.wait().await;
-        // The orphaned daemon exits by itself (it watches its parent).
-        wait_for("the orphaned daemon to exit", || async {
-            (!hive_tests::pid_alive(daemon)).then_some(())
-        })
-        .await?;
     } else {
         host.terminate().await?;
     }
     let since = Instant::now();
-    // Another process takes the old port while the node is down.
+    let orphan_gone = || async {
+        wait_for("the orphaned daemon to exit", || async {
+            (!hive_tests::pid_alive(daemon)).then_some(())
+        })
+        .await
+    };
+    // Another process takes the old port while the node is down (so the
+    // old daemon must be gone first: it holds the port until it exits).
     let squatter = if hold_port {
+        orphan_gone().await?;
         Some(std::net::TcpListener::bind(("127.0.0.1", old_port))?)
     } else {
         None
     };
     let data = std::mem::replace(&mut host.data_dir, tempfile::TempDir::new()?);
     drop(host);
+    // Started again at once, as systemd would: a killed host's daemon may
+    // still be on its way out (its successor waits for the data directory).
     let again = Host::start_in(opts, data).await?;
     again.wait_healthy().await?;
+    // The orphaned daemon exited by itself (it watches its parent).
+    orphan_gone().await?;
     let new_port = tcp_port(&again.first_listen_addr().await?);
     match squatter {
         Some(_) => assert_ne!(new_port, old_port, "the port was taken"),
@@ -171,12 +178,14 @@ async fn heals_after_every_fault_of_the_bootstrap_node() -> anyhow::Result<()> {
 }
 
 /// No bootstrap edge: A dialed B through the API once. Each daemon's
-/// restart must bring the link back (the peers it knew are dialed).
+/// restart, and each host's (kill -9 and SIGTERM, started again at once on
+/// its data dir), must bring the link back: the peers it knew are dialed
+/// (REQ-SUP-1, audit rows 1, 2 and 18).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn heals_a_link_made_by_dial() -> anyhow::Result<()> {
-    let a = Host::start(opts(vec![])).await?;
+    let mut a = Host::start(opts(vec![])).await?;
     a.wait_healthy().await?;
-    let b = Host::start(opts(vec![])).await?;
+    let mut b = Host::start(opts(vec![])).await?;
     b.wait_healthy().await?;
     let addr = b.first_listen_addr().await?;
     a.post_json("/api/dial", &serde_json::json!({ "addr": addr }))
@@ -193,6 +202,23 @@ async fn heals_a_link_made_by_dial() -> anyhow::Result<()> {
         signal(old, libc::SIGKILL);
         let since = Instant::now();
         replaced(host, old).await?;
+        flows_both_ways(&a, &b, case, since).await?;
+    }
+    for (dialer, kill9, case) in [
+        (true, true, "host kill -9 of the dialer"),
+        (false, true, "host kill -9 of the dialed"),
+        (true, false, "host SIGTERM of the dialer"),
+        (false, false, "host SIGTERM of the dialed"),
+    ] {
+        let since = if dialer {
+            let (again, since) = restart(a, opts(vec![]), kill9, false).await?;
+            a = again;
+            since
+        } else {
+            let (again, since) = restart(b, opts(vec![]), kill9, false).await?;
+            b = again;
+            since
+        };
         flows_both_ways(&a, &b, case, since).await?;
     }
     Ok(())
