@@ -14,8 +14,9 @@
 //! here turns into [`Hive::spawn`].
 
 mod stored;
+mod tree;
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -338,37 +339,68 @@ impl Hive {
     /// Ids of `id` and every node descending from it, deepest first.
     fn subtree(&self, id: &str) -> Vec<String> {
         let nodes = self.all();
-        let mut order = Vec::new();
-        fn visit(id: &str, nodes: &[Arc<NodeRuntime>], order: &mut Vec<String>) {
-            for child in nodes
-                .iter()
-                .filter(|n| n.record.parent.as_deref() == Some(id))
-            {
-                visit(&child.record.id, nodes, order);
+        let mut children: HashMap<&str, Vec<&str>> = HashMap::new();
+        for n in &nodes {
+            if let Some(parent) = n.record.parent.as_deref() {
+                children.entry(parent).or_default().push(&n.record.id);
             }
-            order.push(id.to_owned());
         }
-        visit(id, &nodes, &mut order);
+        // Parents before children, then reversed: deepest first.
+        let mut order = Vec::new();
+        let mut stack = vec![id];
+        while let Some(next) = stack.pop() {
+            order.push(next.to_owned());
+            stack.extend(children.get(next).into_iter().flatten().copied());
+        }
+        order.reverse();
         order
+    }
+
+    /// What lies below each of `nodes` (same order), in one pass.
+    fn below_each(nodes: &[Arc<NodeRuntime>]) -> Vec<tree::Below> {
+        let entries: Vec<tree::Entry> = nodes
+            .iter()
+            .map(|n| tree::Entry {
+                id: &n.record.id,
+                parent: n.record.parent.as_deref(),
+                running: n.supervisor.snapshot().state == DaemonState::Running,
+            })
+            .collect();
+        tree::below(&entries)
     }
 
     /// τ of a node, counting the health of every node below it.
     pub fn tension(&self, node: &NodeRuntime) -> Tension {
-        let below: Vec<Arc<NodeRuntime>> = {
-            let ids: HashSet<String> = self.subtree(&node.record.id).into_iter().collect();
-            self.all()
-                .into_iter()
-                .filter(|n| n.record.id != node.record.id && ids.contains(&n.record.id))
-                .collect()
-        };
-        let down = below
-            .iter()
-            .filter(|n| n.supervisor.snapshot().state != DaemonState::Running)
-            .count();
-        node.supervisor.tension_with_children(below.len(), down)
+        let nodes = self.all();
+        let below = Self::below_each(&nodes)
+            .into_iter()
+            .zip(&nodes)
+            .find(|(_, n)| n.record.id == node.record.id)
+            .map(|(b, _)| b)
+            .unwrap_or_default();
+        node.supervisor
+            .tension_with_children(below.nodes, below.down)
+    }
+
+    /// Every node with its τ (counting the nodes below it).
+    fn with_tension(&self) -> Vec<(Arc<NodeRuntime>, Tension)> {
+        let nodes = self.all();
+        let below = Self::below_each(&nodes);
+        nodes
+            .into_iter()
+            .zip(below)
+            .map(|(n, b)| {
+                let t = n.supervisor.tension_with_children(b.nodes, b.down);
+                (n, t)
+            })
+            .collect()
     }
 
     pub fn view(&self, node: &NodeRuntime) -> NodeView {
+        self.view_with(node, self.tension(node))
+    }
+
+    fn view_with(&self, node: &NodeRuntime, tension: Tension) -> NodeView {
         let status = node.supervisor.status();
         NodeView {
             id: node.record.id.clone(),
@@ -379,12 +411,15 @@ impl Hive {
             pid: status.daemon.pid,
             restarts: status.daemon.restarts,
             peers: status.peers,
-            tension: self.tension(node).value,
+            tension: tension.value,
         }
     }
 
     pub fn views(&self) -> Vec<NodeView> {
-        self.all().iter().map(|n| self.view(n)).collect()
+        self.with_tension()
+            .into_iter()
+            .map(|(n, t)| self.view_with(&n, t))
+            .collect()
     }
 
     /// Start `count` children of `parent` (default: the first node) and wait
@@ -582,8 +617,7 @@ impl Hive {
                 _ = self.inner.shutdown.cancelled() => return,
                 _ = tick.tick() => {}
             }
-            for node in self.all() {
-                let tension = self.tension(&node);
+            for (node, tension) in self.with_tension() {
                 node.supervisor.record_tension(tension.value);
                 node.supervisor.metrics().set_tension(&tension);
             }
