@@ -177,9 +177,13 @@ pub struct Split {
 
 impl Split {
     pub fn new() -> Result<Split> {
+        // Several splits in one test process (tests run in parallel) need
+        // their own names and subnets, as LANs do.
+        static MADE: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let nth = MADE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let pid = std::process::id();
-        let tag = format!("{:x}", pid % 0xfffff);
-        let subnet = 1 + (pid % 250);
+        let tag = format!("{:x}", (pid.wrapping_mul(8).wrapping_add(nth)) % 0xfffff);
+        let subnet = 1 + (pid.wrapping_add(nth.wrapping_mul(37)) % 250);
         let split = Split {
             subnet,
             middle: format!("hsm{tag}"),
