@@ -120,20 +120,23 @@ impl Settings {
         if let Some(go) = &go {
             apply_go_defaults(&mut cli, go);
         }
-        // Like the go daemon, a daemon started with its flags and no `-id`
-        // gets a fresh identity each time and keeps nothing: harnesses
-        // start several side by side and expect distinct peers.
-        let scratch = go.is_some() && cli.key_file.is_none() && cli.data_dir.is_none();
+        // Like the go daemon, a daemon started with its flags and no
+        // --data-dir keeps nothing: its data directory is scratch space of
+        // its own, and without `-id` it gets a fresh identity each time.
+        // Harnesses start several side by side, with one `-id` file each or
+        // none, and each daemon needs a directory of its own (one daemon
+        // per data directory: `dir_lock`).
+        let scratch = go.is_some() && cli.data_dir.is_none();
         let data_dir = match (&cli.data_dir, scratch) {
             (Some(dir), _) => dir.clone(),
             (None, true) => env.temp_dir.join(format!("hive-p2pd-{}", env.pid)),
             (None, false) => env.default_data_dir.clone(),
         };
-        let key_file = (!scratch).then(|| {
-            cli.key_file
-                .clone()
-                .unwrap_or_else(|| data_dir.join("identity.key"))
-        });
+        let key_file = match (&cli.key_file, scratch) {
+            (Some(key), _) => Some(key.clone()),
+            (None, true) => None,
+            (None, false) => Some(data_dir.join("identity.key")),
+        };
         for (flag, rate) in [
             ("--direct-rate", cli.direct_rate),
             ("--direct-burst", cli.direct_burst),
@@ -523,10 +526,12 @@ mod tests {
             "-q",
         ])
         .unwrap();
-        // -id keeps the identity; the data dir is the default one.
-        assert!(!s.scratch);
+        // -id keeps the identity; the data dir is scratch space of this
+        // daemon's own (two daemons with -id files once shared the default
+        // one, and its history).
+        assert!(s.scratch);
         assert_eq!(s.key_file, Some(PathBuf::from("/k/go.key")));
-        assert_eq!(s.data_dir, env().default_data_dir);
+        assert_eq!(s.data_dir, PathBuf::from("/tmp/hive-p2pd-4242"));
         assert_eq!(s.notices.len(), 1, "{:?}", s.notices);
         let go = s.go.as_ref().unwrap();
         assert!(go.quiet && go.conn_manager);
