@@ -97,10 +97,15 @@ async fn a_crash_loop_backs_off_doubling_from_a_quarter_second() -> anyhow::Resu
     assert!(first >= 250, "{delays:?}");
     let doubled: Vec<u64> = (0..5).map(|k| (first << k).min(30_000)).collect();
     assert_eq!(delays, doubled, "each wait twice the one before");
+    // Seen from here, each gap is the wait plus a failed start, less
+    // however much later the first of the two events reached this client
+    // than the second (CI measured a 250 ms wait as 248 ms): a tenth of the
+    // wait is left for that. A restart without the wait (a failed start
+    // takes milliseconds) still fails this.
     for pair in seen.windows(2) {
         let waited = pair[1].1.duration_since(pair[0].1);
         assert!(
-            waited.as_millis() as u64 >= pair[0].0,
+            waited.as_millis() as u64 >= pair[0].0 * 9 / 10,
             "restarted after {waited:?}, announced {} ms: {delays:?}",
             pair[0].0
         );
