@@ -52,6 +52,8 @@ impl Durability {
 
 /// One row on its way into the outbox.
 struct Row {
+    /// The room the API reserved for it; the committed row takes it over.
+    room: Option<crate::store::Reservation>,
     id: String,
     /// The id is the client's idempotency key (remembered for a day).
     keyed: bool,
@@ -74,6 +76,8 @@ struct Queue {
 pub(crate) struct GroupCommit {
     conn: Arc<Mutex<Connection>>,
     unacked: Arc<AtomicI64>,
+    /// Unacknowledged rows plus reserved rooms (`Store::reserve`).
+    held: Arc<AtomicI64>,
     queue: Arc<Mutex<Queue>>,
     /// Rows queued and transactions committed, for the tests.
     queued: Arc<std::sync::atomic::AtomicU64>,
@@ -81,10 +85,15 @@ pub(crate) struct GroupCommit {
 }
 
 impl GroupCommit {
-    pub(crate) fn new(conn: Arc<Mutex<Connection>>, unacked: Arc<AtomicI64>) -> Self {
+    pub(crate) fn new(
+        conn: Arc<Mutex<Connection>>,
+        unacked: Arc<AtomicI64>,
+        held: Arc<AtomicI64>,
+    ) -> Self {
         GroupCommit {
             conn,
             unacked,
+            held,
             queue: Arc::default(),
             queued: Arc::default(),
             commits: Arc::default(),
@@ -101,8 +110,10 @@ impl GroupCommit {
     }
 
     /// Queue one row and wait until the transaction holding it committed.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) async fn push(
         &self,
+        room: Option<crate::store::Reservation>,
         id: String,
         keyed: bool,
         kind: OutKind,
@@ -112,6 +123,7 @@ impl GroupCommit {
     ) -> Result<Pushed, StoreError> {
         let (answer, answered) = oneshot::channel();
         let row = Row {
+            room,
             id,
             keyed,
             kind,
@@ -165,24 +177,28 @@ impl GroupCommit {
         match result {
             Ok(results) => {
                 self.count_inserted(&results);
-                for (row, pushed) in group.into_iter().zip(results) {
+                for (mut row, pushed) in group.into_iter().zip(results) {
+                    self.settle_room(&mut row, pushed.inserted);
                     let _ = row.answer.send(Ok(pushed));
                 }
             }
             Err(e) if group.len() == 1 => {
                 let row = group.into_iter().next();
-                if let Some(row) = row {
+                if let Some(mut row) = row {
+                    self.settle_room(&mut row, false);
                     let _ = row.answer.send(Err(StoreError::Sql(e)));
                 }
             }
             Err(e) => {
                 tracing::warn!(error = %e, rows = group.len(), "outbox group commit failed; one row at a time");
-                for row in group {
+                for mut row in group {
                     let result = insert(&mut conn, std::slice::from_ref(&row));
                     let answer = result.map(|mut r| r.remove(0)).map_err(StoreError::Sql);
                     if let Ok(pushed) = &answer {
                         self.count_inserted(std::slice::from_ref(pushed));
                     }
+                    let inserted = answer.as_ref().is_ok_and(|p| p.inserted);
+                    self.settle_room(&mut row, inserted);
                     let _ = row.answer.send(answer);
                 }
             }
@@ -192,6 +208,25 @@ impl GroupCommit {
     fn count_inserted(&self, results: &[Pushed]) {
         let n = results.iter().filter(|p| p.inserted).count();
         self.unacked.fetch_add(n as i64, Ordering::AcqRel);
+    }
+
+    /// A committed row takes its room's unit in `held` (one without a room
+    /// adds its own); a row found there already, or not written, gives its
+    /// room back.
+    /// Called before the row's answer is sent, so that whoever the answer
+    /// wakes sees the count settled.
+    fn settle_room(&self, row: &mut Row, inserted: bool) {
+        let room = row.room.take();
+        if !inserted {
+            drop(room);
+            return;
+        }
+        match room {
+            Some(room) => room.keep(),
+            None => {
+                self.held.fetch_add(1, Ordering::AcqRel);
+            }
+        }
     }
 }
 

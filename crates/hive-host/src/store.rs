@@ -101,18 +101,35 @@ pub struct Store {
     /// Unacknowledged outbox rows, kept in memory: the API checks it on
     /// every publish, and counting rows there would cost a scan each time.
     unacked: Arc<std::sync::atomic::AtomicI64>,
-    /// Rows admitted by the API and not yet committed (see [`Store::reserve`]).
-    reserved: Arc<std::sync::atomic::AtomicI64>,
+    /// Unacknowledged rows plus the rooms the API reserved for rows not yet
+    /// committed: what admission checks (see [`Store::reserve`]). One
+    /// counter, so that a row's commit never shows it twice (as row and as
+    /// room) or not at all: a committed row takes over its room's unit.
+    held: Arc<std::sync::atomic::AtomicI64>,
     /// The outbox's writer: pushes share transactions.
     writer: GroupCommit,
 }
 
-/// Room for one outbox row, held from admission until its push returned.
-pub struct Reservation(Arc<std::sync::atomic::AtomicI64>);
+/// Room for one outbox row, held from admission until its row is committed
+/// (the row then keeps the unit) or its push failed or found the row there
+/// already (the room is given back).
+pub struct Reservation {
+    held: Arc<std::sync::atomic::AtomicI64>,
+    armed: bool,
+}
+
+impl Reservation {
+    /// The row was committed: its unit in the count is the row's now.
+    pub(crate) fn keep(mut self) {
+        self.armed = false;
+    }
+}
 
 impl Drop for Reservation {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
+        if self.armed {
+            self.held.fetch_sub(1, Ordering::AcqRel);
+        }
     }
 }
 
@@ -192,13 +209,14 @@ impl Store {
             |r| r.get(0),
         )?;
         let conn = Arc::new(Mutex::new(conn));
+        let held = Arc::new(std::sync::atomic::AtomicI64::new(unacked));
         let unacked = Arc::new(std::sync::atomic::AtomicI64::new(unacked));
         Ok(Store {
-            writer: GroupCommit::new(conn.clone(), unacked.clone()),
+            writer: GroupCommit::new(conn.clone(), unacked.clone(), held.clone()),
             conn,
             last_cursor: Arc::new(AtomicU64::new(last as u64)),
             unacked,
-            reserved: Arc::new(std::sync::atomic::AtomicI64::new(0)),
+            held,
         })
     }
 
@@ -268,8 +286,36 @@ impl Store {
     ///
     /// `key` is the client's idempotency key: a retried request with the
     /// same key finds the row already there and is not queued twice.
+    #[cfg(test)]
     pub async fn push(
         &self,
+        kind: OutKind,
+        target: String,
+        data: Vec<u8>,
+        ttl_ms: i64,
+        key: Option<String>,
+    ) -> Result<Pushed, StoreError> {
+        self.push_in(None, kind, target, data, ttl_ms, key).await
+    }
+
+    /// [`Store::push`] into a room [`Store::reserve`] gave: a committed row
+    /// takes the room over in the writer, whatever becomes of the request.
+    pub async fn push_reserved(
+        &self,
+        room: Reservation,
+        kind: OutKind,
+        target: String,
+        data: Vec<u8>,
+        ttl_ms: i64,
+        key: Option<String>,
+    ) -> Result<Pushed, StoreError> {
+        self.push_in(Some(room), kind, target, data, ttl_ms, key)
+            .await
+    }
+
+    async fn push_in(
+        &self,
+        room: Option<Reservation>,
         kind: OutKind,
         target: String,
         data: Vec<u8>,
@@ -279,7 +325,7 @@ impl Store {
         let keyed = key.is_some();
         let id = key.unwrap_or_else(|| hex::encode(rand::random::<[u8; 16]>()));
         self.writer
-            .push(id, keyed, kind, target, data, ttl_ms)
+            .push(room, id, keyed, kind, target, data, ttl_ms)
             .await
     }
 
@@ -350,10 +396,12 @@ impl Store {
     /// of a batch in). `None`: full. The room is taken first and then
     /// checked, so two requests never both get the last slot.
     pub fn reserve(&self, max: u64) -> Option<Reservation> {
-        let reserved = self.reserved.fetch_add(1, Ordering::AcqRel) + 1;
-        let reservation = Reservation(self.reserved.clone());
-        let depth = self.unacked.load(Ordering::Acquire).max(0) + reserved;
-        (depth.max(0) as u64 <= max).then_some(reservation)
+        let held = self.held.fetch_add(1, Ordering::AcqRel) + 1;
+        let reservation = Reservation {
+            held: self.held.clone(),
+            armed: true,
+        };
+        (held.max(0) as u64 <= max).then_some(reservation)
     }
 
     /// The daemon acknowledged this row.
@@ -367,6 +415,7 @@ impl Store {
             return Ok(());
         }
         let unacked = self.unacked.clone();
+        let held = self.held.clone();
         self.call(move |c| {
             let tx = c.transaction()?;
             let now = now_ms();
@@ -381,6 +430,7 @@ impl Store {
             }
             tx.commit()?;
             unacked.fetch_sub(changed as i64, Ordering::AcqRel);
+            held.fetch_sub(changed as i64, Ordering::AcqRel);
             Ok(())
         })
         .await
@@ -413,12 +463,14 @@ impl Store {
 
     async fn resend_acked_since(&self, since_ms: i64) -> Result<usize, StoreError> {
         let unacked = self.unacked.clone();
+        let held = self.held.clone();
         self.call(move |c| {
             let n = c.execute(
                 "UPDATE outbox SET acked_ms = NULL, next_ms = 0 WHERE acked_ms IS NOT NULL AND acked_ms >= ?1",
                 params![since_ms],
             )?;
             unacked.fetch_add(n as i64, Ordering::AcqRel);
+            held.fetch_add(n as i64, Ordering::AcqRel);
             Ok(n)
         })
         .await
@@ -428,6 +480,7 @@ impl Store {
     /// whose time to live ran out (returned, to be reported).
     pub async fn sweep(&self) -> Result<Vec<OutItem>, StoreError> {
         let unacked = self.unacked.clone();
+        let held = self.held.clone();
         self.call(move |c| {
             let now = now_ms();
             let tx = c.transaction()?;
@@ -453,6 +506,7 @@ impl Store {
             )?;
             tx.commit()?;
             unacked.fetch_sub(removed as i64, Ordering::AcqRel);
+            held.fetch_sub(removed as i64, Ordering::AcqRel);
             Ok(expired)
         })
         .await
@@ -462,12 +516,14 @@ impl Store {
     /// good); returned for reporting.
     pub async fn fail(&self, seq: i64) -> Result<(), StoreError> {
         let unacked = self.unacked.clone();
+        let held = self.held.clone();
         self.call(move |c| {
             let removed = c.execute(
                 "DELETE FROM outbox WHERE seq = ?1 AND acked_ms IS NULL",
                 params![seq],
             )?;
             unacked.fetch_sub(removed as i64, Ordering::AcqRel);
+            held.fetch_sub(removed as i64, Ordering::AcqRel);
             Ok(())
         })
         .await

@@ -335,7 +335,7 @@ pub async fn publish(
 ) -> Result<Json<PublishResult>, ApiError> {
     super::check_topic(&topic)?;
     let key = idempotency_key(&headers)?;
-    let (data, _room) = admit(&state, body).await?;
+    let (data, room) = admit(&state, body).await?;
     let kind = if q.envelope.unwrap_or(!state.app.limits.plain_pubsub) {
         OutKind::Publish
     } else {
@@ -344,7 +344,8 @@ pub async fn publish(
     let pushed = state
         .outbox
         .store()
-        .push(
+        .push_reserved(
+            room,
             kind,
             topic,
             data.to_vec(),
@@ -410,10 +411,13 @@ pub async fn send(
     }
     let key = idempotency_key(&headers)?;
     let (data, room) = admit(&state, body).await?;
+    // The committed row takes the room over, so the wait below does not
+    // hold it twice.
     let pushed = state
         .outbox
         .store()
-        .push(
+        .push_reserved(
+            room,
             OutKind::Direct,
             peer_id,
             data.to_vec(),
@@ -421,9 +425,6 @@ pub async fn send(
             key,
         )
         .await?;
-    // The row is counted as unacknowledged now; the wait below must not
-    // hold its room twice.
-    drop(room);
     let id = pushed.id;
     tracing::debug!(%id, "direct message queued");
     if !pushed.pending {
