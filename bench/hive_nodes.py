@@ -174,6 +174,13 @@ def main():
             time.sleep(0.2)
         result["all_running_s"] = round(time.monotonic() - t0, 2)
         pids = [host.pid] + [n["pid"] for n in nodes if n["pid"]]
+        # Where the start's CPU went: the host, and the daemons together
+        # (each daemon's own time since it started; restarted ones undercount).
+        hz = os.sysconf("SC_CLK_TCK")
+        result["start_cpu_s"] = {
+            "host": round(cpu_ticks(host.pid) / hz, 1),
+            "daemons": round(sum(cpu_ticks(pid) for pid in pids[1:]) / hz, 1),
+        }
         ids = [n["id"] for n in nodes]
         with ThreadPoolExecutor(16) as pool:
             list(pool.map(lambda i: call(api, "POST", f"/api/nodes/{i}/topics/hive-bench/subscribe", b""), ids))
