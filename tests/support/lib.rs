@@ -348,6 +348,19 @@ impl Host {
             .map(|p| p as i32))
     }
 
+    /// The pid of this host's daemon once it is running (waited for: it
+    /// may be restarting).
+    pub async fn running_daemon_pid(&self) -> Result<i32> {
+        wait_for("a running daemon", || async {
+            let st = self.status().await.ok()?;
+            (st["daemon"]["state"] == "running")
+                .then(|| st["daemon"]["pid"].as_i64())
+                .flatten()
+        })
+        .await
+        .map(|pid| pid as i32)
+    }
+
     pub async fn subscribe(&self, topic: &str) -> Result<()> {
         self.post(&format!("/api/topics/{topic}/subscribe"), Vec::new())
             .await?;

@@ -123,30 +123,18 @@ async fn a_daemon_that_ran_a_minute_restarts_after_the_shortest_wait() -> anyhow
     let mut events = host.events().await?;
     let mut delays = Vec::new();
     for _ in 0..3 {
-        let pid = running_daemon(&host).await?;
+        let pid = host.running_daemon_pid().await?;
         signal(pid, libc::SIGKILL);
         delays.push(restart_delays(&mut events, 1).await?[0].0);
     }
     assert_eq!(delays, [250, 500, 1000], "kills in a row back off");
-    let pid = running_daemon(&host).await?;
+    let pid = host.running_daemon_pid().await?;
     // Past HEALTHY_AFTER (60 s) of running; a hang guard would be shorter.
     tokio::time::sleep(std::time::Duration::from_secs(62)).await;
     signal(pid, libc::SIGKILL);
     let after = restart_delays(&mut events, 1).await?[0].0;
     assert_eq!(after, 250, "a minute of running resets the backoff");
     Ok(())
-}
-
-/// The pid of the host's daemon once it is running again.
-async fn running_daemon(host: &Host) -> anyhow::Result<i32> {
-    wait_for("a running daemon", || async {
-        let st = host.status().await.ok()?;
-        (st["daemon"]["state"] == "running")
-            .then(|| st["daemon"]["pid"].as_i64())
-            .flatten()
-    })
-    .await
-    .map(|pid| pid as i32)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

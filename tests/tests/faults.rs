@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use hive_tests::{event_bytes, signal, wait_for, Host, HostOpts};
+use hive_tests::{event_bytes, signal, Host, HostOpts};
 use serde_json::Value;
 use tokio_tungstenite::tungstenite::Message;
 
@@ -156,14 +156,7 @@ fn retry_after(response: &reqwest::Response) -> Option<Duration> {
 /// `kill -9` the host's daemon and go on at once: the host restarts it, and
 /// publishes keep being accepted into its outbox meanwhile.
 async fn kill_daemon(host: &Host) -> anyhow::Result<()> {
-    let pid = wait_for("a running daemon to kill", || async {
-        let st = host.status().await.ok()?;
-        (st["daemon"]["state"] == "running")
-            .then(|| st["daemon"]["pid"].as_i64())
-            .flatten()
-    })
-    .await? as i32;
-    signal(pid, libc::SIGKILL);
+    signal(host.running_daemon_pid().await?, libc::SIGKILL);
     Ok(())
 }
 

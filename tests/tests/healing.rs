@@ -49,17 +49,6 @@ async fn flows_both_ways(a: &Host, b: &Host, case: &str, since: Instant) -> anyh
     Ok(())
 }
 
-async fn running_pid(host: &Host) -> anyhow::Result<i32> {
-    wait_for("a running daemon", || async {
-        let st = host.status().await.ok()?;
-        (st["daemon"]["state"] == "running")
-            .then(|| st["daemon"]["pid"].as_i64())
-            .flatten()
-    })
-    .await
-    .map(|p| p as i32)
-}
-
 async fn replaced(host: &Host, old: i32) -> anyhow::Result<()> {
     wait_for("the daemon replaced", || async {
         let st = host.status().await.ok()?;
@@ -78,7 +67,7 @@ async fn restart(
 ) -> anyhow::Result<(Host, Instant)> {
     let mut host = host;
     let old_port = tcp_port(&host.first_listen_addr().await?);
-    let daemon = running_pid(&host).await?;
+    let daemon = host.running_daemon_pid().await?;
     if kill9 {
         host.kill9();
         let _ = host.child.wait().await;
@@ -139,19 +128,19 @@ async fn heals_after_every_fault_of_the_bootstrap_node() -> anyhow::Result<()> {
     b.subscribe(TOPIC).await?;
     flows_both_ways(&a, &b, "start", Instant::now()).await?;
 
-    let old = running_pid(&a).await?;
+    let old = a.running_daemon_pid().await?;
     signal(old, libc::SIGKILL);
     let since = Instant::now();
     replaced(&a, old).await?;
     flows_both_ways(&a, &b, "kill -9 of A's daemon (B's bootstrap)", since).await?;
 
-    let old = running_pid(&b).await?;
+    let old = b.running_daemon_pid().await?;
     signal(old, libc::SIGKILL);
     let since = Instant::now();
     replaced(&b, old).await?;
     flows_both_ways(&a, &b, "kill -9 of B's daemon", since).await?;
 
-    let (old_a, old_b) = (running_pid(&a).await?, running_pid(&b).await?);
+    let (old_a, old_b) = (a.running_daemon_pid().await?, b.running_daemon_pid().await?);
     signal(old_a, libc::SIGKILL);
     signal(old_b, libc::SIGKILL);
     let since = Instant::now();
@@ -159,7 +148,7 @@ async fn heals_after_every_fault_of_the_bootstrap_node() -> anyhow::Result<()> {
     replaced(&b, old_b).await?;
     flows_both_ways(&a, &b, "kill -9 of both daemons at once", since).await?;
 
-    let old = running_pid(&a).await?;
+    let old = a.running_daemon_pid().await?;
     signal(old, libc::SIGSTOP);
     let since = Instant::now();
     replaced(&a, old).await?;
@@ -198,7 +187,7 @@ async fn heals_a_link_made_by_dial() -> anyhow::Result<()> {
         (&a, "kill -9 of the dialer's daemon"),
         (&b, "kill -9 of the dialed daemon"),
     ] {
-        let old = running_pid(host).await?;
+        let old = host.running_daemon_pid().await?;
         signal(old, libc::SIGKILL);
         let since = Instant::now();
         replaced(host, old).await?;

@@ -94,6 +94,25 @@ async fn daemon() -> (tempfile::TempDir, Daemon) {
     (dir, d)
 }
 
+/// Daemons A, B and C, B and C bootstrapped from A (and their data dirs).
+async fn three_from_a() -> (Vec<tempfile::TempDir>, [Daemon; 3]) {
+    let (dir_a, a) = daemon().await;
+    let bootstrap = a.ready["listen_addrs"][0].as_str().unwrap().to_string();
+    let mut dirs = vec![dir_a];
+    let mut from_a = Vec::new();
+    for _ in 0..2 {
+        let dir = tempfile::TempDir::new().unwrap();
+        let d = Daemon::start(dir.path(), TOKEN, &["--bootstrap", &bootstrap])
+            .await
+            .expect("daemon starts");
+        dirs.push(dir);
+        from_a.push(d);
+    }
+    let c = from_a.pop().expect("two started");
+    let b = from_a.pop().expect("two started");
+    (dirs, [a, b, c])
+}
+
 #[tokio::test]
 async fn ready_line_names_ipc_peer_and_addrs() {
     let (_dir, d) = daemon().await;
@@ -460,16 +479,7 @@ async fn unix_socket_ipc_is_private_and_serves() {
 
 #[tokio::test]
 async fn dht_provide_find_providers_and_find_peer() {
-    let (_da, a) = daemon().await;
-    let dir_b = tempfile::TempDir::new().unwrap();
-    let bootstrap = a.ready["listen_addrs"][0].as_str().unwrap().to_string();
-    let b = Daemon::start(dir_b.path(), TOKEN, &["--bootstrap", &bootstrap])
-        .await
-        .unwrap();
-    let dir_c = tempfile::TempDir::new().unwrap();
-    let c = Daemon::start(dir_c.path(), TOKEN, &["--bootstrap", &bootstrap])
-        .await
-        .unwrap();
+    let (_dirs, [a, b, c]) = three_from_a().await;
     let mut wa = authed(&a).await;
     let mut wb = authed(&b).await;
     let mut wc = authed(&c).await;
@@ -538,16 +548,7 @@ async fn dht_provide_find_providers_and_find_peer() {
 /// lasts.
 #[tokio::test]
 async fn a_disconnected_peer_is_not_dialed_back_bootstrap_or_not() {
-    let (_da, a) = daemon().await;
-    let bootstrap = a.ready["listen_addrs"][0].as_str().unwrap().to_string();
-    let dir_b = tempfile::TempDir::new().unwrap();
-    let b = Daemon::start(dir_b.path(), TOKEN, &["--bootstrap", &bootstrap])
-        .await
-        .unwrap();
-    let dir_c = tempfile::TempDir::new().unwrap();
-    let c = Daemon::start(dir_c.path(), TOKEN, &["--bootstrap", &bootstrap])
-        .await
-        .unwrap();
+    let (_dirs, [_a, b, c]) = three_from_a().await;
     let mut wc = authed(&c).await;
     let b_addr = b.ready["listen_addrs"][0].as_str().unwrap();
     send(

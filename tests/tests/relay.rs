@@ -125,20 +125,32 @@ async fn a_host_is_reached_through_its_relay() -> anyhow::Result<()> {
 /// hidden host and the caller sit on two links that meet only at the relay
 /// (network namespaces, no forwarding), so nothing but the relay's data path
 /// can carry the message, and the connection stays a circuit.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_host_nobody_can_dial_is_reached_only_through_its_relay() -> anyhow::Result<()> {
-    assert!(
-        Lan::available(),
-        "this test needs root and iproute2 to build its private network namespaces"
-    );
-    let net = Split::new()?;
+/// Three hosts on a [`Split`]: the relay in the middle (`--relay-service`
+/// and `relay_args`), the hidden host on the left keeping a slot on it, the
+/// caller on the right; the two sides meet only at the relay.
+struct AcrossTheRelay {
+    /// Kept running for the test's length.
+    _relay: Host,
+    hidden: Host,
+    hidden_peer: String,
+    caller: Host,
+    /// When the hidden host's slot was first seen.
+    granted: std::time::Instant,
+    /// The hidden host's relayed address as the caller reaches it (the
+    /// relay's address on the caller's side).
+    through: String,
+}
+
+async fn across_the_relay(net: &Split, relay_args: &[&str]) -> anyhow::Result<AcrossTheRelay> {
+    let mut extra_args = vec!["--relay-service".to_owned()];
+    extra_args.extend(relay_args.iter().map(|a| a.to_string()));
     let relay = Host::start(HostOpts {
         netns: Some(net.middle.clone()),
         listen: vec![
             format!("/ip4/{}/tcp/4201", net.middle_left()),
             format!("/ip4/{}/tcp/4202", net.middle_right()),
         ],
-        extra_args: vec!["--relay-service".into()],
+        extra_args,
         ..Default::default()
     })
     .await?;
@@ -149,7 +161,6 @@ async fn a_host_nobody_can_dial_is_reached_only_through_its_relay() -> anyhow::R
             .flatten()
     })
     .await?;
-
     let hidden = Host::start(HostOpts {
         netns: Some(net.left.clone()),
         listen: vec![format!("/ip4/{}/tcp/4203", net.left_addr())],
@@ -166,7 +177,7 @@ async fn a_host_nobody_can_dial_is_reached_only_through_its_relay() -> anyhow::R
         st["peer_id"].as_str().map(str::to_owned)
     })
     .await?;
-
+    let granted = std::time::Instant::now();
     let caller = Host::start(HostOpts {
         netns: Some(net.right.clone()),
         listen: vec![format!("/ip4/{}/tcp/4204", net.right_addr())],
@@ -178,11 +189,35 @@ async fn a_host_nobody_can_dial_is_reached_only_through_its_relay() -> anyhow::R
         (st["daemon"]["state"] == "running").then_some(())
     })
     .await?;
-    // The caller knows the relay by its address on the caller's side.
     let through = format!(
         "/ip4/{}/tcp/4202/p2p/{relay_peer}/p2p-circuit/p2p/{hidden_peer}",
         net.middle_right()
     );
+    Ok(AcrossTheRelay {
+        _relay: relay,
+        hidden,
+        hidden_peer,
+        caller,
+        granted,
+        through,
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_nobody_can_dial_is_reached_only_through_its_relay() -> anyhow::Result<()> {
+    assert!(
+        Lan::available(),
+        "this test needs root and iproute2 to build its private network namespaces"
+    );
+    let net = Split::new()?;
+    let AcrossTheRelay {
+        _relay,
+        hidden,
+        hidden_peer,
+        caller,
+        through,
+        ..
+    } = across_the_relay(&net, &[]).await?;
     let dialed = caller.cli_json(&["dial", &through]).await?;
     assert_eq!(dialed["peer_id"], hidden_peer.as_str(), "{dialed}");
 
@@ -242,63 +277,18 @@ async fn a_relay_slot_is_renewed_before_it_ends() -> anyhow::Result<()> {
         "this test needs root and iproute2 to build its private network namespaces"
     );
     let net = Split::new()?;
-    let relay = Host::start(HostOpts {
-        netns: Some(net.middle.clone()),
-        listen: vec![
-            format!("/ip4/{}/tcp/4201", net.middle_left()),
-            format!("/ip4/{}/tcp/4202", net.middle_right()),
-        ],
-        extra_args: vec![
-            "--relay-service".into(),
-            "--relay-reservation-secs".into(),
-            "35".into(),
-        ],
-        ..Default::default()
-    })
-    .await?;
-    let relay_peer = wait_for("the relay running", || async {
-        let st = relay.cli_json(&["status"]).await.ok()?;
-        (st["daemon"]["state"] == "running")
-            .then(|| st["peer_id"].as_str().map(str::to_owned))
-            .flatten()
-    })
-    .await?;
-    let hidden = Host::start(HostOpts {
-        netns: Some(net.left.clone()),
-        listen: vec![format!("/ip4/{}/tcp/4203", net.left_addr())],
-        extra_args: vec![
-            "--relay".into(),
-            format!("/ip4/{}/tcp/4201/p2p/{relay_peer}", net.middle_left()),
-        ],
-        ..Default::default()
-    })
-    .await?;
-    let hidden_peer = wait_for("a slot on the relay", || async {
-        let st = hidden.cli_json(&["status"]).await.ok()?;
-        circuit_addr(&st)?;
-        st["peer_id"].as_str().map(str::to_owned)
-    })
-    .await?;
-    let granted = std::time::Instant::now();
-    let caller = Host::start(HostOpts {
-        netns: Some(net.right.clone()),
-        listen: vec![format!("/ip4/{}/tcp/4204", net.right_addr())],
-        ..Default::default()
-    })
-    .await?;
-    wait_for("the caller running", || async {
-        let st = caller.cli_json(&["status"]).await.ok()?;
-        (st["daemon"]["state"] == "running").then_some(())
-    })
-    .await?;
+    let AcrossTheRelay {
+        _relay,
+        hidden,
+        hidden_peer,
+        caller,
+        granted,
+        through,
+    } = across_the_relay(&net, &["--relay-reservation-secs", "35"]).await?;
     // Past the first grant's end (35 s); nobody touches the slot meanwhile.
     tokio::time::sleep(Duration::from_secs(45).saturating_sub(granted.elapsed())).await;
     let st = hidden.cli_json(&["status"]).await?;
     assert_eq!(st["reach"]["relays"][0]["state"], "reserved", "{st}");
-    let through = format!(
-        "/ip4/{}/tcp/4202/p2p/{relay_peer}/p2p-circuit/p2p/{hidden_peer}",
-        net.middle_right()
-    );
     let dialed = caller.cli_json(&["dial", &through]).await?;
     assert_eq!(dialed["peer_id"], hidden_peer.as_str(), "{dialed}");
     let sent = caller

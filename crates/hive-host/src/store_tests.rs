@@ -291,9 +291,8 @@ async fn admission_counts_each_row_once_through_its_commit() {
         assert_eq!(store.depth().await.unwrap(), 0);
     }
     // A retried key finds its row: the room goes back.
-    let room = store.reserve(1).unwrap();
-    store
-        .push_reserved(
+    let push_k = |room| {
+        store.push_reserved(
             room,
             OutKind::Publish,
             "t".into(),
@@ -301,20 +300,9 @@ async fn admission_counts_each_row_once_through_its_commit() {
             60_000,
             Some("k".into()),
         )
-        .await
-        .unwrap();
-    let room = store.reserve(2).unwrap();
-    let again = store
-        .push_reserved(
-            room,
-            OutKind::Publish,
-            "t".into(),
-            vec![2],
-            60_000,
-            Some("k".into()),
-        )
-        .await
-        .unwrap();
+    };
+    assert!(push_k(store.reserve(1).unwrap()).await.unwrap().inserted);
+    let again = push_k(store.reserve(2).unwrap()).await.unwrap();
     assert!(!again.inserted);
     assert!(store.reserve(1).is_none(), "one row held, bound 1");
     assert!(
