@@ -7,8 +7,9 @@ suite starts relays: -relay and no other relay flag (go's p2pd serves HOP
 with it alone, whatever its reachability).
 
 Then DCUtR: two listening daemons that first meet through a relay make a
-direct connection from the relayed one (on loopback the "hole punch" is an
-ordinary dial, but the protocol runs end to end).
+direct connection from the relayed one, and the relayed one is then closed
+(on loopback the "hole punch" is an ordinary dial, but the protocol runs end
+to end; tests/tests/relay.rs punches through two real NATs).
 """
 
 import shutil
@@ -128,12 +129,29 @@ def test_dcutr_turns_a_relayed_connection_into_a_direct_one(tmp):
                     for a in p.addrs
                 ]
 
-            async def direct():
+            async def direct_only():
                 conns = await conns_to_target()
-                return conns if any("/p2p-circuit" not in c for c in conns) else None
+                return conns if conns and all("/p2p-circuit" not in c for c in conns) else None
 
-            conns = await eventually(direct, "a direct connection from the caller to the target")
+            # The direct connection replaces the relayed one: the circuit is
+            # closed once the direct connection has stood for a grace
+            # period, so streams and gossip no longer go through the relay.
+            conns = await eventually(
+                direct_only, "only direct connections from the caller to the target", timeout=60
+            )
             print(f"caller's connections to the target after DCUtR: {conns}")
+            async with ct.listen():
+
+                async def echo(info, stream):
+                    await stream.send(await stream.receive(1024))
+                    await stream.aclose()
+
+                await ct.stream_handler("/echo/1.0.0", echo)
+                _, stream = await cc.stream_open(ID.from_base58(target.peer_id), ["/echo/1.0.0"])
+                await stream.send(b"direct")
+                assert await stream.receive(1024) == b"direct"
+                await stream.aclose()
+            assert all("/p2p-circuit" not in c for c in await conns_to_target())
 
         anyio.run(main)
     finally:

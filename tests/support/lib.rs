@@ -22,6 +22,7 @@ use tokio_tungstenite::tungstenite::Message;
 
 pub mod api;
 pub mod flood;
+pub mod nat;
 pub mod netns;
 
 /// How long any single wait may take before the test gives up. Deliberately

@@ -7,6 +7,7 @@
 
 use std::time::Duration;
 
+use hive_tests::nat::TwoNats;
 use hive_tests::netns::{Lan, Split};
 use hive_tests::{event_bytes, wait_for, Host, HostOpts};
 use serde_json::{json, Value};
@@ -295,5 +296,148 @@ async fn a_relay_slot_is_renewed_before_it_ends() -> anyhow::Result<()> {
         .cli_json(&["send", &hidden_peer, "through a renewed slot"])
         .await?;
     assert_eq!(sent["acknowledged"], true, "{sent}");
+    Ok(())
+}
+
+/// The addresses of `host`'s connections to `peer` (`hive peers`).
+async fn connections_to(host: &Host, peer: &str) -> anyhow::Result<Vec<String>> {
+    let peers = host.cli_json(&["peers"]).await?;
+    Ok(peers
+        .as_array()
+        .and_then(|p| p.iter().find(|p| p["peer_id"] == peer))
+        .and_then(|p| p["connections"].as_array())
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default())
+}
+
+/// Hole punching (DCUtR) where nothing else can join the two (audit row
+/// 28): hosts A and B each behind a NAT that drops whatever nobody inside
+/// asked for ([`TwoNats`]), the relay on the internet between them. B keeps
+/// a slot on the relay; A dials B's relayed address, as a user who only
+/// knows that address does. The two then punch through both NATs: A ends
+/// with a direct connection to B's public (NAT) address, the relayed one
+/// is closed, and a direct message goes over the punched connection.
+/// Before, B could be reached only through the relay: a plain connection
+/// from A's side to B's public address is dropped by B's NAT.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_hosts_behind_nats_punch_a_hole_and_leave_the_relay() -> anyhow::Result<()> {
+    assert!(
+        TwoNats::available(),
+        "this test needs root, iproute2 and nftables to build its NATs"
+    );
+    let net = TwoNats::new()?;
+    let relay = Host::start(HostOpts {
+        netns: Some(net.internet.clone()),
+        listen: vec![
+            format!("/ip4/{}/tcp/4201", net.internet_a()),
+            format!("/ip4/{}/tcp/4202", net.internet_b()),
+        ],
+        extra_args: vec!["--relay-service".into()],
+        ..Default::default()
+    })
+    .await?;
+    let relay_peer = wait_for("the relay running", || async {
+        let st = relay.cli_json(&["status"]).await.ok()?;
+        (st["daemon"]["state"] == "running")
+            .then(|| st["peer_id"].as_str().map(str::to_owned))
+            .flatten()
+    })
+    .await?;
+    // Both on the product's default listen addresses (TCP and QUIC on
+    // every interface).
+    let b = Host::start(HostOpts {
+        netns: Some(net.inside_b.clone()),
+        default_listen: true,
+        extra_args: vec![
+            "--relay".into(),
+            format!("/ip4/{}/tcp/4202/p2p/{relay_peer}", net.internet_b()),
+        ],
+        ..Default::default()
+    })
+    .await?;
+    let (b_peer, b_tcp_port) = wait_for("B's slot on the relay", || async {
+        let st = b.cli_json(&["status"]).await.ok()?;
+        circuit_addr(&st)?;
+        let port = st["listen_addrs"]
+            .as_array()?
+            .iter()
+            .filter_map(Value::as_str)
+            .find_map(|a| a.strip_prefix("/ip4/10.221.")?.split("/tcp/").nth(1))?
+            .split('/')
+            .next()?
+            .to_owned();
+        Some((st["peer_id"].as_str()?.to_owned(), port))
+    })
+    .await?;
+    let a = Host::start(HostOpts {
+        netns: Some(net.inside_a.clone()),
+        default_listen: true,
+        ..Default::default()
+    })
+    .await?;
+    let a_peer = wait_for("A running", || async {
+        let st = a.cli_json(&["status"]).await.ok()?;
+        (st["daemon"]["state"] == "running")
+            .then(|| st["peer_id"].as_str().map(str::to_owned))
+            .flatten()
+    })
+    .await?;
+
+    // B's NAT lets nothing in that B did not ask for: from A's side a TCP
+    // connection to B's public address and port gets no answer at all.
+    let probe = std::process::Command::new("ip")
+        .args(["netns", "exec", &net.inside_a, "timeout", "3", "bash", "-c"])
+        .arg(format!("exec 3<>/dev/tcp/{}/{b_tcp_port}", net.public_b()))
+        .status()?;
+    assert!(!probe.success(), "B's NAT let an unsolicited connection in");
+
+    let through = format!(
+        "/ip4/{}/tcp/4201/p2p/{relay_peer}/p2p-circuit/p2p/{b_peer}",
+        net.internet_a()
+    );
+    let dialed = a.cli_json(&["dial", &through]).await?;
+    assert_eq!(dialed["peer_id"], b_peer.as_str(), "{dialed}");
+
+    // The punched connection replaces the relayed one, on both sides.
+    let public_b = format!("/ip4/{}/", net.public_b());
+    let public_a = format!("/ip4/{}/", net.public_a());
+    for (host, peer, public, whose) in [
+        (&a, b_peer.clone(), &public_b, "A's to B"),
+        (&b, a_peer.clone(), &public_a, "B's to A"),
+    ] {
+        let conns = wait_for(&format!("{whose}: only a direct connection"), || async {
+            let conns = connections_to(host, &peer).await.ok()?;
+            (!conns.is_empty() && conns.iter().all(|c| !c.contains("/p2p-circuit")))
+                .then_some(conns)
+        })
+        .await?;
+        assert!(
+            conns.iter().all(|c| c.starts_with(public.as_str())),
+            "{whose} connection is not to the NAT's public address: {conns:?}"
+        );
+    }
+
+    let sent = a
+        .cli_json(&["send", &b_peer, "through the punched hole"])
+        .await?;
+    assert_eq!(sent["acknowledged"], true, "{sent}");
+    let got = wait_for("the message in B's history", || async {
+        let page = b.cli_json(&["messages", "--kind", "direct"]).await.ok()?;
+        let rows = page["messages"].as_array()?.clone();
+        (!rows.is_empty()).then_some(rows)
+    })
+    .await?;
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(got[0]["text"], "through the punched hole", "{:?}", got[0]);
+    let after = connections_to(&a, &b_peer).await?;
+    assert!(
+        !after.is_empty() && after.iter().all(|c| !c.contains("/p2p-circuit")),
+        "{after:?}"
+    );
     Ok(())
 }

@@ -40,6 +40,9 @@ pub async fn bind_all(
 ) -> Result<Vec<Bound>, NodeError> {
     let mut waiting: HashMap<ListenerId, Waiting> = HashMap::new();
     let mut bound: Vec<Bound> = Vec::new();
+    // A listener on an unspecified address (`0.0.0.0`) reports one address
+    // per interface; those after its first are the same listener's too.
+    let mut bound_by: HashMap<ListenerId, usize> = HashMap::new();
     for (first, fallback) in plan {
         let configured = fallback.clone().unwrap_or_else(|| first.clone());
         start(swarm, &mut waiting, first, configured, fallback, &why)?;
@@ -55,12 +58,15 @@ pub async fn bind_all(
                 address,
             } => {
                 if let Some(w) = waiting.remove(&listener_id) {
+                    bound_by.insert(listener_id, bound.len());
                     bound.push(Bound {
                         configured: w.configured,
                         addrs: vec![address],
                     });
+                } else if let Some(&i) = bound_by.get(&listener_id) {
+                    bound[i].addrs.push(address);
                 } else {
-                    tracing::debug!(%address, "further listen address");
+                    tracing::debug!(%address, "listen address of no planned listener");
                 }
                 continue;
             }

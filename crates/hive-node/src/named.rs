@@ -75,8 +75,9 @@ impl std::fmt::Debug for OpenRequest {
 struct Shared {
     accepted: HashSet<String>,
     inbound: mpsc::Sender<(PeerId, String, Stream)>,
-    /// Open connections per peer.
-    connections: HashMap<PeerId, Vec<ConnectionId>>,
+    /// Open connections per peer, oldest first, each with whether it is
+    /// relayed.
+    connections: HashMap<PeerId, Vec<(ConnectionId, bool)>>,
     /// Requests to hand to a connection's handler.
     to_handlers: VecDeque<(PeerId, ConnectionId, OpenRequest)>,
     /// Requests for peers being dialed, sent on once connected.
@@ -127,11 +128,7 @@ impl NamedStreams {
         };
         {
             let mut shared = lock(&self.shared);
-            match shared
-                .connections
-                .get(&peer)
-                .and_then(|c| c.last().copied())
-            {
+            match shared.connections.get(&peer).and_then(|c| preferred(c)) {
                 Some(connection) => shared.to_handlers.push_back((peer, connection, request)),
                 None => {
                     shared
@@ -146,6 +143,19 @@ impl NamedStreams {
         }
         answer.await.map_err(|_| OpenError::Stopped)?
     }
+}
+
+/// The connection a new stream goes on: the newest direct one, else the
+/// newest relayed one. A relayed connection that a hole punch (DCUtR) has
+/// made direct is closed soon after; a stream opened on it meanwhile would
+/// be cut.
+fn preferred(connections: &[(ConnectionId, bool)]) -> Option<ConnectionId> {
+    connections
+        .iter()
+        .rev()
+        .find(|(_, relayed)| !relayed)
+        .or_else(|| connections.last())
+        .map(|(id, _)| *id)
 }
 
 /// The behaviour. Inbound streams arrive on the receiver given by [`new`].
@@ -187,20 +197,20 @@ impl NetworkBehaviour for Behaviour {
         connection: ConnectionId,
         peer: PeerId,
         _local: &Multiaddr,
-        _remote: &Multiaddr,
+        remote: &Multiaddr,
     ) -> Result<THandler<Self>, ConnectionDenied> {
-        Ok(self.connected(peer, connection))
+        Ok(self.connected(peer, connection, crate::circuit::is_circuit(remote)))
     }
 
     fn handle_established_outbound_connection(
         &mut self,
         connection: ConnectionId,
         peer: PeerId,
-        _addr: &Multiaddr,
+        addr: &Multiaddr,
         _role: Endpoint,
         _port_use: PortUse,
     ) -> Result<THandler<Self>, ConnectionDenied> {
-        Ok(self.connected(peer, connection))
+        Ok(self.connected(peer, connection, crate::circuit::is_circuit(addr)))
     }
 
     fn on_swarm_event(&mut self, event: FromSwarm) {
@@ -212,7 +222,7 @@ impl NetworkBehaviour for Behaviour {
             }) => {
                 let mut shared = lock(&self.shared);
                 if let Some(conns) = shared.connections.get_mut(&peer_id) {
-                    conns.retain(|c| *c != connection_id);
+                    conns.retain(|(c, _)| *c != connection_id);
                     if conns.is_empty() {
                         shared.connections.remove(&peer_id);
                     }
@@ -272,9 +282,13 @@ impl NetworkBehaviour for Behaviour {
 }
 
 impl Behaviour {
-    fn connected(&mut self, peer: PeerId, connection: ConnectionId) -> Handler {
+    fn connected(&mut self, peer: PeerId, connection: ConnectionId, relayed: bool) -> Handler {
         let mut shared = lock(&self.shared);
-        shared.connections.entry(peer).or_default().push(connection);
+        shared
+            .connections
+            .entry(peer)
+            .or_default()
+            .push((connection, relayed));
         for request in shared
             .waiting_for_connection
             .remove(&peer)

@@ -34,7 +34,44 @@ fn relay_of(addr: &Multiaddr) -> Option<PeerId> {
 /// connections in its first seconds, bench/FINDINGS.md, session 12).
 const LOOKUP_LINGER: std::time::Duration = std::time::Duration::from_secs(1);
 
+/// How long a relayed connection stays beside a direct one to the same
+/// peer (DCUtR's hole punch, or any later direct dial) before it is closed.
+/// New streams already prefer the direct connection; the grace lets what is
+/// in flight on the circuit finish. Closing it matters: gossipsub and
+/// libp2p-stream spread their traffic over every connection to a peer, so
+/// a circuit kept open would go on carrying a share of it through the
+/// relay, under the relay's limits, and hold one of the relay's circuits.
+const CIRCUIT_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
+
 impl Node {
+    /// Close relayed connections to peers that have had a direct one for
+    /// [`CIRCUIT_GRACE`] (on the maintenance tick).
+    pub(super) fn close_superseded_circuits(&mut self) {
+        let now = Instant::now();
+        let mut superseded = Vec::new();
+        for (peer, state) in self.peers.iter_mut() {
+            let circuits: Vec<_> = state
+                .connections
+                .iter()
+                .filter(|(_, addr)| crate::circuit::is_circuit(addr))
+                .map(|(id, _)| *id)
+                .collect();
+            if circuits.is_empty() || circuits.len() == state.connections.len() {
+                state.circuit_superseded = None;
+                continue;
+            }
+            let since = *state.circuit_superseded.get_or_insert(now);
+            if now.saturating_duration_since(since) >= CIRCUIT_GRACE {
+                superseded.extend(circuits.into_iter().map(|id| (*peer, id)));
+            }
+        }
+        for (peer, connection) in superseded {
+            if self.swarm.close_connection(connection) {
+                tracing::info!(%peer, "relayed connection closed: a direct one to the peer exists");
+            }
+        }
+    }
+
     /// Trim past the high watermark; dial known peers below the low one.
     pub(super) fn manage_connections(&mut self) {
         let Some(manager) = &self.conn_manager else {

@@ -167,6 +167,9 @@ struct PeerState {
     /// rule), never by a dial of this node's own nor from the peer's side:
     /// such a connection has served its purpose once the lookup is over.
     by_lookup: bool,
+    /// Since when this peer has had a direct connection beside a relayed
+    /// one (see `close_superseded_circuits`).
+    circuit_superseded: Option<Instant>,
 }
 
 /// A Kademlia query waiting for its result, with where the answer goes.
@@ -429,6 +432,7 @@ impl Node {
                     self.redial_known_peers();
                     self.maintain_relays();
                     self.manage_connections();
+                    self.close_superseded_circuits();
                 }
                 // Peers a recent hand-over held back (see Keeper::flush).
                 _ = sleep_until_some(self.keeper.deferred()), if self.keeper.deferred().is_some() => {

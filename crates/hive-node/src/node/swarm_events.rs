@@ -105,6 +105,7 @@ impl Node {
             since: Instant::now(),
             rtt: None,
             by_lookup,
+            circuit_superseded: None,
         });
         // A lookup's peer that this node or the peer itself then connects
         // to on purpose is kept like any other.

@@ -9,9 +9,10 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use futures::StreamExt;
+use hive_node::named::OpenError;
 use hive_node::NodeHandle;
 use hive_proto::PeersResult;
-use libp2p::{Multiaddr, PeerId, StreamProtocol};
+use libp2p::{Multiaddr, PeerId};
 use prost::Message as _;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_util::compat::FuturesAsyncReadCompatExt;
@@ -78,36 +79,29 @@ enum OpenFailed {
 /// two daemons, bootstraps one from the other and opens a stream at once
 /// must not lose that race. A peer that does not speak the protocol fails
 /// at once.
+///
+/// Through [`hive_node::named`], which puts the stream on the peer's newest
+/// direct connection: libp2p-stream picks one of a peer's connections at
+/// random, so after a hole punch a stream could go on the relayed
+/// connection, which is closed soon after (and limited meanwhile).
 async fn open_soon(
     node: &NodeHandle,
     peer: PeerId,
-    proto: StreamProtocol,
-) -> Result<libp2p::Stream, libp2p_stream::OpenStreamError> {
+    name: &str,
+) -> Result<libp2p::Stream, OpenError> {
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
-    let mut control = node.stream_control();
+    let named = node.named_streams();
     loop {
-        let attempt = control.open_stream(peer, proto.clone());
-        match tokio::time::timeout(OPEN_ATTEMPT, attempt).await {
-            // libp2p-stream can lose a request made while a connection to
-            // the peer is being set up: the new connection's handler has
-            // taken the queue of waiting requests but the connection is not
-            // listed yet, so the request waits on a fresh queue that no
-            // connection reads. Asked again, it finds the connection. (The
-            // caller bounds the whole.)
-            Err(_) => tracing::debug!(%peer, "stream open stalled; asking again"),
-            Ok(Err(libp2p_stream::OpenStreamError::Io(_)))
+        match named.open(peer, name).await {
+            Err(OpenError::Unreachable(_) | OpenError::Io(_))
                 if tokio::time::Instant::now() < deadline =>
             {
                 tokio::time::sleep(std::time::Duration::from_millis(200)).await;
             }
-            Ok(other) => return other,
+            other => return other,
         }
     }
 }
-
-/// How long one attempt to open a stream may take before it is made again
-/// (see `open_soon`); dialing and negotiating take far less.
-const OPEN_ATTEMPT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Bytes copied per read in each direction between a client's socket and a
 /// libp2p stream: tokio's default of 8 KiB costs a wake-up per 8 KiB on bulk
@@ -290,14 +284,16 @@ where
             .clone();
         let mut last = String::new();
         for name in &req.proto {
-            let proto = protocol(name)?;
+            // Checked as before (a name with a leading `/`), though named
+            // streams would take any spelling.
+            protocol(name)?;
             let timeout = std::time::Duration::from_secs(
                 req.timeout
                     .filter(|t| *t > 0)
                     .map(|t| t as u64)
                     .unwrap_or(60),
             );
-            match tokio::time::timeout(timeout, open_soon(node, peer, proto)).await {
+            match tokio::time::timeout(timeout, open_soon(node, peer, name)).await {
                 Ok(Ok(stream)) => return Ok((peer, name.clone(), stream)),
                 Ok(Err(e)) => last = e.to_string(),
                 Err(_) => last = format!("timed out after {timeout:?}"),
