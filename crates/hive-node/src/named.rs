@@ -433,3 +433,29 @@ impl ConnectionHandler for Handler {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_new_stream_prefers_the_newest_direct_connection() {
+        let [old_direct, relayed, new_direct] = [0, 1, 2].map(ConnectionId::new_unchecked);
+        assert_eq!(preferred(&[]), None);
+        assert_eq!(preferred(&[(relayed, true)]), Some(relayed));
+        // A hole punch adds the direct connection after the relayed one.
+        assert_eq!(
+            preferred(&[(relayed, true), (new_direct, false)]),
+            Some(new_direct)
+        );
+        // A relayed connection made after a direct one does not take over.
+        assert_eq!(
+            preferred(&[(old_direct, false), (relayed, true)]),
+            Some(old_direct)
+        );
+        assert_eq!(
+            preferred(&[(old_direct, false), (relayed, true), (new_direct, false)]),
+            Some(new_direct)
+        );
+    }
+}
