@@ -140,6 +140,9 @@ impl Node {
         // `conns::LOOKUP_LINGER`).
         if step.last {
             self.lookup_over = Some(std::time::Instant::now());
+            if bootstrap {
+                self.bootstrap_over(&id);
+            }
         }
         let Some(pending) = self.pending_kad.remove(&id) else {
             return;

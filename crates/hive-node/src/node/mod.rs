@@ -51,6 +51,7 @@ mod peers;
 mod pubsub;
 mod reach;
 mod routes;
+mod self_lookup;
 mod swarm_events;
 
 pub use errors::{
@@ -227,6 +228,9 @@ pub struct Node {
     /// When each bootstrap peer's failed dial was last reported.
     bootstrap_warned: HashMap<PeerId, Instant>,
     kad_bootstrapped: bool,
+    /// Bootstraps started only to cancel one Kademlia scheduled
+    /// (`self_lookup`).
+    empty_bootstraps: HashSet<libp2p::kad::QueryId>,
     /// When this node's last lookup ended, until its peers are trimmed
     /// (`conns::LOOKUP_LINGER`).
     lookup_over: Option<Instant>,
@@ -393,6 +397,7 @@ impl Node {
             bootstrap_peers: HashMap::new(),
             bootstrap_warned: HashMap::new(),
             kad_bootstrapped: false,
+            empty_bootstraps: HashSet::new(),
             lookup_over: None,
             keeper,
             pending_dials: HashMap::new(),

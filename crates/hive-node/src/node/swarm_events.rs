@@ -135,10 +135,7 @@ impl Node {
             }
         }
         if self.bootstrap_peers.contains_key(&peer_id) && !self.kad_bootstrapped {
-            self.kad_bootstrapped = true;
-            if let Err(e) = self.swarm.behaviour_mut().kad.bootstrap() {
-                tracing::debug!(error = %e, "kademlia bootstrap not started");
-            }
+            self.start_bootstrap();
         }
     }
 
