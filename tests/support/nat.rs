@@ -18,7 +18,7 @@ use std::process::Command;
 
 use anyhow::{bail, Context, Result};
 
-use crate::netns::ip;
+use crate::netns::{ip, veth};
 
 pub struct TwoNats {
     subnet: u32,
@@ -99,7 +99,7 @@ impl TwoNats {
         ] {
             let wan = format!("hnw{side}{tag}");
             let lan = format!("hnl{side}{tag}");
-            link(
+            veth(
                 (
                     &nats.internet,
                     &format!("hnx{side}{tag}"),
@@ -107,7 +107,7 @@ impl TwoNats {
                 ),
                 (nat, &wan, &format!("10.{wan_net}.{subnet}.2/24")),
             )?;
-            link(
+            veth(
                 (nat, &lan, &format!("10.{lan_net}.{subnet}.1/24")),
                 (
                     inside,
@@ -176,19 +176,6 @@ impl TwoNats {
     pub fn public_b(&self) -> String {
         format!("10.219.{}.2", self.subnet)
     }
-}
-
-/// A veth pair between two namespaces, each end with its address, up.
-fn link(a: (&str, &str, &str), b: (&str, &str, &str)) -> Result<()> {
-    let (ns_a, dev_a, addr_a) = a;
-    let (ns_b, dev_b, addr_b) = b;
-    ip(&[
-        "-n", ns_a, "link", "add", dev_a, "type", "veth", "peer", "name", dev_b, "netns", ns_b,
-    ])?;
-    ip(&["-n", ns_a, "addr", "add", addr_a, "dev", dev_a])?;
-    ip(&["-n", ns_b, "addr", "add", addr_b, "dev", dev_b])?;
-    ip(&["-n", ns_a, "link", "set", dev_a, "up"])?;
-    ip(&["-n", ns_b, "link", "set", dev_b, "up"])
 }
 
 impl Drop for TwoNats {

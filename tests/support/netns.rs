@@ -30,6 +30,20 @@ pub fn ip(args: &[&str]) -> Result<()> {
     Ok(())
 }
 
+/// A veth pair between two namespaces, each end `(namespace, device,
+/// address/prefix)`, both up.
+pub fn veth(a: (&str, &str, &str), b: (&str, &str, &str)) -> Result<()> {
+    let (ns_a, dev_a, addr_a) = a;
+    let (ns_b, dev_b, addr_b) = b;
+    ip(&[
+        "-n", ns_a, "link", "add", dev_a, "type", "veth", "peer", "name", dev_b, "netns", ns_b,
+    ])?;
+    ip(&["-n", ns_a, "addr", "add", addr_a, "dev", dev_a])?;
+    ip(&["-n", ns_b, "addr", "add", addr_b, "dev", dev_b])?;
+    ip(&["-n", ns_a, "link", "set", dev_a, "up"])?;
+    ip(&["-n", ns_b, "link", "set", dev_b, "up"])
+}
+
 impl Lan {
     /// Whether this machine lets us make namespaces (root with iproute2).
     pub fn available() -> bool {
@@ -197,40 +211,10 @@ impl Split {
         for (side, ns, net) in [("l", &split.left, 216), ("r", &split.right, 217)] {
             let mid_end = format!("hs{side}m{tag}");
             let side_end = format!("hs{side}s{tag}");
-            ip(&[
-                "-n",
-                &split.middle,
-                "link",
-                "add",
-                &mid_end,
-                "type",
-                "veth",
-                "peer",
-                "name",
-                &side_end,
-                "netns",
-                ns,
-            ])?;
-            ip(&[
-                "-n",
-                &split.middle,
-                "addr",
-                "add",
-                &format!("10.{net}.{subnet}.1/24"),
-                "dev",
-                &mid_end,
-            ])?;
-            ip(&[
-                "-n",
-                ns,
-                "addr",
-                "add",
-                &format!("10.{net}.{subnet}.2/24"),
-                "dev",
-                &side_end,
-            ])?;
-            ip(&["-n", &split.middle, "link", "set", &mid_end, "up"])?;
-            ip(&["-n", ns, "link", "set", &side_end, "up"])?;
+            veth(
+                (&split.middle, &mid_end, &format!("10.{net}.{subnet}.1/24")),
+                (ns, &side_end, &format!("10.{net}.{subnet}.2/24")),
+            )?;
         }
         Ok(split)
     }

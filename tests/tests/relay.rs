@@ -155,13 +155,7 @@ async fn across_the_relay(net: &Split, relay_args: &[&str]) -> anyhow::Result<Ac
         ..Default::default()
     })
     .await?;
-    let relay_peer = wait_for("the relay running", || async {
-        let st = relay.cli_json(&["status"]).await.ok()?;
-        (st["daemon"]["state"] == "running")
-            .then(|| st["peer_id"].as_str().map(str::to_owned))
-            .flatten()
-    })
-    .await?;
+    let relay_peer = running_peer_id(&relay, "the relay running").await?;
     let hidden = Host::start(HostOpts {
         netns: Some(net.left.clone()),
         listen: vec![format!("/ip4/{}/tcp/4203", net.left_addr())],
@@ -243,20 +237,8 @@ async fn a_host_nobody_can_dial_is_reached_only_through_its_relay() -> anyhow::R
     );
 
     // Every connection between the two is still a circuit through the relay.
-    let peers = caller.cli_json(&["peers"]).await?;
-    let to_hidden = peers
-        .as_array()
-        .and_then(|p| p.iter().find(|p| p["peer_id"] == hidden_peer.as_str()))
-        .cloned()
-        .unwrap_or(Value::Null);
-    let addrs: Vec<&str> = to_hidden["connections"]
-        .as_array()
-        .map(|a| a.iter().filter_map(Value::as_str).collect())
-        .unwrap_or_default();
-    assert!(
-        !addrs.is_empty(),
-        "no connection to the hidden host: {peers}"
-    );
+    let addrs = connections_to(&caller, &hidden_peer).await?;
+    assert!(!addrs.is_empty(), "no connection to the hidden host");
     assert!(
         addrs.iter().all(|a| a.contains("/p2p-circuit")),
         "a direct connection to a host with no route to it: {addrs:?}"
@@ -297,6 +279,18 @@ async fn a_relay_slot_is_renewed_before_it_ends() -> anyhow::Result<()> {
         .await?;
     assert_eq!(sent["acknowledged"], true, "{sent}");
     Ok(())
+}
+
+/// The peer id of `host` once its daemon runs (asked through `hive
+/// status`, which also reaches a host inside a network namespace).
+async fn running_peer_id(host: &Host, what: &str) -> anyhow::Result<String> {
+    wait_for(what, || async {
+        let st = host.cli_json(&["status"]).await.ok()?;
+        (st["daemon"]["state"] == "running")
+            .then(|| st["peer_id"].as_str().map(str::to_owned))
+            .flatten()
+    })
+    .await
 }
 
 /// The addresses of `host`'s connections to `peer` (`hive peers`).
@@ -341,13 +335,7 @@ async fn two_hosts_behind_nats_punch_a_hole_and_leave_the_relay() -> anyhow::Res
         ..Default::default()
     })
     .await?;
-    let relay_peer = wait_for("the relay running", || async {
-        let st = relay.cli_json(&["status"]).await.ok()?;
-        (st["daemon"]["state"] == "running")
-            .then(|| st["peer_id"].as_str().map(str::to_owned))
-            .flatten()
-    })
-    .await?;
+    let relay_peer = running_peer_id(&relay, "the relay running").await?;
     // Both on the product's default listen addresses (TCP and QUIC on
     // every interface).
     let b = Host::start(HostOpts {
@@ -380,13 +368,7 @@ async fn two_hosts_behind_nats_punch_a_hole_and_leave_the_relay() -> anyhow::Res
         ..Default::default()
     })
     .await?;
-    let a_peer = wait_for("A running", || async {
-        let st = a.cli_json(&["status"]).await.ok()?;
-        (st["daemon"]["state"] == "running")
-            .then(|| st["peer_id"].as_str().map(str::to_owned))
-            .flatten()
-    })
-    .await?;
+    let a_peer = running_peer_id(&a, "A running").await?;
 
     // B's NAT lets nothing in that B did not ask for: from A's side a TCP
     // connection to B's public address and port gets no answer at all.
