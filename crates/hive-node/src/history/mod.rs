@@ -19,7 +19,7 @@
 //! the writer falls behind, the node stops reading the network until it
 //! catches up (push-back, not loss).
 
-mod budget;
+pub(crate) mod budget;
 mod db;
 mod own;
 
@@ -355,9 +355,10 @@ impl Intake {
         Ok((intake, history, acks))
     }
 
-    /// The history against its byte budget, for the node's `status`.
-    pub fn budget_status(&self) -> hive_proto::HistoryStatus {
-        self.budget.status()
+    /// The history against its byte budget (for `status`), as the writer
+    /// keeps it.
+    pub fn budget(&self) -> Arc<budget::Stats> {
+        self.budget.clone()
     }
 
     /// Queue an entry; past the channel's capacity it is held and the node

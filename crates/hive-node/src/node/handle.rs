@@ -56,6 +56,7 @@ pub struct NodeHandle {
     /// What was refused from remote peers (shared with the node loop).
     pub(super) refusals: Arc<crate::limits::RefusalCounts>,
     pub(super) peer_limits: crate::limits::PeerLimits,
+    pub(super) status_cache: Arc<super::status_cache::StatusCache>,
 }
 
 /// An operation built and not yet handed to the node. Await it for its
@@ -138,6 +139,13 @@ impl NodeHandle {
     /// Identity and state of the node.
     pub fn status(&self) -> Call<StatusResult> {
         self.call("status", Command::Status)
+    }
+
+    /// The answer `status` would get from the loop, when the loop has not
+    /// woken since it last gave one (and at most a second ago); `None`
+    /// otherwise: then ask with [`NodeHandle::status`].
+    pub fn status_now(&self) -> Option<StatusResult> {
+        self.status_cache.fresh()
     }
 
     /// What others can dial: listen addresses, then external ones.

@@ -8,8 +8,10 @@
 //! the loop: they park their reply channel in a pending map keyed by the id
 //! libp2p hands back, and are answered when the matching swarm event arrives.
 //!
-//! This module holds the state, start-up and the loop; each concern is one
-//! `impl Node` block in a child module: `build` (the swarm), `swarm_events`
+//! This module holds the state and start-up; each concern is one `impl Node`
+//! block in a child module: `event_loop` (the loop and the commands),
+//! `status_cache` (`status` answered outside the loop while nothing has
+//! changed), `build` (the swarm), `swarm_events`
 //! (connections, listen addresses, the behaviours' events), `peers` (dials
 //! and what the node says about its peers), `reach` (reachability and relay
 //! slots), `pubsub`, `direct` (direct messages and ping), `dht` (Kademlia)
@@ -20,7 +22,6 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures::StreamExt;
 use hive_proto::{
     ClosestPeersResult, DialResult, Event, FindPeerResult, FindProvidersResult, GetRecordResult,
     ListenAddrsResult, MetricsResult, PeersResult, PingResult, PublishResult, SendResult,
@@ -34,7 +35,7 @@ use libp2p::{Multiaddr, PeerId, Swarm};
 use prometheus_client::registry::Registry;
 use tokio::sync::{mpsc, oneshot, watch};
 
-use crate::behaviour::{Behaviour, DirectAck};
+use crate::behaviour::Behaviour;
 use crate::config::{NodeConfig, Reachability};
 use crate::relays::{Relays, ReservationOutcome};
 
@@ -44,6 +45,7 @@ mod conns;
 mod dht;
 mod direct;
 mod errors;
+mod event_loop;
 mod handle;
 #[cfg(test)]
 mod memory_tests;
@@ -52,6 +54,7 @@ mod pubsub;
 mod reach;
 mod routes;
 mod self_lookup;
+mod status_cache;
 mod swarm_events;
 
 pub use errors::{
@@ -198,7 +201,6 @@ pub struct Node {
     commands: mpsc::Receiver<Command>,
     events: hive_proto::fanout::Fanout<Event>,
     shutdown: watch::Sender<bool>,
-    started: Instant,
     peer_id: PeerId,
     max_message_size: usize,
     /// See [`NodeConfig::bucket_refresh`].
@@ -255,6 +257,8 @@ pub struct Node {
     /// Per-peer rate limits on inbound direct messages, and what they refused.
     direct_limiter: crate::limits::DirectLimiter,
     refusals: Arc<crate::limits::RefusalCounts>,
+    /// The last `status`, answered again while the loop has not woken.
+    status_cache: Arc<status_cache::StatusCache>,
 }
 
 /// The peer id at the end of a multiaddr, if any.
@@ -357,6 +361,11 @@ impl Node {
         let sync = crate::sync::Stats::default();
         let refusals = Arc::<crate::limits::RefusalCounts>::default();
         let (shutdown, shutdown_rx) = watch::channel(false);
+        let status_cache = Arc::new(status_cache::StatusCache::new(
+            sync.clone(),
+            refusals.clone(),
+            intake.budget(),
+        ));
         let handle = NodeHandle {
             commands: commands_tx,
             events: events.clone(),
@@ -371,6 +380,7 @@ impl Node {
             sync: sync.clone(),
             refusals: refusals.clone(),
             peer_limits: config.peer_limits,
+            status_cache: status_cache.clone(),
         };
         let metrics = Metrics::new(&mut registry);
         let node = Node {
@@ -380,7 +390,6 @@ impl Node {
             commands,
             events,
             shutdown,
-            started: Instant::now(),
             peer_id,
             max_message_size: config.max_message_size,
             bucket_refresh: config.bucket_refresh,
@@ -410,6 +419,7 @@ impl Node {
             sync,
             direct_limiter: crate::limits::DirectLimiter::new(&config.peer_limits),
             refusals,
+            status_cache,
         };
         node.launch(&config.bootstrap);
         if config.catch_up {
@@ -418,135 +428,9 @@ impl Node {
         Ok(handle)
     }
 
-    /// Dial the bootstrap peers, look for relays, and run the loop.
-    fn launch(mut self, bootstrap: &[Multiaddr]) {
-        for addr in bootstrap {
-            self.dial_bootstrap(addr);
-        }
-        self.maintain_relays();
-        tokio::spawn(self.run());
-    }
-
-    /// The loop: commands from IPC clients and events from the network.
-    async fn run(mut self) {
-        tracing::info!(peer_id = %self.peer_id, "node running");
-        let mut maintenance = crate::grid_interval(BOOTSTRAP_REDIAL_INTERVAL);
-        loop {
-            tokio::select! {
-                _ = maintenance.tick() => {
-                    self.redial_known_peers();
-                    self.maintain_relays();
-                    self.manage_connections();
-                    self.close_superseded_circuits();
-                }
-                // Peers a recent hand-over held back (see Keeper::flush).
-                _ = sleep_until_some(self.keeper.deferred()), if self.keeper.deferred().is_some() => {
-                    self.keeper.flush();
-                }
-                Some(outcome) = self.relay_outcomes.recv() => {
-                    if let Some(change) = self.relays.on_outcome(outcome) {
-                        self.apply_addr_change(change);
-                    }
-                }
-                command = self.commands.recv() => match command {
-                    Some(command) => self.handle_command(command),
-                    None => break,
-                },
-                Some(acked) = self.acks.recv() => {
-                    let ack = DirectAck::stored(acked.id);
-                    if self.swarm.behaviour_mut().direct.send_response(acked.channel, ack).is_err() {
-                        // The sender gave up; it will retry with the same id.
-                        tracing::debug!("direct message ack could not be sent");
-                    }
-                }
-                // The history is behind: push back on the network until
-                // it has room (nothing is dropped).
-                _ = self.intake.flush(), if !self.intake.accepting() => {}
-                event = self.swarm.select_next_some(), if self.intake.accepting() => {
-                    self.handle_swarm_event(event)
-                }
-            }
-        }
-        tracing::info!("node stopped");
-    }
-
     fn emit(&self, event: Event) {
         // No receiver is fine: nobody is connected to hear it.
         let _ = self.events.send(event);
-    }
-
-    /// One command from a [`NodeHandle`]. Operations that finish at once
-    /// answer here; the others park their reply and are answered by a swarm
-    /// event.
-    fn handle_command(&mut self, command: Command) {
-        match command {
-            Command::Status(reply) => {
-                let _ = reply.send(Ok(self.status()));
-            }
-            Command::ListenAddrs(reply) => {
-                let listen_addrs = self.own_addrs();
-                let _ = reply.send(Ok(ListenAddrsResult { listen_addrs }));
-            }
-            Command::Peers(reply) => {
-                let _ = reply.send(Ok(self.peers()));
-            }
-            Command::PeersAndTopics(reply) => {
-                let peers = self.peers.keys().copied().collect();
-                let _ = reply.send(Ok((peers, self.subscribed_topics())));
-            }
-            Command::Dial { addr, reply } => self.dial(addr, reply),
-            Command::Disconnect { peer, reply } => {
-                // Err means not connected, which is what the caller wants anyway.
-                // Held: the node does not dial it back by itself, and
-                // Kademlia forgets it (its lookups would dial it) until it
-                // connects again.
-                self.keeper.reconnect.hold(peer);
-                self.swarm.behaviour_mut().kad.remove_peer(&peer);
-                let _ = self.swarm.disconnect_peer_id(peer);
-                let _ = reply.send(Ok(()));
-            }
-            Command::Subscribe { topic, reply } => {
-                let _ = reply.send(self.subscribe(&topic));
-            }
-            Command::Unsubscribe { topic, reply } => {
-                let _ = reply.send(self.unsubscribe(&topic));
-            }
-            Command::Topics(reply) => {
-                let _ = reply.send(Ok(self.topics()));
-            }
-            Command::TopicPeers { topic, reply } => {
-                let _ = reply.send(Ok(self.topic_peers(&topic)));
-            }
-            Command::Publish {
-                topic,
-                data,
-                id,
-                reply,
-            } => {
-                let _ = reply.send(self.publish(&topic, data, id));
-            }
-            Command::Send {
-                peer,
-                data,
-                id,
-                reply,
-            } => self.send_direct(peer, data, id, reply),
-            Command::Ping { peer, reply } => self.ping(peer, reply),
-            Command::Shutdown(reply) => {
-                let _ = self.shutdown.send(true);
-                let _ = reply.send(Ok(()));
-            }
-            Command::Metrics(reply) => {
-                let _ = reply.send(self.encode_metrics());
-            }
-            Command::Trim(reply) => {
-                let _ = reply.send(Ok(self.trim_connections(crate::connmgr::Moment::Asked)));
-            }
-            Command::SaveMemory { reply } => {
-                let _ = reply.send(self.keeper.save());
-            }
-            kad => self.handle_kad_command(kad),
-        }
     }
 
     fn encode_metrics(&self) -> Result<MetricsResult, MetricsError> {
@@ -554,14 +438,6 @@ impl Node {
         prometheus_client::encoding::text::encode(&mut text, &self.registry)
             .map_err(|e| MetricsError::Encode(e.to_string()))?;
         Ok(MetricsResult { text })
-    }
-}
-
-/// Sleeps until `at`; never ends for `None` (the branch is disabled then).
-async fn sleep_until_some(at: Option<tokio::time::Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
     }
 }
 

@@ -112,22 +112,24 @@ impl Node {
         }
     }
 
+    /// The loop's own part of `status`; the cache fills in the rest (the
+    /// counters kept outside the loop) and keeps it for the next asker.
     pub(super) fn status(&self) -> StatusResult {
-        StatusResult {
+        self.status_cache.answer(StatusResult {
             peer_id: self.peer_id.to_string(),
             listen_addrs: self.own_addrs(),
             peers: self.peers.len(),
             topics: self.subscribed_topics(),
             pid: std::process::id(),
-            uptime_secs: self.started.elapsed().as_secs_f64(),
+            uptime_secs: 0.0,
             daemon_version: env!("CARGO_PKG_VERSION").to_string(),
             protocol_version: hive_proto::PROTOCOL_VERSION,
             connections: self.conn_manager.as_ref().map(|m| m.limits().into()),
-            sync: self.sync.snapshot(),
+            sync: None,
             reach: Some(self.reach_status()),
-            refused: Some(self.refusals.snapshot()),
-            history: Some(self.intake.budget_status()),
-        }
+            refused: None,
+            history: None,
+        })
     }
 
     pub(super) fn peers(&self) -> PeersResult {

@@ -353,7 +353,7 @@ where
             );
             // Handed over here, in arrival order, so pipelined requests
             // take effect in order; only the answers are awaited later.
-            let answer = super::dispatch::submit(ctx, op).await;
+            let answer = super::dispatch::submit(ctx, op, pending.is_empty()).await;
             pending.push(
                 async move {
                     tracing::debug!("request");

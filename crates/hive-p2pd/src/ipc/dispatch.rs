@@ -24,10 +24,16 @@ pub type Answer = BoxFuture<'static, Result<Value, ErrorBody>>;
 /// Hand `op` to the node now and return its answer to come. Operations
 /// submitted one after another reach the node in that order, so pipelined
 /// requests (publishes above all) take effect in the order they came.
-pub async fn submit(ctx: &Arc<Context>, op: Op) -> Answer {
+/// `alone`: none of the connection's earlier requests is still unanswered,
+/// so a `status` may be answered from the node's last one (see
+/// `NodeHandle::status_now`) without overtaking anything of this client's.
+pub async fn submit(ctx: &Arc<Context>, op: Op, alone: bool) -> Answer {
     let node = &ctx.node;
     match op {
-        Op::Status => queue(node.status()).await,
+        Op::Status => match alone.then(|| node.status_now()).flatten() {
+            Some(status) => futures::future::ready(json(&status)).boxed(),
+            None => queue(node.status()).await,
+        },
         Op::ListenAddrs => queue(node.listen_addrs()).await,
         Op::Dial { addr } => match parse_addr(&addr) {
             Ok(addr) => queue(node.dial(addr)).await,
