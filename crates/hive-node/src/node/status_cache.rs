@@ -20,6 +20,8 @@ use std::time::{Duration, Instant};
 
 use hive_proto::StatusResult;
 
+use crate::lock;
+
 /// The longest a snapshot answers for the loop.
 pub(super) const MAX_AGE: Duration = Duration::from_secs(1);
 
@@ -68,7 +70,7 @@ impl StatusCache {
             taken: Instant::now(),
             status: status.clone(),
         };
-        *self.lock() = Some(snapshot);
+        *lock(&self.snapshot) = Some(snapshot);
         self.complete(status)
     }
 
@@ -77,7 +79,7 @@ impl StatusCache {
     pub(super) fn fresh(&self) -> Option<StatusResult> {
         let generation = self.generation.load(Ordering::Acquire);
         let status = {
-            let snapshot = self.lock();
+            let snapshot = lock(&self.snapshot);
             let s = snapshot.as_ref()?;
             if s.generation != generation || s.taken.elapsed() > MAX_AGE {
                 return None;
@@ -93,14 +95,6 @@ impl StatusCache {
         status.refused = Some(self.refusals.snapshot());
         status.history = Some(self.budget.status());
         status
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, Option<Snapshot>> {
-        // A panic while the lock was held left a whole snapshot or none:
-        // either is safe to read.
-        self.snapshot
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 
@@ -161,7 +155,7 @@ mod tests {
     fn a_snapshot_older_than_its_age_goes_through_the_loop() {
         let cache = cache();
         cache.answer(status(1));
-        if let Some(s) = cache.lock().as_mut() {
+        if let Some(s) = lock(&cache.snapshot).as_mut() {
             s.taken -= MAX_AGE + Duration::from_millis(1);
         }
         assert!(cache.fresh().is_none());
