@@ -21,6 +21,7 @@ pub mod relays;
 pub mod scoring;
 pub mod sync;
 pub mod unslash;
+pub mod webrtc;
 pub mod webtransport;
 
 pub use config::{NodeConfig, TcpSecurity, DEFAULT_MAX_MESSAGE_SIZE};

@@ -58,10 +58,17 @@ fn main() -> ExitCode {
     }
 }
 
+/// The default log filter (`RUST_LOG` replaces it). webrtc-rs logs each
+/// connection's state changes at info, a dozen lines per webrtc-direct
+/// connection, and libp2p-webrtc each stream dropped: warnings only from
+/// them by default.
+const DEFAULT_LOG_FILTER: &str = "info,webrtc=warn,webrtc_ice=warn,webrtc_mdns=warn,\
+    webrtc_dtls=warn,webrtc_sctp=warn,libp2p_webrtc=warn,libp2p_webrtc_utils=warn";
+
 /// Logs go to stderr only: stdout belongs to the ready line.
 fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(DEFAULT_LOG_FILTER));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

@@ -71,7 +71,8 @@ pub(super) struct Parts {
 }
 
 /// TCP with Noise or TLS (go's daemon offers both; `-noise=false` or
-/// `-tls=false` leaves the other alone) and Yamux, and QUIC;
+/// `-tls=false` leaves the other alone) and Yamux, QUIC, WebTransport and
+/// webrtc-direct;
 /// each muxer wrapped so that protocol names without a leading slash can be
 /// negotiated (see `unslash`). Noise is proposed first: with TLS first a
 /// CONNECT between two daemons took about 50 ms here instead of 3; peers
@@ -83,6 +84,9 @@ pub(super) fn swarm(
 ) -> Result<Swarm<Behaviour>, NodeError> {
     use libp2p::Transport as _;
     let build = |e: &dyn std::fmt::Display| NodeError::Build(e.to_string());
+    let webrtc_certificate =
+        crate::webrtc::certificate(config.state_file.as_deref().and_then(|f| f.parent()))
+            .map_err(|e| build(&e))?;
     let Parts {
         named,
         streams,
@@ -106,6 +110,14 @@ pub(super) fn swarm(
                     crate::webtransport::Transport::new(key.clone()).map(|(peer, connection), _| {
                         (peer, crate::unslash::Unslash::new(connection))
                     })
+                })
+                .map_err(|e| build(&e))?
+                // webrtc-direct: DTLS and SCTP data channels, Noise inside;
+                // its data channels are the streams, no yamux either.
+                .with_other_transport(|key| {
+                    crate::webrtc::Transport::new(key.clone(), webrtc_certificate).map(
+                        |(peer, connection), _| (peer, crate::unslash::Unslash::new(connection)),
+                    )
                 })
                 .map_err(|e| build(&e))?
                 // Circuits through relays, secured and multiplexed like TCP.

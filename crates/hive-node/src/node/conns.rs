@@ -44,6 +44,39 @@ const LOOKUP_LINGER: std::time::Duration = std::time::Duration::from_secs(1);
 const CIRCUIT_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
 
 impl Node {
+    /// A failed ping closes a webrtc-direct connection, and only such a one.
+    /// rust-libp2p's WebRTC connection never reports that its peer is gone:
+    /// a peer killed for good stayed "connected" here for as long as it was
+    /// watched (two minutes; its ICE agent had closed after 36 s), and a
+    /// peer restarted on the same port answers the old session's ICE checks
+    /// (ufrag and password are one value) while its DTLS and SCTP are new,
+    /// so the old connection carries nothing, for ever. TCP and QUIC end such
+    /// connections by themselves (a reset; QUIC's idle timeout and stateless
+    /// reset), and a ping late under load must not close them.
+    pub(super) fn on_ping_failed(
+        &mut self,
+        peer: PeerId,
+        connection: libp2p::swarm::ConnectionId,
+        error: &libp2p::ping::Failure,
+    ) {
+        let Some(addr) = self
+            .peers
+            .get(&peer)
+            .and_then(|state| state.connections.get(&connection))
+        else {
+            return;
+        };
+        if addr.iter().any(|p| matches!(p, Protocol::WebRTCDirect)) {
+            // All of the peer's connections go, not this one alone: while
+            // one stays, gossipsub takes a restarted peer's new connection
+            // for one more of a peer it knows and never sends it this node's
+            // subscriptions again, so the peer would never publish here.
+            // Dialed again afresh, both sides start over.
+            tracing::info!(%peer, %addr, %error, "webrtc-direct connection failed its ping: disconnecting the peer");
+            let _ = self.swarm.disconnect_peer_id(peer);
+        }
+    }
+
     /// Close relayed connections to peers that have had a direct one for
     /// [`CIRCUIT_GRACE`] (on the maintenance tick).
     pub(super) fn close_superseded_circuits(&mut self) {

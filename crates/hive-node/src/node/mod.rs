@@ -273,11 +273,11 @@ fn peer_of(addr: &Multiaddr) -> Option<PeerId> {
 /// Hive does not have.
 fn missing_transport(addr: &Multiaddr) -> Option<&'static str> {
     addr.iter().find_map(|p| match p {
-        Protocol::WebRTCDirect | Protocol::WebRTC => Some(
-            "hive-p2pd has no WebRTC transport (it listens on TCP, QUIC and WebTransport); leave this address out",
+        Protocol::WebRTC => Some(
+            "hive-p2pd has no browser-to-browser WebRTC (`/webrtc`); it listens on webrtc-direct (`/udp/PORT/webrtc-direct`), TCP, QUIC and WebTransport",
         ),
         Protocol::Ws(_) | Protocol::Wss(_) => Some(
-            "hive-p2pd has no WebSocket transport for libp2p (it listens on TCP, QUIC and WebTransport); leave this address out",
+            "hive-p2pd has no WebSocket transport for libp2p (it listens on TCP, QUIC, WebTransport and webrtc-direct); leave this address out",
         ),
         Protocol::P2pCircuit => Some(
             "a relayed address is not listened on: use --relay RELAY-ADDR (or -autoRelay) to take a slot on a relay",

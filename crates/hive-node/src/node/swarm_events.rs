@@ -207,7 +207,11 @@ impl Node {
                     state.rtt = Some(rtt);
                 }
             }
-            BehaviourEvent::Ping(_) => {}
+            BehaviourEvent::Ping(ping::Event {
+                peer,
+                connection,
+                result: Err(error),
+            }) => self.on_ping_failed(peer, connection, &error),
             BehaviourEvent::Mdns(mdns::Event::Discovered(found)) => self.on_discovered(found),
             BehaviourEvent::Mdns(mdns::Event::Expired(_)) => {}
             BehaviourEvent::Kad(event) => self.handle_kad(event),

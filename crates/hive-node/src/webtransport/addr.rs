@@ -100,7 +100,10 @@ mod tests {
         let addr = to_multiaddr("127.0.0.1:4001".parse().unwrap(), &[hash]);
         let with_peer = addr.clone().with(Protocol::P2p(libp2p::PeerId::random()));
         let parsed = parse(&with_peer).unwrap();
-        assert_eq!(parsed.socket, "127.0.0.1:4001".parse().unwrap());
+        assert_eq!(
+            parsed.socket,
+            "127.0.0.1:4001".parse::<std::net::SocketAddr>().unwrap()
+        );
         assert_eq!(parsed.certhashes, vec![hash]);
         assert_eq!(sha256_of(&parsed.certhashes[0]), Some([7; 32]));
         let plain_quic: Multiaddr = "/ip4/127.0.0.1/udp/4001/quic-v1".parse().unwrap();
